@@ -1,0 +1,230 @@
+//! Building and running the monitor: configuration in, supervised tasks out.
+//!
+//! [`App::build`] does everything that can fail at start-up (config, store,
+//! listener, HTTP client) so a misconfigured process stops before any task
+//! runs; [`App::run`] hands the tasks of the chosen roles to the supervisor
+//! and returns when they have all stopped.
+
+use crate::bus::{self, Bus};
+use crate::cli::Roles;
+use crate::config::{DatabaseUrl, Settings};
+use crate::http::{self, AppState};
+use crate::recorder::{self, BatchLimits};
+use crate::scheduler;
+use crate::store::{Store, StoreError};
+use crate::supervise::{self, GaveUp, Policy, Stage, Task, TaskError};
+use crate::worker::{self, Checker, PoolLimits, check::ClientError};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+/// Why the monitor could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The roles asked for cannot run with this configuration.
+    #[error("--role: {0}")]
+    Roles(String),
+    /// A configured backend is not part of this build.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The listen address could not be bound.
+    #[error("server.bind: cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The HTTP client could not be built.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// A task kept failing.
+    #[error(transparent)]
+    GaveUp(#[from] GaveUp),
+}
+
+/// A monitor ready to run.
+pub struct App {
+    settings: Settings,
+    roles: Roles,
+    store: Store,
+    bus: Bus,
+    listener: Option<std::net::TcpListener>,
+    checker: Option<Checker>,
+}
+
+impl App {
+    /// Validates the roles against the settings, opens the store, builds the
+    /// bus and binds the listener.
+    pub async fn build(settings: Settings, roles: Roles) -> Result<Self, AppError> {
+        if !roles.is_all() {
+            let pg = matches!(settings.database.url, DatabaseUrl::Postgres(_));
+            if settings.queue.url.is_none() || !pg {
+                return Err(AppError::Roles(
+                    "roles other than `all` need a RabbitMQ queue.url (RABBITMQ_URL) and a \
+                     PostgreSQL database.url (DATABASE_URL), shared by every process"
+                        .into(),
+                ));
+            }
+        }
+        if settings.queue.url.is_some() {
+            return Err(AppError::Unsupported(
+                "queue.url: the RabbitMQ bus is not supported by this build yet; \
+                 leave queue.url (RABBITMQ_URL) empty for the in-process bus"
+                    .into(),
+            ));
+        }
+        // reqwest is built without a default TLS provider; pick ring once.
+        // An error means one is installed already, which is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+
+        let store = Store::open(&settings.database.url, settings.database.pool_size).await?;
+        let bus = Bus::in_process(bus::Capacities {
+            jobs: (settings.worker.concurrency * 4).max(1024),
+            results: (settings.recorder.batch_size * 8).max(1024),
+            events: settings.ws.send_queue,
+            schedule: 4096,
+        });
+        let listener = if roles.api {
+            let addr = settings.server.bind;
+            let l = std::net::TcpListener::bind(addr)
+                .map_err(|source| AppError::Bind { addr, source })?;
+            l.set_nonblocking(true)
+                .map_err(|source| AppError::Bind { addr, source })?;
+            Some(l)
+        } else {
+            None
+        };
+        let checker = if roles.worker {
+            Some(Checker::new(settings.worker.max_body_bytes)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            settings,
+            roles,
+            store,
+            bus,
+            listener,
+            checker,
+        })
+    }
+
+    /// Where the HTTP server listens, if this process serves HTTP.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Runs every task of the chosen roles until `stop` resolves, then shuts
+    /// down in order (see [`crate::supervise`]).
+    pub async fn run(self, stop: impl Future<Output = ()>) -> Result<(), AppError> {
+        let mut tasks = Vec::new();
+        if let Some(listener) = self.listener {
+            tasks.push(http_task(
+                listener,
+                self.store.clone(),
+                self.bus.clone(),
+                &self.settings,
+            ));
+        }
+        if self.roles.scheduler {
+            let (store, bus) = (self.store.clone(), self.bus.clone());
+            tasks.push(Task::new("scheduler", Stage::Intake, move |token| {
+                scheduler::run(store.clone(), bus.clone(), token)
+            }));
+        }
+        if let Some(checker) = self.checker {
+            let bus = self.bus.clone();
+            let limits = PoolLimits {
+                concurrency: self.settings.worker.concurrency,
+                shutdown_grace: Duration::from_secs(self.settings.worker.shutdown_grace_s),
+            };
+            tasks.push(Task::new("worker", Stage::Intake, move |token| {
+                worker::run(bus.clone(), checker.clone(), limits, token)
+            }));
+        }
+        if self.roles.recorder() {
+            let (store, bus) = (self.store.clone(), self.bus.clone());
+            let limits = BatchLimits {
+                max_batch: self.settings.recorder.batch_size,
+                max_wait: Duration::from_millis(self.settings.recorder.flush_ms),
+            };
+            tasks.push(Task::new("recorder", Stage::Drain, move |token| {
+                recorder::run(store.clone(), bus.clone(), limits, token)
+            }));
+        }
+        let policy = Policy {
+            intake_deadline: Duration::from_secs(self.settings.worker.shutdown_grace_s + 2),
+            ..Policy::default()
+        };
+        supervise::run(tasks, policy, stop).await?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+fn http_task(listener: std::net::TcpListener, store: Store, bus: Bus, settings: &Settings) -> Task {
+    let server_settings = settings.server.clone();
+    let ws = settings.ws.clone();
+    let max_logs_limit = settings.api.max_logs_limit;
+    // Shared across restarts: a restarted server must not admit more clients.
+    let ws_slots = Arc::new(Semaphore::new(ws.max_clients));
+    Task::new("http", Stage::Intake, move |token: CancellationToken| {
+        let state = AppState {
+            store: store.clone(),
+            bus: bus.clone(),
+            max_logs_limit,
+            ws: ws.clone(),
+            ws_slots: Arc::clone(&ws_slots),
+            shutdown: token.clone(),
+        };
+        let listener = listener.try_clone();
+        let server_settings = server_settings.clone();
+        async move {
+            let server = http::server(state, listener?, &server_settings)?;
+            let handle = server.handle();
+            let mut running = tokio::spawn(server);
+            tokio::select! {
+                ended = &mut running => {
+                    ended??;
+                    Err::<(), TaskError>("the HTTP server stopped by itself".into())
+                }
+                () = token.cancelled() => {
+                    handle.stop(true).await;
+                    let _ = running.await;
+                    Ok(())
+                }
+            }
+        }
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => tracing::info!(signal = "SIGINT", "stop requested"),
+        () = term => tracing::info!(signal = "SIGTERM", "stop requested"),
+    }
+}

@@ -1,0 +1,194 @@
+//! The in-process bus: bounded tokio channels.
+//!
+//! Queues (jobs, results) are mpsc channels with one consumer each. The
+//! receiver lives in a slot so a restarted consumer task can take it again:
+//! the [`Consumer`] puts it back when dropped. Fan-outs (events, schedule
+//! updates) are broadcast rings, bounded by construction.
+
+use super::{BusError, Capacities};
+use crate::domain::event::ScheduleUpdate;
+use crate::domain::{CheckJob, CheckResult};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{broadcast, mpsc};
+
+type Slot<T> = Arc<Mutex<Option<mpsc::Receiver<T>>>>;
+
+/// Bounded channels standing in for a broker.
+pub struct InProcessBus {
+    jobs_tx: mpsc::Sender<CheckJob>,
+    jobs_rx: Slot<CheckJob>,
+    results_tx: mpsc::Sender<CheckResult>,
+    results_rx: Slot<CheckResult>,
+    events: broadcast::Sender<Arc<str>>,
+    schedule: broadcast::Sender<ScheduleUpdate>,
+}
+
+impl InProcessBus {
+    /// Builds the channels.
+    pub fn new(caps: Capacities) -> Self {
+        let (jobs_tx, jobs_rx) = mpsc::channel(caps.jobs.max(1));
+        let (results_tx, results_rx) = mpsc::channel(caps.results.max(1));
+        let (events, _) = broadcast::channel(caps.events.max(1));
+        let (schedule, _) = broadcast::channel(caps.schedule.max(1));
+        Self {
+            jobs_tx,
+            jobs_rx: Arc::new(Mutex::new(Some(jobs_rx))),
+            results_tx,
+            results_rx: Arc::new(Mutex::new(Some(results_rx))),
+            events,
+            schedule,
+        }
+    }
+
+    pub(super) async fn publish_job(&self, job: CheckJob) -> Result<(), BusError> {
+        self.jobs_tx.send(job).await.map_err(|_| BusError::Closed)
+    }
+
+    pub(super) fn consume_jobs(&self) -> Result<Consumer<CheckJob>, BusError> {
+        Consumer::take(&self.jobs_rx, "jobs")
+    }
+
+    pub(super) async fn publish_result(&self, result: CheckResult) -> Result<(), BusError> {
+        self.results_tx
+            .send(result)
+            .await
+            .map_err(|_| BusError::Closed)
+    }
+
+    pub(super) fn consume_results(&self) -> Result<Consumer<CheckResult>, BusError> {
+        Consumer::take(&self.results_rx, "results")
+    }
+
+    pub(super) fn publish_event(&self, text: Arc<str>) {
+        // An error only means nobody is listening right now.
+        let _ = self.events.send(text);
+    }
+
+    pub(super) fn subscribe_events(&self) -> broadcast::Receiver<Arc<str>> {
+        self.events.subscribe()
+    }
+
+    pub(super) fn publish_schedule(&self, update: ScheduleUpdate) {
+        let _ = self.schedule.send(update);
+    }
+
+    pub(super) fn subscribe_schedule(&self) -> broadcast::Receiver<ScheduleUpdate> {
+        self.schedule.subscribe()
+    }
+}
+
+/// The one consumer of an in-process queue; gives the receiver back on drop.
+pub struct Consumer<T> {
+    rx: Option<mpsc::Receiver<T>>,
+    slot: Slot<T>,
+}
+
+impl<T> Consumer<T> {
+    fn take(slot: &Slot<T>, name: &'static str) -> Result<Self, BusError> {
+        let rx = slot
+            .lock()
+            .map_err(|_| BusError::Busy(name))?
+            .take()
+            .ok_or(BusError::Busy(name))?;
+        Ok(Self {
+            rx: Some(rx),
+            slot: Arc::clone(slot),
+        })
+    }
+
+    /// Waits for the next message.
+    pub async fn next(&mut self) -> Option<T> {
+        self.rx.as_mut()?.recv().await
+    }
+
+    /// A message already queued, if any.
+    pub fn try_next(&mut self) -> Option<T> {
+        self.rx.as_mut()?.try_recv().ok()
+    }
+}
+
+impl<T> Drop for Consumer<T> {
+    fn drop(&mut self) {
+        if let (Some(rx), Ok(mut slot)) = (self.rx.take(), self.slot.lock()) {
+            *slot = Some(rx);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Bus;
+    use super::*;
+
+    fn caps(n: usize) -> Capacities {
+        Capacities {
+            jobs: n,
+            results: n,
+            events: n,
+            schedule: n,
+        }
+    }
+
+    fn job(id: i64) -> CheckJob {
+        CheckJob {
+            service_id: id,
+            url: "http://127.0.0.1:1/".into(),
+            timeout_ms: 1000,
+            interval_ms: 1000,
+            expected_statuses: None,
+            scheduled_at: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_queue_has_one_consumer_that_can_be_taken_again() {
+        let bus = Bus::in_process(caps(4));
+        let first = bus.consume_jobs().unwrap();
+        assert!(matches!(bus.consume_jobs(), Err(BusError::Busy("jobs"))));
+        drop(first);
+        let mut again = bus.consume_jobs().unwrap();
+        bus.publish_job(job(7)).await.unwrap();
+        assert_eq!(again.next().await.unwrap().msg.service_id, 7);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_makes_the_publisher_wait_not_grow() {
+        let bus = Bus::in_process(caps(2));
+        bus.publish_job(job(1)).await.unwrap();
+        bus.publish_job(job(2)).await.unwrap();
+        let third = tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            bus.publish_job(job(3)),
+        );
+        assert!(third.await.is_err(), "the third job must wait for room");
+        let mut c = bus.consume_jobs().unwrap();
+        assert_eq!(c.next().await.unwrap().msg.service_id, 1);
+        bus.publish_job(job(3)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn every_subscriber_sees_every_event_and_laggards_are_told() {
+        let bus = Bus::in_process(caps(2));
+        let mut a = bus.subscribe_events();
+        let mut b = bus.subscribe_events();
+        let ev = crate::domain::Event::Check {
+            service_id: 1,
+            name: "x".into(),
+            status: crate::domain::Status::Up,
+            latency: 1,
+            status_code: Some(200),
+            error: None,
+            checked_at: 0,
+        };
+        bus.publish_event(&ev).unwrap();
+        assert!(a.recv().await.unwrap().contains("\"type\":\"check\""));
+        assert!(b.recv().await.unwrap().contains("\"type\":\"check\""));
+        for _ in 0..3 {
+            bus.publish_event(&ev).unwrap();
+        }
+        assert!(matches!(
+            a.recv().await,
+            Err(broadcast::error::RecvError::Lagged(_))
+        ));
+    }
+}

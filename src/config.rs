@@ -1,0 +1,496 @@
+//! Configuration: compiled-in defaults, `--config FILE`, `.env`, then the
+//! environment (later wins), checked in full before anything starts.
+//!
+//! Every value is validated here so a bad one stops start-up with one line
+//! naming its key, instead of surfacing later from deep inside a task.
+
+use config::{Config, Environment, File, FileFormat};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The defaults, compiled in.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// A configuration value that cannot be used, named by its key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A key's value is invalid.
+    #[error("{key}: {message}")]
+    Invalid {
+        /// Dotted key, e.g. `server.bind`.
+        key: String,
+        /// What is wrong and what is expected.
+        message: String,
+    },
+    /// A source could not be read or parsed.
+    #[error("{0}")]
+    Source(#[from] config::ConfigError),
+    /// The `.env` file could not be parsed.
+    #[error(".env: {0}")]
+    DotEnv(String),
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// Where data is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// An SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL connection URL.
+    Postgres(String),
+}
+
+/// The validated settings of one process.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// HTTP server.
+    pub server: ServerSettings,
+    /// Store.
+    pub database: DatabaseSettings,
+    /// Bus.
+    pub queue: QueueSettings,
+    /// Worker pool.
+    pub worker: WorkerSettings,
+    /// Recorder batching.
+    pub recorder: RecorderSettings,
+    /// WebSocket limits.
+    pub ws: WsSettings,
+    /// REST API limits.
+    pub api: ApiSettings,
+}
+
+/// `[server]`
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Listen address.
+    pub bind: SocketAddr,
+    /// Seconds a request may take to arrive.
+    pub client_request_timeout_s: u64,
+    /// Idle keep-alive seconds.
+    pub keep_alive_s: u64,
+}
+
+/// `[database]`
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    /// Which store, and where.
+    pub url: DatabaseUrl,
+    /// Pool size.
+    pub pool_size: usize,
+}
+
+/// `[queue]`
+#[derive(Debug, Clone)]
+pub struct QueueSettings {
+    /// RabbitMQ URL; `None` means the in-process bus.
+    pub url: Option<String>,
+    /// Prefix of exchange and queue names.
+    pub prefix: String,
+}
+
+/// `[worker]`
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// Checks at once.
+    pub concurrency: usize,
+    /// Body bytes read per check.
+    pub max_body_bytes: usize,
+    /// Seconds in-flight checks get at shutdown.
+    pub shutdown_grace_s: u64,
+}
+
+/// `[recorder]`
+#[derive(Debug, Clone)]
+pub struct RecorderSettings {
+    /// Results per transaction.
+    pub batch_size: usize,
+    /// Longest wait for a batch, ms.
+    pub flush_ms: u64,
+}
+
+/// `[ws]`
+#[derive(Debug, Clone)]
+pub struct WsSettings {
+    /// Clients at once.
+    pub max_clients: usize,
+    /// Events a client may lag by.
+    pub send_queue: usize,
+    /// Seconds between pings.
+    pub ping_interval_s: u64,
+}
+
+/// `[api]`
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// Largest logs page.
+    pub max_logs_limit: i64,
+}
+
+#[derive(Debug, Deserialize)]
+struct Raw {
+    server: RawServer,
+    database: RawDatabase,
+    queue: RawQueue,
+    worker: RawWorker,
+    recorder: RawRecorder,
+    ws: RawWs,
+    api: RawApi,
+}
+#[derive(Debug, Deserialize)]
+struct RawServer {
+    bind: String,
+    client_request_timeout_s: i64,
+    keep_alive_s: i64,
+}
+#[derive(Debug, Deserialize)]
+struct RawDatabase {
+    url: String,
+    pool_size: i64,
+}
+#[derive(Debug, Deserialize)]
+struct RawQueue {
+    url: String,
+    prefix: String,
+}
+#[derive(Debug, Deserialize)]
+struct RawWorker {
+    concurrency: i64,
+    max_body_bytes: i64,
+    shutdown_grace_s: i64,
+}
+#[derive(Debug, Deserialize)]
+struct RawRecorder {
+    batch_size: i64,
+    flush_ms: i64,
+}
+#[derive(Debug, Deserialize)]
+struct RawWs {
+    max_clients: i64,
+    send_queue: i64,
+    ping_interval_s: i64,
+}
+#[derive(Debug, Deserialize)]
+struct RawApi {
+    max_logs_limit: i64,
+}
+
+/// Reads `.env` from the working directory into the environment, without
+/// overriding variables that are already set (the environment wins).
+pub fn load_dotenv() -> Result<(), ConfigError> {
+    match dotenvy::from_path(".env") {
+        Ok(()) => Ok(()),
+        Err(e) if e.not_found() => Ok(()),
+        Err(e) => Err(ConfigError::DotEnv(e.to_string())),
+    }
+}
+
+/// A snapshot of environment variables: the process's in production, a
+/// literal list in tests (so tests never mutate the shared environment).
+pub type EnvVars = std::collections::HashMap<String, String>;
+
+/// Loads and validates the settings from every source, with `env` as the
+/// environment.
+pub fn load_with(config_file: Option<&Path>, env: &EnvVars) -> Result<Settings, ConfigError> {
+    let mut builder = Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
+    if let Some(path) = config_file {
+        if !path.is_file() {
+            return Err(invalid(
+                "--config",
+                format!("{} is not a readable file", path.display()),
+            ));
+        }
+        builder = builder.add_source(File::from(path).required(true));
+    }
+    let namespaced: config::Map<String, String> = env
+        .iter()
+        .filter(|(k, _)| k.starts_with("HEALTHMON__"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    builder = builder.add_source(
+        Environment::with_prefix("HEALTHMON")
+            .prefix_separator("__")
+            .separator("__")
+            .source(Some(namespaced)),
+    );
+
+    // The short names of the original notes count only where the
+    // HEALTHMON__ form is absent, so the namespaced key always wins.
+    let nonempty = |k: &str| env.get(k).filter(|v| !v.trim().is_empty()).cloned();
+    if nonempty("HEALTHMON__DATABASE__URL").is_none() {
+        if let Some(url) = nonempty("DATABASE_URL") {
+            builder = builder.set_override("database.url", url)?;
+        } else if let Some(url) = postgres_url_from_parts(&nonempty)? {
+            builder = builder.set_override("database.url", url)?;
+        }
+    }
+    if nonempty("HEALTHMON__QUEUE__URL").is_none()
+        && let Some(url) = nonempty("RABBITMQ_URL")
+    {
+        builder = builder.set_override("queue.url", url)?;
+    }
+    let raw: Raw = builder.build()?.try_deserialize()?;
+    validate(raw)
+}
+
+/// Loads `.env`, then the settings from the process environment.
+pub fn load(config_file: Option<&Path>) -> Result<Settings, ConfigError> {
+    load_dotenv()?;
+    load_with(config_file, &std::env::vars().collect())
+}
+
+fn postgres_url_from_parts(
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<String>, ConfigError> {
+    let (host, user, name) = (env("DB_HOST"), env("DB_USER"), env("DB_NAME"));
+    if host.is_none() && user.is_none() && name.is_none() {
+        return Ok(None);
+    }
+    let (Some(host), Some(user), Some(name)) = (host, user, name) else {
+        return Err(invalid(
+            "DB_HOST/DB_USER/DB_NAME",
+            "set all three (and DB_PASSWORD, DB_PORT if needed) or none",
+        ));
+    };
+    let port = env("DB_PORT").unwrap_or_else(|| "5432".into());
+    if port.parse::<u16>().is_err() {
+        return Err(invalid("DB_PORT", format!("{port:?} is not a port number")));
+    }
+    let mut url =
+        url::Url::parse("postgres://localhost/").map_err(|e| invalid("DB_HOST", e.to_string()))?;
+    url.set_host(Some(&host))
+        .map_err(|e| invalid("DB_HOST", format!("{host:?}: {e}")))?;
+    let _ = url.set_port(port.parse().ok());
+    let _ = url.set_username(&user);
+    if let Some(pw) = env("DB_PASSWORD") {
+        let _ = url.set_password(Some(&pw));
+    }
+    url.set_path(&name);
+    Ok(Some(url.to_string()))
+}
+
+fn in_range(key: &str, v: i64, min: i64, max: i64) -> Result<i64, ConfigError> {
+    if (min..=max).contains(&v) {
+        Ok(v)
+    } else {
+        Err(invalid(key, format!("{v} is out of range {min}..={max}")))
+    }
+}
+
+/// Parses `database.url`.
+pub fn parse_database_url(raw: &str) -> Result<DatabaseUrl, ConfigError> {
+    let raw = raw.trim();
+    if let Some(rest) = raw
+        .strip_prefix("sqlite://")
+        .or_else(|| raw.strip_prefix("sqlite:"))
+    {
+        if rest.is_empty() || rest.contains(":memory:") {
+            return Err(invalid(
+                "database.url",
+                "sqlite needs a file path, e.g. sqlite://healthmon.db",
+            ));
+        }
+        Ok(DatabaseUrl::Sqlite(PathBuf::from(rest)))
+    } else if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+        url::Url::parse(raw)
+            .map_err(|e| invalid("database.url", format!("bad PostgreSQL URL: {e}")))?;
+        Ok(DatabaseUrl::Postgres(raw.to_owned()))
+    } else {
+        let scheme = raw.split(':').next().unwrap_or_default();
+        Err(invalid(
+            "database.url",
+            format!("unknown scheme {scheme:?}; use sqlite://PATH or postgres://..."),
+        ))
+    }
+}
+
+fn validate(raw: Raw) -> Result<Settings, ConfigError> {
+    let bind: SocketAddr = raw.server.bind.trim().parse().map_err(|_| {
+        invalid(
+            "server.bind",
+            format!(
+                "{:?} is not an address like 127.0.0.1:8088",
+                raw.server.bind
+            ),
+        )
+    })?;
+    let queue_url = match raw.queue.url.trim() {
+        "" => None,
+        u if u.starts_with("amqp://") || u.starts_with("amqps://") => Some(u.to_owned()),
+        u => {
+            let scheme = u.split(':').next().unwrap_or_default();
+            return Err(invalid(
+                "queue.url",
+                format!("unknown scheme {scheme:?}; use amqp://... or leave empty"),
+            ));
+        }
+    };
+    let prefix = raw.queue.prefix.trim().to_owned();
+    if prefix.is_empty()
+        || !prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(invalid(
+            "queue.prefix",
+            "use letters, digits, '-', '_' or '.'",
+        ));
+    }
+    Ok(Settings {
+        server: ServerSettings {
+            bind,
+            client_request_timeout_s: in_range(
+                "server.client_request_timeout_s",
+                raw.server.client_request_timeout_s,
+                1,
+                600,
+            )? as u64,
+            keep_alive_s: in_range("server.keep_alive_s", raw.server.keep_alive_s, 0, 3600)? as u64,
+        },
+        database: DatabaseSettings {
+            url: parse_database_url(&raw.database.url)?,
+            pool_size: in_range("database.pool_size", raw.database.pool_size, 1, 256)? as usize,
+        },
+        queue: QueueSettings {
+            url: queue_url,
+            prefix,
+        },
+        worker: WorkerSettings {
+            concurrency: in_range("worker.concurrency", raw.worker.concurrency, 1, 100_000)?
+                as usize,
+            max_body_bytes: in_range(
+                "worker.max_body_bytes",
+                raw.worker.max_body_bytes,
+                0,
+                16 << 20,
+            )? as usize,
+            shutdown_grace_s: in_range(
+                "worker.shutdown_grace_s",
+                raw.worker.shutdown_grace_s,
+                0,
+                60,
+            )? as u64,
+        },
+        recorder: RecorderSettings {
+            batch_size: in_range("recorder.batch_size", raw.recorder.batch_size, 1, 10_000)?
+                as usize,
+            flush_ms: in_range("recorder.flush_ms", raw.recorder.flush_ms, 1, 10_000)? as u64,
+        },
+        ws: WsSettings {
+            max_clients: in_range("ws.max_clients", raw.ws.max_clients, 1, 1_000_000)? as usize,
+            send_queue: in_range("ws.send_queue", raw.ws.send_queue, 1, 1 << 20)? as usize,
+            ping_interval_s: in_range("ws.ping_interval_s", raw.ws.ping_interval_s, 1, 3600)?
+                as u64,
+        },
+        api: ApiSettings {
+            max_logs_limit: in_range("api.max_logs_limit", raw.api.max_logs_limit, 1, 100_000)?,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_env(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let env: EnvVars = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        load_with(None, &env)
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_monitor() {
+        let s = load_env(&[]).unwrap();
+        assert_eq!(s.server.bind.to_string(), "127.0.0.1:8088");
+        assert_eq!(s.database.url, DatabaseUrl::Sqlite("healthmon.db".into()));
+        assert_eq!(s.queue.url, None);
+        assert_eq!(s.worker.concurrency, 256);
+    }
+
+    #[test]
+    fn namespaced_env_overrides_defaults() {
+        let s = load_env(&[
+            ("HEALTHMON__SERVER__BIND", "0.0.0.0:9000"),
+            ("HEALTHMON__WORKER__CONCURRENCY", "8"),
+        ])
+        .unwrap();
+        assert_eq!(s.server.bind.to_string(), "0.0.0.0:9000");
+        assert_eq!(s.worker.concurrency, 8);
+    }
+
+    #[test]
+    fn short_names_apply_but_namespaced_ones_win() {
+        let s = load_env(&[
+            ("DATABASE_URL", "postgres://u@h/db"),
+            ("RABBITMQ_URL", "amqp://g@h/"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.database.url,
+            DatabaseUrl::Postgres("postgres://u@h/db".into())
+        );
+        assert_eq!(s.queue.url.as_deref(), Some("amqp://g@h/"));
+        let s = load_env(&[
+            ("DATABASE_URL", "postgres://u@h/db"),
+            ("HEALTHMON__DATABASE__URL", "sqlite://x.db"),
+        ])
+        .unwrap();
+        assert_eq!(s.database.url, DatabaseUrl::Sqlite("x.db".into()));
+    }
+
+    #[test]
+    fn original_notes_db_variables_select_postgres() {
+        let s = load_env(&[
+            ("DB_HOST", "localhost"),
+            ("DB_USER", "user"),
+            ("DB_PASSWORD", "p@ss"),
+            ("DB_NAME", "health_monitor"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.database.url,
+            DatabaseUrl::Postgres("postgres://user:p%40ss@localhost:5432/health_monitor".into())
+        );
+        let err = load_env(&[("DB_HOST", "localhost")]).unwrap_err();
+        assert!(err.to_string().contains("DB_HOST"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases = [
+            ("HEALTHMON__SERVER__BIND", "not-an-address", "server.bind"),
+            ("HEALTHMON__DATABASE__URL", "mysql://x", "database.url"),
+            ("HEALTHMON__QUEUE__URL", "kafka://x", "queue.url"),
+            ("HEALTHMON__WORKER__CONCURRENCY", "0", "worker.concurrency"),
+        ];
+        for (key, value, named) in cases {
+            let err = load_env(&[(key, value)]).unwrap_err().to_string();
+            assert!(err.contains(named), "{key}={value} gave {err:?}");
+        }
+    }
+
+    #[test]
+    fn a_config_file_overrides_defaults_and_env_overrides_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[server]\nbind = \"127.0.0.1:1234\"\n[worker]\nconcurrency = 3\n",
+        )
+        .unwrap();
+        let env: EnvVars = [("HEALTHMON__WORKER__CONCURRENCY".to_owned(), "5".to_owned())].into();
+        let s = load_with(Some(&path), &env).unwrap();
+        assert_eq!(s.server.bind.port(), 1234);
+        assert_eq!(s.worker.concurrency, 5);
+        let missing = load_with(Some(&dir.path().join("nope.toml")), &EnvVars::new()).unwrap_err();
+        assert!(missing.to_string().contains("--config"));
+    }
+}

@@ -1,0 +1,120 @@
+//! Messages that fan out: events for WebSocket clients, and schedule updates
+//! for the scheduler.
+
+use super::service::ServiceSpec;
+use super::status::Status;
+use super::time::{Millis, serde_rfc3339};
+use serde::{Deserialize, Serialize};
+
+/// An event pushed to every WebSocket client, in the contract's JSON shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// A check was recorded.
+    Check {
+        /// The service checked.
+        service_id: i64,
+        /// Its name at the time.
+        name: String,
+        /// UP or DOWN.
+        status: Status,
+        /// Latency in milliseconds.
+        latency: i64,
+        /// HTTP status, when a response arrived.
+        status_code: Option<u16>,
+        /// What went wrong, for a DOWN check.
+        error: Option<String>,
+        /// When the check finished (RFC 3339).
+        #[serde(
+            serialize_with = "serde_rfc3339::serialize",
+            deserialize_with = "de_rfc3339"
+        )]
+        checked_at: Millis,
+    },
+    /// A service's status flipped.
+    StatusChange {
+        /// The service.
+        service_id: i64,
+        /// Its name at the time.
+        name: String,
+        /// Status before.
+        old_status: Status,
+        /// Status now.
+        new_status: Status,
+        /// Latency of the check that flipped it.
+        latency: i64,
+        /// When the flipping check finished (RFC 3339).
+        #[serde(
+            serialize_with = "serde_rfc3339::serialize",
+            deserialize_with = "de_rfc3339"
+        )]
+        changed_at: Millis,
+    },
+}
+
+fn de_rfc3339<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Millis, D::Error> {
+    let s = String::deserialize(d)?;
+    super::time::parse_rfc3339(&s).ok_or_else(|| serde::de::Error::custom("bad RFC 3339 time"))
+}
+
+/// Tells the scheduler that a service's schedule must change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum ScheduleUpdate {
+    /// Created or changed: schedule with these settings (paused removes it).
+    Upsert {
+        /// The service.
+        id: i64,
+        /// Its settings now.
+        spec: ServiceSpec,
+    },
+    /// Deleted: drop it from the schedule.
+    Remove {
+        /// The service.
+        id: i64,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_change_has_the_original_notes_fields() {
+        let e = Event::StatusChange {
+            service_id: 8,
+            name: "api".into(),
+            old_status: Status::Up,
+            new_status: Status::Down,
+            latency: 5000,
+            changed_at: 0,
+        };
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["type"], "status_change");
+        assert_eq!(v["service_id"], 8);
+        assert_eq!(v["old_status"], "UP");
+        assert_eq!(v["new_status"], "DOWN");
+        assert_eq!(v["latency"], 5000);
+        assert_eq!(v["changed_at"], "1970-01-01T00:00:00.000Z");
+        let back: Event = serde_json::from_value(v).unwrap();
+        assert_eq!(back, e);
+    }
+
+    #[test]
+    fn check_event_shape() {
+        let e = Event::Check {
+            service_id: 8,
+            name: "api".into(),
+            status: Status::Up,
+            latency: 12,
+            status_code: Some(200),
+            error: None,
+            checked_at: 1000,
+        };
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["type"], "check");
+        assert_eq!(v["status"], "UP");
+        assert_eq!(v["latency"], 12);
+        assert_eq!(v["checked_at"], "1970-01-01T00:00:01.000Z");
+    }
+}

@@ -1,0 +1,15 @@
+//! Pure domain logic: what a service is, what a check found, how statuses change.
+//!
+//! Nothing in here does I/O, so all of it is unit-tested beside the code.
+
+pub mod check;
+pub mod event;
+pub mod service;
+pub mod status;
+pub mod time;
+pub mod validate;
+
+pub use check::{CheckJob, CheckResult};
+pub use event::Event;
+pub use service::{Service, ServiceSpec};
+pub use status::Status;

@@ -1,0 +1,501 @@
+//! Validation of service bodies, field by field.
+//!
+//! Bodies are checked from a parsed JSON object rather than through serde's
+//! derive so that every bad field is reported at once, by name, and so the
+//! original notes' spelling (`"Timeout"`) is accepted: field names match
+//! case-insensitively.
+
+use super::service::ServiceSpec;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// Longest accepted name, in characters.
+pub const MAX_NAME_CHARS: usize = 200;
+/// Longest accepted URL, in bytes.
+pub const MAX_URL_LEN: usize = 2048;
+/// Shortest interval, seconds.
+pub const MIN_INTERVAL_S: i64 = 1;
+/// Longest interval: one day, in seconds.
+pub const MAX_INTERVAL_S: i64 = 86_400;
+/// Timeout used when a body gives none (capped by the interval).
+pub const DEFAULT_TIMEOUT_S: i64 = 10;
+/// Most entries in `expected_statuses`.
+pub const MAX_EXPECTED_STATUSES: usize = 32;
+
+/// One bad field and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// The field as the client spelled it.
+    pub field: String,
+    /// What is wrong, for a person.
+    pub message: String,
+}
+
+impl FieldError {
+    fn new(field: &str, message: impl Into<String>) -> Self {
+        Self {
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+const WRITABLE: [&str; 6] = [
+    "name",
+    "url",
+    "interval",
+    "timeout",
+    "paused",
+    "expected_statuses",
+];
+const READ_ONLY: [&str; 7] = [
+    "id",
+    "last_status",
+    "last_check",
+    "last_latency_ms",
+    "created_at",
+    "updated_at",
+    "health_logs",
+];
+
+/// The recognised fields of a body, keyed by canonical name, with the
+/// client's spelling kept for error messages.
+struct Fields<'a> {
+    found: Vec<(&'static str, &'a str, &'a Value)>,
+}
+
+impl<'a> Fields<'a> {
+    fn get(&self, name: &str) -> Option<(&'a str, &'a Value)> {
+        self.found
+            .iter()
+            .find(|(canon, _, _)| *canon == name)
+            .map(|(_, spelled, v)| (*spelled, *v))
+    }
+}
+
+fn collect_fields<'a>(body: &'a Value, errors: &mut Vec<FieldError>) -> Option<Fields<'a>> {
+    let Some(map): Option<&Map<String, Value>> = body.as_object() else {
+        errors.push(FieldError::new("", "the body must be a JSON object"));
+        return None;
+    };
+    let mut found: Vec<(&'static str, &'a str, &'a Value)> = Vec::new();
+    for (key, value) in map {
+        let lower = key.to_ascii_lowercase();
+        if let Some(canon) = WRITABLE.iter().find(|w| **w == lower) {
+            if found.iter().any(|(c, _, _)| c == canon) {
+                errors.push(FieldError::new(
+                    key,
+                    "given twice (names are case-insensitive)",
+                ));
+            } else {
+                found.push((canon, key.as_str(), value));
+            }
+        } else if READ_ONLY.contains(&lower.as_str()) {
+            errors.push(FieldError::new(key, "is read-only"));
+        } else {
+            errors.push(FieldError::new(
+                key,
+                format!("unknown field; expected one of {}", WRITABLE.join(", ")),
+            ));
+        }
+    }
+    Some(Fields { found })
+}
+
+fn check_name(field: &str, v: &Value, errors: &mut Vec<FieldError>) -> Option<String> {
+    let Some(s) = v.as_str() else {
+        errors.push(FieldError::new(field, "must be a string"));
+        return None;
+    };
+    let trimmed = s.trim();
+    let chars = trimmed.chars().count();
+    if chars == 0 {
+        errors.push(FieldError::new(field, "must not be empty"));
+        None
+    } else if chars > MAX_NAME_CHARS {
+        errors.push(FieldError::new(
+            field,
+            format!("must be at most {MAX_NAME_CHARS} characters (got {chars})"),
+        ));
+        None
+    } else if trimmed.chars().any(char::is_control) {
+        errors.push(FieldError::new(
+            field,
+            "must not contain control characters",
+        ));
+        None
+    } else {
+        Some(trimmed.to_owned())
+    }
+}
+
+/// Checks a target URL: absolute http(s), with a host, at most 2048 bytes.
+/// Returns the normalised form that is stored.
+pub fn check_url(raw: &str) -> Result<String, String> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if raw.len() > MAX_URL_LEN {
+        return Err(format!(
+            "must be at most {MAX_URL_LEN} bytes (got {})",
+            raw.len()
+        ));
+    }
+    let parsed = url::Url::parse(raw).map_err(|e| format!("is not an absolute URL: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!(
+            "scheme must be http or https, not {:?}",
+            parsed.scheme()
+        ));
+    }
+    match parsed.host_str() {
+        Some(h) if !h.is_empty() => {}
+        _ => return Err("must have a host".into()),
+    }
+    let normalised = parsed.to_string();
+    if normalised.len() > MAX_URL_LEN {
+        return Err(format!(
+            "must be at most {MAX_URL_LEN} bytes once normalised"
+        ));
+    }
+    Ok(normalised)
+}
+
+fn check_seconds(
+    field: &str,
+    v: &Value,
+    min: i64,
+    max: i64,
+    errors: &mut Vec<FieldError>,
+) -> Option<i64> {
+    match v.as_i64() {
+        Some(n) if (min..=max).contains(&n) => Some(n),
+        Some(n) => {
+            errors.push(FieldError::new(
+                field,
+                format!("must be between {min} and {max} seconds (got {n})"),
+            ));
+            None
+        }
+        None => {
+            let msg = if v.is_number() {
+                format!("must be a whole number of seconds between {min} and {max}")
+            } else {
+                "must be a number (seconds)".to_owned()
+            };
+            errors.push(FieldError::new(field, msg));
+            None
+        }
+    }
+}
+
+fn check_expected(
+    field: &str,
+    v: &Value,
+    errors: &mut Vec<FieldError>,
+) -> Option<Option<Vec<u16>>> {
+    if v.is_null() {
+        return Some(None);
+    }
+    let Some(items) = v.as_array() else {
+        errors.push(FieldError::new(
+            field,
+            "must be a list of HTTP status codes or null",
+        ));
+        return None;
+    };
+    if items.is_empty() || items.len() > MAX_EXPECTED_STATUSES {
+        errors.push(FieldError::new(
+            field,
+            format!("must list between 1 and {MAX_EXPECTED_STATUSES} status codes"),
+        ));
+        return None;
+    }
+    let mut codes = Vec::with_capacity(items.len());
+    for item in items {
+        match item.as_u64() {
+            Some(c @ 100..=599) => codes.push(c as u16),
+            _ => {
+                errors.push(FieldError::new(
+                    field,
+                    "status codes must be integers from 100 to 599",
+                ));
+                return None;
+            }
+        }
+    }
+    codes.sort_unstable();
+    codes.dedup();
+    Some(Some(codes))
+}
+
+fn check_paused(field: &str, v: &Value, errors: &mut Vec<FieldError>) -> Option<bool> {
+    match v.as_bool() {
+        Some(b) => Some(b),
+        None => {
+            errors.push(FieldError::new(field, "must be true or false"));
+            None
+        }
+    }
+}
+
+/// Validates a body that sets every field: `POST /services` and `PUT`.
+///
+/// `name`, `url` and `interval` are required; `timeout` defaults to
+/// `min(10, interval)`, `paused` to false, `expected_statuses` to null.
+pub fn full_spec(body: &Value) -> Result<ServiceSpec, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let Some(fields) = collect_fields(body, &mut errors) else {
+        return Err(errors);
+    };
+    let required = |name: &str, errors: &mut Vec<FieldError>| match fields.get(name) {
+        Some((spelled, v)) if !v.is_null() => Some((spelled, v)),
+        _ => {
+            errors.push(FieldError::new(name, "is required"));
+            None
+        }
+    };
+    let name = required("name", &mut errors).and_then(|(f, v)| check_name(f, v, &mut errors));
+    let url = required("url", &mut errors).and_then(|(f, v)| match v.as_str() {
+        Some(s) => check_url(s)
+            .map_err(|m| errors.push(FieldError::new(f, m)))
+            .ok(),
+        None => {
+            errors.push(FieldError::new(f, "must be a string"));
+            None
+        }
+    });
+    let interval = required("interval", &mut errors)
+        .and_then(|(f, v)| check_seconds(f, v, MIN_INTERVAL_S, MAX_INTERVAL_S, &mut errors));
+    let timeout = match fields.get("timeout") {
+        Some((f, v)) if !v.is_null() => check_seconds(f, v, 1, MAX_INTERVAL_S, &mut errors),
+        _ => Some(interval.map_or(DEFAULT_TIMEOUT_S, |i| DEFAULT_TIMEOUT_S.min(i))),
+    };
+    let paused = match fields.get("paused") {
+        Some((f, v)) if !v.is_null() => check_paused(f, v, &mut errors),
+        _ => Some(false),
+    };
+    let expected = match fields.get("expected_statuses") {
+        Some((f, v)) => check_expected(f, v, &mut errors),
+        None => Some(None),
+    };
+    finish(
+        name, url, interval, timeout, paused, expected, &fields, errors,
+    )
+}
+
+/// Validates a partial update (`PATCH`) against the current settings.
+/// The merged result must be valid as a whole (timeout ≤ interval).
+pub fn patch_spec(current: &ServiceSpec, body: &Value) -> Result<ServiceSpec, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let Some(fields) = collect_fields(body, &mut errors) else {
+        return Err(errors);
+    };
+    let name = match fields.get("name") {
+        Some((f, v)) => check_name(f, v, &mut errors),
+        None => Some(current.name.clone()),
+    };
+    let url = match fields.get("url") {
+        Some((f, v)) => match v.as_str() {
+            Some(s) => check_url(s)
+                .map_err(|m| errors.push(FieldError::new(f, m)))
+                .ok(),
+            None => {
+                errors.push(FieldError::new(f, "must be a string"));
+                None
+            }
+        },
+        None => Some(current.url.clone()),
+    };
+    let interval = match fields.get("interval") {
+        Some((f, v)) => check_seconds(f, v, MIN_INTERVAL_S, MAX_INTERVAL_S, &mut errors),
+        None => Some(current.interval),
+    };
+    let timeout = match fields.get("timeout") {
+        Some((f, v)) => check_seconds(f, v, 1, MAX_INTERVAL_S, &mut errors),
+        None => Some(current.timeout),
+    };
+    let paused = match fields.get("paused") {
+        Some((f, v)) => check_paused(f, v, &mut errors),
+        None => Some(current.paused),
+    };
+    let expected = match fields.get("expected_statuses") {
+        Some((f, v)) => check_expected(f, v, &mut errors),
+        None => Some(current.expected_statuses.clone()),
+    };
+    finish(
+        name, url, interval, timeout, paused, expected, &fields, errors,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    name: Option<String>,
+    url: Option<String>,
+    interval: Option<i64>,
+    timeout: Option<i64>,
+    paused: Option<bool>,
+    expected: Option<Option<Vec<u16>>>,
+    fields: &Fields<'_>,
+    mut errors: Vec<FieldError>,
+) -> Result<ServiceSpec, Vec<FieldError>> {
+    if let (Some(i), Some(t)) = (interval, timeout)
+        && t > i
+    {
+        let field = fields.get("timeout").map_or("timeout", |(f, _)| f);
+        errors.push(FieldError::new(
+            field,
+            format!("must not exceed the interval ({t} s > {i} s)"),
+        ));
+    }
+    match (name, url, interval, timeout, paused, expected) {
+        (
+            Some(name),
+            Some(url),
+            Some(interval),
+            Some(timeout),
+            Some(paused),
+            Some(expected_statuses),
+        ) if errors.is_empty() => Ok(ServiceSpec {
+            name,
+            url,
+            interval,
+            timeout,
+            paused,
+            expected_statuses,
+        }),
+        _ => Err(errors),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn fields_of(errs: &[FieldError]) -> Vec<&str> {
+        errs.iter().map(|e| e.field.as_str()).collect()
+    }
+
+    #[test]
+    fn accepts_the_original_notes_body() {
+        let spec = full_spec(&json!({
+            "name": "test register", "url": "https://www.google.com", "interval": 30, "Timeout": 20
+        }))
+        .unwrap();
+        assert_eq!(spec.name, "test register");
+        assert_eq!(spec.url, "https://www.google.com/");
+        assert_eq!((spec.interval, spec.timeout), (30, 20));
+        assert!(!spec.paused);
+    }
+
+    #[test]
+    fn timeout_defaults_to_ten_capped_by_interval() {
+        let a = full_spec(&json!({"name": "a", "url": "http://x", "interval": 60})).unwrap();
+        assert_eq!(a.timeout, 10);
+        let b = full_spec(&json!({"name": "a", "url": "http://x", "interval": 3})).unwrap();
+        assert_eq!(b.timeout, 3);
+    }
+
+    #[test]
+    fn reports_every_bad_field_by_name() {
+        let errs = full_spec(&json!({
+            "name": "", "url": "ftp://x", "interval": 0, "timeout": "5", "colour": "red"
+        }))
+        .unwrap_err();
+        let mut f = fields_of(&errs);
+        f.sort();
+        assert_eq!(f, ["colour", "interval", "name", "timeout", "url"]);
+    }
+
+    #[test]
+    fn missing_required_fields_are_named() {
+        let errs = full_spec(&json!({})).unwrap_err();
+        assert_eq!(fields_of(&errs), ["name", "url", "interval"]);
+    }
+
+    #[test]
+    fn bounds_are_inclusive_and_enforced() {
+        let base = |name: &str, interval: i64, timeout: i64| {
+            full_spec(
+                &json!({"name": name, "url": "http://x", "interval": interval, "timeout": timeout}),
+            )
+        };
+        assert!(base(&"n".repeat(200), 86_400, 1).is_ok());
+        assert_eq!(
+            fields_of(&base(&"n".repeat(201), 30, 10).unwrap_err()),
+            ["name"]
+        );
+        assert_eq!(fields_of(&base("n", 86_401, 10).unwrap_err()), ["interval"]);
+        assert_eq!(fields_of(&base("n", 30, 31).unwrap_err()), ["timeout"]);
+        assert_eq!(fields_of(&base("n", 30, 0).unwrap_err()), ["timeout"]);
+        assert!(base("n", 1, 1).is_ok());
+    }
+
+    #[test]
+    fn fractional_and_huge_numbers_are_rejected() {
+        let errs =
+            full_spec(&json!({"name": "a", "url": "http://x", "interval": 1.5})).unwrap_err();
+        assert_eq!(fields_of(&errs), ["interval"]);
+        let errs =
+            full_spec(&json!({"name": "a", "url": "http://x", "interval": 1e30})).unwrap_err();
+        assert_eq!(fields_of(&errs), ["interval"]);
+    }
+
+    #[test]
+    fn urls_must_be_absolute_http_with_host() {
+        assert!(check_url("https://example.com/health").is_ok());
+        assert!(check_url("http://127.0.0.1:8080").is_ok());
+        assert!(check_url("example.com").is_err());
+        assert!(check_url("javascript:alert(1)").is_err());
+        assert!(check_url("file:///etc/passwd").is_err());
+        assert!(check_url("http://").is_err());
+        let long = format!("http://example.com/{}", "a".repeat(MAX_URL_LEN));
+        assert!(check_url(&long).is_err());
+    }
+
+    #[test]
+    fn read_only_and_duplicate_fields_are_errors() {
+        let errs = full_spec(&json!({
+            "id": 3, "name": "a", "url": "http://x", "interval": 5, "timeout": 1, "TIMEOUT": 2
+        }))
+        .unwrap_err();
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(
+            errs.iter()
+                .any(|e| e.field == "id" && e.message.contains("read-only"))
+        );
+    }
+
+    #[test]
+    fn non_objects_are_rejected() {
+        assert!(full_spec(&json!([1, 2])).is_err());
+        assert!(full_spec(&json!("x")).is_err());
+    }
+
+    #[test]
+    fn patch_merges_and_revalidates_the_whole() {
+        let cur =
+            full_spec(&json!({"name": "a", "url": "http://x", "interval": 30, "timeout": 20}))
+                .unwrap();
+        let p = patch_spec(&cur, &json!({"name": "b"})).unwrap();
+        assert_eq!((p.name.as_str(), p.interval, p.timeout), ("b", 30, 20));
+        let errs = patch_spec(&cur, &json!({"interval": 10})).unwrap_err();
+        assert_eq!(
+            fields_of(&errs),
+            ["timeout"],
+            "lowering interval below timeout fails"
+        );
+        let p = patch_spec(
+            &cur,
+            &json!({"paused": true, "expected_statuses": [503, 200, 200]}),
+        )
+        .unwrap();
+        assert!(p.paused);
+        assert_eq!(p.expected_statuses, Some(vec![200, 503]));
+        let p = patch_spec(&p, &json!({"expected_statuses": null})).unwrap();
+        assert_eq!(p.expected_statuses, None);
+        assert!(patch_spec(&cur, &json!({"name": null})).is_err());
+    }
+}

@@ -1,0 +1,48 @@
+//! `GET /healthz` (the process is alive) and `GET /readyz` (it can serve:
+//! the store and the bus answer).
+
+use super::AppState;
+use actix_web::{HttpResponse, web};
+use serde_json::json;
+
+/// Liveness: answers as long as the HTTP server runs.
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+/// Readiness: 200 when the store and the bus answer, else 503 naming what is
+/// down.
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let store =
+        match tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("timed out".to_owned()),
+        };
+    let bus_ready = state.bus.is_ready();
+    let mut down = Vec::new();
+    if let Err(e) = &store {
+        tracing::warn!(error = %e, "readiness: store is down");
+        down.push("store");
+    }
+    if !bus_ready {
+        down.push("bus");
+    }
+    let checks = json!({
+        "store": if store.is_ok() { "ok" } else { "down" },
+        "bus": if bus_ready { "ok" } else { "down" },
+    });
+    if down.is_empty() {
+        HttpResponse::Ok().json(json!({"status": "ready", "checks": checks}))
+    } else {
+        HttpResponse::ServiceUnavailable()
+            .content_type("application/problem+json")
+            .json(json!({
+                "type": "urn:healthmon:problem:not-ready",
+                "title": "Not ready",
+                "status": 503,
+                "detail": format!("unavailable: {}", down.join(", ")),
+                "checks": checks,
+            }))
+    }
+}

@@ -1,0 +1,127 @@
+//! `GET /services/{id}/logs?limit=&before=`: health logs, newest first.
+//!
+//! `before` is the `id` of the last log of the previous page (or an RFC 3339
+//! time); a full page carries a `Link: <...>; rel="next"` header.
+
+use super::AppState;
+use super::problem::ApiError;
+use super::services::parse_id;
+use crate::domain::time::parse_rfc3339;
+use crate::domain::validate::FieldError;
+use crate::store::LogCursor;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+
+/// Page size when `limit` is not given.
+pub const DEFAULT_LIMIT: i64 = 50;
+
+/// Parsed query parameters.
+#[derive(Debug, PartialEq, Eq)]
+pub struct LogQuery {
+    /// Page size, already capped.
+    pub limit: i64,
+    /// Where the page starts.
+    pub cursor: Option<LogCursor>,
+}
+
+/// Parses `limit` (1.., capped at `max_limit`) and `before`.
+pub fn parse_query(query: &str, max_limit: i64) -> Result<LogQuery, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let mut limit = DEFAULT_LIMIT.min(max_limit);
+    let mut cursor = None;
+    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        match key.as_ref() {
+            "limit" => match value.parse::<i64>() {
+                Ok(n) if n >= 1 => limit = n.min(max_limit),
+                _ => errors.push(FieldError {
+                    field: "limit".into(),
+                    message: format!(
+                        "must be a whole number from 1 (at most {max_limit} are returned)"
+                    ),
+                }),
+            },
+            "before" => {
+                if let Ok(id) = value.parse::<i64>() {
+                    cursor = Some(LogCursor::BeforeId(id));
+                } else if let Some(t) = parse_rfc3339(&value) {
+                    cursor = Some(LogCursor::BeforeTime(t));
+                } else {
+                    errors.push(FieldError {
+                        field: "before".into(),
+                        message: "must be a log id or an RFC 3339 time".into(),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    if errors.is_empty() {
+        Ok(LogQuery { limit, cursor })
+    } else {
+        Err(errors)
+    }
+}
+
+/// `GET /services/{id}/logs`
+pub async fn list(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path)?;
+    let query =
+        parse_query(req.query_string(), state.max_logs_limit).map_err(ApiError::BadQuery)?;
+    if state.store.get_service(id).await?.is_none() {
+        return Err(ApiError::NotFound(format!("no service with id {id}")));
+    }
+    let logs = state.store.list_logs(id, query.limit, query.cursor).await?;
+    let mut response = HttpResponse::Ok();
+    if logs.len() as i64 == query.limit
+        && let Some(last) = logs.last()
+    {
+        response.insert_header((
+            header::LINK,
+            format!(
+                "</services/{id}/logs?limit={}&before={}>; rel=\"next\"",
+                query.limit, last.id
+            ),
+        ));
+    }
+    Ok(response.json(logs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_caps() {
+        assert_eq!(
+            parse_query("", 1000).unwrap(),
+            LogQuery {
+                limit: 50,
+                cursor: None
+            }
+        );
+        assert_eq!(parse_query("limit=5000", 1000).unwrap().limit, 1000);
+        assert_eq!(
+            parse_query("limit=7&before=99", 1000).unwrap().cursor,
+            Some(LogCursor::BeforeId(99))
+        );
+        assert_eq!(
+            parse_query("before=1970-01-01T00:00:01Z", 1000)
+                .unwrap()
+                .cursor,
+            Some(LogCursor::BeforeTime(1000))
+        );
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let errs = parse_query("limit=0&before=soon", 1000).unwrap_err();
+        let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["limit", "before"]);
+        assert!(parse_query("limit=abc", 1000).is_err());
+        assert!(parse_query("limit=-3", 1000).is_err());
+    }
+}

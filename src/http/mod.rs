@@ -1,0 +1,112 @@
+//! The HTTP edge: REST routes, the WebSocket endpoint and the server itself.
+//! Handlers are thin: parse, call the store or bus, map errors once
+//! ([`problem::ApiError`]).
+
+pub mod body;
+pub mod health;
+pub mod logs;
+pub mod problem;
+pub mod services;
+pub mod ws;
+
+use crate::bus::Bus;
+use crate::config::{ServerSettings, WsSettings};
+use crate::store::Store;
+use actix_web::{App, HttpServer, web};
+use problem::ApiError;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The store.
+    pub store: Store,
+    /// The bus.
+    pub bus: Bus,
+    /// Largest logs page.
+    pub max_logs_limit: i64,
+    /// WebSocket limits.
+    pub ws: WsSettings,
+    /// One permit per WebSocket client allowed.
+    pub ws_slots: Arc<Semaphore>,
+    /// Cancelled at shutdown; WebSocket sessions watch it.
+    pub shutdown: CancellationToken,
+}
+
+async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::NotFound("no such path".into()))
+}
+
+async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed)
+}
+
+/// Mounts every route.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/services")
+            .route(web::get().to(services::list))
+            .route(web::post().to(services::create))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/services/{id}")
+            .route(web::get().to(services::get))
+            .route(web::put().to(services::replace))
+            .route(web::patch().to(services::update))
+            .route(web::delete().to(services::delete))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/services/{id}/logs")
+            .route(web::get().to(logs::list))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/healthz")
+            .route(web::get().to(health::healthz))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/readyz")
+            .route(web::get().to(health::readyz))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/ws")
+            .route(web::get().to(ws::connect))
+            .default_service(web::to(method_not_allowed)),
+    );
+}
+
+/// Builds the HTTP server on an already bound listener. The caller runs it
+/// and stops it through its handle; signals are ours, not actix's.
+pub fn server(
+    state: AppState,
+    listener: std::net::TcpListener,
+    settings: &ServerSettings,
+) -> std::io::Result<actix_web::dev::Server> {
+    let data = web::Data::new(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .configure(routes)
+            .default_service(web::to(not_found))
+    })
+    .disable_signals()
+    .workers(
+        std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .min(4),
+    )
+    .client_request_timeout(Duration::from_secs(settings.client_request_timeout_s))
+    .client_disconnect_timeout(Duration::from_secs(2))
+    .keep_alive(Duration::from_secs(settings.keep_alive_s))
+    .shutdown_timeout(3)
+    .listen(listener)?
+    .run();
+    Ok(server)
+}

@@ -1,0 +1,152 @@
+//! The API's one error type and its mapping to RFC 9457 problem details.
+//!
+//! Handlers return [`ApiError`]; this is the only place that decides status
+//! codes and the `application/problem+json` body.
+
+use crate::bus::BusError;
+use crate::domain::validate::FieldError;
+use crate::store::StoreError;
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Fields failed validation (422).
+    #[error("the request has invalid fields")]
+    Validation(Vec<FieldError>),
+    /// Query parameters failed validation (400).
+    #[error("the query string has invalid parameters")]
+    BadQuery(Vec<FieldError>),
+    /// The body is not JSON (400).
+    #[error("the body is not valid JSON: {0}")]
+    MalformedJson(String),
+    /// The body is not declared as JSON (415).
+    #[error("Content-Type must be application/json")]
+    UnsupportedMediaType,
+    /// The body is over the limit (413).
+    #[error("the body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    /// The body could not be read (400).
+    #[error("cannot read the request body: {0}")]
+    BadBody(String),
+    /// No such resource (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The method is not allowed on this path (405).
+    #[error("method not allowed on this path")]
+    MethodNotAllowed,
+    /// Not a WebSocket handshake (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// Too many WebSocket clients (503).
+    #[error("too many WebSocket clients (limit {0})")]
+    TooManyClients(usize),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The bus failed (503).
+    #[error(transparent)]
+    Bus(#[from] BusError),
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a [FieldError]>,
+}
+
+impl ApiError {
+    fn kind_and_title(&self) -> (&'static str, &'static str) {
+        match self {
+            ApiError::Validation(_) => ("urn:healthmon:problem:validation", "Invalid request"),
+            ApiError::BadQuery(_) => (
+                "urn:healthmon:problem:bad-query",
+                "Invalid query parameters",
+            ),
+            ApiError::MalformedJson(_) => {
+                ("urn:healthmon:problem:malformed-json", "Malformed JSON")
+            }
+            ApiError::UnsupportedMediaType => (
+                "urn:healthmon:problem:unsupported-media-type",
+                "Unsupported media type",
+            ),
+            ApiError::PayloadTooLarge(_) => (
+                "urn:healthmon:problem:payload-too-large",
+                "Payload too large",
+            ),
+            ApiError::BadBody(_) | ApiError::BadRequest(_) => {
+                ("urn:healthmon:problem:bad-request", "Bad request")
+            }
+            ApiError::NotFound(_) => ("urn:healthmon:problem:not-found", "Not found"),
+            ApiError::MethodNotAllowed => (
+                "urn:healthmon:problem:method-not-allowed",
+                "Method not allowed",
+            ),
+            ApiError::TooManyClients(_) => {
+                ("urn:healthmon:problem:too-many-clients", "Too many clients")
+            }
+            ApiError::Store(StoreError::Pool(_)) | ApiError::Bus(_) => {
+                ("urn:healthmon:problem:unavailable", "Service unavailable")
+            }
+            ApiError::Store(_) => ("urn:healthmon:problem:internal", "Internal error"),
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::BadQuery(_)
+            | ApiError::MalformedJson(_)
+            | ApiError::BadBody(_)
+            | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::TooManyClients(_)
+            | ApiError::Bus(_)
+            | ApiError::Store(StoreError::Pool(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let (kind, title) = self.kind_and_title();
+        let detail = if status.is_server_error() {
+            // The cause goes to the log; the client learns only that it was us.
+            tracing::error!(error = %self, "request failed");
+            match self {
+                ApiError::TooManyClients(_) => self.to_string(),
+                _ if status == StatusCode::SERVICE_UNAVAILABLE => {
+                    "a backing service is unavailable; try again shortly".to_owned()
+                }
+                _ => "an internal error occurred; it has been logged".to_owned(),
+            }
+        } else {
+            self.to_string()
+        };
+        let errors = match self {
+            ApiError::Validation(e) | ApiError::BadQuery(e) => Some(e.as_slice()),
+            _ => None,
+        };
+        HttpResponse::build(status)
+            .content_type("application/problem+json")
+            .json(Problem {
+                kind,
+                title,
+                status: status.as_u16(),
+                detail,
+                errors,
+            })
+    }
+}

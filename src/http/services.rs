@@ -1,0 +1,123 @@
+//! `/services` and `/services/{id}`: register, list, read, replace, update,
+//! delete. Every change is written to the store first, then announced to the
+//! scheduler.
+
+use super::AppState;
+use super::body::read_json;
+use super::problem::ApiError;
+use crate::domain::event::ScheduleUpdate;
+use crate::domain::time::now_ms;
+use crate::domain::validate;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+
+/// Parses a path id; anything but a positive integer names no service.
+pub fn parse_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ApiError::NotFound(format!("no service with id {raw:?}")))
+}
+
+fn not_found(id: i64) -> ApiError {
+    ApiError::NotFound(format!("no service with id {id}"))
+}
+
+/// `POST /services`
+pub async fn create(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_json(&req, payload).await?;
+    let spec = validate::full_spec(&body).map_err(ApiError::Validation)?;
+    let svc = state.store.create_service(&spec, now_ms()).await?;
+    tracing::info!(service_id = svc.id, name = %svc.name, "service registered");
+    state.bus.publish_schedule(ScheduleUpdate::Upsert {
+        id: svc.id,
+        spec: svc.spec(),
+    })?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("/services/{}", svc.id)))
+        .json(svc))
+}
+
+/// `GET /services`
+pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(state.store.list_services().await?))
+}
+
+/// `GET /services/{id}`
+pub async fn get(
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path)?;
+    match state.store.get_service(id).await? {
+        Some(svc) => Ok(HttpResponse::Ok().json(svc)),
+        None => Err(not_found(id)),
+    }
+}
+
+/// `PUT /services/{id}`: replaces every settable field.
+pub async fn replace(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path)?;
+    let body = read_json(&req, payload).await?;
+    let spec = validate::full_spec(&body).map_err(ApiError::Validation)?;
+    save(&state, id, spec).await
+}
+
+/// `PATCH /services/{id}`: changes the fields given.
+pub async fn update(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path)?;
+    let body = read_json(&req, payload).await?;
+    let current = state
+        .store
+        .get_service(id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    let spec = validate::patch_spec(&current.spec(), &body).map_err(ApiError::Validation)?;
+    save(&state, id, spec).await
+}
+
+async fn save(
+    state: &AppState,
+    id: i64,
+    spec: crate::domain::ServiceSpec,
+) -> Result<HttpResponse, ApiError> {
+    let svc = state
+        .store
+        .update_service(id, &spec, now_ms())
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    tracing::info!(service_id = id, "service updated");
+    state.bus.publish_schedule(ScheduleUpdate::Upsert {
+        id,
+        spec: svc.spec(),
+    })?;
+    Ok(HttpResponse::Ok().json(svc))
+}
+
+/// `DELETE /services/{id}`: the service, its logs and transitions go.
+pub async fn delete(
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path)?;
+    if !state.store.delete_service(id).await? {
+        return Err(not_found(id));
+    }
+    tracing::info!(service_id = id, "service deleted");
+    state.bus.publish_schedule(ScheduleUpdate::Remove { id })?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,146 @@
+//! `GET /ws`: a snapshot of every service, then every event as it happens.
+//!
+//! Each client reads from the shared event ring (a tokio broadcast channel of
+//! pre-serialised JSON) at its own position; the ring's size is the most a
+//! client may fall behind by. A client that falls further behind, or whose
+//! socket does not take a message within [`SEND_TIMEOUT`], is disconnected,
+//! so a slow reader costs neither memory nor other clients' latency. Pings
+//! from the server find dead peers; a client flooding us with messages is
+//! cut off too.
+
+use super::AppState;
+use super::problem::ApiError;
+use actix_web::{HttpRequest, HttpResponse, web};
+use actix_ws::{CloseCode, CloseReason, Message};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Longest a single message may wait for the client's socket.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most messages a client may send per second before it is disconnected.
+pub const MAX_INBOUND_PER_SEC: u32 = 50;
+/// Largest frame a client may send.
+pub const MAX_FRAME_BYTES: usize = 4096;
+
+/// `GET /ws`: upgrades and starts the client's session.
+pub async fn connect(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let permit = Arc::clone(&state.ws_slots)
+        .try_acquire_owned()
+        .map_err(|_| ApiError::TooManyClients(state.ws.max_clients))?;
+    // Subscribe before reading the snapshot so no event falls between them.
+    let events = state.bus.subscribe_events();
+    let services = state.store.list_services().await?;
+    let snapshot = serde_json::json!({"type": "snapshot", "services": services}).to_string();
+    let (response, session, stream) = actix_ws::handle(&req, body)
+        .map_err(|e| ApiError::BadRequest(format!("expected a WebSocket upgrade: {e}")))?;
+    let stream = stream.max_frame_size(MAX_FRAME_BYTES);
+    let ping_every = Duration::from_secs(state.ws.ping_interval_s);
+    let shutdown = state.shutdown.clone();
+    // The session lives on the HTTP worker's runtime; it ends with the
+    // connection or at shutdown (it watches the token), never outlives both.
+    actix_web::rt::spawn(session_loop(
+        session, stream, events, snapshot, ping_every, shutdown, permit,
+    ));
+    Ok(response)
+}
+
+async fn send(session: &mut actix_ws::Session, text: String) -> bool {
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, session.text(text)).await,
+        Ok(Ok(()))
+    )
+}
+
+async fn close(session: actix_ws::Session, code: CloseCode, why: &str) {
+    let reason = CloseReason {
+        code,
+        description: Some(why.to_owned()),
+    };
+    let _ = tokio::time::timeout(SEND_TIMEOUT, session.close(Some(reason))).await;
+}
+
+async fn session_loop(
+    mut session: actix_ws::Session,
+    mut stream: actix_ws::MessageStream,
+    mut events: broadcast::Receiver<Arc<str>>,
+    snapshot: String,
+    ping_every: Duration,
+    shutdown: CancellationToken,
+    _permit: OwnedSemaphorePermit,
+) {
+    if !send(&mut session, snapshot).await {
+        return;
+    }
+    let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
+    let mut last_heard = Instant::now();
+    let mut window_start = Instant::now();
+    let mut inbound = 0u32;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => {
+                close(session, CloseCode::Away, "server shutting down").await;
+                return;
+            }
+            event = events.recv() => match event {
+                Ok(text) => {
+                    if !send(&mut session, text.to_string()).await {
+                        tracing::info!("disconnecting a WebSocket client that does not read");
+                        close(session, CloseCode::Policy, "too slow").await;
+                        return;
+                    }
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::info!(missed, "disconnecting a WebSocket client that fell behind");
+                    close(session, CloseCode::Policy, "too slow: events were missed").await;
+                    return;
+                }
+                Err(RecvError::Closed) => {
+                    close(session, CloseCode::Away, "server shutting down").await;
+                    return;
+                }
+            },
+            _ = ping.tick() => {
+                if last_heard.elapsed() > ping_every * 2 {
+                    tracing::info!("disconnecting a silent WebSocket client");
+                    close(session, CloseCode::Away, "no pong").await;
+                    return;
+                }
+                if tokio::time::timeout(SEND_TIMEOUT, session.ping(b"")).await.map_or(true, |r| r.is_err()) {
+                    return;
+                }
+            }
+            msg = stream.recv() => {
+                let Some(Ok(msg)) = msg else { return };
+                last_heard = Instant::now();
+                if window_start.elapsed() >= Duration::from_secs(1) {
+                    window_start = Instant::now();
+                    inbound = 0;
+                }
+                inbound += 1;
+                if inbound > MAX_INBOUND_PER_SEC {
+                    tracing::info!("disconnecting a WebSocket client that floods");
+                    close(session, CloseCode::Policy, "too many messages").await;
+                    return;
+                }
+                match msg {
+                    Message::Ping(bytes) if session.pong(&bytes).await.is_err() => return,
+                    Message::Close(_) => {
+                        close(session, CloseCode::Normal, "bye").await;
+                        return;
+                    }
+                    // Clients have nothing to say; other frames only count as
+                    // signs of life.
+                    _ => {}
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,23 @@
+use clap::Parser;
+use healthmon::{app, cli, config};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let settings = config::load(cli.config.as_deref())
+        .map_err(|e| anyhow::anyhow!("configuration error: {e}"))?;
+    let app = app::App::build(settings, cli::Roles::from_list(&cli.role)).await?;
+    if let Some(addr) = app.local_addr() {
+        tracing::info!(%addr, "listening");
+    }
+    app.run(app::shutdown_signal()).await?;
+    Ok(())
+}

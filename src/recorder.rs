@@ -1,0 +1,122 @@
+//! The recorder: takes results from the bus, writes them in batches (one
+//! transaction per batch), then publishes the events the store reports and
+//! acknowledges the results.
+//!
+//! A batch closes when it is full or `flush_ms` after its first result, so
+//! a result waits at most that long. A failed write is retried with backoff
+//! and nothing is acknowledged until it commits: with a broker, results are
+//! never lost to a database outage; in-process they wait in the bounded
+//! channel, which pushes back on the workers.
+
+use crate::bus::{Bus, BusError, Delivery};
+use crate::domain::CheckResult;
+use crate::store::Store;
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Batching limits.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    /// Most results per transaction.
+    pub max_batch: usize,
+    /// Longest a result waits for its batch.
+    pub max_wait: Duration,
+}
+
+/// Write attempts for the last batch once shutdown has begun.
+const FINAL_ATTEMPTS: u32 = 3;
+
+/// Runs until `drain` is cancelled, then writes what is still queued and
+/// returns. `drain` must fire only after the workers have stopped.
+pub async fn run(
+    store: Store,
+    bus: Bus,
+    limits: BatchLimits,
+    drain: CancellationToken,
+) -> Result<(), BusError> {
+    let mut results = bus.consume_results()?;
+    let max_batch = limits.max_batch.max(1);
+    let mut batch: Vec<Delivery<CheckResult>> = Vec::with_capacity(max_batch);
+    loop {
+        let first = tokio::select! {
+            () = drain.cancelled() => None,
+            d = results.next() => d,
+        };
+        let Some(first) = first else {
+            // Shutting down: everything already queued goes in final batches.
+            while let Some(d) = results.try_next() {
+                batch.push(d);
+                if batch.len() == max_batch {
+                    write(&store, &bus, &mut batch, &drain).await;
+                }
+            }
+            write(&store, &bus, &mut batch, &drain).await;
+            return Ok(());
+        };
+        batch.push(first);
+        let deadline = Instant::now() + limits.max_wait;
+        while batch.len() < max_batch {
+            if let Some(d) = results.try_next() {
+                batch.push(d);
+                continue;
+            }
+            match tokio::time::timeout_at(deadline, results.next()).await {
+                Ok(Some(d)) => batch.push(d),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        write(&store, &bus, &mut batch, &drain).await;
+    }
+}
+
+/// Writes a batch, retrying until it commits (or, once draining, a few
+/// times), then publishes its events and acknowledges its results.
+async fn write(
+    store: &Store,
+    bus: &Bus,
+    batch: &mut Vec<Delivery<CheckResult>>,
+    drain: &CancellationToken,
+) {
+    if batch.is_empty() {
+        return;
+    }
+    let results: Vec<CheckResult> = batch.iter().map(|d| d.msg.clone()).collect();
+    let mut backoff = Duration::from_millis(50);
+    let mut attempts_after_drain = 0;
+    let events = loop {
+        match store.record(&results).await {
+            Ok(events) => break events,
+            Err(e) => {
+                if drain.is_cancelled() {
+                    attempts_after_drain += 1;
+                    if attempts_after_drain >= FINAL_ATTEMPTS {
+                        tracing::error!(error = %e, lost = results.len(),
+                            "giving up on results at shutdown: the database keeps failing");
+                        batch.clear();
+                        return;
+                    }
+                }
+                tracing::warn!(error = %e, batch = results.len(), retry_in_ms = backoff.as_millis() as u64,
+                    "cannot record results; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    };
+    for event in &events {
+        if let Err(e) = bus.publish_event(event) {
+            tracing::warn!(error = %e, "cannot publish an event");
+        }
+    }
+    for delivery in batch.drain(..) {
+        if let Err(e) = delivery.ack().await {
+            tracing::warn!(error = %e, "cannot acknowledge a result");
+        }
+    }
+    tracing::debug!(
+        results = results.len(),
+        events = events.len(),
+        "batch recorded"
+    );
+}

@@ -1,0 +1,363 @@
+//! The scheduler: publishes one check job per service each time it is due.
+//!
+//! [`Schedule`] is the pure part: a min-heap of next-due times with lazy
+//! deletion (a generation number per service, so an update or delete never
+//! searches the heap). The next due time is the previous *scheduled* time plus
+//! the interval, so the phase never drifts however late a wake-up is. After a
+//! stall, a service that missed several slots gets one job for the latest of
+//! them, not a burst.
+//!
+//! [`run`] drives it: it subscribes to schedule updates before loading the
+//! services, so no change between the two is lost, and reloads everything
+//! from the store if it ever falls behind on updates.
+
+use crate::bus::Bus;
+use crate::domain::event::ScheduleUpdate;
+use crate::domain::time::{Millis, now_ms};
+use crate::domain::{CheckJob, Service, ServiceSpec};
+use crate::store::Store;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug)]
+struct Entry {
+    spec: ServiceSpec,
+    generation: u64,
+}
+
+/// Next-due times of every enabled service.
+#[derive(Debug, Default)]
+pub struct Schedule {
+    heap: BinaryHeap<Reverse<(Millis, i64, u64)>>,
+    entries: HashMap<i64, Entry>,
+    next_generation: u64,
+}
+
+impl Schedule {
+    /// An empty schedule.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Services scheduled.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether nothing is scheduled.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn push(&mut self, id: i64, spec: ServiceSpec, due: Millis) {
+        self.next_generation += 1;
+        let generation = self.next_generation;
+        self.entries.insert(id, Entry { spec, generation });
+        self.heap.push(Reverse((due, id, generation)));
+    }
+
+    /// Adds a service found in the store at start-up. It keeps the phase of
+    /// its last check: due one interval after it, or at the next slot of
+    /// that phase if that has passed (so a restart does not check every
+    /// service at once). Never checked: due now.
+    pub fn load(&mut self, svc: &Service, now: Millis) {
+        if svc.paused {
+            return;
+        }
+        let interval = svc.interval * 1000;
+        let due = match svc.last_scheduled_at {
+            Some(last) if interval > 0 => {
+                let next = last + interval;
+                if next >= now {
+                    next
+                } else {
+                    let missed = (now - last + interval - 1) / interval;
+                    last + missed * interval
+                }
+            }
+            _ => now,
+        };
+        self.push(svc.id, svc.spec(), due);
+    }
+
+    /// Applies a created or changed service. A change to what is checked
+    /// (URL, interval, timeout, expected statuses) or an unpause makes it due
+    /// now; a rename keeps its slot; a pause removes it.
+    pub fn upsert(&mut self, id: i64, spec: ServiceSpec, now: Millis) {
+        if spec.paused {
+            self.remove(id);
+            return;
+        }
+        if let Some(entry) = self.entries.get_mut(&id) {
+            let same_check = entry.spec.url == spec.url
+                && entry.spec.interval == spec.interval
+                && entry.spec.timeout == spec.timeout
+                && entry.spec.expected_statuses == spec.expected_statuses;
+            if same_check {
+                entry.spec = spec;
+                return;
+            }
+        }
+        self.push(id, spec, now);
+    }
+
+    /// Drops a service; its stale heap entries are skipped when reached.
+    pub fn remove(&mut self, id: i64) {
+        self.entries.remove(&id);
+    }
+
+    /// When the earliest service is due, if any.
+    pub fn next_due(&mut self) -> Option<Millis> {
+        while let Some(Reverse((due, id, generation))) = self.heap.peek().copied() {
+            if self
+                .entries
+                .get(&id)
+                .is_some_and(|e| e.generation == generation)
+            {
+                return Some(due);
+            }
+            self.heap.pop();
+        }
+        None
+    }
+
+    /// Takes every job due at `now`, each service at most once, and
+    /// reschedules each at its next slot after `now`.
+    pub fn take_due(&mut self, now: Millis) -> Vec<CheckJob> {
+        let mut jobs = Vec::new();
+        while let Some(Reverse((due, id, generation))) = self.heap.peek().copied() {
+            if due > now {
+                break;
+            }
+            self.heap.pop();
+            let Some(entry) = self.entries.get(&id).filter(|e| e.generation == generation) else {
+                continue;
+            };
+            let interval = (entry.spec.interval * 1000).max(1);
+            // The latest slot not after `now`: one job however many were missed.
+            let scheduled_at = due + (now - due) / interval * interval;
+            jobs.push(CheckJob {
+                service_id: id,
+                url: entry.spec.url.clone(),
+                timeout_ms: entry.spec.timeout * 1000,
+                interval_ms: interval,
+                expected_statuses: entry.spec.expected_statuses.clone(),
+                scheduled_at,
+            });
+            self.heap
+                .push(Reverse((scheduled_at + interval, id, generation)));
+        }
+        jobs
+    }
+
+    /// Applies an update from the bus.
+    pub fn apply(&mut self, update: ScheduleUpdate, now: Millis) {
+        match update {
+            ScheduleUpdate::Upsert { id, spec } => self.upsert(id, spec, now),
+            ScheduleUpdate::Remove { id } => self.remove(id),
+        }
+    }
+}
+
+/// What stops the scheduler.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    /// The services could not be loaded.
+    #[error("cannot load services: {0}")]
+    Store(#[from] crate::store::StoreError),
+    /// The bus closed under it.
+    #[error("bus: {0}")]
+    Bus(#[from] crate::bus::BusError),
+}
+
+async fn load_all(store: &Store) -> Result<Schedule, SchedulerError> {
+    let services = store.list_services().await?;
+    let now = now_ms();
+    let mut schedule = Schedule::new();
+    for svc in &services {
+        schedule.load(svc, now);
+    }
+    tracing::info!(services = schedule.len(), "schedule loaded");
+    Ok(schedule)
+}
+
+/// Runs the scheduler until `shutdown` is cancelled.
+pub async fn run(
+    store: Store,
+    bus: Bus,
+    shutdown: CancellationToken,
+) -> Result<(), SchedulerError> {
+    let mut updates = bus.subscribe_schedule();
+    let mut schedule = load_all(&store).await?;
+    loop {
+        let wait = match schedule.next_due() {
+            Some(due) => Duration::from_millis(due.saturating_sub(now_ms()).max(0) as u64),
+            // Nothing to do: wake up only for updates (or shutdown).
+            None => Duration::from_secs(3600),
+        };
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return Ok(()),
+            update = updates.recv() => match update {
+                Ok(update) => schedule.apply(update, now_ms()),
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "schedule updates lagged; reloading from the store");
+                    schedule = load_all(&store).await?;
+                }
+                Err(RecvError::Closed) => return Ok(()),
+            },
+            () = tokio::time::sleep(wait) => {
+                for job in schedule.take_due(now_ms()) {
+                    tokio::select! {
+                        () = shutdown.cancelled() => return Ok(()),
+                        sent = bus.publish_job(job) => sent?,
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(interval: i64) -> ServiceSpec {
+        ServiceSpec {
+            name: "s".into(),
+            url: "http://127.0.0.1:1/".into(),
+            interval,
+            timeout: 1,
+            paused: false,
+            expected_statuses: None,
+        }
+    }
+
+    fn ids(jobs: &[CheckJob]) -> Vec<i64> {
+        jobs.iter().map(|j| j.service_id).collect()
+    }
+
+    #[test]
+    fn jobs_come_out_in_due_order() {
+        let mut s = Schedule::new();
+        s.upsert(1, spec(10), 3_000);
+        s.upsert(2, spec(10), 1_000);
+        s.upsert(3, spec(10), 2_000);
+        assert_eq!(s.next_due(), Some(1_000));
+        assert_eq!(ids(&s.take_due(2_500)), [2, 3]);
+        assert_eq!(ids(&s.take_due(3_000)), [1]);
+    }
+
+    #[test]
+    fn next_run_is_previous_scheduled_time_plus_interval_without_drift() {
+        let mut s = Schedule::new();
+        s.upsert(1, spec(5), 0);
+        let mut scheduled = Vec::new();
+        // Wake-ups arrive late by varying amounts; the slots do not move.
+        for late in [0, 130, 20, 999, 7] {
+            let due = s.next_due().unwrap();
+            let jobs = s.take_due(due + late);
+            scheduled.push(jobs[0].scheduled_at);
+        }
+        assert_eq!(scheduled, [0, 5_000, 10_000, 15_000, 20_000]);
+    }
+
+    #[test]
+    fn a_stall_yields_one_job_per_service_not_a_burst() {
+        let mut s = Schedule::new();
+        s.upsert(1, spec(1), 0);
+        s.upsert(2, spec(2), 0);
+        let jobs = s.take_due(10_500);
+        assert_eq!(ids(&jobs), [1, 2]);
+        assert_eq!(
+            jobs[0].scheduled_at, 10_000,
+            "latest missed slot, phase kept"
+        );
+        assert_eq!(jobs[1].scheduled_at, 10_000);
+        assert_eq!(s.next_due(), Some(11_000));
+        assert!(s.take_due(10_999).is_empty());
+    }
+
+    #[test]
+    fn delete_and_pause_take_effect_at_once() {
+        let mut s = Schedule::new();
+        s.upsert(1, spec(1), 0);
+        s.upsert(2, spec(1), 0);
+        s.remove(1);
+        let mut paused = spec(1);
+        paused.paused = true;
+        s.upsert(2, paused, 0);
+        assert!(s.take_due(5_000).is_empty());
+        assert_eq!(s.next_due(), None);
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn changing_what_is_checked_makes_it_due_now_but_a_rename_does_not() {
+        let mut s = Schedule::new();
+        s.upsert(1, spec(60), 0);
+        assert_eq!(s.take_due(0).len(), 1);
+        let mut renamed = spec(60);
+        renamed.name = "new".into();
+        s.upsert(1, renamed, 1_000);
+        assert_eq!(s.next_due(), Some(60_000));
+        let mut moved = spec(60);
+        moved.url = "http://127.0.0.1:2/".into();
+        s.upsert(1, moved, 2_000);
+        let jobs = s.take_due(2_000);
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].url, "http://127.0.0.1:2/");
+        assert!(s.take_due(61_000).is_empty(), "the old slot is gone");
+    }
+
+    #[test]
+    fn load_keeps_the_phase_of_the_last_check() {
+        let svc = |last: Option<i64>| Service {
+            id: 1,
+            name: "s".into(),
+            url: "http://x/".into(),
+            interval: 10,
+            timeout: 1,
+            expected_statuses: None,
+            last_status: crate::domain::Status::Up,
+            last_check: None,
+            last_latency_ms: None,
+            paused: false,
+            created_at: 0,
+            updated_at: 0,
+            last_scheduled_at: last,
+        };
+        let mut s = Schedule::new();
+        s.load(&svc(Some(95_000)), 100_000);
+        assert_eq!(s.next_due(), Some(105_000));
+        let mut s = Schedule::new();
+        s.load(&svc(Some(3_000)), 100_000);
+        assert_eq!(s.next_due(), Some(103_000), "next slot of the old phase");
+        let mut s = Schedule::new();
+        s.load(&svc(None), 100_000);
+        assert_eq!(s.next_due(), Some(100_000));
+    }
+
+    #[test]
+    fn jobs_carry_everything_a_worker_needs() {
+        let mut s = Schedule::new();
+        let mut sp = spec(30);
+        sp.timeout = 20;
+        sp.expected_statuses = Some(vec![204]);
+        s.upsert(9, sp, 500);
+        let job = &s.take_due(500)[0];
+        assert_eq!(
+            (
+                job.service_id,
+                job.timeout_ms,
+                job.interval_ms,
+                job.scheduled_at
+            ),
+            (9, 20_000, 30_000, 500)
+        );
+        assert_eq!(job.expected_statuses, Some(vec![204]));
+    }
+}

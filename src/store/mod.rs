@@ -1,0 +1,358 @@
+//! The store: services, health logs and state changes.
+//!
+//! [`Store`] is the one interface the rest of the program uses. Behind it is
+//! an enum of connection pools, one variant per backend, and every query is
+//! written once: `with_conn!` takes a connection from whichever pool is in
+//! use and expands the same diesel expression for it. Adding PostgreSQL is a
+//! new variant, a pool constructor and a migrations folder.
+
+pub mod models;
+pub mod schema;
+pub mod sqlite;
+
+use crate::config::DatabaseUrl;
+use crate::domain::time::Millis;
+use crate::domain::{CheckResult, Event, Service, ServiceSpec, Status};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use models::{HealthLog, NewHealthLog, NewServiceRow, NewStateChange, ServiceChanges, ServiceRow};
+use schema::{health_logs, services, state_changes};
+use std::sync::Arc;
+
+/// What can go wrong talking to the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be opened or created.
+    #[error("cannot open the database: {0}")]
+    Open(String),
+    /// Migrations failed.
+    #[error("database migration failed: {0}")]
+    Migration(String),
+    /// No connection could be had from the pool.
+    #[error("no database connection: {0}")]
+    Pool(String),
+    /// A query failed.
+    #[error("database query failed: {0}")]
+    Query(#[from] diesel::result::Error),
+    /// The backend is configured but not part of this build.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl From<diesel_async::pooled_connection::deadpool::PoolError> for StoreError {
+    fn from(e: diesel_async::pooled_connection::deadpool::PoolError) -> Self {
+        StoreError::Pool(e.to_string())
+    }
+}
+
+enum Backend {
+    Sqlite(sqlite::SqlitePool),
+}
+
+/// Takes a connection from whichever pool backs the store and runs the same
+/// diesel code on it. Each arm is type-checked for its own backend.
+macro_rules! with_conn {
+    ($store:expr, |$conn:ident| $body:expr) => {
+        match &*$store.backend {
+            Backend::Sqlite(pool) => {
+                let mut pooled = pool.get().await?;
+                let $conn = &mut *pooled;
+                $body
+            }
+        }
+    };
+}
+
+/// Records one result inside the batch transaction (see [`Store::record`]).
+/// A macro, like `with_conn!`, so the same code is checked per backend;
+/// `continue` moves on to the batch's next result.
+macro_rules! record_one {
+    ($conn:ident, $r:ident, $events:ident) => {{
+        let conn = &mut *$conn;
+        let r: &CheckResult = $r;
+        let events: &mut Vec<Event> = &mut $events;
+        let current: Option<(String, String, Option<i64>)> = services::table
+            .find(r.service_id)
+            .select((
+                services::name,
+                services::last_status,
+                services::last_scheduled_at,
+            ))
+            .first(conn)
+            .await
+            .optional()?;
+        let Some((name, last_status, last_scheduled_at)) = current else {
+            // Deleted while its check was in flight: leave nothing.
+            continue;
+        };
+        let inserted = diesel::insert_into(health_logs::table)
+            .values(NewHealthLog {
+                service_id: r.service_id,
+                status: r.status.as_str(),
+                latency_ms: r.latency_ms,
+                status_code: r.status_code.map(i32::from),
+                error: r.error.as_deref(),
+                scheduled_at: r.scheduled_at,
+                checked_at: r.checked_at,
+            })
+            .on_conflict((health_logs::service_id, health_logs::scheduled_at))
+            .do_nothing()
+            .execute(conn)
+            .await?;
+        if inserted == 0 {
+            // A redelivered result: already logged, already counted.
+            continue;
+        }
+        events.push(Event::Check {
+            service_id: r.service_id,
+            name: name.clone(),
+            status: r.status,
+            latency: r.latency_ms,
+            status_code: r.status_code,
+            error: r.error.clone(),
+            checked_at: r.checked_at,
+        });
+        if last_scheduled_at.is_some_and(|t| t >= r.scheduled_at) {
+            // Older than the status already shown: history only.
+            continue;
+        }
+        let target = services::table.find(r.service_id);
+        let set = (
+            services::last_status.eq(r.status.as_str()),
+            services::last_check.eq(Some(r.checked_at)),
+            services::last_latency_ms.eq(Some(r.latency_ms)),
+            services::last_scheduled_at.eq(Some(r.scheduled_at)),
+        );
+        let swapped = match last_scheduled_at {
+            Some(t) => {
+                diesel::update(target.filter(services::last_scheduled_at.eq(t)))
+                    .set(set)
+                    .execute(conn)
+                    .await?
+            }
+            None => {
+                diesel::update(target.filter(services::last_scheduled_at.is_null()))
+                    .set(set)
+                    .execute(conn)
+                    .await?
+            }
+        };
+        let old: Status = last_status.parse().unwrap_or(Status::Pending);
+        if swapped == 1 && old.changes_to(r.status) {
+            diesel::insert_into(state_changes::table)
+                .values(NewStateChange {
+                    service_id: r.service_id,
+                    old_status: old.as_str(),
+                    new_status: r.status.as_str(),
+                    latency_ms: r.latency_ms,
+                    scheduled_at: r.scheduled_at,
+                    changed_at: r.checked_at,
+                })
+                .on_conflict((state_changes::service_id, state_changes::scheduled_at))
+                .do_nothing()
+                .execute(conn)
+                .await?;
+            events.push(Event::StatusChange {
+                service_id: r.service_id,
+                name,
+                old_status: old,
+                new_status: r.status,
+                latency: r.latency_ms,
+                changed_at: r.checked_at,
+            });
+        }
+    }};
+}
+
+/// Where a page of logs starts (exclusive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogCursor {
+    /// Logs older than this log id (the `id` of the last log of a page).
+    BeforeId(i64),
+    /// Logs checked strictly before this time.
+    BeforeTime(Millis),
+}
+
+/// The store interface, cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    backend: Arc<Backend>,
+}
+
+impl Store {
+    /// Opens the configured database, running migrations.
+    pub async fn open(url: &DatabaseUrl, pool_size: usize) -> Result<Self, StoreError> {
+        let backend = match url {
+            DatabaseUrl::Sqlite(path) => Backend::Sqlite(sqlite::open(path, pool_size).await?),
+            DatabaseUrl::Postgres(_) => {
+                return Err(StoreError::Unsupported(
+                    "database.url: PostgreSQL is not supported by this build yet; \
+                     use sqlite://PATH"
+                        .into(),
+                ));
+            }
+        };
+        Ok(Self {
+            backend: Arc::new(backend),
+        })
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        with_conn!(self, |conn| {
+            diesel::sql_query("SELECT 1").execute(conn).await?;
+            Ok(())
+        })
+    }
+
+    /// Registers a service; it starts PENDING.
+    pub async fn create_service(
+        &self,
+        spec: &ServiceSpec,
+        now: Millis,
+    ) -> Result<Service, StoreError> {
+        let row = NewServiceRow::new(spec, now);
+        with_conn!(self, |conn| {
+            let created: ServiceRow = diesel::insert_into(services::table)
+                .values(&row)
+                .returning(ServiceRow::as_returning())
+                .get_result(conn)
+                .await?;
+            Ok(created.into_service())
+        })
+    }
+
+    /// Every service, by id.
+    pub async fn list_services(&self) -> Result<Vec<Service>, StoreError> {
+        with_conn!(self, |conn| {
+            let rows: Vec<ServiceRow> = services::table
+                .select(ServiceRow::as_select())
+                .order(services::id.asc())
+                .load(conn)
+                .await?;
+            Ok(rows.into_iter().map(ServiceRow::into_service).collect())
+        })
+    }
+
+    /// One service.
+    pub async fn get_service(&self, id: i64) -> Result<Option<Service>, StoreError> {
+        with_conn!(self, |conn| {
+            let row: Option<ServiceRow> = services::table
+                .find(id)
+                .select(ServiceRow::as_select())
+                .first(conn)
+                .await
+                .optional()?;
+            Ok(row.map(ServiceRow::into_service))
+        })
+    }
+
+    /// Replaces a service's settings; `None` if it does not exist.
+    pub async fn update_service(
+        &self,
+        id: i64,
+        spec: &ServiceSpec,
+        now: Millis,
+    ) -> Result<Option<Service>, StoreError> {
+        let changes = ServiceChanges::new(spec, now);
+        with_conn!(self, |conn| {
+            let row: Option<ServiceRow> = diesel::update(services::table.find(id))
+                .set(&changes)
+                .returning(ServiceRow::as_returning())
+                .get_result(conn)
+                .await
+                .optional()?;
+            Ok(row.map(ServiceRow::into_service))
+        })
+    }
+
+    /// Deletes a service with its logs and transitions; false if it did not
+    /// exist.
+    pub async fn delete_service(&self, id: i64) -> Result<bool, StoreError> {
+        with_conn!(self, |conn| {
+            let deleted = conn
+                .transaction::<_, diesel::result::Error, _>(async |conn| {
+                    diesel::delete(health_logs::table.filter(health_logs::service_id.eq(id)))
+                        .execute(conn)
+                        .await?;
+                    diesel::delete(state_changes::table.filter(state_changes::service_id.eq(id)))
+                        .execute(conn)
+                        .await?;
+                    diesel::delete(services::table.find(id)).execute(conn).await
+                })
+                .await?;
+            Ok(deleted > 0)
+        })
+    }
+
+    /// A page of a service's logs, newest first.
+    pub async fn list_logs(
+        &self,
+        service_id: i64,
+        limit: i64,
+        cursor: Option<LogCursor>,
+    ) -> Result<Vec<HealthLog>, StoreError> {
+        with_conn!(self, |conn| {
+            let mut query = health_logs::table
+                .filter(health_logs::service_id.eq(service_id))
+                .select(HealthLog::as_select())
+                .into_boxed();
+            match cursor {
+                Some(LogCursor::BeforeTime(t)) => {
+                    query = query.filter(health_logs::checked_at.lt(t));
+                }
+                Some(LogCursor::BeforeId(before)) => {
+                    // Keyset on (checked_at, id), the order pages are sorted in.
+                    let at: Option<i64> = health_logs::table
+                        .filter(health_logs::id.eq(before))
+                        .filter(health_logs::service_id.eq(service_id))
+                        .select(health_logs::checked_at)
+                        .first(conn)
+                        .await
+                        .optional()?;
+                    query = match at {
+                        Some(at) => query.filter(
+                            health_logs::checked_at.lt(at).or(health_logs::checked_at
+                                .eq(at)
+                                .and(health_logs::id.lt(before))),
+                        ),
+                        None => query.filter(health_logs::id.lt(before)),
+                    };
+                }
+                None => {}
+            }
+            let logs = query
+                .order((health_logs::checked_at.desc(), health_logs::id.desc()))
+                .limit(limit)
+                .load(conn)
+                .await?;
+            Ok(logs)
+        })
+    }
+
+    /// Records a batch of results in one transaction and returns the events
+    /// they produce, in order, to publish once this has committed.
+    ///
+    /// Idempotent: a result whose (service, scheduled_at) is already logged is
+    /// skipped whole. A result for a deleted service leaves nothing. The
+    /// service's status moves only forward in scheduled time, by a
+    /// compare-and-set on `last_scheduled_at`, so a late result is logged but
+    /// never reorders transitions, and each transition is recorded once.
+    pub async fn record(&self, results: &[CheckResult]) -> Result<Vec<Event>, StoreError> {
+        if results.is_empty() {
+            return Ok(Vec::new());
+        }
+        with_conn!(self, |conn| {
+            let events = conn
+                .transaction::<_, diesel::result::Error, _>(async |conn| {
+                    let mut events = Vec::with_capacity(results.len() + 4);
+                    for r in results {
+                        record_one!(conn, r, events);
+                    }
+                    Ok(events)
+                })
+                .await?;
+            Ok(events)
+        })
+    }
+}

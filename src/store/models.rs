@@ -1,0 +1,182 @@
+//! Rows as the tables hold them, and their conversion to domain types.
+
+use super::schema::{health_logs, services, state_changes};
+use crate::domain::time::{Millis, serde_rfc3339};
+use crate::domain::{Service, ServiceSpec, Status};
+use diesel::prelude::*;
+use serde::Serialize;
+
+/// A `services` row.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = services)]
+pub struct ServiceRow {
+    pub id: i64,
+    pub name: String,
+    pub url: String,
+    pub interval_s: i64,
+    pub timeout_s: i64,
+    pub expected_statuses: Option<String>,
+    pub paused: bool,
+    pub last_status: String,
+    pub last_check: Option<i64>,
+    pub last_latency_ms: Option<i64>,
+    pub last_scheduled_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl ServiceRow {
+    /// Converts to the API's view. An unreadable status (a row edited by
+    /// hand) shows as PENDING rather than failing the whole listing.
+    pub fn into_service(self) -> Service {
+        Service {
+            id: self.id,
+            name: self.name,
+            url: self.url,
+            interval: self.interval_s,
+            timeout: self.timeout_s,
+            expected_statuses: decode_statuses(self.expected_statuses.as_deref()),
+            last_status: self.last_status.parse().unwrap_or(Status::Pending),
+            last_check: self.last_check,
+            last_latency_ms: self.last_latency_ms,
+            paused: self.paused,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            last_scheduled_at: self.last_scheduled_at,
+        }
+    }
+}
+
+/// Columns written when a service is created.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = services)]
+pub struct NewServiceRow<'a> {
+    pub name: &'a str,
+    pub url: &'a str,
+    pub interval_s: i64,
+    pub timeout_s: i64,
+    pub expected_statuses: Option<String>,
+    pub paused: bool,
+    pub last_status: &'static str,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl<'a> NewServiceRow<'a> {
+    /// The row for a new service.
+    pub fn new(spec: &'a ServiceSpec, now: Millis) -> Self {
+        Self {
+            name: &spec.name,
+            url: &spec.url,
+            interval_s: spec.interval,
+            timeout_s: spec.timeout,
+            expected_statuses: encode_statuses(spec.expected_statuses.as_deref()),
+            paused: spec.paused,
+            last_status: Status::Pending.as_str(),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
+/// Columns written when a service's settings change.
+#[derive(Debug, AsChangeset)]
+#[diesel(table_name = services, treat_none_as_null = true)]
+pub struct ServiceChanges<'a> {
+    pub name: &'a str,
+    pub url: &'a str,
+    pub interval_s: i64,
+    pub timeout_s: i64,
+    pub expected_statuses: Option<String>,
+    pub paused: bool,
+    pub updated_at: i64,
+}
+
+impl<'a> ServiceChanges<'a> {
+    /// The changes that make a row match `spec`.
+    pub fn new(spec: &'a ServiceSpec, now: Millis) -> Self {
+        Self {
+            name: &spec.name,
+            url: &spec.url,
+            interval_s: spec.interval,
+            timeout_s: spec.timeout,
+            expected_statuses: encode_statuses(spec.expected_statuses.as_deref()),
+            paused: spec.paused,
+            updated_at: now,
+        }
+    }
+}
+
+/// A health log as stored and as the API returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Serialize)]
+#[diesel(table_name = health_logs)]
+pub struct HealthLog {
+    /// Row id; also the pagination cursor.
+    pub id: i64,
+    /// The service checked.
+    pub service_id: i64,
+    /// UP or DOWN.
+    pub status: String,
+    /// Latency in milliseconds.
+    pub latency_ms: i64,
+    /// HTTP status, when a response arrived.
+    pub status_code: Option<i32>,
+    /// What went wrong.
+    pub error: Option<String>,
+    /// When the check finished.
+    #[serde(serialize_with = "serde_rfc3339::serialize")]
+    pub checked_at: i64,
+}
+
+/// A log to insert.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = health_logs)]
+pub struct NewHealthLog<'a> {
+    pub service_id: i64,
+    pub status: &'static str,
+    pub latency_ms: i64,
+    pub status_code: Option<i32>,
+    pub error: Option<&'a str>,
+    pub scheduled_at: i64,
+    pub checked_at: i64,
+}
+
+/// A transition to insert.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = state_changes)]
+pub struct NewStateChange {
+    pub service_id: i64,
+    pub old_status: &'static str,
+    pub new_status: &'static str,
+    pub latency_ms: i64,
+    pub scheduled_at: i64,
+    pub changed_at: i64,
+}
+
+/// Stores a status list as `"200,204"`: portable across backends.
+pub fn encode_statuses(list: Option<&[u16]>) -> Option<String> {
+    list.map(|l| l.iter().map(u16::to_string).collect::<Vec<_>>().join(","))
+}
+
+/// Reads a list written by [`encode_statuses`], skipping anything unreadable.
+pub fn decode_statuses(text: Option<&str>) -> Option<Vec<u16>> {
+    let list: Vec<u16> = text?
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    (!list.is_empty()).then_some(list)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_lists_round_trip() {
+        let enc = encode_statuses(Some(&[200, 503]));
+        assert_eq!(enc.as_deref(), Some("200,503"));
+        assert_eq!(decode_statuses(enc.as_deref()), Some(vec![200, 503]));
+        assert_eq!(decode_statuses(None), None);
+        assert_eq!(decode_statuses(Some("")), None);
+    }
+}

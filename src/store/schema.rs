@@ -1,0 +1,52 @@
+//! The tables, written once for every backend: only types that SQLite and
+//! PostgreSQL map alike (BigInt, Integer, Text, Bool; times as epoch ms).
+
+diesel::table! {
+    /// Registered services and their latest status.
+    services (id) {
+        id -> BigInt,
+        name -> Text,
+        url -> Text,
+        interval_s -> BigInt,
+        timeout_s -> BigInt,
+        expected_statuses -> Nullable<Text>,
+        paused -> Bool,
+        last_status -> Text,
+        last_check -> Nullable<BigInt>,
+        last_latency_ms -> Nullable<BigInt>,
+        last_scheduled_at -> Nullable<BigInt>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// One row per check.
+    health_logs (id) {
+        id -> BigInt,
+        service_id -> BigInt,
+        status -> Text,
+        latency_ms -> BigInt,
+        status_code -> Nullable<Integer>,
+        error -> Nullable<Text>,
+        scheduled_at -> BigInt,
+        checked_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// One row per status transition.
+    state_changes (id) {
+        id -> BigInt,
+        service_id -> BigInt,
+        old_status -> Text,
+        new_status -> Text,
+        latency_ms -> BigInt,
+        scheduled_at -> BigInt,
+        changed_at -> BigInt,
+    }
+}
+
+diesel::joinable!(health_logs -> services (service_id));
+diesel::joinable!(state_changes -> services (service_id));
+diesel::allow_tables_to_appear_in_same_query!(services, health_logs, state_changes);

@@ -1,0 +1,145 @@
+//! One HTTP check: request, bounded body, verdict.
+
+use crate::domain::check::status_is_up;
+use crate::domain::time::now_ms;
+use crate::domain::{CheckJob, CheckResult, Status};
+use std::error::Error as _;
+use std::time::{Duration, Instant};
+
+/// At most this many redirects are followed; more is a DOWN check.
+pub const MAX_REDIRECTS: usize = 5;
+
+/// Runs checks with one shared HTTP client.
+#[derive(Clone)]
+pub struct Checker {
+    client: reqwest::Client,
+    max_body_bytes: usize,
+}
+
+/// The HTTP client could not be built (a TLS setup problem).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the HTTP client: {0}")]
+pub struct ClientError(#[from] reqwest::Error);
+
+impl Checker {
+    /// A checker that reads at most `max_body_bytes` of each response body.
+    pub fn new(max_body_bytes: usize) -> Result<Self, ClientError> {
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("healthmon/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
+            // Checks go straight to the target; a proxy from the environment
+            // would test the proxy instead.
+            .no_proxy()
+            .pool_idle_timeout(Duration::from_secs(30))
+            .tcp_nodelay(true)
+            .build()?;
+        Ok(Self {
+            client,
+            max_body_bytes,
+        })
+    }
+
+    /// Runs one check. The job's timeout bounds the whole check, from the
+    /// request to the end of the (capped) body; a timed-out check is DOWN
+    /// with its latency equal to the timeout.
+    pub async fn run(&self, job: &CheckJob) -> CheckResult {
+        let timeout = Duration::from_millis(job.timeout_ms.max(1) as u64);
+        let start = Instant::now();
+        let outcome = tokio::time::timeout(timeout, self.fetch(&job.url)).await;
+        let elapsed = start.elapsed().as_millis() as i64;
+        let (status, latency_ms, status_code, error) = match outcome {
+            Err(_) => (
+                Status::Down,
+                job.timeout_ms,
+                None,
+                Some(format!(
+                    "timeout: no complete response within {} ms",
+                    job.timeout_ms
+                )),
+            ),
+            Ok(Err(e)) => (Status::Down, elapsed, None, Some(describe(&e))),
+            Ok(Ok(code)) => {
+                if status_is_up(code, job.expected_statuses.as_deref()) {
+                    (Status::Up, elapsed, Some(code), None)
+                } else {
+                    let expected = match &job.expected_statuses {
+                        Some(list) => format!("{list:?}"),
+                        None => "200-399".to_owned(),
+                    };
+                    (
+                        Status::Down,
+                        elapsed,
+                        Some(code),
+                        Some(format!("unexpected status {code} (expected {expected})")),
+                    )
+                }
+            }
+        };
+        CheckResult {
+            service_id: job.service_id,
+            scheduled_at: job.scheduled_at,
+            status,
+            latency_ms,
+            status_code,
+            error,
+            checked_at: now_ms(),
+        }
+    }
+
+    /// Sends the request and reads up to the body cap, then drops the rest.
+    async fn fetch(&self, url: &str) -> Result<u16, reqwest::Error> {
+        let mut response = self.client.get(url).send().await?;
+        let code = response.status().as_u16();
+        let mut read = 0usize;
+        while read < self.max_body_bytes {
+            match response.chunk().await? {
+                Some(chunk) => read += chunk.len(),
+                None => break,
+            }
+        }
+        Ok(code)
+    }
+}
+
+/// Says what went wrong in words a person can act on. The URL is left out:
+/// it may carry a password.
+fn describe(e: &reqwest::Error) -> String {
+    if e.is_redirect() {
+        return format!("too many redirects (more than {MAX_REDIRECTS})");
+    }
+    let mut chain = Vec::new();
+    let mut source = e.source();
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => return "connection refused".into(),
+                std::io::ErrorKind::ConnectionReset => return "connection reset by peer".into(),
+                _ => {}
+            }
+        }
+        let text = s.to_string();
+        if !chain.contains(&text) {
+            chain.push(text);
+        }
+        source = s.source();
+    }
+    let detail = chain.join(": ");
+    let lower = detail.to_ascii_lowercase();
+    let kind = if lower.contains("dns error") || lower.contains("failed to lookup") {
+        "DNS lookup failed"
+    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake")
+    {
+        "TLS error"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() || e.is_decode() {
+        "error reading response body"
+    } else {
+        "request failed"
+    };
+    if detail.is_empty() {
+        kind.to_owned()
+    } else {
+        format!("{kind}: {detail}")
+    }
+}
