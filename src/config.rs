@@ -75,6 +75,9 @@ pub struct ServerSettings {
     pub client_request_timeout_s: u64,
     /// Idle keep-alive seconds.
     pub keep_alive_s: u64,
+    /// Kernel send buffer of each connection: bounds what a client that does
+    /// not read (a stalled WebSocket) can hold in kernel memory.
+    pub send_buffer_bytes: u32,
 }
 
 /// `[database]`
@@ -148,6 +151,7 @@ struct RawServer {
     bind: String,
     client_request_timeout_s: i64,
     keep_alive_s: i64,
+    send_buffer_bytes: i64,
 }
 #[derive(Debug, Deserialize)]
 struct RawDatabase {
@@ -342,6 +346,20 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
             "use letters, digits, '-', '_' or '.'",
         ));
     }
+    let batch_size = in_range("recorder.batch_size", raw.recorder.batch_size, 1, 10_000)?;
+    let send_queue = in_range("ws.send_queue", raw.ws.send_queue, 1, 1 << 20)?;
+    // One batch publishes up to two events per result at once; a ring
+    // smaller than that would drop every client on every busy batch.
+    if send_queue < 2 * batch_size + 64 {
+        return Err(invalid(
+            "ws.send_queue",
+            format!(
+                "{send_queue} is too small for recorder.batch_size {batch_size}; \
+                 use at least {}",
+                2 * batch_size + 64
+            ),
+        ));
+    }
     Ok(Settings {
         server: ServerSettings {
             bind,
@@ -352,6 +370,12 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
                 600,
             )? as u64,
             keep_alive_s: in_range("server.keep_alive_s", raw.server.keep_alive_s, 0, 3600)? as u64,
+            send_buffer_bytes: in_range(
+                "server.send_buffer_bytes",
+                raw.server.send_buffer_bytes,
+                4096,
+                16 << 20,
+            )? as u32,
         },
         database: DatabaseSettings {
             url: parse_database_url(&raw.database.url)?,
@@ -384,7 +408,7 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
         },
         ws: WsSettings {
             max_clients: in_range("ws.max_clients", raw.ws.max_clients, 1, 1_000_000)? as usize,
-            send_queue: in_range("ws.send_queue", raw.ws.send_queue, 1, 1 << 20)? as usize,
+            send_queue: send_queue as usize,
             ping_interval_s: in_range("ws.ping_interval_s", raw.ws.ping_interval_s, 1, 3600)?
                 as u64,
         },
@@ -470,6 +494,7 @@ mod tests {
             ("HEALTHMON__DATABASE__URL", "mysql://x", "database.url"),
             ("HEALTHMON__QUEUE__URL", "kafka://x", "queue.url"),
             ("HEALTHMON__WORKER__CONCURRENCY", "0", "worker.concurrency"),
+            ("HEALTHMON__WS__SEND_QUEUE", "100", "ws.send_queue"),
         ];
         for (key, value, named) in cases {
             let err = load_env(&[(key, value)]).unwrap_err().to_string();

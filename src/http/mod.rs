@@ -82,6 +82,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
+/// Fixes an accepted connection's kernel send buffer. Linux otherwise grows
+/// it up to megabytes for a peer that does not read; fixed, a stalled
+/// WebSocket client blocks soon, is noticed and is disconnected, and each
+/// connection's kernel memory stays bounded.
+fn set_send_buffer(conn: &dyn std::any::Any, bytes: usize) {
+    if let Some(stream) = conn.downcast_ref::<actix_web::rt::net::TcpStream>()
+        && let Err(e) = socket2::SockRef::from(stream).set_send_buffer_size(bytes)
+    {
+        tracing::debug!(error = %e, "cannot set a connection's send buffer");
+    }
+}
+
 /// Builds the HTTP server on an already bound listener. The caller runs it
 /// and stops it through its handle; signals are ours, not actix's.
 pub fn server(
@@ -95,6 +107,10 @@ pub fn server(
             .app_data(data.clone())
             .configure(routes)
             .default_service(web::to(not_found))
+    })
+    .on_connect({
+        let bytes = settings.send_buffer_bytes as usize;
+        move |conn, _| set_send_buffer(conn, bytes)
     })
     .disable_signals()
     .workers(

@@ -1,0 +1,158 @@
+//! HTTP targets for checks: a tiny server on 127.0.0.1 whose answer depends
+//! on the path. It counts requests per path and records when each arrived.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A running target server.
+#[derive(Clone)]
+pub struct Target {
+    pub addr: std::net::SocketAddr,
+    /// `/switch` answers 200 while true, 503 while false.
+    pub switch_up: Arc<AtomicBool>,
+    hits: Arc<Mutex<HashMap<String, Vec<Instant>>>>,
+    /// How many times `/big` was sent in full (the client read it all).
+    pub big_sent_in_full: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Target {
+    /// Starts the server on the current tokio runtime.
+    ///
+    /// Paths: `/ok` 200; `/fail` 500; `/hang` never answers; `/redirect/N`
+    /// redirects N times then 200; `/big` 200 with a 20 MB body;
+    /// `/endless` 200 with a body that never ends; `/switch` 200 or 503;
+    /// `/status/N` answers N; anything else 404.
+    pub async fn start() -> Target {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind target");
+        let target = Target {
+            addr: listener.local_addr().expect("addr"),
+            switch_up: Arc::new(AtomicBool::new(true)),
+            hits: Arc::new(Mutex::new(HashMap::new())),
+            big_sent_in_full: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+        };
+        let t = target.clone();
+        tokio::spawn(async move {
+            while let Ok((sock, _)) = listener.accept().await {
+                let t = t.clone();
+                tokio::spawn(async move {
+                    let _ = t.serve(sock).await;
+                });
+            }
+        });
+        target
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Requests seen for `path` so far.
+    pub fn hits(&self, path: &str) -> usize {
+        self.hits
+            .lock()
+            .map(|h| h.get(path).map_or(0, Vec::len))
+            .unwrap_or(0)
+    }
+
+    /// Arrival times of requests for `path`.
+    pub fn arrivals(&self, path: &str) -> Vec<Instant> {
+        self.hits
+            .lock()
+            .map(|h| h.get(path).cloned().unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    pub fn set_up(&self, up: bool) {
+        self.switch_up.store(up, Ordering::SeqCst);
+    }
+
+    async fn serve(&self, mut sock: TcpStream) -> std::io::Result<()> {
+        let mut buf = Vec::with_capacity(1024);
+        let mut chunk = [0u8; 1024];
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = sock.read(&mut chunk).await?;
+            if n == 0 || buf.len() > 16 * 1024 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let head = String::from_utf8_lossy(&buf);
+        let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+        if let Ok(mut h) = self.hits.lock() {
+            h.entry(path.clone()).or_default().push(Instant::now());
+        }
+        let simple = |code: u16, reason: &str| {
+            format!("HTTP/1.1 {code} {reason}\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+        };
+        match path.as_str() {
+            "/ok" => sock.write_all(simple(200, "OK").as_bytes()).await?,
+            "/fail" => {
+                sock.write_all(simple(500, "Internal Server Error").as_bytes())
+                    .await?
+            }
+            "/switch" => {
+                let resp = if self.switch_up.load(Ordering::SeqCst) {
+                    simple(200, "OK")
+                } else {
+                    simple(503, "Service Unavailable")
+                };
+                sock.write_all(resp.as_bytes()).await?
+            }
+            "/hang" => {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+            }
+            "/big" => {
+                let total = 20 * 1024 * 1024;
+                sock.write_all(
+                    format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {total}\r\nconnection: close\r\n\r\n"
+                    )
+                    .as_bytes(),
+                )
+                .await?;
+                let block = vec![b'x'; 64 * 1024];
+                let mut sent = 0;
+                while sent < total {
+                    sock.write_all(&block).await?;
+                    sent += block.len();
+                }
+                self.big_sent_in_full.fetch_add(1, Ordering::SeqCst);
+            }
+            "/endless" => {
+                sock.write_all(
+                    b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+                )
+                .await?;
+                loop {
+                    sock.write_all(b"400\r\n").await?;
+                    sock.write_all(&[b'y'; 1024]).await?;
+                    sock.write_all(b"\r\n").await?;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+            p if p.starts_with("/redirect/") => {
+                let n: u32 = p.trim_start_matches("/redirect/").parse().unwrap_or(0);
+                if n == 0 {
+                    sock.write_all(simple(200, "OK").as_bytes()).await?
+                } else {
+                    let resp = format!(
+                        "HTTP/1.1 302 Found\r\nlocation: /redirect/{}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        n - 1
+                    );
+                    sock.write_all(resp.as_bytes()).await?
+                }
+            }
+            p if p.starts_with("/status/") => {
+                let code: u16 = p.trim_start_matches("/status/").parse().unwrap_or(500);
+                sock.write_all(simple(code, "Whatever").as_bytes()).await?
+            }
+            _ => sock.write_all(simple(404, "Not Found").as_bytes()).await?,
+        }
+        let _ = sock.shutdown().await;
+        Ok(())
+    }
+}

@@ -1,0 +1,176 @@
+//! `/ws`: snapshot, live check events, exactly one status_change per flip,
+//! and what happens to clients that misbehave.
+
+mod common;
+
+use common::target::Target;
+use common::*;
+use futures_util::SinkExt;
+use serde_json::Value;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio_tungstenite::tungstenite::Message;
+
+fn is(msg: &Value, kind: &str, id: i64) -> bool {
+    msg["type"] == kind && msg["service_id"] == id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_gets_a_snapshot_then_check_events() {
+    let target = Target::start().await;
+    let m = Monitor::start();
+    let a = m.register(service("alpha", &target.url("/ok"), 60)).await;
+    m.register(service("beta", &target.url("/ok"), 60)).await;
+    let mut ws = WsClient::connect(&m).await;
+    let snapshot = ws.next_json().await.expect("snapshot");
+    assert_eq!(snapshot["type"], "snapshot");
+    let names: Vec<&str> = snapshot["services"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(names, ["alpha", "beta"]);
+
+    let c = m.register(service("gamma", &target.url("/ok"), 1)).await;
+    let id = c["id"].as_i64().expect("id");
+    let (check, _) = ws
+        .until("a check of gamma", |msg| is(msg, "check", id))
+        .await;
+    assert_eq!(check["name"], "gamma");
+    assert_eq!(check["status"], "UP");
+    assert!(check["latency"].is_i64());
+    assert!(
+        check["checked_at"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z'))
+    );
+    assert_ne!(a["id"], c["id"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_flip_yields_exactly_one_status_change() {
+    let target = Target::start().await;
+    let m = Monitor::start();
+    let mut ws = WsClient::connect(&m).await;
+    ws.next_json().await.expect("snapshot");
+    let svc = m
+        .register(service("flappy", &target.url("/switch"), 1))
+        .await;
+    let id = svc["id"].as_i64().expect("id");
+
+    let (first, _) = ws
+        .until("PENDING -> UP", |msg| is(msg, "status_change", id))
+        .await;
+    assert_eq!(
+        (first["old_status"].as_str(), first["new_status"].as_str()),
+        (Some("PENDING"), Some("UP"))
+    );
+
+    target.set_up(false);
+    let (down, _) = ws
+        .until("UP -> DOWN", |msg| is(msg, "status_change", id))
+        .await;
+    assert_eq!(
+        (down["old_status"].as_str(), down["new_status"].as_str()),
+        (Some("UP"), Some("DOWN"))
+    );
+    assert_eq!(down["name"], "flappy");
+    assert!(down["latency"].is_i64());
+    assert!(down["changed_at"].is_string());
+    // Three more DOWN checks: none of them may announce the change again.
+    for _ in 0..3 {
+        let (check, between) = ws.until("a DOWN check", |msg| is(msg, "check", id)).await;
+        assert_eq!(check["status"], "DOWN");
+        assert!(
+            !between.iter().any(|msg| is(msg, "status_change", id)),
+            "duplicate status_change"
+        );
+    }
+
+    target.set_up(true);
+    let (up, _) = ws
+        .until("DOWN -> UP", |msg| is(msg, "status_change", id))
+        .await;
+    assert_eq!(
+        (up["old_status"].as_str(), up["new_status"].as_str()),
+        (Some("DOWN"), Some("UP"))
+    );
+    for _ in 0..2 {
+        let (check, between) = ws.until("an UP check", |msg| is(msg, "check", id)).await;
+        assert_eq!(check["status"], "UP");
+        assert!(
+            !between.iter().any(|msg| is(msg, "status_change", id)),
+            "duplicate status_change"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_floods_the_server_is_disconnected() {
+    let m = Monitor::start();
+    let mut ws = WsClient::connect(&m).await;
+    ws.next_json().await.expect("snapshot");
+    for _ in 0..200 {
+        if ws
+            .stream
+            .send(Message::Ping(vec![1u8].into()))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let closed = ws.until_closed().await;
+    assert!(closed, "the server kept a flooding client");
+    // The server itself is fine.
+    let (status, _) = m.get("/healthz").await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_does_not_read_is_dropped_without_slowing_others() {
+    let target = Target::start().await;
+    // A small event ring (bursts are at most 2 x 64 events): a client that
+    // stops reading is soon more than 256 events behind.
+    let m = Monitor::start_with(&[
+        ("HEALTHMON__WS__SEND_QUEUE", "256"),
+        ("HEALTHMON__RECORDER__BATCH_SIZE", "64"),
+        ("HEALTHMON__SERVER__SEND_BUFFER_BYTES", "16384"),
+    ]);
+    let mut slow = WsClient::connect_with_small_buffer(&m).await;
+    let mut fast = WsClient::connect(&m).await;
+    fast.next_json().await.expect("snapshot");
+    // The fast client reads all along, counting what it gets.
+    let received = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&received);
+    let reader = tokio::spawn(async move {
+        while fast.next_json().await.is_some() {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    // Enough traffic to fill the slow client's socket buffers quickly.
+    let long_name = "n".repeat(200);
+    for _ in 0..100 {
+        m.register(service(&long_name, &target.url("/ok"), 1)).await;
+    }
+    eventually("the server to drop the slow client", || async {
+        m.log_text()
+            .contains("disconnecting a WebSocket client that")
+            .then_some(())
+    })
+    .await;
+    // The fast client is still connected and still getting events.
+    let so_far = received.load(Ordering::SeqCst);
+    eventually("more events for the fast client", || async {
+        (received.load(Ordering::SeqCst) >= so_far + 200).then_some(())
+    })
+    .await;
+    assert!(!reader.is_finished(), "the fast client was dropped too");
+    reader.abort();
+    // The slow one reads what was in flight, then finds the connection closed.
+    assert!(
+        slow.until_closed().await,
+        "the slow client was never closed"
+    );
+}
