@@ -1,0 +1,1738 @@
+//! The REST API as a user sees it: every endpoint of the public contract
+//! (DESIGN.md, "REST API"), its bodies and headers, and every error it
+//! promises, against the real binary and real HTTP targets on 127.0.0.1.
+
+mod common;
+
+use common::target::Target;
+use common::*;
+use reqwest::Method;
+use reqwest::header::{ALLOW, CONTENT_TYPE, HeaderMap, LINK, LOCATION};
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+/// The fields of a service, as the contract lists them.
+const SERVICE_FIELDS: [&str; 11] = [
+    "id",
+    "name",
+    "url",
+    "interval",
+    "timeout",
+    "last_status",
+    "last_check",
+    "last_latency_ms",
+    "paused",
+    "created_at",
+    "updated_at",
+];
+
+/// The fields of a health log, as the contract lists them.
+const LOG_FIELDS: [&str; 7] = [
+    "id",
+    "service_id",
+    "status",
+    "latency_ms",
+    "status_code",
+    "error",
+    "checked_at",
+];
+
+/// A URL nothing is ever checked at in the tests that use it (the request is
+/// rejected, or the service is paused).
+const NOWHERE: &str = "http://127.0.0.1:9/health";
+
+// ---------------------------------------------------------------- helpers
+
+/// One HTTP answer: status, headers, raw text and the text parsed as JSON
+/// (`null` when it is not JSON).
+struct Reply {
+    status: u16,
+    headers: HeaderMap,
+    text: String,
+    json: Value,
+}
+
+impl Reply {
+    fn header(&self, name: reqwest::header::HeaderName) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    fn content_type(&self) -> &str {
+        self.header(CONTENT_TYPE).unwrap_or_default()
+    }
+}
+
+async fn request(
+    m: &Monitor,
+    method: Method,
+    path: &str,
+    content_type: Option<&str>,
+    body: Option<Vec<u8>>,
+) -> Reply {
+    let mut req = m.http.request(method, m.url(path));
+    if let Some(ct) = content_type {
+        req = req.header(CONTENT_TYPE, ct);
+    }
+    if let Some(body) = body {
+        req = req.body(body);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.expect("body");
+    let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Reply {
+        status,
+        headers,
+        text,
+        json,
+    }
+}
+
+/// Sends `body` as `application/json`.
+async fn send(m: &Monitor, method: Method, path: &str, body: &Value) -> Reply {
+    let bytes = serde_json::to_vec(body).expect("serialize");
+    request(m, method, path, Some("application/json"), Some(bytes)).await
+}
+
+/// Sends raw bytes declared as `application/json`.
+async fn send_raw(m: &Monitor, method: Method, path: &str, body: &str) -> Reply {
+    request(
+        m,
+        method,
+        path,
+        Some("application/json"),
+        Some(body.as_bytes().to_vec()),
+    )
+    .await
+}
+
+async fn get(m: &Monitor, path: &str) -> Reply {
+    request(m, Method::GET, path, None, None).await
+}
+
+/// `GET /services`, asserting 200 and a JSON array.
+async fn all_services(m: &Monitor) -> Value {
+    let r = get(m, "/services").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        r.json.is_array(),
+        "GET /services is not an array: {}",
+        r.text
+    );
+    r.json
+}
+
+/// `GET /services/{id}`, asserting 200.
+async fn one_service(m: &Monitor, id: i64) -> Value {
+    let r = get(m, &format!("/services/{id}")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.json
+}
+
+/// Registers `body`, asserting 201, and returns the service.
+async fn create(m: &Monitor, body: Value) -> Value {
+    let r = send(m, Method::POST, "/services", &body).await;
+    assert_eq!(r.status, 201, "register {body} failed: {}", r.text);
+    r.json
+}
+
+fn id_of(v: &Value) -> i64 {
+    v["id"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no integer id in {v}"))
+}
+
+/// The fields a user sets, plus identity: what must not change when only
+/// the status moves.
+fn settings(v: &Value) -> Value {
+    json!({
+        "id": v["id"], "name": v["name"], "url": v["url"], "interval": v["interval"],
+        "timeout": v["timeout"], "paused": v["paused"], "expected_statuses": v["expected_statuses"],
+        "created_at": v["created_at"], "updated_at": v["updated_at"],
+    })
+}
+
+/// A valid service body with `over` merged in.
+fn body_with(over: Value) -> Value {
+    let mut body = json!({"name": "svc", "url": NOWHERE, "interval": 30});
+    for (k, v) in over.as_object().expect("object") {
+        body[k] = v.clone();
+    }
+    body
+}
+
+/// A valid service body without `key`.
+fn body_without(key: &str) -> Value {
+    let mut body = json!({"name": "svc", "url": NOWHERE, "interval": 30});
+    body.as_object_mut().expect("object").remove(key);
+    body
+}
+
+/// Asserts an RFC 9457 problem with `status`.
+#[track_caller]
+fn assert_problem(r: &Reply, status: u16, what: &str) {
+    assert_eq!(r.status, status, "{what}: wrong status; body: {}", r.text);
+    assert!(
+        r.content_type().starts_with("application/problem+json"),
+        "{what}: content-type {:?}, body {}",
+        r.content_type(),
+        r.text
+    );
+    for key in ["type", "title", "detail"] {
+        assert!(
+            r.json[key].as_str().is_some_and(|s| !s.trim().is_empty()),
+            "{what}: problem lacks a {key}: {}",
+            r.text
+        );
+    }
+    assert_eq!(
+        r.json["status"],
+        json!(status),
+        "{what}: problem status member: {}",
+        r.text
+    );
+}
+
+/// The `field` of every entry of the problem's `errors`, each of which must
+/// also say what is wrong.
+#[track_caller]
+fn error_fields(r: &Reply, what: &str) -> BTreeSet<String> {
+    let errors = r.json["errors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{what}: no errors list: {}", r.text));
+    errors
+        .iter()
+        .map(|e| {
+            assert!(
+                e["message"].as_str().is_some_and(|s| !s.is_empty()),
+                "{what}: error without a message: {e}"
+            );
+            e["field"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{what}: error without a field: {e}"))
+                .to_owned()
+        })
+        .collect()
+}
+
+/// Asserts a 422 validation problem naming exactly `fields`.
+#[track_caller]
+fn assert_invalid(r: &Reply, fields: &[&str], what: &str) {
+    assert_problem(r, 422, what);
+    let expected: BTreeSet<String> = fields.iter().map(|f| (*f).to_owned()).collect();
+    assert_eq!(
+        error_fields(r, what),
+        expected,
+        "{what}: wrong fields named: {}",
+        r.text
+    );
+}
+
+/// Parses an RFC 3339 time that must be in UTC.
+#[track_caller]
+fn parse_time(v: &Value) -> chrono::DateTime<chrono::Utc> {
+    let s = v
+        .as_str()
+        .unwrap_or_else(|| panic!("not a time string: {v}"));
+    let t = chrono::DateTime::parse_from_rfc3339(s)
+        .unwrap_or_else(|e| panic!("{s:?} is not RFC 3339: {e}"));
+    assert_eq!(t.offset().local_minus_utc(), 0, "{s} is not UTC");
+    assert!(s.ends_with('Z'), "{s} does not say it is UTC with Z");
+    t.with_timezone(&chrono::Utc)
+}
+
+/// Waits until the wall clock is past `time`, so a later write gets a later
+/// timestamp.
+async fn wait_past(time: &Value) {
+    let t = parse_time(time) + chrono::TimeDelta::milliseconds(2);
+    eventually("the clock to move past a timestamp", move || async move {
+        (chrono::Utc::now() > t).then_some(())
+    })
+    .await;
+}
+
+/// Waits until service `id` has at least `n` logs (asked with `limit=1000`).
+async fn wait_logs(m: &Monitor, id: i64, n: usize) -> Vec<Value> {
+    eventually(
+        &format!("service {id} to have {n} logs"),
+        move || async move {
+            let logs = m.logs(id, "limit=1000").await;
+            (logs.len() >= n).then_some(logs)
+        },
+    )
+    .await
+}
+
+/// The target of a `Link: <...>; rel="next"` header.
+#[track_caller]
+fn next_link(r: &Reply) -> String {
+    let link = r
+        .header(LINK)
+        .unwrap_or_else(|| panic!("no Link header on a full page: {:?}", r.headers));
+    let (target, rel) = link
+        .strip_prefix('<')
+        .and_then(|rest| rest.split_once('>'))
+        .unwrap_or_else(|| panic!("malformed Link header {link:?}"));
+    assert_eq!(rel.trim(), "; rel=\"next\"", "Link header {link:?}");
+    target.to_owned()
+}
+
+fn log_ids(logs: &[Value]) -> Vec<i64> {
+    logs.iter().map(id_of).collect()
+}
+
+/// Asserts the logs are newest first: `checked_at` descending, ties by id.
+#[track_caller]
+fn assert_newest_first(logs: &[Value]) {
+    for pair in logs.windows(2) {
+        let (a, b) = (
+            parse_time(&pair[0]["checked_at"]),
+            parse_time(&pair[1]["checked_at"]),
+        );
+        assert!(
+            a > b || (a == b && id_of(&pair[0]) > id_of(&pair[1])),
+            "logs out of order: {} then {}",
+            pair[0],
+            pair[1]
+        );
+    }
+}
+
+/// Asserts `page` is exactly the run of `full` that starts at the page's
+/// first log (newer logs may have arrived in front of it meanwhile).
+#[track_caller]
+fn assert_run_of(full: &[Value], page: &[Value]) {
+    let first = id_of(&page[0]);
+    let pos = full
+        .iter()
+        .position(|l| id_of(l) == first)
+        .unwrap_or_else(|| panic!("log {first} is not in the full list"));
+    assert_eq!(
+        log_ids(&full[pos..(pos + page.len()).min(full.len())]),
+        log_ids(page),
+        "pages do not match the full history"
+    );
+}
+
+/// A 127.0.0.1 port nothing listens on.
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+// ------------------------------------------------------------- POST /services
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_answers_201_with_location_and_every_contract_field() {
+    let t = Target::start().await;
+    let mon = Monitor::start();
+    let m = &mon;
+    let started = chrono::Utc::now() - chrono::TimeDelta::seconds(1);
+    let url = t.url("/ok");
+    let r = send(
+        m,
+        Method::POST,
+        "/services",
+        &json!({"name": "api", "url": url, "interval": 30, "timeout": 5}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert!(
+        r.content_type().starts_with("application/json"),
+        "content-type {:?}",
+        r.content_type()
+    );
+    let svc = &r.json;
+    for key in SERVICE_FIELDS {
+        assert!(svc.get(key).is_some(), "POST response lacks {key}: {svc}");
+    }
+    let id = id_of(svc);
+    assert!(id > 0);
+    assert_eq!(
+        r.header(LOCATION),
+        Some(format!("/services/{id}").as_str()),
+        "Location header"
+    );
+    assert_eq!(svc["name"], "api");
+    assert_eq!(svc["url"], json!(url));
+    assert_eq!(svc["interval"], 30);
+    assert_eq!(svc["timeout"], 5);
+    assert_eq!(svc["last_status"], "PENDING");
+    assert!(svc["last_check"].is_null(), "{svc}");
+    assert!(svc["last_latency_ms"].is_null(), "{svc}");
+    assert_eq!(svc["paused"], false);
+    let created = parse_time(&svc["created_at"]);
+    let updated = parse_time(&svc["updated_at"]);
+    assert_eq!(created, updated, "a new service was never updated");
+    let now = chrono::Utc::now() + chrono::TimeDelta::seconds(1);
+    assert!(
+        started <= created && created <= now,
+        "created_at {created} is not now"
+    );
+
+    // The Location leads to the same service.
+    let location = r.header(LOCATION).expect("location").to_owned();
+    let got = get(m, &location).await;
+    assert_eq!(got.status, 200, "{}", got.text);
+    assert_eq!(settings(&got.json), settings(svc));
+
+    // A second one gets another id and its own Location.
+    let r2 = send(
+        m,
+        Method::POST,
+        "/services",
+        &json!({"name": "api 2", "url": url, "interval": 30}),
+    )
+    .await;
+    assert_eq!(r2.status, 201, "{}", r2.text);
+    let id2 = id_of(&r2.json);
+    assert_ne!(id2, id);
+    assert_eq!(
+        r2.header(LOCATION),
+        Some(format!("/services/{id2}").as_str())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn original_notes_body_is_accepted_as_it_is() {
+    let t = Target::start().await;
+    let mon = Monitor::start();
+    let m = &mon;
+    // The notes' exact body and spelling ("Timeout"), with a local target
+    // instead of www.google.com: the network is closed.
+    let raw = format!(
+        r#"{{"name": "test register", "url": "{}", "interval": 30, "Timeout": 20}}"#,
+        t.url("/ok")
+    );
+    let r = send_raw(m, Method::POST, "/services", &raw).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.json["name"], "test register");
+    assert_eq!(r.json["url"], json!(t.url("/ok")));
+    assert_eq!(r.json["interval"], 30);
+    assert_eq!(r.json["timeout"], 20);
+    assert_eq!(r.json["last_status"], "PENDING");
+    let id = id_of(&r.json);
+
+    // And it is monitored: the first check comes without waiting an interval.
+    let svc = eventually("the registered service to be UP", move || async move {
+        let svc = one_service(m, id).await;
+        (svc["last_status"] == "UP").then_some(svc)
+    })
+    .await;
+    assert!(t.hits("/ok") >= 1);
+    parse_time(&svc["last_check"]);
+    assert!(
+        svc["last_latency_ms"].as_i64().is_some_and(|l| l >= 0),
+        "{svc}"
+    );
+    assert_eq!(svc["timeout"], 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeout_defaults_to_ten_seconds_or_the_interval_if_smaller() {
+    let mon = Monitor::start();
+    let m = &mon;
+    for (body, expected) in [
+        (json!({"interval": 60}), 10),
+        (json!({"interval": 10}), 10),
+        (json!({"interval": 3}), 3),
+        (json!({"interval": 1}), 1),
+        (json!({"interval": 60, "timeout": null}), 10),
+        (json!({"interval": 60, "timeout": 59}), 59),
+    ] {
+        let svc = create(m, body_with(json!({"paused": true})).merge(&body)).await;
+        assert_eq!(svc["timeout"], expected, "{body} -> {svc}");
+        assert_eq!(one_service(m, id_of(&svc)).await["timeout"], expected);
+    }
+}
+
+/// `Value` merge for building bodies.
+trait Merge {
+    fn merge(self, over: &Value) -> Value;
+}
+
+impl Merge for Value {
+    fn merge(mut self, over: &Value) -> Value {
+        for (k, v) in over.as_object().expect("object") {
+            self[k] = v.clone();
+        }
+        self
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_bodies_are_422_naming_every_bad_field_and_store_nothing() {
+    let mon = Monitor::start();
+    let m = &mon;
+    let baseline = create(m, body_with(json!({"name": "baseline", "paused": true}))).await;
+    let before = all_services(m).await;
+
+    let long_url = {
+        let prefix = "http://127.0.0.1:9/";
+        format!("{prefix}{}", "a".repeat(2049 - prefix.len()))
+    };
+    assert_eq!(long_url.len(), 2049);
+    let cases: Vec<(&str, Value, Vec<&str>)> = vec![
+        ("empty name", body_with(json!({"name": ""})), vec!["name"]),
+        (
+            "blank name",
+            body_with(json!({"name": "   "})),
+            vec!["name"],
+        ),
+        (
+            "201-character name",
+            body_with(json!({"name": "n".repeat(201)})),
+            vec!["name"],
+        ),
+        ("numeric name", body_with(json!({"name": 42})), vec!["name"]),
+        ("null name", body_with(json!({"name": null})), vec!["name"]),
+        (
+            "name with a control character",
+            body_with(json!({"name": "a\u{7}b"})),
+            vec!["name"],
+        ),
+        (
+            "ftp URL",
+            body_with(json!({"url": "ftp://127.0.0.1/file"})),
+            vec!["url"],
+        ),
+        (
+            "javascript: URL",
+            body_with(json!({"url": "javascript:alert(1)"})),
+            vec!["url"],
+        ),
+        (
+            "file URL",
+            body_with(json!({"url": "file:///etc/passwd"})),
+            vec!["url"],
+        ),
+        (
+            "relative URL",
+            body_with(json!({"url": "/health"})),
+            vec!["url"],
+        ),
+        (
+            "URL without a scheme",
+            body_with(json!({"url": "example.com/health"})),
+            vec!["url"],
+        ),
+        (
+            "URL without a host",
+            body_with(json!({"url": "http://"})),
+            vec!["url"],
+        ),
+        ("empty URL", body_with(json!({"url": ""})), vec!["url"]),
+        (
+            "URL over 2048 bytes",
+            body_with(json!({"url": long_url})),
+            vec!["url"],
+        ),
+        ("numeric URL", body_with(json!({"url": 7})), vec!["url"]),
+        (
+            "interval 0",
+            body_with(json!({"interval": 0})),
+            vec!["interval"],
+        ),
+        (
+            "interval 86401",
+            body_with(json!({"interval": 86_401})),
+            vec!["interval"],
+        ),
+        (
+            "negative interval",
+            body_with(json!({"interval": -5})),
+            vec!["interval"],
+        ),
+        (
+            "interval as a string",
+            body_with(json!({"interval": "30"})),
+            vec!["interval"],
+        ),
+        (
+            "fractional interval",
+            body_with(json!({"interval": 1.5})),
+            vec!["interval"],
+        ),
+        (
+            "huge interval",
+            body_with(json!({"interval": 1e30})),
+            vec!["interval"],
+        ),
+        (
+            "timeout above the interval",
+            body_with(json!({"interval": 5, "timeout": 6})),
+            vec!["timeout"],
+        ),
+        (
+            "timeout 0",
+            body_with(json!({"timeout": 0})),
+            vec!["timeout"],
+        ),
+        (
+            "timeout as a string",
+            body_with(json!({"timeout": "5"})),
+            vec!["timeout"],
+        ),
+        (
+            "fractional timeout",
+            body_with(json!({"timeout": 2.5})),
+            vec!["timeout"],
+        ),
+        (
+            "paused not a boolean",
+            body_with(json!({"paused": "yes"})),
+            vec!["paused"],
+        ),
+        (
+            "unknown field",
+            body_with(json!({"colour": "red"})),
+            vec!["colour"],
+        ),
+        ("read-only id", body_with(json!({"id": 7})), vec!["id"]),
+        (
+            "read-only last_status",
+            body_with(json!({"last_status": "UP"})),
+            vec!["last_status"],
+        ),
+        (
+            "read-only created_at",
+            body_with(json!({"created_at": "2020-01-01T00:00:00Z"})),
+            vec!["created_at"],
+        ),
+        ("missing name", body_without("name"), vec!["name"]),
+        ("missing url", body_without("url"), vec!["url"]),
+        (
+            "missing interval",
+            body_without("interval"),
+            vec!["interval"],
+        ),
+        ("empty object", json!({}), vec!["name", "url", "interval"]),
+        (
+            "several bad fields at once",
+            json!({"name": "", "url": "ftp://x", "interval": 0, "colour": 1}),
+            vec!["name", "url", "interval", "colour"],
+        ),
+    ];
+    for (what, body, fields) in &cases {
+        let r = send(m, Method::POST, "/services", body).await;
+        assert_invalid(&r, fields, what);
+        assert_eq!(
+            all_services(m).await,
+            before,
+            "{what}: something was stored"
+        );
+    }
+
+    // A body that is JSON but not an object.
+    for body in [json!([1, 2]), json!("text"), json!(42), json!(null)] {
+        let what = format!("non-object body {body}");
+        let r = send(m, Method::POST, "/services", &body).await;
+        assert_problem(&r, 422, &what);
+        assert!(
+            r.json["errors"].as_array().is_some_and(|e| !e.is_empty()),
+            "{what}: no errors list: {}",
+            r.text
+        );
+        assert_eq!(
+            all_services(m).await,
+            before,
+            "{what}: something was stored"
+        );
+    }
+
+    // No row was even created and rolled back: the next id follows on.
+    let next = create(m, body_with(json!({"paused": true}))).await;
+    assert_eq!(id_of(&next), id_of(&baseline) + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_are_inclusive() {
+    let mon = Monitor::start();
+    let m = &mon;
+    let name = "n".repeat(200);
+    let svc = create(m, body_with(json!({"name": name, "paused": true}))).await;
+    assert_eq!(svc["name"], json!(name));
+
+    let prefix = "http://127.0.0.1:9/";
+    let url = format!("{prefix}{}", "a".repeat(2048 - prefix.len()));
+    let svc = create(m, body_with(json!({"url": url, "paused": true}))).await;
+    assert_eq!(svc["url"], json!(url), "a 2048-byte URL is kept as given");
+
+    let svc = create(m, body_with(json!({"interval": 86_400, "paused": true}))).await;
+    assert_eq!(
+        (svc["interval"].clone(), svc["timeout"].clone()),
+        (json!(86_400), json!(10))
+    );
+    let svc = create(
+        m,
+        body_with(json!({"interval": 1, "timeout": 1, "paused": true})),
+    )
+    .await;
+    assert_eq!(
+        (svc["interval"].clone(), svc["timeout"].clone()),
+        (json!(1), json!(1))
+    );
+    let svc = create(
+        m,
+        body_with(json!({"interval": 45, "timeout": 45, "paused": true})),
+    )
+    .await;
+    assert_eq!(svc["timeout"], 45);
+    assert_eq!(all_services(m).await.as_array().map(Vec::len), Some(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_json_is_400_and_stores_nothing() {
+    let mon = Monitor::start();
+    let m = &mon;
+    create(m, body_with(json!({"paused": true}))).await;
+    let before = all_services(m).await;
+    for raw in [
+        r#"{"name": "a","#,
+        r#"{"name": "a", "url": "http://127.0.0.1:9/", "interval": 30} trailing"#,
+        "",
+        "{'name': 'a'}",
+        "not json",
+        r#"{"name": "a" "url": "b"}"#,
+    ] {
+        let what = format!("body {raw:?}");
+        let r = send_raw(m, Method::POST, "/services", raw).await;
+        assert_problem(&r, 400, &what);
+        assert_eq!(
+            all_services(m).await,
+            before,
+            "{what}: something was stored"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_not_declared_as_json_is_415_and_stores_nothing() {
+    let mon = Monitor::start();
+    let m = &mon;
+    let body = serde_json::to_vec(&body_with(json!({"paused": true}))).expect("json");
+    for ct in [
+        Some("text/plain"),
+        None,
+        Some("application/x-www-form-urlencoded"),
+        Some("text/json"),
+    ] {
+        let what = format!("content-type {ct:?}");
+        let r = request(m, Method::POST, "/services", ct, Some(body.clone())).await;
+        assert_problem(&r, 415, &what);
+        assert_eq!(
+            all_services(m).await,
+            json!([]),
+            "{what}: something was stored"
+        );
+    }
+    // The same body declared as JSON (with a charset) is fine.
+    let r = request(
+        m,
+        Method::POST,
+        "/services",
+        Some("application/json; charset=utf-8"),
+        Some(body),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+}
+
+/// A POST body of exactly `size` bytes whose name fills the space.
+fn body_of_size(size: usize) -> String {
+    let head = r#"{"name":""#;
+    let tail = r#"","url":"http://127.0.0.1:9/","interval":30,"paused":true}"#;
+    let body = format!("{head}{}{tail}", "x".repeat(size - head.len() - tail.len()));
+    assert_eq!(body.len(), size);
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_over_64_kib_is_413_and_stores_nothing() {
+    let mon = Monitor::start();
+    let m = &mon;
+    let svc = create(m, body_with(json!({"name": "kept", "paused": true}))).await;
+    let id = id_of(&svc);
+    let before = all_services(m).await;
+
+    let huge = body_with(json!({"name": "x".repeat(70 * 1024)}));
+    let r = send(m, Method::POST, "/services", &huge).await;
+    assert_problem(&r, 413, "70 KiB POST");
+    assert_eq!(
+        all_services(m).await,
+        before,
+        "70 KiB POST stored something"
+    );
+
+    // 64 KiB is the limit: one byte more is too large, exactly 64 KiB is
+    // read (and then refused for its far too long name).
+    let r = send_raw(m, Method::POST, "/services", &body_of_size(64 * 1024 + 1)).await;
+    assert_problem(&r, 413, "64 KiB + 1 POST");
+    let r = send_raw(m, Method::POST, "/services", &body_of_size(64 * 1024)).await;
+    assert_invalid(&r, &["name"], "exactly 64 KiB POST");
+
+    for method in [Method::PUT, Method::PATCH] {
+        let r = send(m, method.clone(), &format!("/services/{id}"), &huge).await;
+        assert_problem(&r, 413, &format!("70 KiB {method}"));
+    }
+    assert_eq!(
+        all_services(m).await,
+        before,
+        "oversized bodies changed state"
+    );
+}
+
+// ------------------------------------------------------- GET /services(/{id})
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_shows_every_service_with_its_current_status() {
+    let t = Target::start().await;
+    let mon = Monitor::start();
+    let m = &mon;
+    let r = get(m, "/services").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.content_type().starts_with("application/json"));
+    assert_eq!(r.json, json!([]), "a fresh monitor has no services");
+
+    let paused = create(
+        m,
+        json!({"name": "paused", "url": t.url("/status/204"), "interval": 3600, "paused": true}),
+    )
+    .await;
+    let up = create(
+        m,
+        json!({"name": "up", "url": t.url("/ok"), "interval": 3600}),
+    )
+    .await;
+    let down = create(
+        m,
+        json!({"name": "down", "url": t.url("/fail"), "interval": 3600}),
+    )
+    .await;
+    let (paused_id, up_id, down_id) = (id_of(&paused), id_of(&up), id_of(&down));
+
+    let list = eventually("the list to show UP and DOWN", move || async move {
+        let list = all_services(m).await;
+        let status = |id: i64| {
+            list.as_array()
+                .and_then(|l| l.iter().find(|s| id_of(s) == id))
+                .map(|s| s["last_status"].clone())
+        };
+        (status(up_id) == Some(json!("UP")) && status(down_id) == Some(json!("DOWN")))
+            .then_some(list)
+    })
+    .await;
+    let list = list.as_array().expect("array");
+    assert_eq!(list.len(), 3, "{list:?}");
+    for svc in list {
+        for key in SERVICE_FIELDS {
+            assert!(svc.get(key).is_some(), "list entry lacks {key}: {svc}");
+        }
+        // Each entry is what GET /services/{id} says (nothing moves now: the
+        // next checks are an hour away and one is paused).
+        assert_eq!(&one_service(m, id_of(svc)).await, svc);
+        let id = id_of(svc);
+        if id == paused_id {
+            assert_eq!(svc["last_status"], "PENDING");
+            assert!(svc["last_check"].is_null());
+            assert_eq!(svc["paused"], true);
+            assert_eq!(t.hits("/status/204"), 0, "a paused service was checked");
+        } else {
+            parse_time(&svc["last_check"]);
+            assert!(
+                svc["last_latency_ms"].as_i64().is_some_and(|l| l >= 0),
+                "{svc}"
+            );
+        }
+    }
+    let ids: Vec<i64> = list.iter().map(id_of).collect();
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    assert_eq!(ids, sorted, "services are listed by id");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_service_and_404_problems_for_what_does_not_exist() {
+    let mon = Monitor::start();
+    let m = &mon;
+    let created = create(m, body_with(json!({"name": "one", "paused": true}))).await;
+    let id = id_of(&created);
+    let r = get(m, &format!("/services/{id}")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.content_type().starts_with("application/json"));
+    assert_eq!(r.json, created, "GET shows what POST returned");
+
+    for bad in [
+        "999999",
+        "abc",
+        "0",
+        "-1",
+        "1.5",
+        "99999999999999999999999",
+        "%20",
+    ] {
+        for path in [format!("/services/{bad}"), format!("/services/{bad}/logs")] {
+            let r = get(m, &path).await;
+            assert_problem(&r, 404, &format!("GET {path}"));
+        }
+    }
+    for path in [
+        "/nope",
+        "/services/1/nothing",
+        "/",
+        "/service",
+        "/services/1/logs/2",
+    ] {
+        let r = get(m, path).await;
+        assert_problem(&r, 404, &format!("GET {path}"));
+    }
+    assert_eq!(one_service(m, id).await, created);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_method_is_405_problem_and_changes_nothing() {
+    let mon = Monitor::start();
+    let m = &mon;
+    let svc = create(m, body_with(json!({"paused": true}))).await;
+    let id = id_of(&svc);
+    let before = all_services(m).await;
+    let body = body_with(json!({"paused": true}));
+    for (method, path) in [
+        (Method::DELETE, "/services".to_owned()),
+        (Method::PUT, "/services".to_owned()),
+        (Method::PATCH, "/services".to_owned()),
+        (Method::POST, format!("/services/{id}")),
+        (Method::POST, format!("/services/{id}/logs")),
+        (Method::DELETE, format!("/services/{id}/logs")),
+        (Method::POST, "/healthz".to_owned()),
+        (Method::DELETE, "/readyz".to_owned()),
+    ] {
+        let r = send(m, method.clone(), &path, &body).await;
+        assert_problem(&r, 405, &format!("{method} {path}"));
+    }
+    assert_eq!(all_services(m).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: 405 responses carry no Allow header (RFC 9110 §15.5.6 requires it); \
+            src/http/problem.rs error_response / src/http/mod.rs method_not_allowed"]
+async fn a_405_says_which_methods_are_allowed() {
+    let mon = Monitor::start();
+    let m = &mon;
+    let r = request(m, Method::DELETE, "/services", None, None).await;
+    assert_problem(&r, 405, "DELETE /services");
+    let allow = r
+        .header(ALLOW)
+        .unwrap_or_else(|| panic!("no Allow header: {:?}", r.headers));
+    let methods: BTreeSet<String> = allow
+        .split(',')
+        .map(|s| s.trim().to_ascii_uppercase())
+        .collect();
+    assert!(
+        methods.contains("GET") && methods.contains("POST"),
+        "Allow: {allow}"
+    );
+}
+
+// ------------------------------------------------------------ PUT and PATCH
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_replaces_every_field_and_resets_omitted_ones() {
+    let t = Target::start().await;
+    let mon = Monitor::start();
+    let m = &mon;
+    let old = create(
+        m,
+        json!({
+            "name": "before", "url": NOWHERE, "interval": 30, "timeout": 5,
+            "paused": true, "expected_statuses": [200, 204],
+        }),
+    )
+    .await;
+    let id = id_of(&old);
+    let path = format!("/services/{id}");
+    assert_eq!(old["expected_statuses"], json!([200, 204]));
+    wait_past(&old["updated_at"]).await;
+
+    let r = send(
+        m,
+        Method::PUT,
+        &path,
+        &json!({"name": "after", "url": t.url("/ok"), "interval": 60}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let new = r.json.clone();
+    assert_eq!(id_of(&new), id);
+    assert_eq!(new["name"], "after");
+    assert_eq!(new["url"], json!(t.url("/ok")));
+    assert_eq!(new["interval"], 60);
+    assert_eq!(
+        new["timeout"], 10,
+        "omitted timeout is reset to its default"
+    );
+    assert_eq!(new["paused"], false, "omitted paused is reset to false");
+    assert!(
+        new["expected_statuses"].is_null(),
+        "omitted expected_statuses reset: {new}"
+    );
+    assert_eq!(new["created_at"], old["created_at"]);
+    assert!(parse_time(&new["updated_at"]) > parse_time(&old["updated_at"]));
+    assert_eq!(settings(&one_service(m, id).await), settings(&new));
+
+    // Unpaused by the PUT, it is checked at once, not an interval later.
+    eventually("the replaced service to be checked", move || async move {
+        (one_service(m, id).await["last_status"] == "UP").then_some(())
+    })
+    .await;
+    let current = one_service(m, id).await;
+
+    // Bad replacements are refused and change nothing.
+    let cases: Vec<(&str, Value, Vec<&str>)> = vec![
+        (
+            "missing url",
+            json!({"name": "x", "interval": 60}),
+            vec!["url"],
+        ),
+        (
+            "timeout above interval",
+            json!({"name": "x", "url": NOWHERE, "interval": 5, "timeout": 9}),
+            vec!["timeout"],
+        ),
+        (
+            "unknown field",
+            json!({"name": "x", "url": NOWHERE, "interval": 5, "colour": 1}),
+            vec!["colour"],
+        ),
+        (
+            "read-only field",
+            json!({"name": "x", "url": NOWHERE, "interval": 5, "updated_at": "2020-01-01T00:00:00Z"}),
+            vec!["updated_at"],
+        ),
+        (
+            "javascript URL",
+            json!({"name": "x", "url": "javascript:alert(1)", "interval": 5}),
+            vec!["url"],
+        ),
+    ];
+    for (what, body, fields) in &cases {
+        let r = send(m, Method::PUT, &path, body).await;
+        assert_invalid(&r, fields, &format!("PUT {what}"));
+        assert_eq!(
+            settings(&one_service(m, id).await),
+            settings(&current),
+            "PUT {what}"
+        );
+    }
+    let r = send_raw(m, Method::PUT, &path, r#"{"name": "x""#).await;
+    assert_problem(&r, 400, "PUT malformed JSON");
+    let r = request(
+        m,
+        Method::PUT,
+        &path,
+        Some("text/plain"),
+        Some(b"{}".to_vec()),
+    )
+    .await;
+    assert_problem(&r, 415, "PUT text/plain");
+    assert_eq!(settings(&one_service(m, id).await), settings(&current));
+
+    // PUT on what does not exist.
+    let valid = json!({"name": "x", "url": NOWHERE, "interval": 5});
+    for p in ["/services/999999", "/services/abc"] {
+        let r = send(m, Method::PUT, p, &valid).await;
+        assert_problem(&r, 404, &format!("PUT {p}"));
+    }
+    assert_eq!(all_services(m).await.as_array().map(Vec::len), Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patch_changes_only_the_given_fields() {
+    let mon = Monitor::start();
+    let m = &mon;
+    let old = create(
+        m,
+        json!({
+            "name": "a", "url": NOWHERE, "interval": 30, "timeout": 20,
+            "paused": true, "expected_statuses": [200],
+        }),
+    )
+    .await;
+    let id = id_of(&old);
+    let path = format!("/services/{id}");
+    wait_past(&old["updated_at"]).await;
+
+    let r = send(m, Method::PATCH, &path, &json!({"name": "renamed"})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let new = r.json.clone();
+    let mut expected = old.clone();
+    expected["name"] = json!("renamed");
+    expected["updated_at"] = new["updated_at"].clone();
+    assert_eq!(new, expected, "only name (and updated_at) changed");
+    assert_eq!(new["created_at"], old["created_at"]);
+    assert!(
+        parse_time(&new["updated_at"]) > parse_time(&old["updated_at"]),
+        "updated_at did not advance: {} -> {}",
+        old["updated_at"],
+        new["updated_at"]
+    );
+    assert_eq!(one_service(m, id).await, new);
+
+    // Field names match case-insensitively, as for POST.
+    let r = send(m, Method::PATCH, &path, &json!({"Timeout": 25})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["timeout"], 25);
+    assert_eq!(r.json["name"], "renamed");
+    assert_eq!(r.json["interval"], 30);
+    let current = one_service(m, id).await;
+
+    // Refused patches change nothing, not even updated_at.
+    let cases: Vec<(&str, Value, Vec<&str>)> = vec![
+        (
+            "timeout above interval",
+            json!({"timeout": 31}),
+            vec!["timeout"],
+        ),
+        ("ftp URL", json!({"url": "ftp://127.0.0.1/"}), vec!["url"]),
+        ("null name", json!({"name": null}), vec!["name"]),
+        ("empty name", json!({"name": ""}), vec!["name"]),
+        ("interval 0", json!({"interval": 0}), vec!["interval"]),
+        (
+            "interval as a string",
+            json!({"interval": "60"}),
+            vec!["interval"],
+        ),
+        ("read-only id", json!({"id": 9}), vec!["id"]),
+        ("unknown field", json!({"colour": 1}), vec!["colour"]),
+        (
+            "valid name with an invalid timeout",
+            json!({"name": "ignored", "timeout": 0}),
+            vec!["timeout"],
+        ),
+    ];
+    for (what, body, fields) in &cases {
+        let r = send(m, Method::PATCH, &path, body).await;
+        assert_invalid(&r, fields, &format!("PATCH {what}"));
+        assert_eq!(
+            one_service(m, id).await,
+            current,
+            "PATCH {what} changed state"
+        );
+    }
+    // Lowering the interval below the current timeout breaks the whole.
+    let r = send(m, Method::PATCH, &path, &json!({"interval": 10})).await;
+    assert_problem(&r, 422, "PATCH interval below timeout");
+    let fields = error_fields(&r, "PATCH interval below timeout");
+    assert!(
+        fields.contains("timeout") || fields.contains("interval"),
+        "{fields:?}"
+    );
+    assert_eq!(one_service(m, id).await, current);
+
+    let r = send(m, Method::PATCH, &path, &json!([1])).await;
+    assert_problem(&r, 422, "PATCH with an array");
+    let r = send_raw(m, Method::PATCH, &path, "{").await;
+    assert_problem(&r, 400, "PATCH malformed JSON");
+    let r = request(
+        m,
+        Method::PATCH,
+        &path,
+        Some("text/plain"),
+        Some(br#"{"name": "x"}"#.to_vec()),
+    )
+    .await;
+    assert_problem(&r, 415, "PATCH text/plain");
+    assert_eq!(one_service(m, id).await, current);
+
+    for p in ["/services/999999", "/services/abc"] {
+        let r = send(m, Method::PATCH, p, &json!({"name": "x"})).await;
+        assert_problem(&r, 404, &format!("PATCH {p}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_take_effect_at_once() {
+    let t = Target::start().await;
+    let mon = Monitor::start();
+    let m = &mon;
+    // An hour between checks: anything faster is the change itself.
+    let svc = create(
+        m,
+        json!({"name": "moving", "url": t.url("/fail"), "interval": 3600, "timeout": 2}),
+    )
+    .await;
+    let id = id_of(&svc);
+    eventually("the service to be DOWN", move || async move {
+        (one_service(m, id).await["last_status"] == "DOWN").then_some(())
+    })
+    .await;
+    let r = send(
+        m,
+        Method::PATCH,
+        &format!("/services/{id}"),
+        &json!({"url": t.url("/ok")}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    eventually("the new URL to be checked and UP", move || async move {
+        (one_service(m, id).await["last_status"] == "UP").then_some(())
+    })
+    .await;
+    assert!(t.hits("/ok") >= 1);
+}
+
+// ------------------------------------------------------------------ DELETE
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_removes_the_service_and_its_logs() {
+    let t = Target::start().await;
+    let mon = Monitor::start();
+    let m = &mon;
+    let svc = create(m, service("doomed", &t.url("/ok"), 1)).await;
+    let id = id_of(&svc);
+    let path = format!("/services/{id}");
+    wait_logs(m, id, 2).await;
+
+    let r = request(m, Method::DELETE, &path, None, None).await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert!(r.text.is_empty(), "204 with a body: {:?}", r.text);
+    let hits_at_delete = t.hits("/ok");
+
+    assert_problem(&get(m, &path).await, 404, "GET after DELETE");
+    assert_problem(
+        &get(m, &format!("{path}/logs")).await,
+        404,
+        "logs after DELETE",
+    );
+    assert_problem(
+        &request(m, Method::DELETE, &path, None, None).await,
+        404,
+        "second DELETE",
+    );
+    assert_problem(
+        &send(m, Method::PATCH, &path, &json!({"name": "x"})).await,
+        404,
+        "PATCH after DELETE",
+    );
+    assert_problem(
+        &send(m, Method::PUT, &path, &service("x", NOWHERE, 5)).await,
+        404,
+        "PUT after DELETE",
+    );
+    assert_eq!(all_services(m).await, json!([]));
+    for p in ["/services/999999", "/services/abc"] {
+        let r = request(m, Method::DELETE, p, None, None).await;
+        assert_problem(&r, 404, &format!("DELETE {p}"));
+    }
+
+    // A new service gets a new id and no history: nothing of the old one
+    // survives under any id.
+    let fresh = create(m, service("witness", &t.url("/status/200"), 1)).await;
+    let fresh_id = id_of(&fresh);
+    assert_ne!(fresh_id, id, "ids are not reused");
+    let logs = wait_logs(m, fresh_id, 4).await;
+    assert!(
+        logs.iter().all(|l| l["service_id"] == json!(fresh_id)),
+        "{logs:?}"
+    );
+    // While the witness was checked 4 times (3+ s), the deleted service was
+    // not checked again (one check may have been under way at the DELETE).
+    assert!(
+        t.hits("/ok") <= hits_at_delete + 1,
+        "deleted service still checked: {} hits at delete, {} now",
+        hits_at_delete,
+        t.hits("/ok")
+    );
+    assert_problem(
+        &get(m, &format!("{path}/logs")).await,
+        404,
+        "logs after DELETE, later",
+    );
+}
+
+// -------------------------------------------------------------------- logs
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_are_newest_first_with_every_field_and_page_by_before() {
+    let t = Target::start().await;
+    let mon = Monitor::start();
+    let m = &mon;
+    let svc = create(m, service("paged", &t.url("/ok"), 1)).await;
+    let id = id_of(&svc);
+    let logs = wait_logs(m, id, 5).await;
+    assert_newest_first(&logs);
+    for log in &logs {
+        for key in LOG_FIELDS {
+            assert!(log.get(key).is_some(), "log lacks {key}: {log}");
+        }
+        assert!(log["id"].as_i64().is_some(), "{log}");
+        assert_eq!(log["service_id"], json!(id));
+        assert_eq!(log["status"], "UP");
+        assert_eq!(log["status_code"], 200);
+        assert!(log["error"].is_null(), "{log}");
+        assert!(
+            log["latency_ms"]
+                .as_i64()
+                .is_some_and(|l| (0..1000).contains(&l)),
+            "{log}"
+        );
+        parse_time(&log["checked_at"]);
+    }
+
+    // Page 1: full, so it links to the next page.
+    let r1 = get(m, &format!("/services/{id}/logs?limit=2")).await;
+    assert_eq!(r1.status, 200, "{}", r1.text);
+    assert!(r1.content_type().starts_with("application/json"));
+    let page1 = r1.json.as_array().cloned().expect("array");
+    assert_eq!(page1.len(), 2);
+    let last = id_of(&page1[1]);
+    let link = next_link(&r1);
+    assert_eq!(link, format!("/services/{id}/logs?limit=2&before={last}"));
+
+    // Page 2, from the Link and from before= by hand: the next older logs.
+    let r2 = get(m, &link).await;
+    assert_eq!(r2.status, 200, "{}", r2.text);
+    let page2 = r2.json.as_array().cloned().expect("array");
+    assert_eq!(page2.len(), 2);
+    assert_eq!(
+        m.logs(id, &format!("before={last}&limit=2")).await,
+        page2,
+        "the Link and before= agree"
+    );
+    let ids1: BTreeSet<i64> = log_ids(&page1).into_iter().collect();
+    assert!(
+        page2.iter().all(|l| !ids1.contains(&id_of(l))),
+        "pages overlap: {page1:?} / {page2:?}"
+    );
+    let mut both = page1.clone();
+    both.extend(page2.iter().cloned());
+    assert_newest_first(&both);
+    let full = m.logs(id, "limit=1000").await;
+    assert_run_of(&full, &both);
+
+    // A page that is not full has no next link; past the oldest is empty.
+    let r = get(m, &format!("/services/{id}/logs?limit=1000")).await;
+    assert!(
+        r.header(LINK).is_none(),
+        "Link on a partial page: {:?}",
+        r.headers
+    );
+    let oldest = id_of(full.last().expect("logs"));
+    let r = get(m, &format!("/services/{id}/logs?before={oldest}")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json, json!([]));
+    assert!(r.header(LINK).is_none());
+
+    // before= also takes an RFC 3339 time: logs strictly older than it.
+    let cut = page1[1]["checked_at"].as_str().expect("time").to_owned();
+    let older = m.logs(id, &format!("before={cut}&limit=1000")).await;
+    let cut_t = parse_time(&json!(cut));
+    let expected: Vec<Value> = m
+        .logs(id, "limit=1000")
+        .await
+        .into_iter()
+        .filter(|l| parse_time(&l["checked_at"]) < cut_t)
+        .collect();
+    assert!(!expected.is_empty());
+    assert_eq!(older, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_fields_describe_each_kind_of_check() {
+    let t = Target::start().await;
+    let mon = Monitor::start();
+    let m = &mon;
+    let up = id_of(
+        &create(
+            m,
+            json!({"name": "up", "url": t.url("/ok"), "interval": 3600}),
+        )
+        .await,
+    );
+    let fail = id_of(
+        &create(
+            m,
+            json!({"name": "fail", "url": t.url("/fail"), "interval": 3600}),
+        )
+        .await,
+    );
+    let refused_url = format!("http://127.0.0.1:{}/", closed_port());
+    let refused = id_of(
+        &create(
+            m,
+            json!({"name": "refused", "url": refused_url, "interval": 3600, "timeout": 2}),
+        )
+        .await,
+    );
+    for (id, status, code, error) in [
+        (up, "UP", json!(200), None),
+        (fail, "DOWN", json!(500), Some("500")),
+        (refused, "DOWN", Value::Null, Some("refused")),
+    ] {
+        let logs = wait_logs(m, id, 1).await;
+        assert_eq!(logs.len(), 1, "one check an hour: {logs:?}");
+        let log = &logs[0];
+        assert_eq!(log["service_id"], json!(id));
+        assert_eq!(log["status"], status, "{log}");
+        assert_eq!(log["status_code"], code, "{log}");
+        match error {
+            None => assert!(log["error"].is_null(), "{log}"),
+            Some(word) => assert!(
+                log["error"].as_str().is_some_and(|e| e.contains(word)),
+                "error should mention {word:?}: {log}"
+            ),
+        }
+        assert!(log["latency_ms"].as_i64().is_some_and(|l| l >= 0), "{log}");
+        // The service shows the same check as its current status.
+        let svc = eventually("the service to show its check", move || async move {
+            let svc = one_service(m, id).await;
+            (svc["last_status"] != "PENDING").then_some(svc)
+        })
+        .await;
+        assert_eq!(svc["last_status"], log["status"]);
+        assert_eq!(svc["last_check"], log["checked_at"]);
+        assert_eq!(svc["last_latency_ms"], log["latency_ms"]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_default_to_pages_of_50() {
+    let t = Target::start().await;
+    let mon = Monitor::start();
+    let m = &mon;
+    // An hour between checks, but every change to what is checked makes
+    // the service due at once: toggling the timeout yields a check per PATCH.
+    let svc = create(
+        m,
+        json!({"name": "busy", "url": t.url("/ok"), "interval": 3600, "timeout": 1}),
+    )
+    .await;
+    let id = id_of(&svc);
+    let path = format!("/services/{id}");
+    let path = &path;
+    let toggles = AtomicI64::new(0);
+    let toggles = &toggles;
+    let full = eventually("51 logs", move || async move {
+        let logs = m.logs(id, "limit=1000").await;
+        if logs.len() >= 51 {
+            return Some(logs);
+        }
+        // 2, 1, 2, ...: always different from the current timeout.
+        let timeout = 2 - toggles.fetch_add(1, Ordering::SeqCst) % 2;
+        let r = send(m, Method::PATCH, path, &json!({"timeout": timeout})).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        None
+    })
+    .await;
+    assert!(full.len() >= 51);
+
+    let r = get(m, &format!("{path}/logs")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let page1 = r.json.as_array().cloned().expect("array");
+    assert_eq!(page1.len(), 50, "default page size");
+    assert_newest_first(&page1);
+    let link = next_link(&r);
+    assert_eq!(
+        link,
+        format!("{path}/logs?limit=50&before={}", id_of(&page1[49]))
+    );
+    let r2 = get(m, &link).await;
+    assert_eq!(r2.status, 200, "{}", r2.text);
+    let page2 = r2.json.as_array().cloned().expect("array");
+    assert!(!page2.is_empty());
+    let mut both = page1.clone();
+    both.extend(page2);
+    assert_newest_first(&both);
+    let full = m.logs(id, "limit=1000").await;
+    assert_run_of(&full, &both);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_limit_is_capped() {
+    let t = Target::start().await;
+    // With the default cap (1000), a huge limit is no error.
+    let mon = Monitor::start();
+    let m = &mon;
+    let id = id_of(&create(m, service("capped", &t.url("/ok"), 1)).await);
+    let logs = wait_logs(m, id, 2).await;
+    let r = get(m, &format!("/services/{id}/logs?limit=100000")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let got = r.json.as_array().expect("array");
+    assert!(
+        got.len() >= logs.len() && got.len() <= 1000,
+        "{}",
+        got.len()
+    );
+    drop(mon);
+
+    // With a cap of 3, a limit over it returns exactly 3 and says so.
+    let mon = Monitor::start_with(&[("HEALTHMON__API__MAX_LOGS_LIMIT", "3")]);
+    let m = &mon;
+    let id = id_of(&create(m, service("capped", &t.url("/ok"), 1)).await);
+    eventually("more than 3 logs", move || async move {
+        let page = m.logs(id, "").await;
+        let last = page.last().map(id_of)?;
+        (page.len() == 3 && !m.logs(id, &format!("before={last}")).await.is_empty()).then_some(())
+    })
+    .await;
+    for query in ["limit=100000", "limit=4", ""] {
+        let r = get(m, &format!("/services/{id}/logs?{query}")).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let page = r.json.as_array().cloned().expect("array");
+        assert_eq!(page.len(), 3, "{query:?}: the cap applies");
+        assert_eq!(
+            next_link(&r),
+            format!("/services/{id}/logs?limit=3&before={}", id_of(&page[2])),
+            "{query:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_logs_query_is_400_naming_the_parameter() {
+    let mon = Monitor::start();
+    let m = &mon;
+    let id = id_of(&create(m, body_with(json!({"paused": true}))).await);
+    for (query, fields) in [
+        ("limit=0", vec!["limit"]),
+        ("limit=abc", vec!["limit"]),
+        ("limit=-3", vec!["limit"]),
+        ("limit=1.5", vec!["limit"]),
+        ("limit=", vec!["limit"]),
+        ("before=soon", vec!["before"]),
+        ("before=", vec!["before"]),
+        ("limit=0&before=soon", vec!["limit", "before"]),
+    ] {
+        let what = format!("logs?{query}");
+        let r = get(m, &format!("/services/{id}/logs?{query}")).await;
+        assert_problem(&r, 400, &what);
+        let expected: BTreeSet<String> = fields.iter().map(|f| (*f).to_owned()).collect();
+        assert_eq!(error_fields(&r, &what), expected, "{what}: {}", r.text);
+    }
+    // Good queries on a service without logs.
+    assert_eq!(m.logs(id, "limit=1").await, Vec::<Value>::new());
+    let r = get(m, "/services/999999/logs?limit=5").await;
+    assert_problem(&r, 404, "logs of an unknown service");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: PATCH is read-modify-write without atomicity, so concurrent PATCHes of \
+            different fields lose updates; src/http/services.rs update() reads the service \
+            (get_service) then writes the whole merged spec (save -> update_service)"]
+async fn concurrent_patches_of_different_fields_keep_both_changes() {
+    let mon = Monitor::start();
+    let m = &mon;
+    let id = id_of(&create(m, body_with(json!({"paused": true, "interval": 60}))).await);
+    let path = format!("/services/{id}");
+    let mut lost = Vec::new();
+    for round in 0..40i64 {
+        let name = format!("round {round}");
+        let timeout = 1 + round % 50;
+        let (by_name, by_timeout) = (json!({"name": name}), json!({"timeout": timeout}));
+        let (ra, rb) = tokio::join!(
+            send(m, Method::PATCH, &path, &by_name),
+            send(m, Method::PATCH, &path, &by_timeout)
+        );
+        assert_eq!(
+            (ra.status, rb.status),
+            (200, 200),
+            "{} / {}",
+            ra.text,
+            rb.text
+        );
+        let svc = one_service(m, id).await;
+        if svc["name"] != json!(name) || svc["timeout"] != json!(timeout) {
+            lost.push(format!(
+                "round {round}: {} / {}",
+                svc["name"], svc["timeout"]
+            ));
+        }
+    }
+    assert!(lost.is_empty(), "a PATCH undid another: {lost:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: HEAD is 405 on every GET resource (RFC 9110 §9.1: servers MUST support \
+            HEAD); src/http/mod.rs routes() registers web::get() only"]
+async fn head_is_answered_like_get() {
+    let mon = Monitor::start();
+    let m = &mon;
+    for path in ["/healthz", "/readyz", "/services"] {
+        let r = request(m, Method::HEAD, path, None, None).await;
+        assert_eq!(r.status, 200, "HEAD {path}: {:?}", r.headers);
+        assert!(r.text.is_empty(), "HEAD {path} has a body");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_body_over_64_kib_is_413_too() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mon = Monitor::start();
+    let m = &mon;
+    // No Content-Length to refuse up front: the limit holds while reading.
+    let body =
+        serde_json::to_vec(&body_with(json!({"name": "x".repeat(70 * 1024)}))).expect("json");
+    let mut wire = format!(
+        "POST /services HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        m.addr
+    )
+    .into_bytes();
+    for chunk in body.chunks(8 * 1024) {
+        wire.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        wire.extend_from_slice(chunk);
+        wire.extend_from_slice(b"\r\n");
+    }
+    wire.extend_from_slice(b"0\r\n\r\n");
+    let mut sock = tokio::net::TcpStream::connect(&m.addr)
+        .await
+        .expect("connect");
+    let exchange = async {
+        // The server may answer and close before it has read everything.
+        let _ = sock.write_all(&wire).await;
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = sock.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            answer.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    let answer = tokio::time::timeout(DEADLINE, exchange)
+        .await
+        .expect("no answer to a chunked POST");
+    assert!(
+        answer.starts_with("HTTP/1.1 413"),
+        "chunked 70 KiB POST: {}",
+        answer.chars().take(300).collect::<String>()
+    );
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("application/problem+json"),
+        "{answer}"
+    );
+    assert_eq!(all_services(m).await, json!([]), "something was stored");
+}
+
+// ------------------------------------------------------------------ secrets
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_in_the_url_is_never_shown() {
+    let t = Target::start().await;
+    let mon = Monitor::start();
+    let m = &mon;
+    let url = format!("http://user:secret@{}/ok", t.addr);
+    let shown = format!("http://user:***@{}/ok", t.addr);
+
+    let r = send(
+        m,
+        Method::POST,
+        "/services",
+        &json!({"name": "private", "url": url, "interval": 1, "timeout": 1}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert!(
+        !r.text.contains("secret"),
+        "POST shows the password: {}",
+        r.text
+    );
+    assert_eq!(r.json["url"], json!(shown));
+    let id = id_of(&r.json);
+
+    let one = get(m, &format!("/services/{id}")).await;
+    assert!(!one.text.contains("secret"), "GET shows it: {}", one.text);
+    assert_eq!(one.json["url"], json!(shown));
+    let list = get(m, "/services").await;
+    assert!(
+        !list.text.contains("secret"),
+        "list shows it: {}",
+        list.text
+    );
+
+    // The check uses the real URL (it is UP) and its logs show nothing.
+    eventually("the private service to be UP", move || async move {
+        (one_service(m, id).await["last_status"] == "UP").then_some(())
+    })
+    .await;
+    let logs = get(m, &format!("/services/{id}/logs")).await;
+    assert!(!logs.text.contains("secret"), "logs show it: {}", logs.text);
+
+    // A PATCH that keeps the URL keeps it hidden; a PUT with a new one too.
+    let r = send(
+        m,
+        Method::PATCH,
+        &format!("/services/{id}"),
+        &json!({"name": "renamed"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(!r.text.contains("secret"), "PATCH shows it: {}", r.text);
+    assert_eq!(r.json["url"], json!(shown));
+    let refused = format!("http://admin:secret@127.0.0.1:{}/", closed_port());
+    let r = send(
+        m,
+        Method::PUT,
+        &format!("/services/{id}"),
+        &json!({"name": "refused", "url": refused, "interval": 3600, "timeout": 1}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(!r.text.contains("secret"), "PUT shows it: {}", r.text);
+    // A failing check's error does not quote the URL either.
+    let logs = eventually("a DOWN log", move || async move {
+        let logs = get(m, &format!("/services/{id}/logs")).await;
+        logs.json
+            .as_array()
+            .is_some_and(|l| l.iter().any(|l| l["status"] == "DOWN"))
+            .then_some(logs)
+    })
+    .await;
+    assert!(
+        !logs.text.contains("secret"),
+        "error shows it: {}",
+        logs.text
+    );
+
+    // Nor does a validation error for a URL with a password.
+    let r = send(
+        m,
+        Method::POST,
+        "/services",
+        &json!({"name": "x", "url": "ftp://user:secret@127.0.0.1/", "interval": 5}),
+    )
+    .await;
+    assert_invalid(&r, &["url"], "ftp URL with a password");
+    assert!(!r.text.contains("secret"), "422 shows it: {}", r.text);
+
+    // Nor the monitor's own log output.
+    let own = mon.log_text();
+    assert!(
+        !own.contains("secret"),
+        "the monitor logged the password:\n{own}"
+    );
+}
+
+// ------------------------------------------------------------------ health
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_and_readyz_answer_200() {
+    let mon = Monitor::start();
+    let m = &mon;
+    let r = get(m, "/healthz").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.content_type().starts_with("application/json"));
+    assert_eq!(r.json["status"], "ok");
+
+    let r = get(m, "/readyz").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.content_type().starts_with("application/json"));
+    assert_eq!(r.json["status"], "ready", "{}", r.text);
+    assert_eq!(r.json["checks"]["store"], "ok", "{}", r.text);
+    assert_eq!(r.json["checks"]["bus"], "ok", "{}", r.text);
+}
