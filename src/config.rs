@@ -127,6 +127,9 @@ pub struct WsSettings {
     pub send_queue: usize,
     /// Seconds between pings.
     pub ping_interval_s: u64,
+    /// Browser origins (`scheme://host[:port]`) allowed besides the API's
+    /// own; `*` allows any.
+    pub allowed_origins: Vec<String>,
 }
 
 /// `[api]`
@@ -137,6 +140,7 @@ pub struct ApiSettings {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Raw {
     server: RawServer,
     database: RawDatabase,
@@ -147,6 +151,7 @@ struct Raw {
     api: RawApi,
 }
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawServer {
     bind: String,
     client_request_timeout_s: i64,
@@ -154,33 +159,40 @@ struct RawServer {
     send_buffer_bytes: i64,
 }
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawDatabase {
     url: String,
     pool_size: i64,
 }
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawQueue {
     url: String,
     prefix: String,
 }
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawWorker {
     concurrency: i64,
     max_body_bytes: i64,
     shutdown_grace_s: i64,
 }
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawRecorder {
     batch_size: i64,
     flush_ms: i64,
 }
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawWs {
     max_clients: i64,
     send_queue: i64,
     ping_interval_s: i64,
+    allowed_origins: String,
 }
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawApi {
     max_logs_limit: i64,
 }
@@ -402,8 +414,7 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
             )? as u64,
         },
         recorder: RecorderSettings {
-            batch_size: in_range("recorder.batch_size", raw.recorder.batch_size, 1, 10_000)?
-                as usize,
+            batch_size: batch_size as usize,
             flush_ms: in_range("recorder.flush_ms", raw.recorder.flush_ms, 1, 10_000)? as u64,
         },
         ws: WsSettings {
@@ -411,6 +422,13 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
             send_queue: send_queue as usize,
             ping_interval_s: in_range("ws.ping_interval_s", raw.ws.ping_interval_s, 1, 3600)?
                 as u64,
+            allowed_origins: raw
+                .ws
+                .allowed_origins
+                .split(',')
+                .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
+                .filter(|o| !o.is_empty())
+                .collect(),
         },
         api: ApiSettings {
             max_logs_limit: in_range("api.max_logs_limit", raw.api.max_logs_limit, 1, 100_000)?,
@@ -485,6 +503,14 @@ mod tests {
         );
         let err = load_env(&[("DB_HOST", "localhost")]).unwrap_err();
         assert!(err.to_string().contains("DB_HOST"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_not_silently_ignored() {
+        let err = load_env(&[("HEALTHMON__WORKER__CONCURENCY", "8")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("concurency"), "{err}");
     }
 
     #[test]

@@ -329,6 +329,7 @@ mod tests {
             created_at: 0,
             updated_at: 0,
             last_scheduled_at: last,
+            version: 0,
         };
         let mut s = Schedule::new();
         s.load(&svc(Some(95_000)), 100_000);

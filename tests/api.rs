@@ -916,8 +916,6 @@ async fn a_wrong_method_is_405_problem_and_changes_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: 405 responses carry no Allow header (RFC 9110 §15.5.6 requires it); \
-            src/http/problem.rs error_response / src/http/mod.rs method_not_allowed"]
 async fn a_405_says_which_methods_are_allowed() {
     let mon = Monitor::start();
     let m = &mon;
@@ -1518,9 +1516,6 @@ async fn bad_logs_query_is_400_naming_the_parameter() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: PATCH is read-modify-write without atomicity, so concurrent PATCHes of \
-            different fields lose updates; src/http/services.rs update() reads the service \
-            (get_service) then writes the whole merged spec (save -> update_service)"]
 async fn concurrent_patches_of_different_fields_keep_both_changes() {
     let mon = Monitor::start();
     let m = &mon;
@@ -1554,8 +1549,6 @@ async fn concurrent_patches_of_different_fields_keep_both_changes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: HEAD is 405 on every GET resource (RFC 9110 §9.1: servers MUST support \
-            HEAD); src/http/mod.rs routes() registers web::get() only"]
 async fn head_is_answered_like_get() {
     let mon = Monitor::start();
     let m = &mon;

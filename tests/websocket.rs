@@ -174,3 +174,29 @@ async fn a_client_that_does_not_read_is_dropped_without_slowing_others() {
         "the slow client was never closed"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_from_other_origins_cannot_open_the_feed() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let m = Monitor::start_with(&[("HEALTHMON__WS__ALLOWED_ORIGINS", "https://dash.example")]);
+    let attempt = |origin: &'static str| {
+        let mut req = m.ws_url().into_client_request().expect("request");
+        req.headers_mut()
+            .insert("origin", origin.parse().expect("header"));
+        tokio_tungstenite::connect_async(req)
+    };
+    match attempt("https://evil.example").await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 403),
+        other => panic!("a foreign origin was not refused: {other:?}"),
+    }
+    let same = format!("http://{}", m.addr);
+    let same: &'static str = Box::leak(same.into_boxed_str());
+    assert!(
+        attempt(same).await.is_ok(),
+        "the API's own origin was refused"
+    );
+    assert!(
+        attempt("https://dash.example").await.is_ok(),
+        "a listed origin was refused"
+    );
+}

@@ -55,6 +55,9 @@ pub struct Service {
     /// Due time of the check behind `last_status`; orders late results.
     #[serde(skip)]
     pub last_scheduled_at: Option<Millis>,
+    /// Bumped by every settings change; the compare-and-set key of PATCH.
+    #[serde(skip)]
+    pub version: i64,
 }
 
 impl Service {
@@ -126,6 +129,7 @@ mod tests {
             created_at: 0,
             updated_at: 0,
             last_scheduled_at: Some(5),
+            version: 0,
         };
         let v = serde_json::to_value(&svc).unwrap();
         assert_eq!(v["url"], "http://u:***@127.0.0.1:1/");

@@ -12,7 +12,8 @@ pub mod ws;
 use crate::bus::Bus;
 use crate::config::{ServerSettings, WsSettings};
 use crate::store::Store;
-use actix_web::{App, HttpServer, web};
+use actix_web::http::{Method, header};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use problem::ApiError;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,49 +37,64 @@ pub struct AppState {
     pub shutdown: CancellationToken,
 }
 
-async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
+async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound("no such path".into()))
 }
 
-async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed)
+/// The fallback of a resource: OPTIONS says which methods there are, any
+/// other method is a 405 that says the same.
+fn other_methods(allow: &'static str) -> actix_web::Route {
+    web::to(move |req: HttpRequest| async move {
+        if req.method() == Method::OPTIONS {
+            Ok(HttpResponse::NoContent()
+                .insert_header((header::ALLOW, allow))
+                .finish())
+        } else {
+            Err(ApiError::MethodNotAllowed(allow))
+        }
+    })
 }
 
-/// Mounts every route.
+/// Mounts every route. GET routes answer HEAD too (actix drops the body).
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/services")
             .route(web::get().to(services::list))
+            .route(web::head().to(services::list))
             .route(web::post().to(services::create))
-            .default_service(web::to(method_not_allowed)),
+            .default_service(other_methods("GET, HEAD, POST, OPTIONS")),
     )
     .service(
         web::resource("/services/{id}")
             .route(web::get().to(services::get))
+            .route(web::head().to(services::get))
             .route(web::put().to(services::replace))
             .route(web::patch().to(services::update))
             .route(web::delete().to(services::delete))
-            .default_service(web::to(method_not_allowed)),
+            .default_service(other_methods("GET, HEAD, PUT, PATCH, DELETE, OPTIONS")),
     )
     .service(
         web::resource("/services/{id}/logs")
             .route(web::get().to(logs::list))
-            .default_service(web::to(method_not_allowed)),
+            .route(web::head().to(logs::list))
+            .default_service(other_methods("GET, HEAD, OPTIONS")),
     )
     .service(
         web::resource("/healthz")
             .route(web::get().to(health::healthz))
-            .default_service(web::to(method_not_allowed)),
+            .route(web::head().to(health::healthz))
+            .default_service(other_methods("GET, HEAD, OPTIONS")),
     )
     .service(
         web::resource("/readyz")
             .route(web::get().to(health::readyz))
-            .default_service(web::to(method_not_allowed)),
+            .route(web::head().to(health::readyz))
+            .default_service(other_methods("GET, HEAD, OPTIONS")),
     )
     .service(
         web::resource("/ws")
             .route(web::get().to(ws::connect))
-            .default_service(web::to(method_not_allowed)),
+            .default_service(other_methods("GET, OPTIONS")),
     );
 }
 

@@ -34,9 +34,15 @@ pub enum ApiError {
     /// No such resource (404).
     #[error("{0}")]
     NotFound(String),
-    /// The method is not allowed on this path (405).
-    #[error("method not allowed on this path")]
-    MethodNotAllowed,
+    /// The method is not allowed on this path (405); lists those that are.
+    #[error("method not allowed on this path; allowed: {0}")]
+    MethodNotAllowed(&'static str),
+    /// Not allowed for this client (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// A concurrent change won (409).
+    #[error("{0}")]
+    Conflict(String),
     /// Not a WebSocket handshake (400).
     #[error("{0}")]
     BadRequest(String),
@@ -85,7 +91,9 @@ impl ApiError {
                 ("urn:healthmon:problem:bad-request", "Bad request")
             }
             ApiError::NotFound(_) => ("urn:healthmon:problem:not-found", "Not found"),
-            ApiError::MethodNotAllowed => (
+            ApiError::Conflict(_) => ("urn:healthmon:problem:conflict", "Conflict"),
+            ApiError::Forbidden(_) => ("urn:healthmon:problem:forbidden", "Forbidden"),
+            ApiError::MethodNotAllowed(_) => (
                 "urn:healthmon:problem:method-not-allowed",
                 "Method not allowed",
             ),
@@ -111,7 +119,9 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::TooManyClients(_)
             | ApiError::Bus(_)
             | ApiError::Store(StoreError::Pool(_)) => StatusCode::SERVICE_UNAVAILABLE,
@@ -139,7 +149,11 @@ impl ResponseError for ApiError {
             ApiError::Validation(e) | ApiError::BadQuery(e) => Some(e.as_slice()),
             _ => None,
         };
-        HttpResponse::build(status)
+        let mut response = HttpResponse::build(status);
+        if let ApiError::MethodNotAllowed(allow) = self {
+            response.insert_header((actix_web::http::header::ALLOW, *allow));
+        }
+        response
             .content_type("application/problem+json")
             .json(Problem {
                 kind,

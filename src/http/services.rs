@@ -8,6 +8,7 @@ use super::problem::ApiError;
 use crate::domain::event::ScheduleUpdate;
 use crate::domain::time::now_ms;
 use crate::domain::validate;
+use crate::store::Updated;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 
@@ -72,7 +73,14 @@ pub async fn replace(
     save(&state, id, spec).await
 }
 
+/// Attempts a PATCH makes before it reports a conflict.
+const PATCH_ATTEMPTS: usize = 8;
+
 /// `PATCH /services/{id}`: changes the fields given.
+///
+/// Read, merge, then write only if nobody wrote in between (a
+/// compare-and-set on the row's version), retrying on a race, so two
+/// concurrent PATCHes of different fields both take effect.
 pub async fn update(
     req: HttpRequest,
     path: web::Path<String>,
@@ -81,13 +89,30 @@ pub async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&path)?;
     let body = read_json(&req, payload).await?;
-    let current = state
-        .store
-        .get_service(id)
-        .await?
-        .ok_or_else(|| not_found(id))?;
-    let spec = validate::patch_spec(&current.spec(), &body).map_err(ApiError::Validation)?;
-    save(&state, id, spec).await
+    for _ in 0..PATCH_ATTEMPTS {
+        let current = state
+            .store
+            .get_service(id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        let spec = validate::patch_spec(&current.spec(), &body).map_err(ApiError::Validation)?;
+        if spec == current.spec() {
+            // Nothing changes, so nothing is written (updated_at stays).
+            return Ok(HttpResponse::Ok().json(current));
+        }
+        match state
+            .store
+            .update_service(id, &spec, now_ms(), Some(current.version))
+            .await?
+        {
+            Updated::Saved(svc) => return announce(&state, svc),
+            Updated::NotFound => return Err(not_found(id)),
+            Updated::Conflict => continue,
+        }
+    }
+    Err(ApiError::Conflict(format!(
+        "service {id} kept changing during the update; try again"
+    )))
 }
 
 async fn save(
@@ -95,14 +120,21 @@ async fn save(
     id: i64,
     spec: crate::domain::ServiceSpec,
 ) -> Result<HttpResponse, ApiError> {
-    let svc = state
+    match state
         .store
-        .update_service(id, &spec, now_ms())
+        .update_service(id, &spec, now_ms(), None)
         .await?
-        .ok_or_else(|| not_found(id))?;
-    tracing::info!(service_id = id, "service updated");
+    {
+        Updated::Saved(svc) => announce(state, svc),
+        Updated::NotFound | Updated::Conflict => Err(not_found(id)),
+    }
+}
+
+/// Tells the scheduler about a saved change and answers with the service.
+fn announce(state: &AppState, svc: crate::domain::Service) -> Result<HttpResponse, ApiError> {
+    tracing::info!(service_id = svc.id, "service updated");
     state.bus.publish_schedule(ScheduleUpdate::Upsert {
-        id,
+        id: svc.id,
         spec: svc.spec(),
     })?;
     Ok(HttpResponse::Ok().json(svc))

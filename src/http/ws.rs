@@ -26,19 +26,38 @@ pub const MAX_INBOUND_PER_SEC: u32 = 50;
 /// Largest frame a client may send.
 pub const MAX_FRAME_BYTES: usize = 4096;
 
+/// The first message: every service, fields in the REST API's order.
+#[derive(serde::Serialize)]
+struct Snapshot<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    services: &'a [crate::domain::Service],
+}
+
 /// `GET /ws`: upgrades and starts the client's session.
 pub async fn connect(
     req: HttpRequest,
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    if !origin_allowed(&req, &state.ws.allowed_origins) {
+        return Err(ApiError::Forbidden(
+            "cross-origin WebSocket connections are refused; list the page's origin in \
+             ws.allowed_origins"
+                .into(),
+        ));
+    }
     let permit = Arc::clone(&state.ws_slots)
         .try_acquire_owned()
         .map_err(|_| ApiError::TooManyClients(state.ws.max_clients))?;
     // Subscribe before reading the snapshot so no event falls between them.
     let events = state.bus.subscribe_events();
     let services = state.store.list_services().await?;
-    let snapshot = serde_json::json!({"type": "snapshot", "services": services}).to_string();
+    let snapshot = serde_json::to_string(&Snapshot {
+        kind: "snapshot",
+        services: &services,
+    })
+    .map_err(crate::bus::BusError::from)?;
     let (response, session, stream) = actix_ws::handle(&req, body)
         .map_err(|e| ApiError::BadRequest(format!("expected a WebSocket upgrade: {e}")))?;
     let stream = stream.max_frame_size(MAX_FRAME_BYTES);
@@ -50,6 +69,38 @@ pub async fn connect(
         session, stream, events, snapshot, ping_every, shutdown, permit,
     ));
     Ok(response)
+}
+
+/// Browsers send `Origin` on WebSocket handshakes and do not apply CORS to
+/// them, so without this check any web page a user opens could read the
+/// feed from a monitor on their machine. Non-browser clients send no
+/// `Origin` and are let through.
+fn origin_allowed(req: &HttpRequest, allowed: &[String]) -> bool {
+    let Some(origin) = req.headers().get(actix_web::http::header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    let origin = origin.trim_end_matches('/').to_ascii_lowercase();
+    if allowed.iter().any(|a| a == "*" || *a == origin) {
+        return true;
+    }
+    let Ok(parsed) = url::Url::parse(&origin) else {
+        return false;
+    };
+    let authority = match (parsed.host_str(), parsed.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_owned(),
+        _ => return false,
+    };
+    let host = req
+        .headers()
+        .get(actix_web::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    authority == host
 }
 
 async fn send(session: &mut actix_ws::Session, text: String) -> bool {

@@ -173,6 +173,17 @@ pub enum LogCursor {
     BeforeTime(Millis),
 }
 
+/// The outcome of [`Store::update_service`].
+#[derive(Debug)]
+pub enum Updated {
+    /// Written; the service as it is now.
+    Saved(Service),
+    /// No such service.
+    NotFound,
+    /// The service changed since the version the caller read.
+    Conflict,
+}
+
 /// The store interface, cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -247,22 +258,49 @@ impl Store {
         })
     }
 
-    /// Replaces a service's settings; `None` if it does not exist.
+    /// Replaces a service's settings. With `if_version`, only if the row is
+    /// still at that version (a compare-and-set for read-modify-write).
     pub async fn update_service(
         &self,
         id: i64,
         spec: &ServiceSpec,
         now: Millis,
-    ) -> Result<Option<Service>, StoreError> {
+        if_version: Option<i64>,
+    ) -> Result<Updated, StoreError> {
         let changes = ServiceChanges::new(spec, now);
+        let bump = services::version.eq(services::version + 1);
         with_conn!(self, |conn| {
-            let row: Option<ServiceRow> = diesel::update(services::table.find(id))
-                .set(&changes)
-                .returning(ServiceRow::as_returning())
-                .get_result(conn)
+            let row: Option<ServiceRow> = match if_version {
+                Some(v) => diesel::update(services::table.find(id).filter(services::version.eq(v)))
+                    .set((&changes, bump))
+                    .returning(ServiceRow::as_returning())
+                    .get_result(conn)
+                    .await
+                    .optional()?,
+                None => diesel::update(services::table.find(id))
+                    .set((&changes, bump))
+                    .returning(ServiceRow::as_returning())
+                    .get_result(conn)
+                    .await
+                    .optional()?,
+            };
+            if let Some(row) = row {
+                return Ok(Updated::Saved(row.into_service()));
+            }
+            if if_version.is_none() {
+                return Ok(Updated::NotFound);
+            }
+            let exists: Option<i64> = services::table
+                .find(id)
+                .select(services::id)
+                .first(conn)
                 .await
                 .optional()?;
-            Ok(row.map(ServiceRow::into_service))
+            Ok(if exists.is_some() {
+                Updated::Conflict
+            } else {
+                Updated::NotFound
+            })
         })
     }
 

@@ -23,6 +23,7 @@ pub struct ServiceRow {
     pub last_scheduled_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    pub version: i64,
 }
 
 impl ServiceRow {
@@ -43,6 +44,7 @@ impl ServiceRow {
             created_at: self.created_at,
             updated_at: self.updated_at,
             last_scheduled_at: self.last_scheduled_at,
+            version: self.version,
         }
     }
 }

@@ -17,6 +17,7 @@ diesel::table! {
         last_scheduled_at -> Nullable<BigInt>,
         created_at -> BigInt,
         updated_at -> BigInt,
+        version -> BigInt,
     }
 }
 

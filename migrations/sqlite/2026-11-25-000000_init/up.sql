@@ -15,7 +15,9 @@ CREATE TABLE services (
     -- keeps late or repeated results from reordering transitions
     last_scheduled_at INTEGER,
     created_at        INTEGER NOT NULL,
-    updated_at        INTEGER NOT NULL
+    updated_at        INTEGER NOT NULL,
+    -- bumped by every settings change: PATCH is a compare-and-set on it
+    version           INTEGER NOT NULL DEFAULT 0
 );
 
 CREATE TABLE health_logs (
