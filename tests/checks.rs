@@ -156,3 +156,15 @@ async fn the_service_shows_its_latest_check() {
     );
     assert!(shown["last_latency_ms"].as_i64().is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_failure_says_so() {
+    let target = Target::start().await;
+    let m = Monitor::start();
+    // https:// against a plain-HTTP server: the TLS handshake fails.
+    let url = format!("https://{}/ok", target.addr);
+    let log = first_log(&m, &url, json!({})).await;
+    assert_eq!(log["status"], "DOWN");
+    let err = log["error"].as_str().unwrap_or_default();
+    assert!(err.starts_with("TLS error"), "{err}");
+}

@@ -200,3 +200,17 @@ async fn pages_from_other_origins_cannot_open_the_feed() {
         "a listed origin was refused"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_answers_pings_is_dropped() {
+    let m = Monitor::start_with(&[("HEALTHMON__WS__PING_INTERVAL_S", "1")]);
+    // Never reading means never answering the server's pings.
+    let mut silent = WsClient::connect_with_small_buffer(&m).await;
+    eventually("the server to drop the silent client", || async {
+        m.log_text()
+            .contains("disconnecting a silent WebSocket client")
+            .then_some(())
+    })
+    .await;
+    assert!(silent.until_closed().await);
+}

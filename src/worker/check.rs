@@ -101,6 +101,23 @@ impl Checker {
     }
 }
 
+/// tokio-rustls wraps its errors in io::Error (sometimes twice), and an
+/// io::Error's `source()` skips the error it wraps, so look inside by hand.
+fn wraps_tls_error(io: &std::io::Error) -> bool {
+    let mut inner = io.get_ref();
+    for _ in 0..4 {
+        match inner {
+            Some(e) if e.is::<rustls::Error>() => return true,
+            Some(e) => match e.downcast_ref::<std::io::Error>() {
+                Some(next) => inner = next.get_ref(),
+                None => return false,
+            },
+            None => return false,
+        }
+    }
+    false
+}
+
 /// Says what went wrong in words a person can act on. The URL is left out:
 /// it may carry a password.
 fn describe(e: &reqwest::Error) -> String {
@@ -108,9 +125,12 @@ fn describe(e: &reqwest::Error) -> String {
         return format!("too many redirects (more than {MAX_REDIRECTS})");
     }
     let mut chain = Vec::new();
+    let mut tls = false;
     let mut source = e.source();
     while let Some(s) = source {
+        tls |= s.is::<rustls::Error>();
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            tls |= wraps_tls_error(io);
             match io.kind() {
                 std::io::ErrorKind::ConnectionRefused => return "connection refused".into(),
                 std::io::ErrorKind::ConnectionReset => return "connection reset by peer".into(),
@@ -127,8 +147,7 @@ fn describe(e: &reqwest::Error) -> String {
     let lower = detail.to_ascii_lowercase();
     let kind = if lower.contains("dns error") || lower.contains("failed to lookup") {
         "DNS lookup failed"
-    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake")
-    {
+    } else if tls || lower.contains("certificate") || lower.contains("tls handshake") {
         "TLS error"
     } else if e.is_connect() {
         "connection failed"

@@ -79,6 +79,12 @@ impl Target {
                 return Ok(());
             }
             buf.extend_from_slice(&chunk[..n]);
+            if buf[0] == 0x16 {
+                // A TLS ClientHello: this server speaks only plain HTTP.
+                sock.write_all(b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n")
+                    .await?;
+                return Ok(());
+            }
         }
         let head = String::from_utf8_lossy(&buf);
         let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();

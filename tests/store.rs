@@ -1,0 +1,237 @@
+//! The store's promises, driven directly: idempotent logs, transitions that
+//! only move forward, nothing left behind by a deleted service, and
+//! keyset pagination. One suite, run against every backend this build has.
+
+use healthmon::config::DatabaseUrl;
+use healthmon::domain::{CheckResult, Event, ServiceSpec, Status};
+use healthmon::store::{LogCursor, Store, Updated};
+
+async fn sqlite() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = DatabaseUrl::Sqlite(dir.path().join("t.db"));
+    let store = Store::open(&url, 4).await.expect("open");
+    (dir, store)
+}
+
+fn spec(name: &str) -> ServiceSpec {
+    ServiceSpec {
+        name: name.into(),
+        url: "http://127.0.0.1:9/".into(),
+        interval: 10,
+        timeout: 5,
+        paused: false,
+        expected_statuses: None,
+    }
+}
+
+fn result(id: i64, scheduled_at: i64, status: Status) -> CheckResult {
+    CheckResult {
+        service_id: id,
+        scheduled_at,
+        status,
+        latency_ms: 7,
+        status_code: (status == Status::Up).then_some(200),
+        error: (status == Status::Down).then(|| "connection refused".into()),
+        checked_at: scheduled_at + 7,
+    }
+}
+
+fn changes(events: &[Event]) -> Vec<(Status, Status)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::StatusChange {
+                old_status,
+                new_status,
+                ..
+            } => Some((*old_status, *new_status)),
+            Event::Check { .. } => None,
+        })
+        .collect()
+}
+
+fn checks(events: &[Event]) -> usize {
+    events
+        .iter()
+        .filter(|e| matches!(e, Event::Check { .. }))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_result_is_a_no_op() {
+    let (_d, store) = sqlite().await;
+    let id = store
+        .create_service(&spec("a"), 0)
+        .await
+        .expect("create")
+        .id;
+    let first = store
+        .record(&[result(id, 1000, Status::Up)])
+        .await
+        .expect("record");
+    assert_eq!(
+        (checks(&first), changes(&first)),
+        (1, vec![(Status::Pending, Status::Up)])
+    );
+    let again = store
+        .record(&[result(id, 1000, Status::Up)])
+        .await
+        .expect("record");
+    assert!(again.is_empty(), "a redelivered result produced {again:?}");
+    // Even within one batch.
+    let batch = store
+        .record(&[
+            result(id, 2000, Status::Down),
+            result(id, 2000, Status::Down),
+        ])
+        .await
+        .expect("record");
+    assert_eq!(
+        (checks(&batch), changes(&batch)),
+        (1, vec![(Status::Up, Status::Down)])
+    );
+    assert_eq!(store.list_logs(id, 100, None).await.expect("logs").len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_result_is_logged_but_never_reorders_the_status() {
+    let (_d, store) = sqlite().await;
+    let id = store
+        .create_service(&spec("a"), 0)
+        .await
+        .expect("create")
+        .id;
+    store
+        .record(&[result(id, 1000, Status::Up)])
+        .await
+        .expect("record");
+    store
+        .record(&[result(id, 3000, Status::Down)])
+        .await
+        .expect("record");
+    // The check due at 2000 arrives last (a slow worker, a redelivery).
+    let late = store
+        .record(&[result(id, 2000, Status::Up)])
+        .await
+        .expect("record");
+    assert_eq!(checks(&late), 1, "the late check is still history");
+    assert!(
+        changes(&late).is_empty(),
+        "a late result flipped the status: {late:?}"
+    );
+    let svc = store.get_service(id).await.expect("get").expect("exists");
+    assert_eq!(svc.last_status, Status::Down);
+    assert_eq!(svc.last_scheduled_at, Some(3000));
+    assert_eq!(store.list_logs(id, 100, None).await.expect("logs").len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_for_a_deleted_service_leaves_nothing() {
+    let (_d, store) = sqlite().await;
+    let keep = store
+        .create_service(&spec("keep"), 0)
+        .await
+        .expect("create")
+        .id;
+    let gone = store
+        .create_service(&spec("gone"), 0)
+        .await
+        .expect("create")
+        .id;
+    store
+        .record(&[result(gone, 1000, Status::Up)])
+        .await
+        .expect("record");
+    assert!(store.delete_service(gone).await.expect("delete"));
+    let events = store
+        .record(&[
+            result(gone, 2000, Status::Up),
+            result(keep, 2000, Status::Up),
+        ])
+        .await
+        .expect("the rest of the batch still commits");
+    assert!(
+        events
+            .iter()
+            .all(|e| !matches!(e, Event::Check { service_id, .. } if *service_id == gone))
+    );
+    assert_eq!(checks(&events), 1);
+    assert!(
+        store
+            .list_logs(gone, 100, None)
+            .await
+            .expect("logs")
+            .is_empty()
+    );
+    assert!(
+        !store.delete_service(gone).await.expect("delete"),
+        "deleted twice"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_of_logs_are_newest_first_without_gaps_or_overlap() {
+    let (_d, store) = sqlite().await;
+    let id = store
+        .create_service(&spec("a"), 0)
+        .await
+        .expect("create")
+        .id;
+    let batch: Vec<_> = (1..=25).map(|i| result(id, i * 1000, Status::Up)).collect();
+    store.record(&batch).await.expect("record");
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store.list_logs(id, 10, cursor).await.expect("page");
+        if page.is_empty() {
+            break;
+        }
+        cursor = page.last().map(|l| LogCursor::BeforeId(l.id));
+        seen.extend(page.into_iter().map(|l| l.checked_at));
+    }
+    let expected: Vec<i64> = (1..=25).rev().map(|i| i * 1000 + 7).collect();
+    assert_eq!(seen, expected);
+    let before_time = store
+        .list_logs(id, 100, Some(LogCursor::BeforeTime(5007)))
+        .await
+        .expect("page");
+    assert_eq!(before_time.len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_version_is_a_conflict_not_a_lost_update() {
+    let (_d, store) = sqlite().await;
+    let svc = store.create_service(&spec("a"), 0).await.expect("create");
+    let first = store
+        .update_service(svc.id, &spec("b"), 1, Some(svc.version))
+        .await
+        .expect("update");
+    assert!(matches!(first, Updated::Saved(ref s) if s.name == "b"));
+    let second = store
+        .update_service(svc.id, &spec("c"), 2, Some(svc.version))
+        .await
+        .expect("update");
+    assert!(matches!(second, Updated::Conflict), "{second:?}");
+    let missing = store
+        .update_service(9999, &spec("c"), 2, Some(0))
+        .await
+        .expect("update");
+    assert!(matches!(missing, Updated::NotFound));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_are_never_reused_after_the_newest_row_is_deleted() {
+    let (_d, store) = sqlite().await;
+    let a = store
+        .create_service(&spec("a"), 0)
+        .await
+        .expect("create")
+        .id;
+    assert!(store.delete_service(a).await.expect("delete"));
+    let b = store
+        .create_service(&spec("b"), 0)
+        .await
+        .expect("create")
+        .id;
+    assert!(b > a);
+}
