@@ -5,15 +5,17 @@
 //! runs; [`App::run`] hands the tasks of the chosen roles to the supervisor
 //! and returns when they have all stopped.
 
+use crate::auth::KeyRing;
 use crate::bus::{self, Bus};
 use crate::cli::Roles;
 use crate::config::{DatabaseUrl, Settings};
+use crate::http::limit::RateLimiter;
 use crate::http::{self, AppState};
 use crate::recorder::{self, BatchLimits};
 use crate::scheduler;
 use crate::store::{Store, StoreError};
 use crate::supervise::{self, GaveUp, Policy, Stage, Task, TaskError};
-use crate::worker::{self, Checker, PoolLimits, check::ClientError};
+use crate::worker::{self, Checker, PoolLimits, check::ClientError, guard::AddressPolicy};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +42,13 @@ pub enum AppError {
         /// Why.
         source: std::io::Error,
     },
+    /// A non-loopback bind with no API key and no explicit opt-out.
+    #[error(
+        "server.bind: {0} is reachable from other machines and no API key exists; create one \
+         with `healthmon keys create --name admin --scope write` (same configuration), or set \
+         auth.allow_anonymous = true (HEALTHMON__AUTH__ALLOW_ANONYMOUS=true) to serve it open"
+    )]
+    NoKey(SocketAddr),
     /// The HTTP client could not be built.
     #[error(transparent)]
     Client(#[from] ClientError),
@@ -84,6 +93,9 @@ impl App {
         let _ = rustls::crypto::ring::default_provider().install_default();
 
         let store = Store::open(&settings.database.url, settings.database.pool_size).await?;
+        if roles.api && !anonymous_allowed(&settings) && store.list_keys().await?.is_empty() {
+            return Err(AppError::NoKey(settings.server.bind));
+        }
         let bus = Bus::in_process(bus::Capacities {
             jobs: (settings.worker.concurrency * 4).max(1024),
             results: (settings.recorder.batch_size * 8).max(1024),
@@ -101,7 +113,9 @@ impl App {
             None
         };
         let checker = if roles.worker {
-            Some(Checker::new(settings.worker.max_body_bytes)?)
+            let policy =
+                AddressPolicy::new(settings.checks.block_private, &settings.checks.allow_cidrs);
+            Some(Checker::new(settings.worker.max_body_bytes, policy)?)
         } else {
             None
         };
@@ -168,12 +182,26 @@ impl App {
     }
 }
 
+/// Whether the API may run with no key: on a loopback address (a laptop),
+/// or when the operator opted out explicitly.
+fn anonymous_allowed(settings: &Settings) -> bool {
+    settings.server.bind.ip().is_loopback() || settings.auth.allow_anonymous
+}
+
 fn http_task(listener: std::net::TcpListener, store: Store, bus: Bus, settings: &Settings) -> Task {
     let server_settings = settings.server.clone();
     let ws = settings.ws.clone();
     let max_logs_limit = settings.api.max_logs_limit;
-    // Shared across restarts: a restarted server must not admit more clients.
+    let max_services = settings.api.max_services;
+    let open_without_keys = anonymous_allowed(settings);
+    // Shared across restarts: a restarted server must not admit more
+    // clients, forget keys or reset callers' write budgets.
     let ws_slots = Arc::new(Semaphore::new(ws.max_clients));
+    let keys = Arc::new(KeyRing::new(store.clone()));
+    let write_limit = Arc::new(RateLimiter::new(
+        settings.api.write_rate_per_s,
+        settings.api.write_burst,
+    ));
     Task::new("http", Stage::Intake, move |token: CancellationToken| {
         let state = AppState {
             store: store.clone(),
@@ -182,6 +210,10 @@ fn http_task(listener: std::net::TcpListener, store: Store, bus: Bus, settings: 
             ws: ws.clone(),
             ws_slots: Arc::clone(&ws_slots),
             shutdown: token.clone(),
+            keys: Arc::clone(&keys),
+            open_without_keys,
+            write_limit: Arc::clone(&write_limit),
+            max_services,
         };
         let listener = listener.try_clone();
         let server_settings = server_settings.clone();

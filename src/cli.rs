@@ -1,6 +1,6 @@
 //! Command-line arguments.
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 /// healthmon: a self-hosted, real-time service health monitor.
@@ -18,6 +18,50 @@ pub struct Cli {
         default_value = "all"
     )]
     pub role: Vec<Role>,
+    /// Run an administrative command instead of the monitor.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Administrative commands; they use the same configuration as the server.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Manage API keys.
+    Keys {
+        /// What to do.
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+/// `healthmon keys ...`
+#[derive(Debug, Subcommand)]
+pub enum KeysAction {
+    /// Create a key and print its token (shown this once only).
+    Create {
+        /// A unique name for the key.
+        #[arg(long)]
+        name: String,
+        /// What the key may do.
+        #[arg(long, value_enum)]
+        scope: KeyScope,
+    },
+    /// List keys: name, scope, creation and last use.
+    List,
+    /// Revoke a key by name; requests with it fail from then on.
+    Revoke {
+        /// The key's name.
+        name: String,
+    },
+}
+
+/// A key's scope on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeyScope {
+    /// Reads only.
+    Read,
+    /// Reads and changes.
+    Write,
 }
 
 /// A part of the monitor a process can run.
@@ -91,5 +135,36 @@ mod tests {
         let worker = Roles::from_list(&[Role::Worker]);
         assert!(!worker.recorder());
         assert!(Cli::try_parse_from(["healthmon", "--role", "cook"]).is_err());
+    }
+
+    #[test]
+    fn keys_subcommands_parse() {
+        let cli = Cli::try_parse_from([
+            "healthmon",
+            "keys",
+            "create",
+            "--name",
+            "ci",
+            "--scope",
+            "read",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Keys { action: KeysAction::Create { ref name, scope: KeyScope::Read } }) if name == "ci"
+        ));
+        assert!(
+            Cli::try_parse_from([
+                "healthmon",
+                "keys",
+                "create",
+                "--name",
+                "x",
+                "--scope",
+                "admin"
+            ])
+            .is_err()
+        );
+        assert!(Cli::try_parse_from(["healthmon", "keys", "revoke", "ci"]).is_ok());
     }
 }

@@ -58,12 +58,23 @@ pub struct Settings {
     pub queue: QueueSettings,
     /// Worker pool.
     pub worker: WorkerSettings,
+    /// Which addresses checks may connect to.
+    pub checks: ChecksSettings,
     /// Recorder batching.
     pub recorder: RecorderSettings,
     /// WebSocket limits.
     pub ws: WsSettings,
     /// REST API limits.
     pub api: ApiSettings,
+    /// Access control.
+    pub auth: AuthSettings,
+}
+
+/// `[auth]`
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// Serve a non-loopback address without any API key.
+    pub allow_anonymous: bool,
 }
 
 /// `[server]`
@@ -109,6 +120,15 @@ pub struct WorkerSettings {
     pub shutdown_grace_s: u64,
 }
 
+/// `[checks]`: target safety (see `worker::guard`).
+#[derive(Debug, Clone)]
+pub struct ChecksSettings {
+    /// Also block loopback, RFC 1918, unique-local and CGNAT addresses.
+    pub block_private: bool,
+    /// Ranges allowed even if they would be blocked.
+    pub allow_cidrs: Vec<ipnet::IpNet>,
+}
+
 /// `[recorder]`
 #[derive(Debug, Clone)]
 pub struct RecorderSettings {
@@ -137,6 +157,13 @@ pub struct WsSettings {
 pub struct ApiSettings {
     /// Largest logs page.
     pub max_logs_limit: i64,
+    /// Most services that may be registered.
+    pub max_services: i64,
+    /// Sustained writes per second per key (or per IP when anonymous); 0
+    /// turns the limit off.
+    pub write_rate_per_s: u32,
+    /// Writes a caller may make at once before the rate applies.
+    pub write_burst: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -146,9 +173,11 @@ struct Raw {
     database: RawDatabase,
     queue: RawQueue,
     worker: RawWorker,
+    checks: RawChecks,
     recorder: RawRecorder,
     ws: RawWs,
     api: RawApi,
+    auth: RawAuth,
 }
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -179,6 +208,12 @@ struct RawWorker {
 }
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawChecks {
+    block_private: bool,
+    allow_cidrs: String,
+}
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawRecorder {
     batch_size: i64,
     flush_ms: i64,
@@ -195,6 +230,14 @@ struct RawWs {
 #[serde(deny_unknown_fields)]
 struct RawApi {
     max_logs_limit: i64,
+    max_services: i64,
+    write_rate_per_s: i64,
+    write_burst: i64,
+}
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    allow_anonymous: bool,
 }
 
 /// Reads `.env` from the working directory into the environment, without
@@ -326,6 +369,34 @@ pub fn parse_database_url(raw: &str) -> Result<DatabaseUrl, ConfigError> {
     }
 }
 
+/// Parses a comma-separated list of CIDRs (`10.0.0.0/8`, `fd00::/8`) or
+/// single addresses (`127.0.0.1`, meaning `/32`; `::1`, meaning `/128`).
+/// Host bits are ignored (`10.1.2.3/8` is `10.0.0.0/8`).
+pub fn parse_cidr_list(key: &str, raw: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            let net = if item.contains('/') {
+                item.parse::<ipnet::IpNet>().ok()
+            } else {
+                item.parse::<std::net::IpAddr>()
+                    .ok()
+                    .map(ipnet::IpNet::from)
+            };
+            net.map(|n| n.trunc()).ok_or_else(|| {
+                invalid(
+                    key,
+                    format!(
+                        "{item:?} is not a CIDR like 10.0.0.0/8 or fd00::/8, or an address; \
+                         separate entries with commas"
+                    ),
+                )
+            })
+        })
+        .collect()
+}
+
 fn validate(raw: Raw) -> Result<Settings, ConfigError> {
     let bind: SocketAddr = raw.server.bind.trim().parse().map_err(|_| {
         invalid(
@@ -413,6 +484,10 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
                 60,
             )? as u64,
         },
+        checks: ChecksSettings {
+            block_private: raw.checks.block_private,
+            allow_cidrs: parse_cidr_list("checks.allow_cidrs", &raw.checks.allow_cidrs)?,
+        },
         recorder: RecorderSettings {
             batch_size: batch_size as usize,
             flush_ms: in_range("recorder.flush_ms", raw.recorder.flush_ms, 1, 10_000)? as u64,
@@ -432,6 +507,17 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
         },
         api: ApiSettings {
             max_logs_limit: in_range("api.max_logs_limit", raw.api.max_logs_limit, 1, 100_000)?,
+            max_services: in_range("api.max_services", raw.api.max_services, 1, 10_000_000)?,
+            write_rate_per_s: in_range(
+                "api.write_rate_per_s",
+                raw.api.write_rate_per_s,
+                0,
+                1_000_000,
+            )? as u32,
+            write_burst: in_range("api.write_burst", raw.api.write_burst, 1, 1_000_000)? as u32,
+        },
+        auth: AuthSettings {
+            allow_anonymous: raw.auth.allow_anonymous,
         },
     })
 }
@@ -526,6 +612,80 @@ mod tests {
             let err = load_env(&[(key, value)]).unwrap_err().to_string();
             assert!(err.contains(named), "{key}={value} gave {err:?}");
         }
+    }
+
+    #[test]
+    fn checks_default_to_allowing_private_targets_with_no_extra_ranges() {
+        let s = load_env(&[]).unwrap();
+        assert!(!s.checks.block_private);
+        assert!(s.checks.allow_cidrs.is_empty());
+    }
+
+    #[test]
+    fn checks_come_from_the_environment() {
+        let s = load_env(&[
+            ("HEALTHMON__CHECKS__BLOCK_PRIVATE", "true"),
+            (
+                "HEALTHMON__CHECKS__ALLOW_CIDRS",
+                " 127.0.0.1/32, fd00::/8,10.1.2.3 ,::1,192.168.7.9/16,",
+            ),
+        ])
+        .unwrap();
+        assert!(s.checks.block_private);
+        let nets: Vec<String> = s.checks.allow_cidrs.iter().map(|n| n.to_string()).collect();
+        assert_eq!(
+            nets,
+            [
+                "127.0.0.1/32",
+                "fd00::/8",
+                "10.1.2.3/32",
+                "::1/128",
+                "192.168.0.0/16"
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_checks_values_name_their_key() {
+        for bad in [
+            "10.0.0.0/33",
+            "fd00::/129",
+            "example.com",
+            "10.0.0.0/8;192.168.0.0/16",
+            "10.0.0/8",
+            "[::1]",
+            "127.0.0.1/",
+        ] {
+            let err = load_env(&[("HEALTHMON__CHECKS__ALLOW_CIDRS", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with("checks.allow_cidrs: "),
+                "{bad:?} gave {err:?}"
+            );
+        }
+        let err = load_env(&[("HEALTHMON__CHECKS__BLOCK_PRIVATE", "maybe")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("block_private"), "{err}");
+        let err = load_env(&[("HEALTHMON__CHECKS__BLOCK_PRIVAT", "true")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("block_privat"), "{err}");
+    }
+
+    #[test]
+    fn checks_come_from_a_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[checks]\nblock_private = true\nallow_cidrs = \"10.0.0.0/8\"\n",
+        )
+        .unwrap();
+        let s = load_with(Some(&path), &EnvVars::new()).unwrap();
+        assert!(s.checks.block_private);
+        assert_eq!(s.checks.allow_cidrs, ["10.0.0.0/8".parse().unwrap()]);
     }
 
     #[test]

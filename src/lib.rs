@@ -6,11 +6,13 @@
 //! the pure rules they share; [`app`] wires them under [`supervise`].
 
 pub mod app;
+pub mod auth;
 pub mod bus;
 pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod keys;
 pub mod recorder;
 pub mod scheduler;
 pub mod store;

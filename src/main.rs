@@ -1,10 +1,11 @@
 use clap::Parser;
-use healthmon::{app, cli, config};
+use healthmon::cli::{Cli, Command, Roles};
+use healthmon::{app, config, keys};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = cli::Cli::parse();
+    let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
@@ -14,7 +15,17 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let settings = config::load(cli.config.as_deref())
         .map_err(|e| anyhow::anyhow!("configuration error: {e}"))?;
-    let app = app::App::build(settings, cli::Roles::from_list(&cli.role)).await?;
+    if let Some(Command::Keys { action }) = cli.command {
+        keys::run(
+            action,
+            &settings,
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+        )
+        .await?;
+        return Ok(());
+    }
+    let app = app::App::build(settings, Roles::from_list(&cli.role)).await?;
     if let Some(addr) = app.local_addr() {
         tracing::info!(%addr, "listening");
     }

@@ -2,8 +2,10 @@
 //! Handlers are thin: parse, call the store or bus, map errors once
 //! ([`problem::ApiError`]).
 
+pub mod auth;
 pub mod body;
 pub mod health;
+pub mod limit;
 pub mod logs;
 pub mod problem;
 pub mod services;
@@ -35,6 +37,14 @@ pub struct AppState {
     pub ws_slots: Arc<Semaphore>,
     /// Cancelled at shutdown; WebSocket sessions watch it.
     pub shutdown: CancellationToken,
+    /// The API keys.
+    pub keys: Arc<crate::auth::KeyRing>,
+    /// Whether the API is open while no key exists.
+    pub open_without_keys: bool,
+    /// Rate limit on writes.
+    pub write_limit: Arc<limit::RateLimiter>,
+    /// Most services that may be registered.
+    pub max_services: i64,
 }
 
 async fn not_found() -> Result<HttpResponse, ApiError> {
@@ -121,6 +131,7 @@ pub fn server(
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            .wrap(actix_web::middleware::from_fn(auth::guard))
             .configure(routes)
             .default_service(web::to(not_found))
     })

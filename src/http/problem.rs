@@ -37,6 +37,12 @@ pub enum ApiError {
     /// The method is not allowed on this path (405); lists those that are.
     #[error("method not allowed on this path; allowed: {0}")]
     MethodNotAllowed(&'static str),
+    /// No or an unknown API key (401).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Over the write rate (429); seconds to wait.
+    #[error("too many writes; retry in {0} s")]
+    TooManyRequests(u64),
     /// Not allowed for this client (403).
     #[error("{0}")]
     Forbidden(String),
@@ -93,6 +99,10 @@ impl ApiError {
             ApiError::NotFound(_) => ("urn:healthmon:problem:not-found", "Not found"),
             ApiError::Conflict(_) => ("urn:healthmon:problem:conflict", "Conflict"),
             ApiError::Forbidden(_) => ("urn:healthmon:problem:forbidden", "Forbidden"),
+            ApiError::Unauthorized(_) => ("urn:healthmon:problem:unauthorized", "Unauthorized"),
+            ApiError::TooManyRequests(_) => {
+                ("urn:healthmon:problem:rate-limited", "Too many requests")
+            }
             ApiError::MethodNotAllowed(_) => (
                 "urn:healthmon:problem:method-not-allowed",
                 "Method not allowed",
@@ -122,6 +132,8 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::TooManyClients(_)
             | ApiError::Bus(_)
             | ApiError::Store(StoreError::Pool(_)) => StatusCode::SERVICE_UNAVAILABLE,
@@ -150,8 +162,20 @@ impl ResponseError for ApiError {
             _ => None,
         };
         let mut response = HttpResponse::build(status);
-        if let ApiError::MethodNotAllowed(allow) = self {
-            response.insert_header((actix_web::http::header::ALLOW, *allow));
+        match self {
+            ApiError::MethodNotAllowed(allow) => {
+                response.insert_header((actix_web::http::header::ALLOW, *allow));
+            }
+            ApiError::Unauthorized(_) => {
+                response.insert_header((
+                    actix_web::http::header::WWW_AUTHENTICATE,
+                    "Bearer realm=\"healthmon\"",
+                ));
+            }
+            ApiError::TooManyRequests(secs) => {
+                response.insert_header((actix_web::http::header::RETRY_AFTER, secs.to_string()));
+            }
+            _ => {}
         }
         response
             .content_type("application/problem+json")

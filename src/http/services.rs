@@ -32,6 +32,14 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let body = read_json(&req, payload).await?;
     let spec = validate::full_spec(&body).map_err(ApiError::Validation)?;
+    // Checked before the insert, so concurrent registrations may overshoot
+    // the limit by a few; it guards against runaway scripts, not races.
+    if state.store.count_services().await? >= state.max_services {
+        return Err(ApiError::Conflict(format!(
+            "the limit of {} services is reached (api.max_services)",
+            state.max_services
+        )));
+    }
     let svc = state.store.create_service(&spec, now_ms()).await?;
     tracing::info!(service_id = svc.id, name = %svc.name, "service registered");
     state.bus.publish_schedule(ScheduleUpdate::Upsert {

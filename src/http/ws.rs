@@ -9,7 +9,9 @@
 //! cut off too.
 
 use super::AppState;
+use super::auth::Caller;
 use super::problem::ApiError;
+use actix_web::HttpMessage;
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{CloseCode, CloseReason, Message};
 use std::sync::Arc;
@@ -63,10 +65,24 @@ pub async fn connect(
     let stream = stream.max_frame_size(MAX_FRAME_BYTES);
     let ping_every = Duration::from_secs(state.ws.ping_interval_s);
     let shutdown = state.shutdown.clone();
+    let key = req
+        .extensions()
+        .get::<Caller>()
+        .and_then(|c| c.0.as_ref().map(|k| k.id))
+        .map(|id| (id, Arc::clone(&state.keys)));
     // The session lives on the HTTP worker's runtime; it ends with the
     // connection or at shutdown (it watches the token), never outlives both.
     actix_web::rt::spawn(session_loop(
-        session, stream, events, snapshot, ping_every, shutdown, permit,
+        session,
+        stream,
+        events,
+        snapshot,
+        Limits {
+            ping_every,
+            key,
+            _permit: permit,
+        },
+        shutdown,
     ));
     Ok(response)
 }
@@ -118,18 +134,29 @@ async fn close(session: actix_ws::Session, code: CloseCode, why: &str) {
     let _ = tokio::time::timeout(SEND_TIMEOUT, session.close(Some(reason))).await;
 }
 
+/// What a session is held to.
+struct Limits {
+    ping_every: Duration,
+    /// The key the client connected with, rechecked so revoking it closes
+    /// the session within [`crate::auth::RELOAD_EVERY`] or so.
+    key: Option<(i64, Arc<crate::auth::KeyRing>)>,
+    /// The client's slot under `ws.max_clients`, freed when the session ends.
+    _permit: OwnedSemaphorePermit,
+}
+
 async fn session_loop(
     mut session: actix_ws::Session,
     mut stream: actix_ws::MessageStream,
     mut events: broadcast::Receiver<Arc<str>>,
     snapshot: String,
-    ping_every: Duration,
+    limits: Limits,
     shutdown: CancellationToken,
-    _permit: OwnedSemaphorePermit,
 ) {
     if !send(&mut session, snapshot).await {
         return;
     }
+    let ping_every = limits.ping_every;
+    let mut recheck = tokio::time::interval(crate::auth::RELOAD_EVERY);
     let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
     let mut last_heard = Instant::now();
     let mut window_start = Instant::now();
@@ -158,6 +185,15 @@ async fn session_loop(
                     return;
                 }
             },
+            _ = recheck.tick(), if limits.key.is_some() => {
+                if let Some((id, keys)) = &limits.key
+                    && !keys.still_valid(*id).await
+                {
+                    tracing::info!(key_id = id, "closing a WebSocket whose API key was revoked");
+                    close(session, CloseCode::Policy, "API key revoked").await;
+                    return;
+                }
+            }
             _ = ping.tick() => {
                 if last_heard.elapsed() > ping_every * 2 {
                     tracing::info!("disconnecting a silent WebSocket client");

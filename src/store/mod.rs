@@ -15,8 +15,11 @@ use crate::domain::time::Millis;
 use crate::domain::{CheckResult, Event, Service, ServiceSpec, Status};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
-use models::{HealthLog, NewHealthLog, NewServiceRow, NewStateChange, ServiceChanges, ServiceRow};
-use schema::{health_logs, services, state_changes};
+use models::{
+    ApiKeyRow, HealthLog, NewApiKey, NewHealthLog, NewServiceRow, NewStateChange, ServiceChanges,
+    ServiceRow,
+};
+use schema::{api_keys, health_logs, services, state_changes};
 use std::sync::Arc;
 
 /// What can go wrong talking to the store.
@@ -320,6 +323,57 @@ impl Store {
                 })
                 .await?;
             Ok(deleted > 0)
+        })
+    }
+
+    /// Number of services registered.
+    pub async fn count_services(&self) -> Result<i64, StoreError> {
+        with_conn!(self, |conn| {
+            Ok(services::table.count().get_result(conn).await?)
+        })
+    }
+
+    /// Stores a new API key; `false` if the name is taken.
+    pub async fn create_key(&self, key: &NewApiKey<'_>) -> Result<bool, StoreError> {
+        with_conn!(self, |conn| {
+            let inserted = diesel::insert_into(api_keys::table)
+                .values(key)
+                .on_conflict_do_nothing()
+                .execute(conn)
+                .await?;
+            Ok(inserted == 1)
+        })
+    }
+
+    /// Every API key, by name.
+    pub async fn list_keys(&self) -> Result<Vec<ApiKeyRow>, StoreError> {
+        with_conn!(self, |conn| {
+            Ok(api_keys::table
+                .select(ApiKeyRow::as_select())
+                .order(api_keys::name.asc())
+                .load(conn)
+                .await?)
+        })
+    }
+
+    /// Deletes the key with this name; `false` if there was none.
+    pub async fn revoke_key(&self, name: &str) -> Result<bool, StoreError> {
+        with_conn!(self, |conn| {
+            let n = diesel::delete(api_keys::table.filter(api_keys::name.eq(name)))
+                .execute(conn)
+                .await?;
+            Ok(n > 0)
+        })
+    }
+
+    /// Records that a key was used at `at`.
+    pub async fn touch_key(&self, id: i64, at: Millis) -> Result<(), StoreError> {
+        with_conn!(self, |conn| {
+            diesel::update(api_keys::table.find(id))
+                .set(api_keys::last_used_at.eq(Some(at)))
+                .execute(conn)
+                .await?;
+            Ok(())
         })
     }
 

@@ -1,6 +1,6 @@
 //! Rows as the tables hold them, and their conversion to domain types.
 
-use super::schema::{health_logs, services, state_changes};
+use super::schema::{api_keys, health_logs, services, state_changes};
 use crate::domain::time::{Millis, serde_rfc3339};
 use crate::domain::{Service, ServiceSpec, Status};
 use diesel::prelude::*;
@@ -153,6 +153,34 @@ pub struct NewStateChange {
     pub latency_ms: i64,
     pub scheduled_at: i64,
     pub changed_at: i64,
+}
+
+/// An API key as stored (the token itself is never stored).
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = api_keys)]
+pub struct ApiKeyRow {
+    /// Row id.
+    pub id: i64,
+    /// Unique name given at creation.
+    pub name: String,
+    /// `read` or `write`.
+    pub scope: String,
+    /// Hex SHA-256 of the token.
+    pub token_hash: String,
+    /// Creation time.
+    pub created_at: i64,
+    /// Last authenticated request (updated at most once a minute).
+    pub last_used_at: Option<i64>,
+}
+
+/// A key to insert.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = api_keys)]
+pub struct NewApiKey<'a> {
+    pub name: &'a str,
+    pub scope: &'a str,
+    pub token_hash: &'a str,
+    pub created_at: i64,
 }
 
 /// Stores a status list as `"200,204"`: portable across backends.

@@ -50,4 +50,17 @@ diesel::table! {
 
 diesel::joinable!(health_logs -> services (service_id));
 diesel::joinable!(state_changes -> services (service_id));
-diesel::allow_tables_to_appear_in_same_query!(services, health_logs, state_changes);
+
+diesel::table! {
+    /// API keys, by hash.
+    api_keys (id) {
+        id -> BigInt,
+        name -> Text,
+        scope -> Text,
+        token_hash -> Text,
+        created_at -> BigInt,
+        last_used_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(services, health_logs, state_changes, api_keys);

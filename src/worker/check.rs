@@ -3,7 +3,10 @@
 use crate::domain::check::status_is_up;
 use crate::domain::time::now_ms;
 use crate::domain::{CheckJob, CheckResult, Status};
+use crate::worker::guard::{AddressPolicy, Blocked};
 use std::error::Error as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// At most this many redirects are followed; more is a DOWN check.
@@ -14,6 +17,7 @@ pub const MAX_REDIRECTS: usize = 5;
 pub struct Checker {
     client: reqwest::Client,
     max_body_bytes: usize,
+    policy: Arc<AddressPolicy>,
 }
 
 /// The HTTP client could not be built (a TLS setup problem).
@@ -22,11 +26,22 @@ pub struct Checker {
 pub struct ClientError(#[from] reqwest::Error);
 
 impl Checker {
-    /// A checker that reads at most `max_body_bytes` of each response body.
-    pub fn new(max_body_bytes: usize) -> Result<Self, ClientError> {
+    /// A checker that reads at most `max_body_bytes` of each response body
+    /// and connects only to addresses `policy` allows.
+    ///
+    /// The policy is enforced wherever an address is chosen: names are
+    /// resolved by [`GuardedResolver`], which drops blocked addresses; a
+    /// literal address (which the client connects to without resolving it)
+    /// is checked before the request and, by the redirect policy, before
+    /// every redirect is followed.
+    pub fn new(max_body_bytes: usize, policy: AddressPolicy) -> Result<Self, ClientError> {
+        let policy = Arc::new(policy);
         let client = reqwest::Client::builder()
             .user_agent(concat!("healthmon/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
+            .redirect(redirect_policy(Arc::clone(&policy)))
+            .dns_resolver(GuardedResolver {
+                policy: Arc::clone(&policy),
+            })
             // Checks go straight to the target; a proxy from the environment
             // would test the proxy instead.
             .no_proxy()
@@ -36,6 +51,7 @@ impl Checker {
         Ok(Self {
             client,
             max_body_bytes,
+            policy,
         })
     }
 
@@ -57,7 +73,8 @@ impl Checker {
                     job.timeout_ms
                 )),
             ),
-            Ok(Err(e)) => (Status::Down, elapsed, None, Some(describe(&e))),
+            Ok(Err(FetchError::Blocked(b))) => (Status::Down, elapsed, None, Some(b.to_string())),
+            Ok(Err(FetchError::Http(e))) => (Status::Down, elapsed, None, Some(describe(&e))),
             Ok(Ok(code)) => {
                 if status_is_up(code, job.expected_statuses.as_deref()) {
                     (Status::Up, elapsed, Some(code), None)
@@ -87,8 +104,12 @@ impl Checker {
     }
 
     /// Sends the request and reads up to the body cap, then drops the rest.
-    async fn fetch(&self, url: &str) -> Result<u16, reqwest::Error> {
-        let mut response = self.client.get(url).send().await?;
+    async fn fetch(&self, url: &str) -> Result<u16, FetchError> {
+        let request = self.client.get(url).build()?;
+        self.policy
+            .check_url(request.url())
+            .map_err(FetchError::Blocked)?;
+        let mut response = self.client.execute(request).await?;
         let code = response.status().as_u16();
         let mut read = 0usize;
         while read < self.max_body_bytes {
@@ -99,6 +120,91 @@ impl Checker {
         }
         Ok(code)
     }
+}
+
+/// Why a check got no response.
+enum FetchError {
+    /// The target's literal address is blocked.
+    Blocked(Blocked),
+    /// The request failed (a blocked resolved address or redirect included).
+    Http(reqwest::Error),
+}
+
+impl From<reqwest::Error> for FetchError {
+    fn from(e: reqwest::Error) -> Self {
+        Self::Http(e)
+    }
+}
+
+/// The redirect policy error when a chain is longer than [`MAX_REDIRECTS`].
+#[derive(Debug, thiserror::Error)]
+#[error("too many redirects")]
+struct TooManyRedirects;
+
+/// Follows at most [`MAX_REDIRECTS`] redirects, and none to a blocked
+/// literal address (a name is checked when it is resolved).
+fn redirect_policy(policy: Arc<AddressPolicy>) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
+        // `previous` starts with the first URL, which is not a redirect.
+        if attempt.previous().len() > MAX_REDIRECTS {
+            return attempt.error(TooManyRedirects);
+        }
+        match policy.check_url(attempt.url()) {
+            Ok(()) => attempt.follow(),
+            Err(blocked) => attempt.error(blocked),
+        }
+    })
+}
+
+/// Resolves names with the system resolver (on tokio's blocking pool) and
+/// keeps only the addresses the policy allows, so a DNS answer cannot lead a
+/// check to a blocked address. With none left, resolution fails with the
+/// first [`Blocked`] address.
+struct GuardedResolver {
+    policy: Arc<AddressPolicy>,
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = Arc::clone(&self.policy);
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let mut blocked = None;
+            let allowed: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|addr| match policy.check(addr.ip()) {
+                    Ok(()) => true,
+                    Err(b) => {
+                        blocked.get_or_insert(b);
+                        false
+                    }
+                })
+                .collect();
+            if allowed.is_empty() {
+                return Err(match blocked {
+                    Some(mut b) => {
+                        b.host = Some(host);
+                        b.into()
+                    }
+                    None => format!("no addresses found for {host}").into(),
+                });
+            }
+            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// The [`Blocked`] address somewhere in an error's chain: from the resolver
+/// or the redirect policy.
+fn find_blocked(e: &reqwest::Error) -> Option<&Blocked> {
+    let mut source = e.source();
+    while let Some(s) = source {
+        if let Some(b) = s.downcast_ref::<Blocked>() {
+            return Some(b);
+        }
+        source = s.source();
+    }
+    None
 }
 
 /// tokio-rustls wraps its errors in io::Error (sometimes twice), and an
@@ -121,6 +227,9 @@ fn wraps_tls_error(io: &std::io::Error) -> bool {
 /// Says what went wrong in words a person can act on. The URL is left out:
 /// it may carry a password.
 fn describe(e: &reqwest::Error) -> String {
+    if let Some(blocked) = find_blocked(e) {
+        return blocked.to_string();
+    }
     if e.is_redirect() {
         return format!("too many redirects (more than {MAX_REDIRECTS})");
     }

@@ -4,6 +4,7 @@
 //! redelivered). Workers never touch the store.
 
 pub mod check;
+pub mod guard;
 
 use crate::bus::{Bus, BusError};
 use crate::domain::time::now_ms;

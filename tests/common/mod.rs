@@ -381,3 +381,30 @@ impl WsClient {
         false
     }
 }
+
+/// Runs the binary with `args` on the store in `dir`; returns its output.
+pub fn run_in(dir: &TempDir, env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let mut cmd = command(dir, &env);
+    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = cmd.spawn().expect("spawn");
+    child.wait_with_output().expect("output")
+}
+
+/// Creates an API key with the CLI on the store in `dir`; returns the token.
+pub fn create_key(dir: &TempDir, name: &str, scope: &str) -> String {
+    let out = run_in(
+        dir,
+        &[],
+        &["keys", "create", "--name", name, "--scope", scope],
+    );
+    assert!(
+        out.status.success(),
+        "keys create failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}

@@ -23,7 +23,8 @@ impl Target {
     /// Starts the server on the current tokio runtime.
     ///
     /// Paths: `/ok` 200; `/fail` 500; `/hang` never answers; `/redirect/N`
-    /// redirects N times then 200; `/big` 200 with a 20 MB body;
+    /// redirects N times then 200; `/redirect-to?URL` answers 302 with
+    /// `location: URL` (taken as it is); `/big` 200 with a 20 MB body;
     /// `/endless` 200 with a body that never ends; `/switch` 200 or 503;
     /// `/status/N` answers N; anything else 404.
     pub async fn start() -> Target {
@@ -139,6 +140,13 @@ impl Target {
                     sock.write_all(b"\r\n").await?;
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
+            }
+            p if p.starts_with("/redirect-to?") => {
+                let resp = format!(
+                    "HTTP/1.1 302 Found\r\nlocation: {}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                    p.trim_start_matches("/redirect-to?")
+                );
+                sock.write_all(resp.as_bytes()).await?
             }
             p if p.starts_with("/redirect/") => {
                 let n: u32 = p.trim_start_matches("/redirect/").parse().unwrap_or(0);

@@ -1,0 +1,102 @@
+//! Authentication and write limits, in front of every route.
+//!
+//! `/healthz` and `/readyz` are always open (orchestrators probe them).
+//! Everything else needs `Authorization: Bearer <token>` once any key
+//! exists; `/ws` also takes `?access_token=` because browsers cannot set
+//! headers on a WebSocket. A `read` key may only read. With no key at all,
+//! the API is open if the server may run anonymously (a loopback bind, or
+//! `auth.allow_anonymous`). Writes are then rate-limited per key, or per
+//! client IP while open.
+
+use super::AppState;
+use super::problem::ApiError;
+use crate::auth::{Key, Scope, Verdict};
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{Method, header};
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, web};
+use std::time::Instant;
+
+/// The key a request was made with, for handlers that need it (`/ws`).
+#[derive(Debug, Clone)]
+pub struct Caller(pub Option<Key>);
+
+fn is_read(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+fn bearer(req: &ServiceRequest) -> Option<String> {
+    if let Some(value) = req.headers().get(header::AUTHORIZATION) {
+        let value = value.to_str().ok()?;
+        let (scheme, token) = value.split_once(' ')?;
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim().to_owned());
+    }
+    if req.path() == "/ws" {
+        return url::form_urlencoded::parse(req.query_string().as_bytes())
+            .find(|(k, _)| k == "access_token")
+            .map(|(_, v)| v.into_owned());
+    }
+    None
+}
+
+/// The middleware.
+pub async fn guard(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if matches!(req.path(), "/healthz" | "/readyz") {
+        return next.call(req).await;
+    }
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        return next.call(req).await;
+    };
+    let token = bearer(&req);
+    let caller = match state
+        .keys
+        .verdict(token.as_deref())
+        .await
+        .map_err(ApiError::from)?
+    {
+        Verdict::NoKeys if state.open_without_keys => None,
+        Verdict::NoKeys | Verdict::Unknown => {
+            return Err(ApiError::Unauthorized(if token.is_some() {
+                "the token is not a valid API key".into()
+            } else {
+                "an API key is required: send Authorization: Bearer <token>".into()
+            })
+            .into());
+        }
+        Verdict::Key(key) => Some(key),
+    };
+    let write = !is_read(req.method());
+    if write {
+        if let Some(key) = &caller
+            && key.scope == Scope::Read
+        {
+            return Err(ApiError::Forbidden(format!(
+                "key {:?} has the read scope; changes need a write key",
+                key.name
+            ))
+            .into());
+        }
+        let who = match &caller {
+            Some(key) => format!("key:{}", key.id),
+            None => format!(
+                "ip:{}",
+                req.peer_addr()
+                    .map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string())
+            ),
+        };
+        if let Err(wait) = state.write_limit.take(&who, Instant::now()) {
+            return Err(ApiError::TooManyRequests(wait.as_secs().max(1)).into());
+        }
+    }
+    if let Some(key) = &caller {
+        state.keys.touch(key).await;
+    }
+    req.extensions_mut().insert(Caller(caller));
+    next.call(req).await
+}

@@ -1,0 +1,342 @@
+//! Access: API keys from the CLI, 401/403 as problem+json, the WebSocket's
+//! token forms, revocation, the refusal to serve a network address openly,
+//! and the write limits.
+
+mod common;
+
+use common::*;
+use futures_util::StreamExt;
+use reqwest::Method;
+use serde_json::json;
+use std::sync::Arc;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+fn new_dir() -> Arc<tempfile::TempDir> {
+    Arc::new(tempfile::tempdir().expect("tempdir"))
+}
+
+async fn status_with(
+    m: &Monitor,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+) -> reqwest::Response {
+    let mut req = m.http.request(method.clone(), m.url(path));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if method == Method::POST {
+        req = req.json(&service("svc", "http://127.0.0.1:9/", 60));
+    }
+    req.send().await.expect("request")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_a_key_exists_every_request_but_the_probes_needs_one() {
+    let dir = new_dir();
+    let admin = create_key(&dir, "admin", "write");
+    let viewer = create_key(&dir, "viewer", "read");
+    assert!(admin.starts_with("hm_") && viewer.starts_with("hm_") && admin != viewer);
+    let m = Monitor::start_in(Arc::clone(&dir), &[]);
+
+    for path in ["/healthz", "/readyz"] {
+        assert_eq!(
+            status_with(&m, Method::GET, path, None).await.status(),
+            200,
+            "{path}"
+        );
+    }
+    let none = status_with(&m, Method::GET, "/services", None).await;
+    assert_eq!(none.status(), 401);
+    assert!(none.headers().get("www-authenticate").is_some());
+    assert_eq!(
+        none.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/problem+json")
+    );
+    let wrong = status_with(&m, Method::GET, "/services", Some("hm_0000")).await;
+    assert_eq!(wrong.status(), 401);
+
+    let created = status_with(&m, Method::POST, "/services", Some(&admin)).await;
+    assert_eq!(created.status(), 201);
+    assert_eq!(
+        status_with(&m, Method::GET, "/services", Some(&viewer))
+            .await
+            .status(),
+        200
+    );
+    let denied = status_with(&m, Method::POST, "/services", Some(&viewer)).await;
+    assert_eq!(denied.status(), 403);
+    let body: serde_json::Value = denied.json().await.expect("problem");
+    assert_eq!(body["status"], 403);
+    assert_eq!(
+        status_with(&m, Method::DELETE, "/services/1", Some(&viewer))
+            .await
+            .status(),
+        403
+    );
+    // The read key changed nothing.
+    let list: serde_json::Value = status_with(&m, Method::GET, "/services", Some(&viewer))
+        .await
+        .json()
+        .await
+        .expect("list");
+    assert_eq!(list.as_array().map(Vec::len), Some(1));
+    // Tokens never reach the log.
+    assert!(!m.log_text().contains(&admin) && !m.log_text().contains(&viewer));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_list_shows_names_scopes_and_last_use_and_revoke_ends_a_key() {
+    let dir = new_dir();
+    let token = create_key(&dir, "ci-bot", "read");
+    let dup = run_in(
+        &dir,
+        &[],
+        &["keys", "create", "--name", "ci-bot", "--scope", "write"],
+    );
+    assert!(
+        !dup.status.success(),
+        "a second key with the same name was created"
+    );
+    let listed = String::from_utf8_lossy(&run_in(&dir, &[], &["keys", "list"]).stdout).into_owned();
+    assert!(
+        listed.contains("ci-bot") && listed.contains("read") && listed.contains("never"),
+        "{listed}"
+    );
+    assert!(!listed.contains(&token), "the list shows a token");
+
+    let m = Monitor::start_in(Arc::clone(&dir), &[]);
+    assert_eq!(
+        status_with(&m, Method::GET, "/services", Some(&token))
+            .await
+            .status(),
+        200
+    );
+    let listed = String::from_utf8_lossy(&run_in(&dir, &[], &["keys", "list"]).stdout).into_owned();
+    assert!(!listed.contains("never"), "last use not recorded: {listed}");
+
+    // An open WebSocket with the key, then the key is revoked.
+    let mut req = m.ws_url().into_client_request().expect("request");
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("ws with a key");
+    assert!(ws.next().await.is_some(), "no snapshot");
+
+    let revoked = run_in(&dir, &[], &["keys", "revoke", "ci-bot"]);
+    assert!(revoked.status.success());
+    let again = run_in(&dir, &[], &["keys", "revoke", "ci-bot"]);
+    assert!(!again.status.success(), "revoking twice succeeded");
+
+    // Keys exist no more, but the bind is loopback: the API is open again.
+    // Revocation is what is tested: the socket must be closed by the server.
+    let mut client = WsClient { stream: ws };
+    assert!(
+        client.until_closed().await,
+        "the WebSocket outlived its key"
+    );
+    assert!(m.log_text().contains("API key was revoked"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_is_refused_within_seconds() {
+    let dir = new_dir();
+    let keep = create_key(&dir, "keep", "write");
+    let gone = create_key(&dir, "gone", "write");
+    let m = Monitor::start_in(Arc::clone(&dir), &[]);
+    assert_eq!(
+        status_with(&m, Method::GET, "/services", Some(&gone))
+            .await
+            .status(),
+        200
+    );
+    assert!(
+        run_in(&dir, &[], &["keys", "revoke", "gone"])
+            .status
+            .success()
+    );
+    eventually("the revoked token to be refused", || async {
+        (status_with(&m, Method::GET, "/services", Some(&gone))
+            .await
+            .status()
+            == 401)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        status_with(&m, Method::GET, "/services", Some(&keep))
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_websocket_takes_a_header_or_a_query_token_and_refuses_none() {
+    let dir = new_dir();
+    let token = create_key(&dir, "viewer", "read");
+    let m = Monitor::start_in(Arc::clone(&dir), &[]);
+    match tokio_tungstenite::connect_async(m.ws_url()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 401),
+        other => panic!("upgraded without a token: {:?}", other.map(|_| ())),
+    }
+    let with_query = format!("{}?access_token={token}", m.ws_url());
+    let (mut ws, _) = tokio_tungstenite::connect_async(with_query)
+        .await
+        .expect("query token");
+    assert!(ws.next().await.is_some());
+    let mut req = m.ws_url().into_client_request().expect("request");
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    assert!(
+        tokio_tungstenite::connect_async(req).await.is_ok(),
+        "header token refused"
+    );
+    // The query form is for /ws only.
+    let leaked = m
+        .http
+        .get(m.url(&format!("/services?access_token={token}")))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(leaked.status(), 401);
+}
+
+#[test]
+fn a_network_bind_without_a_key_refuses_to_start_and_says_how_to_fix_it() {
+    let (status, stderr) = run_to_exit(&[("HEALTHMON__SERVER__BIND", "0.0.0.0:0")], &[]);
+    assert!(!status.success());
+    assert!(
+        stderr.contains("keys create") && stderr.contains("allow_anonymous"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_bind_starts_with_a_key_or_the_explicit_opt_out() {
+    let open = Monitor::start_with(&[
+        ("HEALTHMON__SERVER__BIND", "0.0.0.0:0"),
+        ("HEALTHMON__AUTH__ALLOW_ANONYMOUS", "true"),
+    ]);
+    let port = open.addr.rsplit(':').next().expect("port").to_owned();
+    let resp = open
+        .http
+        .get(format!("http://127.0.0.1:{port}/services"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(resp.status(), 200);
+
+    let dir = new_dir();
+    let token = create_key(&dir, "admin", "write");
+    let keyed = Monitor::start_in(
+        Arc::clone(&dir),
+        &[("HEALTHMON__SERVER__BIND", "0.0.0.0:0")],
+    );
+    let port = keyed.addr.rsplit(':').next().expect("port").to_owned();
+    let url = format!("http://127.0.0.1:{port}/services");
+    assert_eq!(
+        keyed.http.get(&url).send().await.expect("GET").status(),
+        401
+    );
+    assert_eq!(
+        keyed
+            .http
+            .get(&url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("GET")
+            .status(),
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_over_the_rate_get_429_with_retry_after_and_reads_do_not() {
+    let m = Monitor::start_with(&[
+        ("HEALTHMON__API__WRITE_RATE_PER_S", "1"),
+        ("HEALTHMON__API__WRITE_BURST", "3"),
+    ]);
+    for _ in 0..3 {
+        assert_eq!(
+            status_with(&m, Method::POST, "/services", None)
+                .await
+                .status(),
+            201
+        );
+    }
+    let limited = status_with(&m, Method::POST, "/services", None).await;
+    assert_eq!(limited.status(), 429);
+    let retry: u64 = limited
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After in seconds");
+    assert!((1..=2).contains(&retry), "Retry-After {retry}");
+    for _ in 0..20 {
+        assert_eq!(
+            status_with(&m, Method::GET, "/services", None)
+                .await
+                .status(),
+            200
+        );
+    }
+    let (_, list) = m.get("/services").await;
+    assert_eq!(
+        list.as_array().map(Vec::len),
+        Some(3),
+        "the refused write stored something"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_number_of_services_and_websocket_clients_is_capped() {
+    let m = Monitor::start_with(&[
+        ("HEALTHMON__API__MAX_SERVICES", "2"),
+        ("HEALTHMON__WS__MAX_CLIENTS", "2"),
+    ]);
+    for _ in 0..2 {
+        m.register(service("s", "http://127.0.0.1:9/", 60)).await;
+    }
+    let (status, body) = m
+        .send_json(
+            Method::POST,
+            "/services",
+            service("s", "http://127.0.0.1:9/", 60),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("max_services")),
+        "{body}"
+    );
+
+    let mut first = WsClient::connect(&m).await;
+    let _second = WsClient::connect(&m).await;
+    match tokio_tungstenite::connect_async(m.ws_url()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 503),
+        other => panic!("a third client was let in: {:?}", other.map(|_| ())),
+    }
+    // A slot frees when a client leaves.
+    first.stream.close(None).await.expect("close");
+    drop(first);
+    eventually("a freed WebSocket slot", || async {
+        tokio_tungstenite::connect_async(m.ws_url())
+            .await
+            .ok()
+            .map(|_| ())
+    })
+    .await;
+    let _ = json!({});
+}
