@@ -7,6 +7,7 @@ pub mod event;
 pub mod service;
 pub mod status;
 pub mod time;
+pub mod transition;
 pub mod validate;
 
 pub use check::{CheckJob, CheckResult};

@@ -498,4 +498,113 @@ mod tests {
         assert_eq!(p.expected_statuses, None);
         assert!(patch_spec(&cur, &json!({"name": null})).is_err());
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+        use serde_json::{Value, json};
+
+        fn key() -> impl Strategy<Value = String> {
+            prop_oneof![
+                prop::sample::select(vec![
+                    "name",
+                    "url",
+                    "interval",
+                    "timeout",
+                    "Timeout",
+                    "PAUSED",
+                    "paused",
+                    "expected_statuses",
+                    "id",
+                    "last_status",
+                    "colour",
+                    "",
+                ])
+                .prop_map(str::to_owned),
+                "[a-zA-Z_]{1,12}",
+            ]
+        }
+
+        fn value() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                (-5i64..100_000).prop_map(Value::from),
+                any::<f64>().prop_map(|f| json!(f)),
+                ".{0,210}".prop_map(Value::from),
+                prop::sample::select(vec![
+                    "http://127.0.0.1:8080/health",
+                    "https://example.com",
+                    "ftp://x",
+                    "x",
+                    " http://a ",
+                    "http://user:pw@host/",
+                    "http://[::1]:9/",
+                ])
+                .prop_map(Value::from),
+                prop::collection::vec(0u64..700, 0..5).prop_map(|v| json!(v)),
+            ]
+        }
+
+        fn body() -> impl Strategy<Value = Value> {
+            prop::collection::vec((key(), value()), 0..8)
+                .prop_map(|pairs| Value::Object(pairs.into_iter().collect()))
+        }
+
+        fn as_json(spec: &ServiceSpec) -> Value {
+            json!({
+                "name": spec.name, "url": spec.url, "interval": spec.interval,
+                "timeout": spec.timeout, "paused": spec.paused,
+                "expected_statuses": spec.expected_statuses,
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            #[test]
+            fn any_body_is_accepted_and_round_trips_or_rejected_naming_fields(b in body()) {
+                match full_spec(&b) {
+                    Ok(spec) => {
+                        let n = spec.name.chars().count();
+                        prop_assert!((1..=MAX_NAME_CHARS).contains(&n));
+                        prop_assert!(check_url(&spec.url).is_ok());
+                        prop_assert!((MIN_INTERVAL_S..=MAX_INTERVAL_S).contains(&spec.interval));
+                        prop_assert!(spec.timeout >= 1 && spec.timeout <= spec.interval);
+                        prop_assert_eq!(full_spec(&as_json(&spec)), Ok(spec));
+                    }
+                    Err(errors) => {
+                        prop_assert!(!errors.is_empty());
+                        let keys: Vec<&String> = b.as_object().map(|m| m.keys().collect()).unwrap_or_default();
+                        for e in &errors {
+                            let named = keys.iter().any(|k| **k == e.field)
+                                || ["name", "url", "interval", "timeout"].contains(&e.field.as_str());
+                            prop_assert!(named, "error names no field of the body: {:?}", e);
+                        }
+                    }
+                }
+            }
+
+            #[test]
+            fn a_patch_never_yields_an_invalid_service(b in body()) {
+                let current = full_spec(&json!({"name": "a", "url": "http://x", "interval": 30})).unwrap();
+                if let Ok(spec) = patch_spec(&current, &b) {
+                    prop_assert!(spec.timeout >= 1 && spec.timeout <= spec.interval);
+                    prop_assert_eq!(full_spec(&as_json(&spec)), Ok(spec));
+                }
+            }
+
+            /// Stand-in for a fuzz target: whatever bytes arrive as a body,
+            /// parsing and validation answer without panicking.
+            #[test]
+            fn arbitrary_request_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+                if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
+                    let _ = full_spec(&v);
+                    let current = full_spec(&json!({"name": "a", "url": "http://x", "interval": 30})).unwrap();
+                    let _ = patch_spec(&current, &v);
+                }
+            }
+        }
+    }
 }

@@ -124,4 +124,20 @@ mod tests {
         assert!(parse_query("limit=abc", 1000).is_err());
         assert!(parse_query("limit=-3", 1000).is_err());
     }
+
+    proptest::proptest! {
+        /// Stand-in for a fuzz target: any query string parses or is
+        /// rejected naming a parameter, and an accepted limit is in range.
+        #[test]
+        fn any_query_string_is_handled(q in ".{0,200}", max in 1i64..5000) {
+            match parse_query(&q, max) {
+                Ok(parsed) => proptest::prop_assert!((1..=max).contains(&parsed.limit)),
+                Err(errors) => {
+                    for e in errors {
+                        proptest::prop_assert!(e.field == "limit" || e.field == "before");
+                    }
+                }
+            }
+        }
+    }
 }

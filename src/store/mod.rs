@@ -12,6 +12,7 @@ pub mod sqlite;
 
 use crate::config::DatabaseUrl;
 use crate::domain::time::Millis;
+use crate::domain::transition::{self, Effect};
 use crate::domain::{CheckResult, Event, Service, ServiceSpec, Status};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
@@ -115,10 +116,13 @@ macro_rules! record_one {
             error: r.error.clone(),
             checked_at: r.checked_at,
         });
-        if last_scheduled_at.is_some_and(|t| t >= r.scheduled_at) {
+        let old: Status = last_status.parse().unwrap_or(Status::Pending);
+        let Effect::Advance { change } =
+            transition::judge(old, last_scheduled_at, r.scheduled_at, r.status)
+        else {
             // Older than the status already shown: history only.
             continue;
-        }
+        };
         let target = services::table.find(r.service_id);
         let set = (
             services::last_status.eq(r.status.as_str()),
@@ -140,13 +144,14 @@ macro_rules! record_one {
                     .await?
             }
         };
-        let old: Status = last_status.parse().unwrap_or(Status::Pending);
-        if swapped == 1 && old.changes_to(r.status) {
+        if swapped == 1
+            && let Some((old, new)) = change
+        {
             diesel::insert_into(state_changes::table)
                 .values(NewStateChange {
                     service_id: r.service_id,
                     old_status: old.as_str(),
-                    new_status: r.status.as_str(),
+                    new_status: new.as_str(),
                     latency_ms: r.latency_ms,
                     scheduled_at: r.scheduled_at,
                     changed_at: r.checked_at,
@@ -159,7 +164,7 @@ macro_rules! record_one {
                 service_id: r.service_id,
                 name,
                 old_status: old,
-                new_status: r.status,
+                new_status: new,
                 latency: r.latency_ms,
                 changed_at: r.checked_at,
             });
