@@ -1,9 +1,34 @@
 //! A token-bucket rate limit on writes, per caller (an API key, or the
 //! client's IP while the API is open).
 
+use super::problem::ApiError;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// Largest total size of a request's header names and values. actix-http
+/// itself stops reading a request head at 128 KiB (and 96 headers).
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// Refuses requests whose headers add up to more than [`MAX_HEADER_BYTES`]
+/// with 431, before any handler (or authentication) runs.
+pub async fn header_size(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let total: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if total > MAX_HEADER_BYTES {
+        return Err(ApiError::HeadersTooLarge(MAX_HEADER_BYTES).into());
+    }
+    next.call(req).await
+}
 
 /// Most callers tracked at once; idle ones are forgotten first.
 const MAX_CALLERS: usize = 10_000;

@@ -132,6 +132,8 @@ pub fn server(
         App::new()
             .app_data(data.clone())
             .wrap(actix_web::middleware::from_fn(auth::guard))
+            // Registered last, so it runs first: before authentication.
+            .wrap(actix_web::middleware::from_fn(limit::header_size))
             .configure(routes)
             .default_service(web::to(not_found))
     })

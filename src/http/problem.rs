@@ -37,6 +37,9 @@ pub enum ApiError {
     /// The method is not allowed on this path (405); lists those that are.
     #[error("method not allowed on this path; allowed: {0}")]
     MethodNotAllowed(&'static str),
+    /// The request's headers are too large (431).
+    #[error("the request headers are larger than {0} bytes")]
+    HeadersTooLarge(usize),
     /// No or an unknown API key (401).
     #[error("{0}")]
     Unauthorized(String),
@@ -100,6 +103,10 @@ impl ApiError {
             ApiError::Conflict(_) => ("urn:healthmon:problem:conflict", "Conflict"),
             ApiError::Forbidden(_) => ("urn:healthmon:problem:forbidden", "Forbidden"),
             ApiError::Unauthorized(_) => ("urn:healthmon:problem:unauthorized", "Unauthorized"),
+            ApiError::HeadersTooLarge(_) => (
+                "urn:healthmon:problem:headers-too-large",
+                "Request header fields too large",
+            ),
             ApiError::TooManyRequests(_) => {
                 ("urn:healthmon:problem:rate-limited", "Too many requests")
             }
@@ -133,6 +140,7 @@ impl ResponseError for ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::TooManyClients(_)
             | ApiError::Bus(_)
