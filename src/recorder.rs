@@ -105,7 +105,7 @@ async fn write(
         }
     };
     for event in &events {
-        if let Err(e) = bus.publish_event(event) {
+        if let Err(e) = bus.publish_event(event).await {
             tracing::warn!(error = %e, "cannot publish an event");
         }
     }

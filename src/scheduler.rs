@@ -158,6 +158,8 @@ impl Schedule {
         match update {
             ScheduleUpdate::Upsert { id, spec } => self.upsert(id, spec, now),
             ScheduleUpdate::Remove { id } => self.remove(id),
+            // Handled by the caller, which has the store.
+            ScheduleUpdate::Resync => {}
         }
     }
 }
@@ -202,6 +204,10 @@ pub async fn run(
             biased;
             () = shutdown.cancelled() => return Ok(()),
             update = updates.recv() => match update {
+                Ok(ScheduleUpdate::Resync) => {
+                    tracing::info!("schedule updates may have been missed; reloading from the store");
+                    schedule = load_all(&store).await?;
+                }
                 Ok(update) => schedule.apply(update, now_ms()),
                 Err(RecvError::Lagged(missed)) => {
                     tracing::warn!(missed, "schedule updates lagged; reloading from the store");

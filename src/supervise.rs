@@ -11,8 +11,9 @@
 //! Shutdown is staged so no work is lost in between: first the intake stage
 //! (HTTP server, scheduler, workers) is cancelled and awaited, so no new
 //! results arise; then the drain stage (the recorder) is cancelled and writes
-//! what is still queued. Each stage gets a deadline after which its tasks are
-//! aborted.
+//! (and acknowledges) what is still queued; last the transport stage (a
+//! broker connection) closes. Each stage gets a deadline after which its
+//! tasks are aborted.
 
 use futures_util::future::BoxFuture;
 use std::time::Duration;
@@ -33,6 +34,8 @@ pub enum Stage {
     Intake,
     /// Stopped after every intake task has ended: whatever flushes work.
     Drain,
+    /// Stopped last: connections the other stages talk through.
+    Transport,
 }
 
 /// A supervised task: a name and a way to start it (again).
@@ -77,6 +80,8 @@ pub struct Policy {
     pub intake_deadline: Duration,
     /// How long the drain stage may take to stop.
     pub drain_deadline: Duration,
+    /// How long the transport stage may take to stop.
+    pub transport_deadline: Duration,
 }
 
 impl Default for Policy {
@@ -88,6 +93,7 @@ impl Default for Policy {
             max_backoff: Duration::from_secs(10),
             intake_deadline: Duration::from_secs(7),
             drain_deadline: Duration::from_secs(2),
+            transport_deadline: Duration::from_secs(1),
         }
     }
 }
@@ -115,12 +121,15 @@ pub async fn run(
 ) -> Result<(), GaveUp> {
     let intake_token = CancellationToken::new();
     let drain_token = CancellationToken::new();
+    let transport_token = CancellationToken::new();
     let mut intake = JoinSet::new();
     let mut drain = JoinSet::new();
+    let mut transport = JoinSet::new();
     for task in tasks {
         let (set, token) = match task.stage {
             Stage::Intake => (&mut intake, intake_token.clone()),
             Stage::Drain => (&mut drain, drain_token.clone()),
+            Stage::Transport => (&mut transport, transport_token.clone()),
         };
         set.spawn(supervise_one(task, policy, token));
     }
@@ -129,6 +138,7 @@ pub async fn run(
         () = &mut stop => Ok(()),
         Some(done) = intake.join_next() => flatten(done),
         Some(done) = drain.join_next() => flatten(done),
+        Some(done) = transport.join_next() => flatten(done),
     };
     if let Err(e) = &outcome {
         tracing::error!(error = %e, "a task keeps failing; shutting down");
@@ -139,6 +149,8 @@ pub async fn run(
     stop_stage(&mut intake, policy.intake_deadline, "intake").await;
     drain_token.cancel();
     stop_stage(&mut drain, policy.drain_deadline, "drain").await;
+    transport_token.cancel();
+    stop_stage(&mut transport, policy.transport_deadline, "transport").await;
     outcome
 }
 
@@ -238,6 +250,7 @@ mod tests {
             max_backoff: Duration::from_millis(4),
             intake_deadline: Duration::from_secs(1),
             drain_deadline: Duration::from_secs(1),
+            transport_deadline: Duration::from_secs(1),
         }
     }
 

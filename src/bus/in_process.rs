@@ -180,11 +180,11 @@ mod tests {
             error: None,
             checked_at: 0,
         };
-        bus.publish_event(&ev).unwrap();
+        bus.publish_event(&ev).await.unwrap();
         assert!(a.recv().await.unwrap().contains("\"type\":\"check\""));
         assert!(b.recv().await.unwrap().contains("\"type\":\"check\""));
         for _ in 0..3 {
-            bus.publish_event(&ev).unwrap();
+            bus.publish_event(&ev).await.unwrap();
         }
         assert!(matches!(
             a.recv().await,

@@ -35,12 +35,31 @@ pub enum BusError {
 pub struct Delivery<T> {
     /// The message.
     pub msg: T,
+    /// How to settle it with whatever delivered it.
+    pub acker: Acker,
+}
+
+/// Settles a delivery with its source.
+#[derive(Debug)]
+pub enum Acker {
+    /// In-process: nothing to settle.
+    None,
 }
 
 impl<T> Delivery<T> {
+    /// A delivery that needs no settling.
+    pub fn local(msg: T) -> Self {
+        Self {
+            msg,
+            acker: Acker::None,
+        }
+    }
+
     /// Confirms the message is fully handled.
     pub async fn ack(self) -> Result<(), BusError> {
-        Ok(())
+        match self.acker {
+            Acker::None => Ok(()),
+        }
     }
 }
 
@@ -100,7 +119,7 @@ impl Bus {
 
     /// Fans an event out to every subscriber. Never waits: a subscriber that
     /// falls behind loses its place (and its WebSocket client is dropped).
-    pub fn publish_event(&self, event: &Event) -> Result<(), BusError> {
+    pub async fn publish_event(&self, event: &Event) -> Result<(), BusError> {
         let text: Arc<str> = serde_json::to_string(event)?.into();
         match self {
             Bus::InProcess(b) => {
@@ -118,7 +137,7 @@ impl Bus {
     }
 
     /// Tells the scheduler a service changed.
-    pub fn publish_schedule(&self, update: ScheduleUpdate) -> Result<(), BusError> {
+    pub async fn publish_schedule(&self, update: ScheduleUpdate) -> Result<(), BusError> {
         match self {
             Bus::InProcess(b) => {
                 b.publish_schedule(update);
@@ -153,14 +172,14 @@ impl<T> Consumer<T> {
     /// The next message, or `None` once the bus is closed.
     pub async fn next(&mut self) -> Option<Delivery<T>> {
         match self {
-            Consumer::InProcess(c) => c.next().await.map(|msg| Delivery { msg }),
+            Consumer::InProcess(c) => c.next().await.map(Delivery::local),
         }
     }
 
     /// A message already waiting, without waiting for one.
     pub fn try_next(&mut self) -> Option<Delivery<T>> {
         match self {
-            Consumer::InProcess(c) => c.try_next().map(|msg| Delivery { msg }),
+            Consumer::InProcess(c) => c.try_next().map(Delivery::local),
         }
     }
 }

@@ -42,10 +42,13 @@ pub async fn create(
     }
     let svc = state.store.create_service(&spec, now_ms()).await?;
     tracing::info!(service_id = svc.id, name = %svc.name, "service registered");
-    state.bus.publish_schedule(ScheduleUpdate::Upsert {
-        id: svc.id,
-        spec: svc.spec(),
-    })?;
+    state
+        .bus
+        .publish_schedule(ScheduleUpdate::Upsert {
+            id: svc.id,
+            spec: svc.spec(),
+        })
+        .await?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/services/{}", svc.id)))
         .json(svc))
@@ -113,7 +116,7 @@ pub async fn update(
             .update_service(id, &spec, now_ms(), Some(current.version))
             .await?
         {
-            Updated::Saved(svc) => return announce(&state, svc),
+            Updated::Saved(svc) => return announce(&state, svc).await,
             Updated::NotFound => return Err(not_found(id)),
             Updated::Conflict => continue,
         }
@@ -133,18 +136,21 @@ async fn save(
         .update_service(id, &spec, now_ms(), None)
         .await?
     {
-        Updated::Saved(svc) => announce(state, svc),
+        Updated::Saved(svc) => announce(state, svc).await,
         Updated::NotFound | Updated::Conflict => Err(not_found(id)),
     }
 }
 
 /// Tells the scheduler about a saved change and answers with the service.
-fn announce(state: &AppState, svc: crate::domain::Service) -> Result<HttpResponse, ApiError> {
+async fn announce(state: &AppState, svc: crate::domain::Service) -> Result<HttpResponse, ApiError> {
     tracing::info!(service_id = svc.id, "service updated");
-    state.bus.publish_schedule(ScheduleUpdate::Upsert {
-        id: svc.id,
-        spec: svc.spec(),
-    })?;
+    state
+        .bus
+        .publish_schedule(ScheduleUpdate::Upsert {
+            id: svc.id,
+            spec: svc.spec(),
+        })
+        .await?;
     Ok(HttpResponse::Ok().json(svc))
 }
 
@@ -158,6 +164,9 @@ pub async fn delete(
         return Err(not_found(id));
     }
     tracing::info!(service_id = id, "service deleted");
-    state.bus.publish_schedule(ScheduleUpdate::Remove { id })?;
+    state
+        .bus
+        .publish_schedule(ScheduleUpdate::Remove { id })
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }
