@@ -186,14 +186,61 @@ async fn load_all(store: &Store) -> Result<Schedule, SchedulerError> {
     Ok(schedule)
 }
 
-/// Runs the scheduler until `shutdown` is cancelled.
+/// How often a standby scheduler tries to take the lead, and the leader
+/// checks that it still has it.
+pub const LEAD_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// Runs the scheduler until `shutdown` is cancelled: waits (standing by)
+/// until this process holds the scheduler lock, schedules while it does, and
+/// stands by again if it loses it.
 pub async fn run(
     store: Store,
     bus: Bus,
     shutdown: CancellationToken,
 ) -> Result<(), SchedulerError> {
+    let mut standing_by = false;
+    loop {
+        let lead = tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            lead = store.try_lead() => lead,
+        };
+        match lead {
+            Ok(Some(mut lead)) => {
+                tracing::info!("this process is the active scheduler");
+                standing_by = false;
+                run_active(&store, &bus, &shutdown, &mut lead).await?;
+                if shutdown.is_cancelled() {
+                    return Ok(());
+                }
+                tracing::warn!("lost the scheduler lock; standing by");
+            }
+            Ok(None) => {
+                if !standing_by {
+                    tracing::info!("another scheduler is active; standing by");
+                    standing_by = true;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot reach the store to take the scheduler lock")
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            () = tokio::time::sleep(LEAD_CHECK_EVERY) => {}
+        }
+    }
+}
+
+/// Schedules while `lead` holds; returns when it is lost or at shutdown.
+async fn run_active(
+    store: &Store,
+    bus: &Bus,
+    shutdown: &CancellationToken,
+    lead: &mut crate::store::Leadership,
+) -> Result<(), SchedulerError> {
     let mut updates = bus.subscribe_schedule();
-    let mut schedule = load_all(&store).await?;
+    let mut schedule = load_all(store).await?;
+    let mut check_lead = tokio::time::interval(LEAD_CHECK_EVERY);
     loop {
         let wait = match schedule.next_due() {
             Some(due) => Duration::from_millis(due.saturating_sub(now_ms()).max(0) as u64),
@@ -203,15 +250,20 @@ pub async fn run(
         tokio::select! {
             biased;
             () = shutdown.cancelled() => return Ok(()),
+            _ = check_lead.tick() => {
+                if !lead.still_held().await {
+                    return Ok(());
+                }
+            }
             update = updates.recv() => match update {
                 Ok(ScheduleUpdate::Resync) => {
                     tracing::info!("schedule updates may have been missed; reloading from the store");
-                    schedule = load_all(&store).await?;
+                    schedule = load_all(store).await?;
                 }
                 Ok(update) => schedule.apply(update, now_ms()),
                 Err(RecvError::Lagged(missed)) => {
                     tracing::warn!(missed, "schedule updates lagged; reloading from the store");
-                    schedule = load_all(&store).await?;
+                    schedule = load_all(store).await?;
                 }
                 Err(RecvError::Closed) => return Ok(()),
             },

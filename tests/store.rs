@@ -1,6 +1,8 @@
 //! The store's promises, driven directly: idempotent logs, transitions that
 //! only move forward, nothing left behind by a deleted service, and
-//! keyset pagination. One suite, run against every backend this build has.
+//! keyset pagination. One suite, run against SQLite and PostgreSQL.
+
+mod common;
 
 use healthmon::config::DatabaseUrl;
 use healthmon::domain::{CheckResult, Event, ServiceSpec, Status};
@@ -12,6 +14,48 @@ async fn sqlite() -> (tempfile::TempDir, Store) {
     let store = Store::open(&url, 4).await.expect("open");
     (dir, store)
 }
+
+/// Runs a case on SQLite and on PostgreSQL (a fresh database each).
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite_backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let (_dir, store) = super::sqlite().await;
+                    super::$name(store).await;
+                }
+            )*
+        }
+        mod postgres_backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(db) = super::common::pg_db().await else { return };
+                    let store = healthmon::store::Store::open(
+                        &healthmon::config::DatabaseUrl::Postgres(db.url.clone()),
+                        4,
+                    )
+                    .await
+                    .expect("open PostgreSQL store");
+                    super::$name(store.clone()).await;
+                    drop(store);
+                    db.drop_db().await;
+                }
+            )*
+        }
+    };
+}
+
+on_every_backend!(
+    a_repeated_result_is_a_no_op,
+    a_late_result_is_logged_but_never_reorders_the_status,
+    a_result_for_a_deleted_service_leaves_nothing,
+    pages_of_logs_are_newest_first_without_gaps_or_overlap,
+    a_stale_version_is_a_conflict_not_a_lost_update,
+    ids_are_never_reused_after_the_newest_row_is_deleted,
+    only_one_process_leads_the_schedule_at_a_time,
+);
 
 fn spec(name: &str) -> ServiceSpec {
     ServiceSpec {
@@ -57,9 +101,7 @@ fn checks(events: &[Event]) -> usize {
         .count()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_repeated_result_is_a_no_op() {
-    let (_d, store) = sqlite().await;
+async fn a_repeated_result_is_a_no_op(store: Store) {
     let id = store
         .create_service(&spec("a"), 0)
         .await
@@ -93,9 +135,7 @@ async fn a_repeated_result_is_a_no_op() {
     assert_eq!(store.list_logs(id, 100, None).await.expect("logs").len(), 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_late_result_is_logged_but_never_reorders_the_status() {
-    let (_d, store) = sqlite().await;
+async fn a_late_result_is_logged_but_never_reorders_the_status(store: Store) {
     let id = store
         .create_service(&spec("a"), 0)
         .await
@@ -125,9 +165,7 @@ async fn a_late_result_is_logged_but_never_reorders_the_status() {
     assert_eq!(store.list_logs(id, 100, None).await.expect("logs").len(), 3);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_result_for_a_deleted_service_leaves_nothing() {
-    let (_d, store) = sqlite().await;
+async fn a_result_for_a_deleted_service_leaves_nothing(store: Store) {
     let keep = store
         .create_service(&spec("keep"), 0)
         .await
@@ -169,9 +207,7 @@ async fn a_result_for_a_deleted_service_leaves_nothing() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pages_of_logs_are_newest_first_without_gaps_or_overlap() {
-    let (_d, store) = sqlite().await;
+async fn pages_of_logs_are_newest_first_without_gaps_or_overlap(store: Store) {
     let id = store
         .create_service(&spec("a"), 0)
         .await
@@ -198,9 +234,7 @@ async fn pages_of_logs_are_newest_first_without_gaps_or_overlap() {
     assert_eq!(before_time.len(), 4);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stale_version_is_a_conflict_not_a_lost_update() {
-    let (_d, store) = sqlite().await;
+async fn a_stale_version_is_a_conflict_not_a_lost_update(store: Store) {
     let svc = store.create_service(&spec("a"), 0).await.expect("create");
     let first = store
         .update_service(svc.id, &spec("b"), 1, Some(svc.version))
@@ -219,9 +253,7 @@ async fn a_stale_version_is_a_conflict_not_a_lost_update() {
     assert!(matches!(missing, Updated::NotFound));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ids_are_never_reused_after_the_newest_row_is_deleted() {
-    let (_d, store) = sqlite().await;
+async fn ids_are_never_reused_after_the_newest_row_is_deleted(store: Store) {
     let a = store
         .create_service(&spec("a"), 0)
         .await
@@ -234,4 +266,26 @@ async fn ids_are_never_reused_after_the_newest_row_is_deleted() {
         .expect("create")
         .id;
     assert!(b > a);
+}
+
+async fn only_one_process_leads_the_schedule_at_a_time(store: Store) {
+    let mut first = store
+        .try_lead()
+        .await
+        .expect("try")
+        .expect("the first takes the lead");
+    assert!(first.still_held().await);
+    match store.try_lead().await.expect("try") {
+        // SQLite serves one process: it always leads.
+        Some(healthmon::store::Leadership::Sole) => {}
+        Some(_) => panic!("two leaders at once"),
+        None => {
+            drop(first);
+            // The lock goes with the leader's connection.
+            common::eventually("a standby to take over", || async {
+                store.try_lead().await.ok().flatten().map(|_| ())
+            })
+            .await;
+        }
+    }
 }

@@ -7,6 +7,7 @@
 //! new variant, a pool constructor and a migrations folder.
 
 pub mod models;
+pub mod postgres;
 pub mod schema;
 pub mod sqlite;
 
@@ -51,6 +52,7 @@ impl From<diesel_async::pooled_connection::deadpool::PoolError> for StoreError {
 
 enum Backend {
     Sqlite(sqlite::SqlitePool),
+    Postgres { pool: postgres::PgPool, url: String },
 }
 
 /// Takes a connection from whichever pool backs the store and runs the same
@@ -59,6 +61,11 @@ macro_rules! with_conn {
     ($store:expr, |$conn:ident| $body:expr) => {
         match &*$store.backend {
             Backend::Sqlite(pool) => {
+                let mut pooled = pool.get().await?;
+                let $conn = &mut *pooled;
+                $body
+            }
+            Backend::Postgres { pool, .. } => {
                 let mut pooled = pool.get().await?;
                 let $conn = &mut *pooled;
                 $body
@@ -181,6 +188,38 @@ pub enum LogCursor {
     BeforeTime(Millis),
 }
 
+/// The right to run the (one active) scheduler.
+pub enum Leadership {
+    /// SQLite: only one process uses the file, so it always leads.
+    Sole,
+    /// PostgreSQL: a session advisory lock held on this dedicated connection;
+    /// it ends with the connection, so a killed leader frees it at once.
+    Postgres(diesel_async::AsyncPgConnection),
+}
+
+#[derive(diesel::QueryableByName)]
+struct Locked {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    locked: bool,
+}
+
+impl Leadership {
+    /// Whether the lock is still ours (its connection still answers).
+    pub async fn still_held(&mut self) -> bool {
+        match self {
+            Leadership::Sole => true,
+            Leadership::Postgres(conn) => matches!(
+                tokio::time::timeout(
+                    postgres::CONNECT_TIMEOUT,
+                    diesel::sql_query("SELECT 1").execute(conn)
+                )
+                .await,
+                Ok(Ok(_))
+            ),
+        }
+    }
+}
+
 /// The outcome of [`Store::update_service`].
 #[derive(Debug)]
 pub enum Updated {
@@ -203,17 +242,29 @@ impl Store {
     pub async fn open(url: &DatabaseUrl, pool_size: usize) -> Result<Self, StoreError> {
         let backend = match url {
             DatabaseUrl::Sqlite(path) => Backend::Sqlite(sqlite::open(path, pool_size).await?),
-            DatabaseUrl::Postgres(_) => {
-                return Err(StoreError::Unsupported(
-                    "database.url: PostgreSQL is not supported by this build yet; \
-                     use sqlite://PATH"
-                        .into(),
-                ));
-            }
+            DatabaseUrl::Postgres(url) => Backend::Postgres {
+                pool: postgres::open(url, pool_size).await?,
+                url: url.clone(),
+            },
         };
         Ok(Self {
             backend: Arc::new(backend),
         })
+    }
+
+    /// Tries to become the active scheduler; `None` while another process is.
+    pub async fn try_lead(&self) -> Result<Option<Leadership>, StoreError> {
+        match &*self.backend {
+            Backend::Sqlite(_) => Ok(Some(Leadership::Sole)),
+            Backend::Postgres { url, .. } => {
+                let mut conn = postgres::connect(url).await?;
+                let got: Locked = diesel::sql_query("SELECT pg_try_advisory_lock($1) AS locked")
+                    .bind::<diesel::sql_types::BigInt, _>(postgres::SCHEDULER_LOCK)
+                    .get_result(&mut conn)
+                    .await?;
+                Ok(got.locked.then_some(Leadership::Postgres(conn)))
+            }
+        }
     }
 
     /// Checks that the database answers.

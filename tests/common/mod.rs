@@ -408,3 +408,73 @@ pub fn create_key(dir: &TempDir, name: &str, scope: &str) -> String {
     );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
+
+/// A throwaway PostgreSQL database for one test.
+pub struct PgDb {
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+/// The server the PostgreSQL tests use (`HEALTHMON_TEST_PG`, by default the
+/// local one). Under `CI=true` it must be reachable; elsewhere the tests
+/// skip, saying so loudly.
+pub async fn pg_db() -> Option<PgDb> {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+    let admin_url = std::env::var("HEALTHMON_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let mut admin = match tokio::time::timeout(
+        Duration::from_secs(5),
+        AsyncPgConnection::establish(&admin_url),
+    )
+    .await
+    {
+        Ok(Ok(c)) => c,
+        other => {
+            let why = match other {
+                Ok(Err(e)) => e.to_string(),
+                _ => "timed out".to_owned(),
+            };
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "PostgreSQL at {admin_url} is required under CI=true: {why}"
+            );
+            eprintln!("!!! SKIPPING a PostgreSQL test: {admin_url} unreachable ({why}) !!!");
+            return None;
+        }
+    };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let name = format!(
+        "t_healthmon_{}_{}",
+        std::process::id(),
+        nanos % 1_000_000_000_000
+    );
+    diesel::sql_query(format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("create database");
+    let mut url = url::Url::parse(&admin_url).expect("admin url");
+    url.set_path(&name);
+    Some(PgDb {
+        url: url.to_string(),
+        admin_url,
+        name,
+    })
+}
+
+impl PgDb {
+    /// Drops the database (and any connection still using it).
+    pub async fn drop_db(self) {
+        use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+        if let Ok(mut admin) = AsyncPgConnection::establish(&self.admin_url).await {
+            let _ = diesel::sql_query(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .execute(&mut admin)
+            .await;
+        }
+    }
+}
