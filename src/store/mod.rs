@@ -123,58 +123,78 @@ macro_rules! record_one {
             error: r.error.clone(),
             checked_at: r.checked_at,
         });
-        let old: Status = last_status.parse().unwrap_or(Status::Pending);
-        let Effect::Advance { change } =
-            transition::judge(old, last_scheduled_at, r.scheduled_at, r.status)
-        else {
-            // Older than the status already shown: history only.
-            continue;
-        };
-        let target = services::table.find(r.service_id);
-        let set = (
-            services::last_status.eq(r.status.as_str()),
-            services::last_check.eq(Some(r.checked_at)),
-            services::last_latency_ms.eq(Some(r.latency_ms)),
-            services::last_scheduled_at.eq(Some(r.scheduled_at)),
-        );
-        let swapped = match last_scheduled_at {
-            Some(t) => {
-                diesel::update(target.filter(services::last_scheduled_at.eq(t)))
-                    .set(set)
-                    .execute(conn)
-                    .await?
+        // Compare-and-set, re-read on a lost race: another recorder (another
+        // process) may have moved the status since it was read.
+        let (mut last_status, mut last_scheduled_at) = (last_status, last_scheduled_at);
+        loop {
+            let old: Status = last_status.parse().unwrap_or(Status::Pending);
+            let Effect::Advance { change } =
+                transition::judge(old, last_scheduled_at, r.scheduled_at, r.status)
+            else {
+                // Older than the status already shown: history only.
+                break;
+            };
+            let target = services::table.find(r.service_id);
+            let set = (
+                services::last_status.eq(r.status.as_str()),
+                services::last_check.eq(Some(r.checked_at)),
+                services::last_latency_ms.eq(Some(r.latency_ms)),
+                services::last_scheduled_at.eq(Some(r.scheduled_at)),
+            );
+            let swapped = match last_scheduled_at {
+                Some(t) => {
+                    diesel::update(target.filter(services::last_scheduled_at.eq(t)))
+                        .set(set)
+                        .execute(conn)
+                        .await?
+                }
+                None => {
+                    diesel::update(target.filter(services::last_scheduled_at.is_null()))
+                        .set(set)
+                        .execute(conn)
+                        .await?
+                }
+            };
+            if swapped == 0 {
+                let now: Option<(String, Option<i64>)> = services::table
+                    .find(r.service_id)
+                    .select((services::last_status, services::last_scheduled_at))
+                    .first(conn)
+                    .await
+                    .optional()?;
+                match now {
+                    Some((status, at)) => {
+                        last_status = status;
+                        last_scheduled_at = at;
+                        continue;
+                    }
+                    None => break,
+                }
             }
-            None => {
-                diesel::update(target.filter(services::last_scheduled_at.is_null()))
-                    .set(set)
+            if let Some((old, new)) = change {
+                diesel::insert_into(state_changes::table)
+                    .values(NewStateChange {
+                        service_id: r.service_id,
+                        old_status: old.as_str(),
+                        new_status: new.as_str(),
+                        latency_ms: r.latency_ms,
+                        scheduled_at: r.scheduled_at,
+                        changed_at: r.checked_at,
+                    })
+                    .on_conflict((state_changes::service_id, state_changes::scheduled_at))
+                    .do_nothing()
                     .execute(conn)
-                    .await?
-            }
-        };
-        if swapped == 1
-            && let Some((old, new)) = change
-        {
-            diesel::insert_into(state_changes::table)
-                .values(NewStateChange {
+                    .await?;
+                events.push(Event::StatusChange {
                     service_id: r.service_id,
-                    old_status: old.as_str(),
-                    new_status: new.as_str(),
-                    latency_ms: r.latency_ms,
-                    scheduled_at: r.scheduled_at,
+                    name,
+                    old_status: old,
+                    new_status: new,
+                    latency: r.latency_ms,
                     changed_at: r.checked_at,
-                })
-                .on_conflict((state_changes::service_id, state_changes::scheduled_at))
-                .do_nothing()
-                .execute(conn)
-                .await?;
-            events.push(Event::StatusChange {
-                service_id: r.service_id,
-                name,
-                old_status: old,
-                new_status: new,
-                latency: r.latency_ms,
-                changed_at: r.checked_at,
-            });
+                });
+            }
+            break;
         }
     }};
 }
