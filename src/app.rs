@@ -61,16 +61,23 @@ pub enum AppError {
 pub struct App {
     settings: Settings,
     roles: Roles,
-    store: Store,
+    /// None in worker-only processes: workers never touch the store.
+    store: Option<Store>,
     bus: Bus,
     listener: Option<std::net::TcpListener>,
+    /// Liveness/readiness for processes without the API (`--health-bind`).
+    probe_listener: Option<std::net::TcpListener>,
     checker: Option<Checker>,
 }
 
 impl App {
     /// Validates the roles against the settings, opens the store, builds the
     /// bus and binds the listener.
-    pub async fn build(settings: Settings, roles: Roles) -> Result<Self, AppError> {
+    pub async fn build(
+        settings: Settings,
+        roles: Roles,
+        health_bind: Option<SocketAddr>,
+    ) -> Result<Self, AppError> {
         if !roles.is_all() {
             let pg = matches!(settings.database.url, DatabaseUrl::Postgres(_));
             if settings.queue.url.is_none() || !pg {
@@ -92,8 +99,16 @@ impl App {
         // An error means one is installed already, which is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
 
-        let store = Store::open(&settings.database.url, settings.database.pool_size).await?;
-        if roles.api && !anonymous_allowed(&settings) && store.list_keys().await?.is_empty() {
+        let store = if roles.api || roles.scheduler {
+            Some(Store::open(&settings.database.url, settings.database.pool_size).await?)
+        } else {
+            None
+        };
+        if let Some(store) = &store
+            && roles.api
+            && !anonymous_allowed(&settings)
+            && store.list_keys().await?.is_empty()
+        {
             return Err(AppError::NoKey(settings.server.bind));
         }
         let bus = Bus::in_process(bus::Capacities {
@@ -103,14 +118,13 @@ impl App {
             schedule: 4096,
         });
         let listener = if roles.api {
-            let addr = settings.server.bind;
-            let l = std::net::TcpListener::bind(addr)
-                .map_err(|source| AppError::Bind { addr, source })?;
-            l.set_nonblocking(true)
-                .map_err(|source| AppError::Bind { addr, source })?;
-            Some(l)
+            Some(bind(settings.server.bind)?)
         } else {
             None
+        };
+        let probe_listener = match health_bind {
+            Some(addr) if !roles.api => Some(bind(addr)?),
+            _ => None,
         };
         let checker = if roles.worker {
             let policy =
@@ -125,6 +139,7 @@ impl App {
             store,
             bus,
             listener,
+            probe_listener,
             checker,
         })
     }
@@ -134,20 +149,30 @@ impl App {
         self.listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
+    /// Where the health probes of a process without the API listen.
+    pub fn probe_addr(&self) -> Option<SocketAddr> {
+        self.probe_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
     /// Runs every task of the chosen roles until `stop` resolves, then shuts
     /// down in order (see [`crate::supervise`]).
     pub async fn run(self, stop: impl Future<Output = ()>) -> Result<(), AppError> {
         let mut tasks = Vec::new();
-        if let Some(listener) = self.listener {
+        if let (Some(listener), Some(store)) = (self.listener, &self.store) {
             tasks.push(http_task(
                 listener,
-                self.store.clone(),
+                store.clone(),
                 self.bus.clone(),
                 &self.settings,
             ));
         }
-        if self.roles.scheduler {
-            let (store, bus) = (self.store.clone(), self.bus.clone());
+        if let Some(listener) = self.probe_listener {
+            tasks.push(probe_task(listener, self.bus.clone()));
+        }
+        if let (true, Some(store)) = (self.roles.scheduler, &self.store) {
+            let (store, bus) = (store.clone(), self.bus.clone());
             tasks.push(Task::new("scheduler", Stage::Intake, move |token| {
                 scheduler::run(store.clone(), bus.clone(), token)
             }));
@@ -162,8 +187,8 @@ impl App {
                 worker::run(bus.clone(), checker.clone(), limits, token)
             }));
         }
-        if self.roles.recorder() {
-            let (store, bus) = (self.store.clone(), self.bus.clone());
+        if let (true, Some(store)) = (self.roles.recorder(), &self.store) {
+            let (store, bus) = (store.clone(), self.bus.clone());
             let limits = BatchLimits {
                 max_batch: self.settings.recorder.batch_size,
                 max_wait: Duration::from_millis(self.settings.recorder.flush_ms),
@@ -184,6 +209,13 @@ impl App {
 
 /// Whether the API may run with no key: on a loopback address (a laptop),
 /// or when the operator opted out explicitly.
+fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, AppError> {
+    let l = std::net::TcpListener::bind(addr).map_err(|source| AppError::Bind { addr, source })?;
+    l.set_nonblocking(true)
+        .map_err(|source| AppError::Bind { addr, source })?;
+    Ok(l)
+}
+
 fn anonymous_allowed(settings: &Settings) -> bool {
     settings.server.bind.ip().is_loopback() || settings.auth.allow_anonymous
 }
@@ -225,6 +257,31 @@ fn http_task(listener: std::net::TcpListener, store: Store, bus: Bus, settings: 
                 ended = &mut running => {
                     ended??;
                     Err::<(), TaskError>("the HTTP server stopped by itself".into())
+                }
+                () = token.cancelled() => {
+                    handle.stop(true).await;
+                    let _ = running.await;
+                    Ok(())
+                }
+            }
+        }
+    })
+}
+
+/// The probe server of a process without the API: `/healthz` and `/readyz`
+/// (the bus is connected) only.
+fn probe_task(listener: std::net::TcpListener, bus: Bus) -> Task {
+    Task::new("probes", Stage::Intake, move |token: CancellationToken| {
+        let listener = listener.try_clone();
+        let bus = bus.clone();
+        async move {
+            let server = http::health::probe_server(bus, listener?)?;
+            let handle = server.handle();
+            let mut running = tokio::spawn(server);
+            tokio::select! {
+                ended = &mut running => {
+                    ended??;
+                    Err::<(), TaskError>("the probe server stopped by itself".into())
                 }
                 () = token.cancelled() => {
                     handle.stop(true).await;

@@ -18,6 +18,10 @@ pub struct Cli {
         default_value = "all"
     )]
     pub role: Vec<Role>,
+    /// Serve /healthz and /readyz on this address in a process without the
+    /// api role (a worker-only process has no other HTTP port).
+    #[arg(long, value_name = "ADDR")]
+    pub health_bind: Option<std::net::SocketAddr>,
     /// Run an administrative command instead of the monitor.
     #[command(subcommand)]
     pub command: Option<Command>,

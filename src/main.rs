@@ -25,9 +25,12 @@ async fn main() -> anyhow::Result<()> {
         .await?;
         return Ok(());
     }
-    let app = app::App::build(settings, Roles::from_list(&cli.role)).await?;
+    let app = app::App::build(settings, Roles::from_list(&cli.role), cli.health_bind).await?;
     if let Some(addr) = app.local_addr() {
         tracing::info!(%addr, "listening");
+    }
+    if let Some(addr) = app.probe_addr() {
+        tracing::info!(%addr, "health probes listening");
     }
     app.run(app::shutdown_signal()).await?;
     Ok(())

@@ -46,3 +46,39 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             }))
     }
 }
+
+/// A server with only the two probes, for processes without the API
+/// (worker-only processes: orchestrators still need to probe them).
+pub fn probe_server(
+    bus: crate::bus::Bus,
+    listener: std::net::TcpListener,
+) -> std::io::Result<actix_web::dev::Server> {
+    let bus = web::Data::new(bus);
+    Ok(actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(bus.clone())
+            .route("/healthz", web::get().to(healthz))
+            .route("/readyz", web::get().to(bus_ready))
+    })
+    .disable_signals()
+    .workers(1)
+    .shutdown_timeout(1)
+    .listen(listener)?
+    .run())
+}
+
+async fn bus_ready(bus: web::Data<crate::bus::Bus>) -> HttpResponse {
+    if bus.is_ready() {
+        HttpResponse::Ok().json(json!({"status": "ready", "checks": {"bus": "ok"}}))
+    } else {
+        HttpResponse::ServiceUnavailable()
+            .content_type("application/problem+json")
+            .json(json!({
+                "type": "urn:healthmon:problem:not-ready",
+                "title": "Not ready",
+                "status": 503,
+                "detail": "unavailable: bus",
+                "checks": {"bus": "down"},
+            }))
+    }
+}
