@@ -304,31 +304,44 @@ async fn record_retrying(store: &Store, results: &[CheckResult]) -> Vec<Event> {
 
 async fn concurrent_recorders_leave_the_newest_status_and_one_transition_each(store: Store) {
     for round in 0..20 {
-        let id = store.create_service(&spec("race"), 0).await.expect("create").id;
+        let id = store
+            .create_service(&spec("race"), 0)
+            .await
+            .expect("create")
+            .id;
         record_retrying(&store, &[result(id, 1000, Status::Up)]).await;
         // Two recorders (separate connections) with newer results at once,
         // each also seeing a redelivery of the other's.
         let (a, b) = (store.clone(), store.clone());
         let older = [result(id, 2000, Status::Down)];
         let newer = [result(id, 3000, Status::Up)];
-        let (ea, eb) = tokio::join!(
-            async { record_retrying(&a, &older).await },
-            async { record_retrying(&b, &newer).await }
+        let (ea, eb) = tokio::join!(async { record_retrying(&a, &older).await }, async {
+            record_retrying(&b, &newer).await
+        });
+        let (ec, ed) = tokio::join!(async { record_retrying(&a, &newer).await }, async {
+            record_retrying(&b, &older).await
+        });
+        assert!(
+            ec.is_empty() && ed.is_empty(),
+            "round {round}: redeliveries produced events"
         );
-        let (ec, ed) = tokio::join!(
-            async { record_retrying(&a, &newer).await },
-            async { record_retrying(&b, &older).await }
-        );
-        assert!(ec.is_empty() && ed.is_empty(), "round {round}: redeliveries produced events");
         let svc = store.get_service(id).await.expect("get").expect("exists");
-        assert_eq!(svc.last_scheduled_at, Some(3000), "round {round}: the newest result lost");
+        assert_eq!(
+            svc.last_scheduled_at,
+            Some(3000),
+            "round {round}: the newest result lost"
+        );
         assert_eq!(svc.last_status, Status::Up);
         let mut all = changes(&ea);
         all.extend(changes(&eb));
         // Either order is valid history; each transition is announced once
         // and the last one ends in UP.
         let unique: std::collections::HashSet<_> = all.iter().collect();
-        assert_eq!(unique.len(), all.len(), "round {round}: duplicate transition {all:?}");
+        assert_eq!(
+            unique.len(),
+            all.len(),
+            "round {round}: duplicate transition {all:?}"
+        );
         assert!(all.len() <= 2, "round {round}: {all:?}");
     }
 }

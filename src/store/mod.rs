@@ -214,7 +214,7 @@ pub enum Leadership {
     Sole,
     /// PostgreSQL: a session advisory lock held on this dedicated connection;
     /// it ends with the connection, so a killed leader frees it at once.
-    Postgres(diesel_async::AsyncPgConnection),
+    Postgres(Box<diesel_async::AsyncPgConnection>),
 }
 
 #[derive(diesel::QueryableByName)]
@@ -282,7 +282,7 @@ impl Store {
                     .bind::<diesel::sql_types::BigInt, _>(postgres::SCHEDULER_LOCK)
                     .get_result(&mut conn)
                     .await?;
-                Ok(got.locked.then_some(Leadership::Postgres(conn)))
+                Ok(got.locked.then(|| Leadership::Postgres(Box::new(conn))))
             }
         }
     }
