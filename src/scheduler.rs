@@ -241,6 +241,9 @@ async fn run_active(
     let mut updates = bus.subscribe_schedule();
     let mut schedule = load_all(store).await?;
     let mut check_lead = tokio::time::interval(LEAD_CHECK_EVERY);
+    // Set when updates may have been missed; the reload is retried until the
+    // store answers, scheduling what is known meanwhile.
+    let mut stale = false;
     loop {
         let wait = match schedule.next_due() {
             Some(due) => Duration::from_millis(due.saturating_sub(now_ms()).max(0) as u64),
@@ -252,18 +255,42 @@ async fn run_active(
             () = shutdown.cancelled() => return Ok(()),
             _ = check_lead.tick() => {
                 if !lead.still_held().await {
-                    return Ok(());
+                    // The lock's connection is gone. Take it again if we can;
+                    // stand down if another scheduler has it; and while the
+                    // database is unreachable keep scheduling: no one else can
+                    // take over then, and checks must not stop for a database
+                    // outage (their results wait on the bus).
+                    match store.try_lead().await {
+                        Ok(Some(renewed)) => {
+                            *lead = renewed;
+                            tracing::info!("took the scheduler lock again");
+                        }
+                        Ok(None) => return Ok(()),
+                        Err(e) => tracing::warn!(error = %e,
+                            "database unreachable; scheduling on until it is back"),
+                    }
+                }
+                if stale {
+                    match load_all(store).await {
+                        Ok(fresh) => {
+                            schedule = fresh;
+                            stale = false;
+                        }
+                        Err(e) => tracing::warn!(error = %e, "cannot reload the schedule yet"),
+                    }
                 }
             }
             update = updates.recv() => match update {
                 Ok(ScheduleUpdate::Resync) => {
                     tracing::info!("schedule updates may have been missed; reloading from the store");
-                    schedule = load_all(store).await?;
+                    stale = true;
+                    check_lead.reset_immediately();
                 }
                 Ok(update) => schedule.apply(update, now_ms()),
                 Err(RecvError::Lagged(missed)) => {
                     tracing::warn!(missed, "schedule updates lagged; reloading from the store");
-                    schedule = load_all(store).await?;
+                    stale = true;
+                    check_lead.reset_immediately();
                 }
                 Err(RecvError::Closed) => return Ok(()),
             },

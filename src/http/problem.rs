@@ -117,9 +117,10 @@ impl ApiError {
             ApiError::TooManyClients(_) => {
                 ("urn:healthmon:problem:too-many-clients", "Too many clients")
             }
-            ApiError::Store(StoreError::Pool(_)) | ApiError::Bus(_) => {
+            ApiError::Store(e) if e.is_unavailable() => {
                 ("urn:healthmon:problem:unavailable", "Service unavailable")
             }
+            ApiError::Bus(_) => ("urn:healthmon:problem:unavailable", "Service unavailable"),
             ApiError::Store(_) => ("urn:healthmon:problem:internal", "Internal error"),
         }
     }
@@ -142,9 +143,8 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::TooManyClients(_)
-            | ApiError::Bus(_)
-            | ApiError::Store(StoreError::Pool(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooManyClients(_) | ApiError::Bus(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Store(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

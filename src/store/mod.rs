@@ -44,6 +44,24 @@ pub enum StoreError {
     Unsupported(String),
 }
 
+impl StoreError {
+    /// Whether the database is out of reach (as opposed to a query being
+    /// wrong): the API answers 503 for these, and they pass by themselves.
+    pub fn is_unavailable(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind, Error};
+        matches!(
+            self,
+            StoreError::Pool(_)
+                | StoreError::Open(_)
+                | StoreError::Query(Error::BrokenTransactionManager)
+                | StoreError::Query(Error::DatabaseError(
+                    DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                    _,
+                ))
+        )
+    }
+}
+
 impl From<diesel_async::pooled_connection::deadpool::PoolError> for StoreError {
     fn from(e: diesel_async::pooled_connection::deadpool::PoolError) -> Self {
         StoreError::Pool(e.to_string())

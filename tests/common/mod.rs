@@ -40,6 +40,12 @@ impl Monitor {
 
     /// Starts a monitor on the store in `dir` (kept across restarts).
     pub fn start_in(dir: Arc<TempDir>, env: &[(&str, &str)]) -> Monitor {
+        Self::start_args(dir, env, &[])
+    }
+
+    /// Starts a monitor with command-line arguments (e.g. `--role worker`).
+    pub fn start_args(dir: Arc<TempDir>, env: &[(&str, &str)], args: &[&str]) -> Monitor {
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
         let env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -47,7 +53,7 @@ impl Monitor {
         // reqwest is built without a default TLS provider (see app.rs).
         let _ = rustls::crypto::ring::default_provider().install_default();
         let (child, logs, addr) =
-            spawn(&dir, &env).unwrap_or_else(|e| panic!("monitor did not start: {e}"));
+            spawn(&dir, &env, &args).unwrap_or_else(|e| panic!("monitor did not start: {e}"));
         Monitor {
             child,
             addr,
@@ -212,8 +218,15 @@ pub fn command(dir: &TempDir, env: &[(String, String)]) -> Command {
     cmd
 }
 
-fn spawn(dir: &TempDir, env: &[(String, String)]) -> Result<(Child, Logs, String), String> {
-    let mut child = command(dir, env).spawn().map_err(|e| e.to_string())?;
+fn spawn(
+    dir: &TempDir,
+    env: &[(String, String)],
+    args: &[String],
+) -> Result<(Child, Logs, String), String> {
+    let mut child = command(dir, env)
+        .args(args)
+        .spawn()
+        .map_err(|e| e.to_string())?;
     let stderr = child.stderr.take().ok_or("no stderr")?;
     let logs = Arc::new(Mutex::new(Vec::new()));
     let (tx, rx) = std::sync::mpsc::channel();

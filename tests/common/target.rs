@@ -109,6 +109,11 @@ impl Target {
                 };
                 sock.write_all(resp.as_bytes()).await?
             }
+            p if p.starts_with("/slow") => {
+                // Answers after 500 ms: long enough to kill a worker mid-check.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                sock.write_all(simple(200, "OK").as_bytes()).await?
+            }
             "/hang" => {
                 tokio::time::sleep(Duration::from_secs(3600)).await;
             }
