@@ -31,6 +31,9 @@ pub enum AppError {
     /// A configured backend is not part of this build.
     #[error("{0}")]
     Unsupported(String),
+    /// The bus could not be set up.
+    #[error(transparent)]
+    Bus(#[from] bus::BusError),
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -88,13 +91,6 @@ impl App {
                 ));
             }
         }
-        if settings.queue.url.is_some() {
-            return Err(AppError::Unsupported(
-                "queue.url: the RabbitMQ bus is not supported by this build yet; \
-                 leave queue.url (RABBITMQ_URL) empty for the in-process bus"
-                    .into(),
-            ));
-        }
         // reqwest is built without a default TLS provider; pick ring once.
         // An error means one is installed already, which is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -111,12 +107,24 @@ impl App {
         {
             return Err(AppError::NoKey(settings.server.bind));
         }
-        let bus = Bus::in_process(bus::Capacities {
+        let caps = bus::Capacities {
             jobs: (settings.worker.concurrency * 4).max(1024),
             results: (settings.recorder.batch_size * 8).max(1024),
             events: settings.ws.send_queue,
             schedule: 4096,
-        });
+        };
+        let bus = match &settings.queue.url {
+            None => Bus::in_process(caps),
+            // Connects once its maintenance task runs (see `run`): a broker
+            // that is down at start-up is waited for, not fatal.
+            Some(url) => Bus::rabbit(bus::rabbitmq::RabbitOptions::new(
+                url.clone(),
+                settings.queue.prefix.clone(),
+                settings.worker.concurrency,
+                settings.recorder.batch_size * 2,
+                caps,
+            ))?,
+        };
         let listener = if roles.api {
             Some(bind(settings.server.bind)?)
         } else {
@@ -160,6 +168,11 @@ impl App {
     /// down in order (see [`crate::supervise`]).
     pub async fn run(self, stop: impl Future<Output = ()>) -> Result<(), AppError> {
         let mut tasks = Vec::new();
+        if let Some(maintenance) = self.bus.maintenance() {
+            tasks.push(Task::new("bus", Stage::Transport, move |token| {
+                maintenance.run(token)
+            }));
+        }
         if let (Some(listener), Some(store)) = (self.listener, &self.store) {
             tasks.push(http_task(
                 listener,

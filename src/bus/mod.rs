@@ -3,14 +3,17 @@
 //! Four streams cross it: check jobs (scheduler -> one worker), results
 //! (worker -> one recorder), events (recorder -> every API process, as JSON
 //! text ready for WebSocket clients) and schedule updates (API -> scheduler).
-//! [`Bus`] is an enum so each backend is a variant; today there is the
-//! in-process one, built on bounded tokio channels.
+//! [`Bus`] is an enum so each backend is a variant: the in-process one, built
+//! on bounded tokio channels, and RabbitMQ ([`rabbitmq`]) for a fleet of
+//! processes.
 
 pub mod in_process;
+pub mod rabbitmq;
 
 use crate::domain::event::ScheduleUpdate;
 use crate::domain::{CheckJob, CheckResult, Event};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::broadcast;
 
 /// What can go wrong on the bus.
@@ -25,6 +28,13 @@ pub enum BusError {
     /// A message could not be encoded.
     #[error("cannot encode message: {0}")]
     Encode(#[from] serde_json::Error),
+    /// The broker is unreachable (or did not confirm) within the publish
+    /// timeout.
+    #[error("the message broker is unavailable")]
+    Unavailable,
+    /// The broker URL cannot be used.
+    #[error("queue.url: {0}")]
+    InvalidUrl(String),
 }
 
 /// A message taken from a queue, to acknowledge once its work is done.
@@ -44,6 +54,9 @@ pub struct Delivery<T> {
 pub enum Acker {
     /// In-process: nothing to settle.
     None,
+    /// A RabbitMQ delivery, acked on the channel it came from (and returned
+    /// to its queue if dropped unacked).
+    Amqp(rabbitmq::AmqpAcker),
 }
 
 impl<T> Delivery<T> {
@@ -59,6 +72,7 @@ impl<T> Delivery<T> {
     pub async fn ack(self) -> Result<(), BusError> {
         match self.acker {
             Acker::None => Ok(()),
+            Acker::Amqp(a) => a.ack().await,
         }
     }
 }
@@ -68,9 +82,12 @@ impl<T> Delivery<T> {
 pub enum Bus {
     /// Channels inside this process.
     InProcess(Arc<in_process::InProcessBus>),
+    /// A RabbitMQ broker shared by every process.
+    Rabbit(Arc<rabbitmq::RabbitBus>),
 }
 
-/// Capacities of the in-process channels.
+/// Capacities of the in-process channels (RabbitMQ uses `events` and
+/// `schedule` for its local fan-out rings).
 #[derive(Debug, Clone, Copy)]
 pub struct Capacities {
     /// Jobs waiting for a worker.
@@ -89,10 +106,26 @@ impl Bus {
         Bus::InProcess(Arc::new(in_process::InProcessBus::new(caps)))
     }
 
+    /// A RabbitMQ bus; it connects once its [`Bus::maintenance`] task runs.
+    /// Fails only on an unusable URL.
+    pub fn rabbit(opts: rabbitmq::RabbitOptions) -> Result<Self, BusError> {
+        Ok(Bus::Rabbit(Arc::new(rabbitmq::RabbitBus::new(opts)?)))
+    }
+
+    /// The task that keeps a broker connection up, to run under the
+    /// supervisor in the transport stage; `None` for the in-process bus.
+    pub fn maintenance(&self) -> Option<rabbitmq::Maintenance> {
+        match self {
+            Bus::InProcess(_) => None,
+            Bus::Rabbit(b) => Some(rabbitmq::Maintenance(Arc::clone(b))),
+        }
+    }
+
     /// Queues a check job, waiting while the queue is full.
     pub async fn publish_job(&self, job: CheckJob) -> Result<(), BusError> {
         match self {
             Bus::InProcess(b) => b.publish_job(job).await,
+            Bus::Rabbit(b) => b.publish_job(job).await,
         }
     }
 
@@ -100,6 +133,7 @@ impl Bus {
     pub fn consume_jobs(&self) -> Result<Consumer<CheckJob>, BusError> {
         match self {
             Bus::InProcess(b) => b.consume_jobs().map(Consumer::InProcess),
+            Bus::Rabbit(b) => Ok(Consumer::Rabbit(Box::new(b.consume_jobs()))),
         }
     }
 
@@ -107,6 +141,7 @@ impl Bus {
     pub async fn publish_result(&self, result: CheckResult) -> Result<(), BusError> {
         match self {
             Bus::InProcess(b) => b.publish_result(result).await,
+            Bus::Rabbit(b) => b.publish_result(result).await,
         }
     }
 
@@ -114,6 +149,7 @@ impl Bus {
     pub fn consume_results(&self) -> Result<Consumer<CheckResult>, BusError> {
         match self {
             Bus::InProcess(b) => b.consume_results().map(Consumer::InProcess),
+            Bus::Rabbit(b) => Ok(Consumer::Rabbit(Box::new(b.consume_results()))),
         }
     }
 
@@ -126,6 +162,7 @@ impl Bus {
                 b.publish_event(text);
                 Ok(())
             }
+            Bus::Rabbit(b) => b.publish_event(text).await,
         }
     }
 
@@ -133,6 +170,7 @@ impl Bus {
     pub fn subscribe_events(&self) -> broadcast::Receiver<Arc<str>> {
         match self {
             Bus::InProcess(b) => b.subscribe_events(),
+            Bus::Rabbit(b) => b.subscribe_events(),
         }
     }
 
@@ -143,6 +181,7 @@ impl Bus {
                 b.publish_schedule(update);
                 Ok(())
             }
+            Bus::Rabbit(b) => b.publish_schedule(update).await,
         }
     }
 
@@ -151,6 +190,7 @@ impl Bus {
     pub fn subscribe_schedule(&self) -> broadcast::Receiver<ScheduleUpdate> {
         match self {
             Bus::InProcess(b) => b.subscribe_schedule(),
+            Bus::Rabbit(b) => b.subscribe_schedule(),
         }
     }
 
@@ -158,6 +198,26 @@ impl Bus {
     pub fn is_ready(&self) -> bool {
         match self {
             Bus::InProcess(_) => true,
+            Bus::Rabbit(b) => b.is_ready(),
+        }
+    }
+
+    /// Waits up to `within` until the bus is ready and every subscription
+    /// this process made is live on the broker (a broker-side subscription
+    /// is bound shortly after `subscribe_*` returns). Whether it got there.
+    pub async fn ready(&self, within: Duration) -> bool {
+        let Bus::Rabbit(b) = self else {
+            return true;
+        };
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if b.subscriptions_ready() {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }
@@ -166,6 +226,8 @@ impl Bus {
 pub enum Consumer<T> {
     /// An in-process channel.
     InProcess(in_process::Consumer<T>),
+    /// A RabbitMQ queue consumer.
+    Rabbit(Box<rabbitmq::QueueConsumer<T>>),
 }
 
 impl<T> Consumer<T> {
@@ -173,6 +235,7 @@ impl<T> Consumer<T> {
     pub async fn next(&mut self) -> Option<Delivery<T>> {
         match self {
             Consumer::InProcess(c) => c.next().await.map(Delivery::local),
+            Consumer::Rabbit(c) => c.next().await,
         }
     }
 
@@ -180,6 +243,7 @@ impl<T> Consumer<T> {
     pub fn try_next(&mut self) -> Option<Delivery<T>> {
         match self {
             Consumer::InProcess(c) => c.try_next().map(Delivery::local),
+            Consumer::Rabbit(c) => c.try_next(),
         }
     }
 }

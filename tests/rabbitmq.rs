@@ -1,0 +1,594 @@
+//! The RabbitMQ bus against a real broker (127.0.0.1:5672 unless
+//! `HEALTHMON_TEST_RABBITMQ_URL` says otherwise), at the library level.
+//!
+//! Each test uses its own `queue.prefix` (`t_<unique>`) and deletes its
+//! queues and exchanges at the end. Under `CI=true` an unreachable broker
+//! fails the tests; elsewhere they are skipped with a loud message. The
+//! broker-restart test (`rabbitmqctl stop_app` / `start_app`) runs unless
+//! `HEALTHMON_SKIP_BROKER_RESTART=1`; it takes the broker exclusively, so the
+//! other tests in this file wait for it (and it for them).
+
+use amqprs::BasicProperties;
+use amqprs::channel::{
+    BasicGetArguments, BasicPublishArguments, Channel, ExchangeDeleteArguments,
+    QueueDeclareArguments, QueueDeleteArguments,
+};
+use amqprs::connection::{Connection, OpenConnectionArguments};
+use healthmon::bus::rabbitmq::{Names, RabbitOptions};
+use healthmon::bus::{Bus, BusError, Capacities};
+use healthmon::domain::event::ScheduleUpdate;
+use healthmon::domain::time::now_ms;
+use healthmon::domain::{CheckJob, CheckResult, Event, Status};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+use tokio::sync::RwLock;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, timeout};
+use tokio_util::sync::CancellationToken;
+
+const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+/// Long enough for anything that should happen on a healthy local broker.
+const SOON: Duration = Duration::from_secs(10);
+/// How long "nothing more arrives" is watched for.
+const QUIET: Duration = Duration::from_millis(400);
+
+/// Shared by the ordinary tests, exclusive for the broker restart.
+static BROKER: RwLock<()> = RwLock::const_new(());
+
+fn url() -> String {
+    std::env::var("HEALTHMON_TEST_RABBITMQ_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned())
+}
+
+/// Plain connection arguments for the test's own amqprs connections.
+fn raw_args(url: &str) -> OpenConnectionArguments {
+    let u = url::Url::parse(url).expect("a valid test broker URL");
+    let vhost = match u.path() {
+        "" | "/" | "/%2f" | "/%2F" => "/".to_owned(),
+        p => p[1..].to_owned(),
+    };
+    let mut args = OpenConnectionArguments::new(
+        u.host_str().unwrap_or("127.0.0.1"),
+        u.port().unwrap_or(5672),
+        if u.username().is_empty() {
+            "guest"
+        } else {
+            u.username()
+        },
+        u.password().unwrap_or("guest"),
+    );
+    args.virtual_host(&vhost);
+    args
+}
+
+/// The broker URL, or `None` (skip) when it is unreachable outside CI.
+async fn broker() -> Option<String> {
+    let url = url();
+    let why = match timeout(Duration::from_secs(5), Connection::open(&raw_args(&url))).await {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            return Some(url);
+        }
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "no answer within 5 s".to_owned(),
+    };
+    let shown = url.split('@').next_back().unwrap_or_default();
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "RabbitMQ at {shown} is required under CI=true: {why}"
+    );
+    eprintln!("!!! SKIPPING a RabbitMQ test: {shown} unreachable ({why}) !!!");
+    None
+}
+
+fn unique_prefix() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "t_{}_{}_{}",
+        std::process::id(),
+        now_ms(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn options(url: &str, prefix: &str) -> RabbitOptions {
+    let caps = Capacities {
+        jobs: 64,
+        results: 64,
+        events: 64,
+        schedule: 64,
+    };
+    let mut opts = RabbitOptions::new(url, prefix, 4, 16, caps);
+    opts.publish_timeout = Duration::from_secs(2);
+    opts
+}
+
+/// One "process": a bus and its supervised-style maintenance task.
+struct Node {
+    bus: Bus,
+    token: CancellationToken,
+    task: JoinHandle<Result<(), BusError>>,
+}
+
+impl Node {
+    async fn start(opts: RabbitOptions) -> Node {
+        let bus = Bus::rabbit(opts).expect("a usable URL");
+        let maintenance = bus.maintenance().expect("a broker bus has maintenance");
+        let token = CancellationToken::new();
+        let task = tokio::spawn(maintenance.run(token.clone()));
+        assert!(bus.ready(SOON).await, "the bus did not connect");
+        Node { bus, token, task }
+    }
+
+    async fn stop(self) {
+        self.token.cancel();
+        let ended = timeout(SOON, self.task).await.expect("maintenance stops");
+        ended.expect("no panic").expect("a clean stop");
+        assert!(!self.bus.is_ready());
+    }
+}
+
+fn job(id: i64, interval_ms: i64) -> CheckJob {
+    CheckJob {
+        service_id: id,
+        url: "http://127.0.0.1:1/".into(),
+        timeout_ms: 1000,
+        interval_ms,
+        expected_statuses: None,
+        scheduled_at: now_ms(),
+    }
+}
+
+fn result(id: i64) -> CheckResult {
+    CheckResult {
+        service_id: id,
+        scheduled_at: now_ms(),
+        status: Status::Up,
+        latency_ms: 3,
+        status_code: Some(200),
+        error: None,
+        checked_at: now_ms(),
+    }
+}
+
+fn event(id: i64) -> Event {
+    Event::Check {
+        service_id: id,
+        name: format!("svc{id}"),
+        status: Status::Down,
+        latency: 5,
+        status_code: None,
+        error: Some("refused".into()),
+        checked_at: 1_000,
+    }
+}
+
+async fn raw_channel(url: &str) -> (Connection, Channel) {
+    let conn = Connection::open(&raw_args(url)).await.expect("connect");
+    let ch = conn.open_channel(None).await.expect("channel");
+    (conn, ch)
+}
+
+/// Messages ready in a queue (a passive declare).
+async fn ready_count(ch: &Channel, queue: &str) -> u32 {
+    let (_, n, _) = ch
+        .queue_declare(QueueDeclareArguments::new(queue).passive(true).finish())
+        .await
+        .expect("the queue exists")
+        .expect("declare-ok");
+    n
+}
+
+async fn wait_count(ch: &Channel, queue: &str, want: u32) {
+    let deadline = Instant::now() + SOON;
+    loop {
+        let n = ready_count(ch, queue).await;
+        if n == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{queue} holds {n} messages, not {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Deletes what a test's prefix declared.
+async fn delete_topology(url: &str, prefix: &str) {
+    let names = Names::new(prefix);
+    let (conn, ch) = raw_channel(url).await;
+    for q in [&names.jobs, &names.results, &names.dead] {
+        let _ = ch.queue_delete(QueueDeleteArguments::new(q)).await;
+    }
+    for x in [&names.events, &names.schedule, &names.dead] {
+        let _ = ch.exchange_delete(ExchangeDeleteArguments::new(x)).await;
+    }
+    let _ = conn.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_is_delivered_once_and_comes_back_when_its_consumer_goes_away() {
+    let Some(url) = broker().await else { return };
+    let _shared = BROKER.read().await;
+    let prefix = unique_prefix();
+    let node = Node::start(options(&url, &prefix)).await;
+
+    node.bus.publish_job(job(1, 60_000)).await.unwrap();
+    let mut first = node.bus.consume_jobs().unwrap();
+    let d = timeout(SOON, first.next()).await.unwrap().unwrap();
+    assert_eq!(d.msg.service_id, 1);
+    assert!(
+        timeout(QUIET, first.next()).await.is_err(),
+        "a job is delivered once"
+    );
+
+    // The consumer goes (a worker dies mid-check) with the job unacked.
+    drop(first);
+    drop(d);
+    let mut second = node.bus.consume_jobs().unwrap();
+    let again = timeout(SOON, second.next()).await.unwrap().unwrap();
+    assert_eq!(again.msg.service_id, 1, "the unacked job is redelivered");
+    again.ack().await.unwrap();
+    assert!(timeout(QUIET, second.next()).await.is_err());
+    drop(second);
+
+    // Acked for good: a new consumer gets nothing.
+    let mut third = node.bus.consume_jobs().unwrap();
+    assert!(timeout(QUIET, third.next()).await.is_err());
+    drop(third);
+    node.stop().await;
+    delete_topology(&url, &prefix).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_are_delivered_once_and_come_back_when_unacked() {
+    let Some(url) = broker().await else { return };
+    let _shared = BROKER.read().await;
+    let prefix = unique_prefix();
+    let node = Node::start(options(&url, &prefix)).await;
+
+    for id in 1..=3 {
+        node.bus.publish_result(result(id)).await.unwrap();
+    }
+    let mut first = node.bus.consume_results().unwrap();
+    let mut got = vec![timeout(SOON, first.next()).await.unwrap().unwrap()];
+    // The recorder's batching path: what has arrived, without waiting.
+    let deadline = Instant::now() + SOON;
+    while got.len() < 3 {
+        match first.try_next() {
+            Some(d) => got.push(d),
+            None => {
+                assert!(Instant::now() < deadline, "only {} results", got.len());
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    let mut ids: Vec<i64> = got.iter().map(|d| d.msg.service_id).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, [1, 2, 3]);
+    assert!(timeout(QUIET, first.next()).await.is_err());
+
+    // Ack one; drop the others unacked (the recorder could not commit).
+    let mut got = got.into_iter();
+    let acked = got.next().unwrap();
+    let acked_id = acked.msg.service_id;
+    acked.ack().await.unwrap();
+    drop(got);
+    let mut back = Vec::new();
+    for _ in 0..2 {
+        back.push(timeout(SOON, first.next()).await.unwrap().unwrap());
+    }
+    let mut back_ids: Vec<i64> = back.iter().map(|d| d.msg.service_id).collect();
+    back_ids.sort_unstable();
+    let mut want: Vec<i64> = [1, 2, 3].into_iter().filter(|i| *i != acked_id).collect();
+    want.sort_unstable();
+    assert_eq!(
+        back_ids, want,
+        "the unacked results come back, the acked one not"
+    );
+
+    // The consumer goes with them unacked: the next consumer gets them.
+    drop(first);
+    drop(back);
+    let mut second = node.bus.consume_results().unwrap();
+    for _ in 0..2 {
+        let d = timeout(SOON, second.next()).await.unwrap().unwrap();
+        assert_ne!(d.msg.service_id, acked_id);
+        d.ack().await.unwrap();
+    }
+    assert!(timeout(QUIET, second.next()).await.is_err());
+    drop(second);
+    node.stop().await;
+    delete_topology(&url, &prefix).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_job_expires_on_the_bus() {
+    let Some(url) = broker().await else { return };
+    let _shared = BROKER.read().await;
+    let prefix = unique_prefix();
+    let node = Node::start(options(&url, &prefix)).await;
+
+    node.bus.publish_job(job(1, 200)).await.unwrap();
+    // The job's life is its interval, 200 ms; it is looked for at 500 ms.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    node.bus.publish_job(job(2, 60_000)).await.unwrap();
+    let mut c = node.bus.consume_jobs().unwrap();
+    let d = timeout(SOON, c.next()).await.unwrap().unwrap();
+    assert_eq!(d.msg.service_id, 2, "the expired job is never delivered");
+    d.ack().await.unwrap();
+    assert!(timeout(QUIET, c.next()).await.is_err());
+
+    // Expired jobs are dropped, not dead-lettered.
+    let (conn, ch) = raw_channel(&url).await;
+    assert_eq!(ready_count(&ch, &Names::new(&prefix).dead).await, 0);
+    let _ = conn.close().await;
+    drop(c);
+    node.stop().await;
+    delete_topology(&url, &prefix).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_reach_every_process_once() {
+    let Some(url) = broker().await else { return };
+    let _shared = BROKER.read().await;
+    let prefix = unique_prefix();
+    let a = Node::start(options(&url, &prefix)).await;
+    let b = Node::start(options(&url, &prefix)).await;
+    let mut on_a = a.bus.subscribe_events();
+    let mut on_b = b.bus.subscribe_events();
+    assert!(a.bus.ready(SOON).await && b.bus.ready(SOON).await);
+
+    let ev = event(8);
+    let want = serde_json::to_string(&ev).unwrap();
+    a.bus.publish_event(&ev).await.unwrap();
+    for rx in [&mut on_a, &mut on_b] {
+        let got = timeout(SOON, rx.recv()).await.unwrap().unwrap();
+        assert_eq!(&*got, want, "the same JSON as in-process");
+        assert!(
+            timeout(QUIET, rx.recv()).await.is_err(),
+            "each process sees an event once"
+        );
+    }
+    a.stop().await;
+    b.stop().await;
+    delete_topology(&url, &prefix).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedule_updates_fan_out_to_every_process() {
+    let Some(url) = broker().await else { return };
+    let _shared = BROKER.read().await;
+    let prefix = unique_prefix();
+    let a = Node::start(options(&url, &prefix)).await;
+    let b = Node::start(options(&url, &prefix)).await;
+    let mut on_a = a.bus.subscribe_schedule();
+    let mut on_b = b.bus.subscribe_schedule();
+    assert!(a.bus.ready(SOON).await && b.bus.ready(SOON).await);
+
+    // A new subscription may have missed updates: it starts with a resync.
+    for rx in [&mut on_a, &mut on_b] {
+        let first = timeout(SOON, rx.recv()).await.unwrap().unwrap();
+        assert_eq!(first, ScheduleUpdate::Resync);
+    }
+    b.bus
+        .publish_schedule(ScheduleUpdate::Remove { id: 42 })
+        .await
+        .unwrap();
+    for rx in [&mut on_a, &mut on_b] {
+        let got = timeout(SOON, rx.recv()).await.unwrap().unwrap();
+        assert_eq!(got, ScheduleUpdate::Remove { id: 42 });
+        assert!(timeout(QUIET, rx.recv()).await.is_err());
+    }
+    a.stop().await;
+    b.stop().await;
+    delete_topology(&url, &prefix).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_goes_to_the_dead_letter_queue_and_the_line_moves_on() {
+    let Some(url) = broker().await else { return };
+    let _shared = BROKER.read().await;
+    let prefix = unique_prefix();
+    let names = Names::new(&prefix);
+    let node = Node::start(options(&url, &prefix)).await;
+
+    // Garbage, published by something that is not healthmon.
+    let (conn, ch) = raw_channel(&url).await;
+    let garbage = b"{not json".to_vec();
+    ch.basic_publish(
+        BasicProperties::default().with_delivery_mode(2).finish(),
+        garbage.clone(),
+        BasicPublishArguments::new("", &names.jobs),
+    )
+    .await
+    .unwrap();
+    wait_count(&ch, &names.jobs, 1).await;
+    node.bus.publish_job(job(7, 60_000)).await.unwrap();
+
+    let mut c = node.bus.consume_jobs().unwrap();
+    let d = timeout(SOON, c.next()).await.unwrap().unwrap();
+    assert_eq!(d.msg.service_id, 7, "the good job behind the garbage");
+    d.ack().await.unwrap();
+    wait_count(&ch, &names.dead, 1).await;
+    let (_, props, body) = ch
+        .basic_get(BasicGetArguments::new(&names.dead).no_ack(true).finish())
+        .await
+        .unwrap()
+        .expect("a dead letter");
+    assert_eq!(body, garbage);
+    assert!(header(&props, "x-healthmon-reason").starts_with("undecodable"));
+    assert_eq!(header(&props, "x-healthmon-queue"), names.jobs);
+
+    // A job that keeps coming back (its check kills the worker, say) is
+    // delivered `max_deliveries` (5) times, then moved aside.
+    node.bus.publish_job(job(9, 60_000)).await.unwrap();
+    let mut deliveries = 0;
+    while let Ok(Some(d)) = timeout(Duration::from_secs(2), c.next()).await {
+        assert_eq!(d.msg.service_id, 9);
+        deliveries += 1;
+        assert!(deliveries <= 5, "delivered more than 5 times");
+        drop(d); // unacked: back to the queue
+    }
+    assert_eq!(deliveries, 5);
+    wait_count(&ch, &names.dead, 1).await;
+    let (_, props, body) = ch
+        .basic_get(BasicGetArguments::new(&names.dead).no_ack(true).finish())
+        .await
+        .unwrap()
+        .expect("a dead letter");
+    let dead: CheckJob = serde_json::from_slice(&body).unwrap();
+    assert_eq!(dead.service_id, 9);
+    assert!(header(&props, "x-healthmon-reason").starts_with("delivered more than"));
+
+    // And the line still moves.
+    node.bus.publish_job(job(10, 60_000)).await.unwrap();
+    let d = timeout(SOON, c.next()).await.unwrap().unwrap();
+    assert_eq!(d.msg.service_id, 10);
+    d.ack().await.unwrap();
+    let _ = conn.close().await;
+    drop(c);
+    node.stop().await;
+    delete_topology(&url, &prefix).await;
+}
+
+fn header(props: &BasicProperties, key: &str) -> String {
+    let value = props
+        .headers()
+        .and_then(|h| h.get(&key.try_into().unwrap()))
+        .unwrap_or_else(|| panic!("no {key} header"));
+    <&str>::try_from(value)
+        .map(str::to_owned)
+        .unwrap_or_else(|_| panic!("{key} is {value:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_url_is_refused_at_once() {
+    let caps = Capacities {
+        jobs: 1,
+        results: 1,
+        events: 1,
+        schedule: 1,
+    };
+    for url in ["amqps://h/", "amqp://", "kafka://h/"] {
+        let opts = RabbitOptions::new(url, "p", 1, 1, caps);
+        assert!(
+            matches!(Bus::rabbit(opts), Err(BusError::InvalidUrl(_))),
+            "{url}"
+        );
+    }
+}
+
+/// Runs `rabbitmqctl start_app` on drop unless disarmed, so a failing
+/// restart test never leaves the broker stopped.
+struct StartAppOnDrop(bool);
+
+impl Drop for StartAppOnDrop {
+    fn drop(&mut self) {
+        if self.0 {
+            let _ = rabbitmqctl("start_app");
+        }
+    }
+}
+
+fn rabbitmqctl(cmd: &str) -> std::process::ExitStatus {
+    Command::new("rabbitmqctl")
+        .arg(cmd)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run rabbitmqctl {cmd}: {e}"))
+}
+
+async fn until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    start.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bus_comes_back_by_itself_after_a_broker_restart() {
+    if std::env::var("HEALTHMON_SKIP_BROKER_RESTART").as_deref() == Ok("1") {
+        eprintln!("!!! SKIPPING the broker restart test (HEALTHMON_SKIP_BROKER_RESTART=1) !!!");
+        return;
+    }
+    let Some(url) = broker().await else { return };
+    let _exclusive = BROKER.write().await;
+    let prefix = unique_prefix();
+    let mut opts = options(&url, &prefix);
+    opts.publish_timeout = Duration::from_secs(1);
+    let node = Node::start(opts).await;
+    let mut schedule = node.bus.subscribe_schedule();
+    let mut events = node.bus.subscribe_events();
+    assert!(node.bus.ready(SOON).await);
+    assert_eq!(
+        timeout(SOON, schedule.recv()).await.unwrap().unwrap(),
+        ScheduleUpdate::Resync
+    );
+    let mut jobs = node.bus.consume_jobs().unwrap();
+    node.bus.publish_job(job(1, 60_000)).await.unwrap();
+    timeout(SOON, jobs.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .ack()
+        .await
+        .unwrap();
+
+    let mut guard = StartAppOnDrop(true);
+    let stopping = Instant::now();
+    assert!(rabbitmqctl("stop_app").success());
+    let stop_app_took = stopping.elapsed();
+    let down_after_return = until("is_ready goes false", Duration::from_secs(30), || {
+        !node.bus.is_ready()
+    })
+    .await;
+
+    // While the broker is away, publishing fails in bounded time.
+    let t = Instant::now();
+    let sent = node.bus.publish_job(job(2, 60_000)).await;
+    assert!(matches!(sent, Err(BusError::Unavailable)), "{sent:?}");
+    let publish_wait = t.elapsed();
+    assert!(publish_wait < Duration::from_secs(3), "{publish_wait:?}");
+    assert!(node.bus.publish_event(&event(1)).await.is_err());
+
+    let starting = Instant::now();
+    assert!(rabbitmqctl("start_app").success());
+    guard.0 = false;
+    let start_app_took = starting.elapsed();
+    let after_return = until("is_ready comes back", Duration::from_secs(60), || {
+        node.bus.is_ready()
+    })
+    .await;
+
+    // Subscriptions are re-bound and the scheduler is told to resync.
+    assert_eq!(
+        timeout(SOON, schedule.recv()).await.unwrap().unwrap(),
+        ScheduleUpdate::Resync
+    );
+    assert!(node.bus.ready(SOON).await);
+
+    // Publishing and consuming work again, with the same consumer.
+    let t = Instant::now();
+    node.bus.publish_job(job(3, 60_000)).await.unwrap();
+    let d = timeout(SOON, jobs.next()).await.unwrap().unwrap();
+    assert_eq!(d.msg.service_id, 3);
+    d.ack().await.unwrap();
+    let first_job = t.elapsed();
+    let ev = event(4);
+    node.bus.publish_event(&ev).await.unwrap();
+    let got = timeout(SOON, events.recv()).await.unwrap().unwrap();
+    assert_eq!(&*got, serde_json::to_string(&ev).unwrap());
+    eprintln!(
+        "broker restart: stop_app took {stop_app_took:?}, is_ready false {down_after_return:?} \
+         after it returned; \
+         publish gave up after {publish_wait:?}; start_app took {start_app_took:?}, ready again \
+         {after_return:?} after it returned; first job round trip after {first_job:?}"
+    );
+    drop(jobs);
+    node.stop().await;
+    delete_topology(&url, &prefix).await;
+}
