@@ -592,3 +592,41 @@ async fn the_bus_comes_back_by_itself_after_a_broker_restart() {
     node.stop().await;
     delete_topology(&url, &prefix).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduler_rides_out_a_broker_it_cannot_reach() {
+    // No broker at all (nothing listens on port 1, and no maintenance task
+    // runs): every publish gives up after its bounded wait.
+    let mut opts = options("amqp://guest:guest@127.0.0.1:1/", &unique_prefix());
+    opts.publish_timeout = Duration::from_millis(100);
+    let bus = Bus::rabbit(opts).unwrap();
+    let t = Instant::now();
+    let sent = bus.publish_job(job(1, 1000)).await;
+    assert!(matches!(sent, Err(BusError::Unavailable)), "{sent:?}");
+    assert!(t.elapsed() < Duration::from_secs(2));
+    assert!(!bus.is_ready());
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = healthmon::config::DatabaseUrl::Sqlite(dir.path().join("t.db"));
+    let store = healthmon::store::Store::open(&db, 1).await.unwrap();
+    let spec = healthmon::domain::ServiceSpec {
+        name: "s".into(),
+        url: "http://127.0.0.1:1/".into(),
+        interval: 1,
+        timeout: 1,
+        paused: false,
+        expected_statuses: None,
+    };
+    store.create_service(&spec, now_ms()).await.unwrap();
+    let token = CancellationToken::new();
+    let run = healthmon::scheduler::run(store, bus, token.clone());
+    tokio::pin!(run);
+    // Due at once and every second after: several publishes fail meanwhile.
+    let window = tokio::time::sleep(Duration::from_millis(2500));
+    tokio::select! {
+        ended = &mut run => panic!("the scheduler stopped: {ended:?}"),
+        () = window => {}
+    }
+    token.cancel();
+    timeout(SOON, run).await.unwrap().unwrap();
+}
