@@ -55,7 +55,11 @@ pub async fn run(
         };
         if delivery.msg.is_stale(now_ms()) {
             tracing::debug!(service_id = delivery.msg.service_id, "dropping a stale job");
-            delivery.ack().await?;
+            // A failed ack (the broker connection just went) only means the
+            // job comes back, stale again, to be dropped then.
+            if let Err(e) = delivery.ack().await {
+                tracing::debug!(error = %e, "cannot acknowledge a stale job");
+            }
             continue;
         }
         let bus = bus.clone();
