@@ -297,24 +297,20 @@ async fn run_active(
             () = tokio::time::sleep(wait) => {
                 let due = schedule.take_due(now_ms());
                 let count = due.len();
-                for (i, job) in due.into_iter().enumerate() {
-                    let sent = tokio::select! {
-                        () = shutdown.cancelled() => return Ok(()),
-                        sent = bus.publish_job(job) => sent,
-                    };
-                    match sent {
-                        Ok(()) => {}
-                        // The broker is away (a bounded wait ran out): these
-                        // checks are skipped, not retried; every service is
-                        // already rescheduled at its next slot, which is what
-                        // a late job would have duplicated anyway.
-                        Err(crate::bus::BusError::Unavailable) => {
-                            tracing::warn!(skipped = count - i,
-                                "the bus is unavailable; skipping due checks");
-                            break;
-                        }
-                        Err(e) => return Err(e.into()),
+                let sent = tokio::select! {
+                    () = shutdown.cancelled() => return Ok(()),
+                    sent = bus.publish_jobs(due) => sent,
+                };
+                match sent {
+                    Ok(()) => {}
+                    // The broker is away (a bounded wait ran out): these
+                    // checks are skipped, not retried; every service is
+                    // already rescheduled at its next slot, which is what a
+                    // late job would have duplicated anyway.
+                    Err(crate::bus::BusError::Unavailable) => {
+                        tracing::warn!(due = count, "the bus is unavailable; skipping due checks");
                     }
+                    Err(e) => return Err(e.into()),
                 }
             }
         }

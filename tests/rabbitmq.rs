@@ -242,6 +242,35 @@ async fn a_job_is_delivered_once_and_comes_back_when_its_consumer_goes_away() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_published_together_all_arrive_once() {
+    let Some(url) = broker().await else { return };
+    let _shared = BROKER.read().await;
+    let prefix = unique_prefix();
+    let node = Node::start(options(&url, &prefix)).await;
+
+    let t = Instant::now();
+    node.bus
+        .publish_jobs((0..1500).map(|id| job(id, 60_000)).collect())
+        .await
+        .unwrap();
+    let published = t.elapsed();
+    let mut c = node.bus.consume_jobs().unwrap();
+    let mut seen = vec![false; 1500];
+    for _ in 0..1500 {
+        let d = timeout(SOON, c.next()).await.unwrap().unwrap();
+        let id = d.msg.service_id as usize;
+        assert!(!seen[id], "job {id} twice");
+        seen[id] = true;
+        d.ack().await.unwrap();
+    }
+    assert!(timeout(QUIET, c.next()).await.is_err());
+    eprintln!("1,500 confirmed jobs published together in {published:?}");
+    drop(c);
+    node.stop().await;
+    delete_topology(&url, &prefix).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_are_delivered_once_and_come_back_when_unacked() {
     let Some(url) = broker().await else { return };
     let _shared = BROKER.read().await;

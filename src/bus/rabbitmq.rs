@@ -335,6 +335,19 @@ impl RabbitBus {
             .await
     }
 
+    /// Publishes jobs concurrently, a bounded number at a time.
+    pub(super) async fn publish_jobs(&self, jobs: Vec<CheckJob>) -> Result<(), BusError> {
+        const AT_ONCE: usize = 512;
+        let mut jobs = jobs.into_iter().peekable();
+        while jobs.peek().is_some() {
+            let chunk = jobs.by_ref().take(AT_ONCE).map(|job| self.publish_job(job));
+            for sent in futures_util::future::join_all(chunk).await {
+                sent?;
+            }
+        }
+        Ok(())
+    }
+
     pub(super) async fn publish_result(&self, result: CheckResult) -> Result<(), BusError> {
         let body = serde_json::to_vec(&result)?;
         let props = BasicProperties::default()
