@@ -239,6 +239,7 @@ fn http_task(listener: std::net::TcpListener, store: Store, bus: Bus, settings: 
     let max_logs_limit = settings.api.max_logs_limit;
     let max_services = settings.api.max_services;
     let open_without_keys = anonymous_allowed(settings);
+    let loopback_only = !settings.auth.allow_anonymous;
     // Shared across restarts: a restarted server must not admit more
     // clients, forget keys or reset callers' write budgets.
     let ws_slots = Arc::new(Semaphore::new(ws.max_clients));
@@ -257,6 +258,7 @@ fn http_task(listener: std::net::TcpListener, store: Store, bus: Bus, settings: 
             shutdown: token.clone(),
             keys: Arc::clone(&keys),
             open_without_keys,
+            loopback_only,
             write_limit: Arc::clone(&write_limit),
             max_services,
         };

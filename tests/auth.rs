@@ -340,3 +340,33 @@ async fn the_number_of_services_and_websocket_clients_is_capped() {
     .await;
     let _ = json!({});
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyless_loopback_server_refuses_foreign_host_names() {
+    let m = Monitor::start();
+    let port = m.addr.rsplit(':').next().expect("port").to_owned();
+    let ask = |host: String| m.http.get(m.url("/services")).header("host", host).send();
+    // A page from evil.example re-pointed at 127.0.0.1 (DNS rebinding).
+    let rebound = ask(format!("evil.example:{port}")).await.expect("GET");
+    assert_eq!(rebound.status(), 403);
+    for host in [
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        format!("[::1]:{port}"),
+    ] {
+        assert_eq!(
+            ask(host.clone()).await.expect("GET").status(),
+            200,
+            "{host}"
+        );
+    }
+    // Probes stay open to any name.
+    let probe = m
+        .http
+        .get(m.url("/healthz"))
+        .header("host", "evil.example")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(probe.status(), 200);
+}

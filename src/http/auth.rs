@@ -42,6 +42,27 @@ fn bearer(req: &ServiceRequest) -> Option<String> {
     None
 }
 
+/// Whether the request names a loopback host (`localhost`, `127.x`, `::1`).
+fn host_is_loopback(req: &ServiceRequest) -> bool {
+    let Some(host) = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+    else {
+        // HTTP/1.0 without Host: only local tools send that.
+        return true;
+    };
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or_default()
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// The middleware.
 pub async fn guard(
     req: ServiceRequest,
@@ -60,7 +81,20 @@ pub async fn guard(
         .await
         .map_err(ApiError::from)?
     {
-        Verdict::NoKeys if state.open_without_keys => None,
+        Verdict::NoKeys if state.open_without_keys => {
+            if state.loopback_only && !host_is_loopback(&req) {
+                // A page on some web site whose name was re-pointed at
+                // 127.0.0.1 (DNS rebinding) reaches a keyless laptop monitor
+                // with its own name in Host: refuse it.
+                return Err(ApiError::Forbidden(
+                    "without API keys this server answers only requests to a loopback host \
+                     name (localhost, 127.0.0.1, [::1])"
+                        .into(),
+                )
+                .into());
+            }
+            None
+        }
         Verdict::NoKeys | Verdict::Unknown => {
             return Err(ApiError::Unauthorized(if token.is_some() {
                 "the token is not a valid API key".into()

@@ -41,6 +41,9 @@ pub struct AppState {
     pub keys: Arc<crate::auth::KeyRing>,
     /// Whether the API is open while no key exists.
     pub open_without_keys: bool,
+    /// Open only because the bind is loopback: then requests must also name
+    /// a loopback host (DNS-rebinding protection).
+    pub loopback_only: bool,
     /// Rate limit on writes.
     pub write_limit: Arc<limit::RateLimiter>,
     /// Most services that may be registered.
