@@ -190,6 +190,11 @@ async fn load_all(store: &Store) -> Result<Schedule, SchedulerError> {
 /// checks that it still has it.
 pub const LEAD_CHECK_EVERY: Duration = Duration::from_secs(1);
 
+/// How often the active scheduler reloads everything from the store, to
+/// catch any change whose announcement was lost (an API process that could
+/// not reach the bus after committing).
+pub const RECONCILE_EVERY: Duration = Duration::from_secs(60);
+
 /// Runs the scheduler until `shutdown` is cancelled: waits (standing by)
 /// until this process holds the scheduler lock, schedules while it does, and
 /// stands by again if it loses it.
@@ -241,6 +246,8 @@ async fn run_active(
     let mut updates = bus.subscribe_schedule();
     let mut schedule = load_all(store).await?;
     let mut check_lead = tokio::time::interval(LEAD_CHECK_EVERY);
+    let mut reconcile =
+        tokio::time::interval_at(tokio::time::Instant::now() + RECONCILE_EVERY, RECONCILE_EVERY);
     // Set when updates may have been missed; the reload is retried until the
     // store answers, scheduling what is known meanwhile.
     let mut stale = false;
@@ -253,6 +260,10 @@ async fn run_active(
         tokio::select! {
             biased;
             () = shutdown.cancelled() => return Ok(()),
+            _ = reconcile.tick() => {
+                stale = true;
+                check_lead.reset_immediately();
+            }
             _ = check_lead.tick() => {
                 if !lead.still_held().await {
                     // The lock's connection is gone. Take it again if we can;

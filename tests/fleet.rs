@@ -66,8 +66,30 @@ impl Fleet {
         Monitor::start_args(dir, &self.env(), &args)
     }
 
+    /// Drops the database and this test's queues and exchanges.
     async fn finish(self) {
+        use amqprs::channel::{ExchangeDeleteArguments, QueueDeleteArguments};
+        use amqprs::connection::{Connection, OpenConnectionArguments};
         self.db.drop_db().await;
+        let args = OpenConnectionArguments::new("127.0.0.1", 5672, "guest", "guest");
+        if let Ok(conn) = Connection::open(&args).await
+            && let Ok(ch) = conn.open_channel(None).await
+        {
+            for q in ["jobs", "results", "dead"] {
+                let _ = ch
+                    .queue_delete(QueueDeleteArguments::new(&format!("{}.{q}", self.prefix)))
+                    .await;
+            }
+            for x in ["events", "schedule", "dead"] {
+                let _ = ch
+                    .exchange_delete(ExchangeDeleteArguments::new(&format!(
+                        "{}.{x}",
+                        self.prefix
+                    )))
+                    .await;
+            }
+            let _ = conn.close().await;
+        }
     }
 }
 
@@ -412,5 +434,56 @@ async fn a_websocket_on_one_api_sees_changes_made_through_another() {
         );
     }
     drop((first, second, worker));
+    fleet.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_messages_go_to_the_dead_letter_queue_and_checks_go_on() {
+    use amqprs::BasicProperties;
+    use amqprs::channel::{BasicPublishArguments, QueueDeclareArguments};
+    use amqprs::connection::{Connection, OpenConnectionArguments};
+    let _serial = SERIAL.lock().await;
+    let Some(fleet) = Fleet::new().await else {
+        return;
+    };
+    let target = Target::start().await;
+    let api = fleet.spawn("api,scheduler");
+    let worker = fleet.spawn("worker");
+    let ids = register_many(&api, &target.url("/ok"), 3, 1).await;
+    every_service_checked_after(&api, &ids, now_ms(), "checks before the poison").await;
+
+    // Garbage from something that is not healthmon, on both work queues.
+    let conn = Connection::open(&OpenConnectionArguments::new(
+        "127.0.0.1",
+        5672,
+        "guest",
+        "guest",
+    ))
+    .await
+    .expect("connect");
+    let ch = conn.open_channel(None).await.expect("channel");
+    for queue in ["jobs", "results"] {
+        ch.basic_publish(
+            BasicProperties::default().with_delivery_mode(2).finish(),
+            b"\xff not json".to_vec(),
+            BasicPublishArguments::new("", &format!("{}.{queue}", fleet.prefix)),
+        )
+        .await
+        .expect("publish");
+    }
+    let poisoned_at = now_ms();
+    let dead = format!("{}.dead", fleet.prefix);
+    eventually("both poison messages dead-lettered", || async {
+        let declared = ch
+            .queue_declare(QueueDeclareArguments::new(&dead).passive(true).finish())
+            .await
+            .ok()
+            .flatten();
+        declared.and_then(|(_, n, _)| (n == 2).then_some(()))
+    })
+    .await;
+    every_service_checked_after(&api, &ids, poisoned_at, "checks after the poison").await;
+    let _ = conn.close().await;
+    drop((api, worker));
     fleet.finish().await;
 }

@@ -42,16 +42,27 @@ pub async fn create(
     }
     let svc = state.store.create_service(&spec, now_ms()).await?;
     tracing::info!(service_id = svc.id, name = %svc.name, "service registered");
-    state
-        .bus
-        .publish_schedule(ScheduleUpdate::Upsert {
+    tell_scheduler(
+        &state,
+        ScheduleUpdate::Upsert {
             id: svc.id,
             spec: svc.spec(),
-        })
-        .await?;
+        },
+    )
+    .await;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/services/{}", svc.id)))
         .json(svc))
+}
+
+/// Announces a committed change to the scheduler. The change is already in
+/// the store, so a bus failure must not turn it into an error the client
+/// would retry: the scheduler catches up by its periodic reconcile (and at
+/// once after its own reconnect).
+async fn tell_scheduler(state: &AppState, update: ScheduleUpdate) {
+    if let Err(e) = state.bus.publish_schedule(update).await {
+        tracing::warn!(error = %e, "cannot announce a change to the scheduler; it will reconcile");
+    }
 }
 
 /// `GET /services`
@@ -144,13 +155,14 @@ async fn save(
 /// Tells the scheduler about a saved change and answers with the service.
 async fn announce(state: &AppState, svc: crate::domain::Service) -> Result<HttpResponse, ApiError> {
     tracing::info!(service_id = svc.id, "service updated");
-    state
-        .bus
-        .publish_schedule(ScheduleUpdate::Upsert {
+    tell_scheduler(
+        state,
+        ScheduleUpdate::Upsert {
             id: svc.id,
             spec: svc.spec(),
-        })
-        .await?;
+        },
+    )
+    .await;
     Ok(HttpResponse::Ok().json(svc))
 }
 
@@ -164,9 +176,6 @@ pub async fn delete(
         return Err(not_found(id));
     }
     tracing::info!(service_id = id, "service deleted");
-    state
-        .bus
-        .publish_schedule(ScheduleUpdate::Remove { id })
-        .await?;
+    tell_scheduler(&state, ScheduleUpdate::Remove { id }).await;
     Ok(HttpResponse::NoContent().finish())
 }
