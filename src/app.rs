@@ -264,23 +264,29 @@ fn http_task(listener: std::net::TcpListener, store: Store, bus: Bus, settings: 
         };
         let listener = listener.try_clone();
         let server_settings = server_settings.clone();
-        async move {
-            let server = http::server(state, listener?, &server_settings)?;
-            let handle = server.handle();
-            let mut running = tokio::spawn(server);
-            tokio::select! {
-                ended = &mut running => {
-                    ended??;
-                    Err::<(), TaskError>("the HTTP server stopped by itself".into())
-                }
-                () = token.cancelled() => {
-                    handle.stop(true).await;
-                    let _ = running.await;
-                    Ok(())
-                }
-            }
-        }
+        async move { serve_until(http::server(state, listener?, &server_settings)?, token).await }
     })
+}
+
+/// Runs an actix server until `token` is cancelled, then stops it
+/// gracefully. A server that ends by itself is a task failure.
+async fn serve_until(
+    server: actix_web::dev::Server,
+    token: CancellationToken,
+) -> Result<(), TaskError> {
+    let handle = server.handle();
+    let mut running = tokio::spawn(server);
+    tokio::select! {
+        ended = &mut running => {
+            ended??;
+            Err("the HTTP server stopped by itself".into())
+        }
+        () = token.cancelled() => {
+            handle.stop(true).await;
+            let _ = running.await;
+            Ok(())
+        }
+    }
 }
 
 /// The probe server of a process without the API: `/healthz` and `/readyz`
@@ -289,22 +295,7 @@ fn probe_task(listener: std::net::TcpListener, bus: Bus) -> Task {
     Task::new("probes", Stage::Intake, move |token: CancellationToken| {
         let listener = listener.try_clone();
         let bus = bus.clone();
-        async move {
-            let server = http::health::probe_server(bus, listener?)?;
-            let handle = server.handle();
-            let mut running = tokio::spawn(server);
-            tokio::select! {
-                ended = &mut running => {
-                    ended??;
-                    Err::<(), TaskError>("the probe server stopped by itself".into())
-                }
-                () = token.cancelled() => {
-                    handle.stop(true).await;
-                    let _ = running.await;
-                    Ok(())
-                }
-            }
-        }
+        async move { serve_until(http::health::probe_server(bus, listener?)?, token).await }
     })
 }
 

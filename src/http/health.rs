@@ -19,19 +19,20 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err("timed out".to_owned()),
         };
-    let bus_ready = state.bus.is_ready();
-    let mut down = Vec::new();
     if let Err(e) = &store {
         tracing::warn!(error = %e, "readiness: store is down");
-        down.push("store");
     }
-    if !bus_ready {
-        down.push("bus");
-    }
-    let checks = json!({
-        "store": if store.is_ok() { "ok" } else { "down" },
-        "bus": if bus_ready { "ok" } else { "down" },
-    });
+    readiness(&[("store", store.is_ok()), ("bus", state.bus.is_ready())])
+}
+
+/// 200 when every named dependency is up, else a 503 problem naming those
+/// that are down; `checks` lists each either way.
+fn readiness(deps: &[(&str, bool)]) -> HttpResponse {
+    let checks: serde_json::Map<String, serde_json::Value> = deps
+        .iter()
+        .map(|(name, up)| ((*name).to_owned(), json!(if *up { "ok" } else { "down" })))
+        .collect();
+    let down: Vec<&str> = deps.iter().filter(|(_, up)| !up).map(|(n, _)| *n).collect();
     if down.is_empty() {
         HttpResponse::Ok().json(json!({"status": "ready", "checks": checks}))
     } else {
@@ -68,17 +69,5 @@ pub fn probe_server(
 }
 
 async fn bus_ready(bus: web::Data<crate::bus::Bus>) -> HttpResponse {
-    if bus.is_ready() {
-        HttpResponse::Ok().json(json!({"status": "ready", "checks": {"bus": "ok"}}))
-    } else {
-        HttpResponse::ServiceUnavailable()
-            .content_type("application/problem+json")
-            .json(json!({
-                "type": "urn:healthmon:problem:not-ready",
-                "title": "Not ready",
-                "status": 503,
-                "detail": "unavailable: bus",
-                "checks": {"bus": "down"},
-            }))
-    }
+    readiness(&[("bus", bus.is_ready())])
 }
