@@ -246,8 +246,10 @@ async fn run_active(
     let mut updates = bus.subscribe_schedule();
     let mut schedule = load_all(store).await?;
     let mut check_lead = tokio::time::interval(LEAD_CHECK_EVERY);
-    let mut reconcile =
-        tokio::time::interval_at(tokio::time::Instant::now() + RECONCILE_EVERY, RECONCILE_EVERY);
+    let mut reconcile = tokio::time::interval_at(
+        tokio::time::Instant::now() + RECONCILE_EVERY,
+        RECONCILE_EVERY,
+    );
     // Set when updates may have been missed; the reload is retried until the
     // store answers, scheduling what is known meanwhile.
     let mut stale = false;
