@@ -181,6 +181,12 @@ impl App {
                 &self.settings,
             ));
         }
+        if self.roles.api {
+            // Bind this process's event feed now rather than at the first
+            // WebSocket client, so that client's snapshot-then-events stream
+            // has no gap while a broker queue is being set up.
+            drop(self.bus.subscribe_events());
+        }
         if let Some(listener) = self.probe_listener {
             tasks.push(probe_task(listener, self.bus.clone()));
         }

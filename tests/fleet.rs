@@ -487,3 +487,93 @@ async fn poison_messages_go_to_the_dead_letter_queue_and_checks_go_on() {
     drop((api, worker));
     fleet.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_starting_together_on_a_new_database_all_come_up() {
+    let _serial = SERIAL.lock().await;
+    let Some(fleet) = Fleet::new().await else {
+        return;
+    };
+    let fleet = Arc::new(fleet);
+    // Three processes race to migrate the fresh database.
+    let starters: Vec<_> = (0..3)
+        .map(|_| {
+            let fleet = Arc::clone(&fleet);
+            std::thread::spawn(move || fleet.spawn("api,scheduler"))
+        })
+        .collect();
+    let processes: Vec<Monitor> = starters
+        .into_iter()
+        .map(|t| t.join().expect("a process failed to start"))
+        .collect();
+    for p in &processes {
+        // Up at once; ready once its broker connection is.
+        eventually("each process ready", || async {
+            (p.get("/readyz").await.0 == 200).then_some(())
+        })
+        .await;
+    }
+    drop(processes);
+    if let Ok(fleet) = Arc::try_unwrap(fleet) {
+        fleet.finish().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_made_through_an_api_only_process_reaches_the_scheduler_at_once() {
+    let _serial = SERIAL.lock().await;
+    let Some(fleet) = Fleet::new().await else {
+        return;
+    };
+    let target = Target::start().await;
+    let scheduler = fleet.spawn("scheduler");
+    let api = fleet.spawn("api");
+    let worker = fleet.spawn("worker");
+    // Give the scheduler its lock first, so the change has to travel.
+    eventually("the scheduler to lead", || async {
+        scheduler
+            .log_text()
+            .contains("this process is the active scheduler")
+            .then_some(())
+    })
+    .await;
+    let created = Instant::now();
+    let svc = api
+        .register(service("travels", &target.url("/ok?travels"), 3600))
+        .await;
+    let id = svc["id"].as_i64().expect("id");
+    eventually("the first check", || async {
+        (target.hits("/ok?travels") > 0).then_some(())
+    })
+    .await;
+    eprintln!(
+        "a new service was checked {:?} after its POST on another process",
+        created.elapsed()
+    );
+    assert!(
+        created.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        created.elapsed()
+    );
+    // A PATCH through the same process moves the checks at once too.
+    let patched = Instant::now();
+    let (status, _) = api
+        .send_json(
+            reqwest::Method::PATCH,
+            &format!("/services/{id}"),
+            serde_json::json!({"url": target.url("/ok?moved")}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    eventually("the moved check", || async {
+        (target.hits("/ok?moved") > 0).then_some(())
+    })
+    .await;
+    assert!(
+        patched.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        patched.elapsed()
+    );
+    drop((scheduler, api, worker));
+    fleet.finish().await;
+}
