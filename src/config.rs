@@ -82,7 +82,7 @@ pub struct AuthSettings {
 pub struct ServerSettings {
     /// Listen address.
     pub bind: SocketAddr,
-    /// Seconds a request may take to arrive.
+    /// Seconds a request's headers may take to arrive.
     pub client_request_timeout_s: u64,
     /// Idle keep-alive seconds.
     pub keep_alive_s: u64,
