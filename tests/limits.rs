@@ -85,3 +85,35 @@ async fn oversized_headers_are_refused_and_change_nothing() {
     assert_eq!(status, 200);
     assert_eq!(list.as_array().map(Vec::len), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_trickles_in_is_cut_off_with_408_and_changes_nothing() {
+    let m = Monitor::start();
+    let mut sock = TcpStream::connect(&m.addr).await.expect("connect");
+    let head = format!(
+        "POST /services HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+         Content-Length: 1000\r\n\r\n{{\"name\":",
+        m.addr
+    );
+    sock.write_all(head.as_bytes()).await.expect("write");
+    // The rest of the body never comes; the server must answer by itself.
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    let read = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Ok(n) = sock.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            answer.extend_from_slice(&buf[..n]);
+            if answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the server kept waiting for the body");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    let (_, list) = m.get("/services").await;
+    assert_eq!(list.as_array().map(Vec::len), Some(0));
+}

@@ -8,6 +8,11 @@ use futures_util::StreamExt;
 /// Largest request body accepted, bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// Longest a body may take to arrive once its headers have: actix bounds
+/// only the head, so a client trickling a body would otherwise hold its
+/// connection and buffer for as long as it likes.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Reads and parses the body, or says exactly what is wrong with it.
 pub async fn read_json(
     req: &HttpRequest,
@@ -37,12 +42,18 @@ pub async fn read_json(
         return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
     }
     let mut body = web::BytesMut::with_capacity(declared.unwrap_or(1024).min(MAX_BODY_BYTES));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::BadBody(e.to_string()))?;
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
+    let read = async {
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| ApiError::BadBody(e.to_string()))?;
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
+            }
+            body.extend_from_slice(&chunk);
         }
-        body.extend_from_slice(&chunk);
-    }
+        Ok(())
+    };
+    tokio::time::timeout(BODY_TIMEOUT, read)
+        .await
+        .map_err(|_| ApiError::RequestTimeout(BODY_TIMEOUT.as_secs()))??;
     serde_json::from_slice(&body).map_err(|e| ApiError::MalformedJson(e.to_string()))
 }

@@ -37,6 +37,9 @@ pub enum ApiError {
     /// The method is not allowed on this path (405); lists those that are.
     #[error("method not allowed on this path; allowed: {0}")]
     MethodNotAllowed(&'static str),
+    /// The body did not arrive in time (408); seconds allowed.
+    #[error("the request body did not arrive within {0} s")]
+    RequestTimeout(u64),
     /// The request's headers are too large (431).
     #[error("the request headers are larger than {0} bytes")]
     HeadersTooLarge(usize),
@@ -103,6 +106,9 @@ impl ApiError {
             ApiError::Conflict(_) => ("urn:healthmon:problem:conflict", "Conflict"),
             ApiError::Forbidden(_) => ("urn:healthmon:problem:forbidden", "Forbidden"),
             ApiError::Unauthorized(_) => ("urn:healthmon:problem:unauthorized", "Unauthorized"),
+            ApiError::RequestTimeout(_) => {
+                ("urn:healthmon:problem:request-timeout", "Request timeout")
+            }
             ApiError::HeadersTooLarge(_) => (
                 "urn:healthmon:problem:headers-too-large",
                 "Request header fields too large",
@@ -142,6 +148,7 @@ impl ResponseError for ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::TooManyClients(_) | ApiError::Bus(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Store(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
