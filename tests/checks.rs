@@ -30,6 +30,21 @@ async fn a_200_is_up_with_its_status_code_and_a_500_is_down() {
     let m = Monitor::start();
     let ok = first_log(&m, &target.url("/ok"), json!({})).await;
     assert_eq!(ok["status"], "UP");
+    // The target is told when the check was due (epoch ms), at or before
+    // the request left.
+    let sent: Vec<i64> = target
+        .header_values("/ok", "x-healthmon-scheduled-at")
+        .iter()
+        .map(|v| v.parse().expect("epoch ms"))
+        .collect();
+    let arrived = chrono::Utc::now().timestamp_millis();
+    assert!(
+        !sent.is_empty()
+            && sent
+                .iter()
+                .all(|t| (arrived - 60_000..=arrived).contains(t)),
+        "{sent:?}"
+    );
     assert_eq!(ok["status_code"], 200);
     assert!(ok["error"].is_null());
     assert!(

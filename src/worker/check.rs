@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 /// At most this many redirects are followed; more is a DOWN check.
 pub const MAX_REDIRECTS: usize = 5;
 
+/// The request header carrying the check's due time (`scheduled_at`, epoch
+/// milliseconds), so a target can measure schedule lag as it sees it.
+pub const SCHEDULED_AT_HEADER: &str = "x-healthmon-scheduled-at";
+
 /// Runs checks with one shared HTTP client.
 #[derive(Clone)]
 pub struct Checker {
@@ -61,7 +65,7 @@ impl Checker {
     pub async fn run(&self, job: &CheckJob) -> CheckResult {
         let timeout = Duration::from_millis(job.timeout_ms.max(1) as u64);
         let start = Instant::now();
-        let outcome = tokio::time::timeout(timeout, self.fetch(&job.url)).await;
+        let outcome = tokio::time::timeout(timeout, self.fetch(&job.url, job.scheduled_at)).await;
         let elapsed = start.elapsed().as_millis() as i64;
         let (status, latency_ms, status_code, error) = match outcome {
             Err(_) => (
@@ -104,8 +108,12 @@ impl Checker {
     }
 
     /// Sends the request and reads up to the body cap, then drops the rest.
-    async fn fetch(&self, url: &str) -> Result<u16, FetchError> {
-        let request = self.client.get(url).build()?;
+    async fn fetch(&self, url: &str, scheduled_at: i64) -> Result<u16, FetchError> {
+        let request = self
+            .client
+            .get(url)
+            .header(SCHEDULED_AT_HEADER, scheduled_at)
+            .build()?;
         self.policy
             .check_url(request.url())
             .map_err(FetchError::Blocked)?;

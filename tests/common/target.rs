@@ -15,6 +15,8 @@ pub struct Target {
     /// `/switch` answers 200 while true, 503 while false.
     pub switch_up: Arc<AtomicBool>,
     hits: Arc<Mutex<HashMap<String, Vec<Instant>>>>,
+    /// Request heads per path, in arrival order.
+    heads: Arc<Mutex<HashMap<String, Vec<String>>>>,
     /// How many times `/big` was sent in full (the client read it all).
     pub big_sent_in_full: Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -33,6 +35,7 @@ impl Target {
             addr: listener.local_addr().expect("addr"),
             switch_up: Arc::new(AtomicBool::new(true)),
             hits: Arc::new(Mutex::new(HashMap::new())),
+            heads: Arc::new(Mutex::new(HashMap::new())),
             big_sent_in_full: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         };
         let t = target.clone();
@@ -67,6 +70,27 @@ impl Target {
             .unwrap_or_default()
     }
 
+    /// The values of header `name` in the requests for `path`, in arrival
+    /// order (requests without it are skipped).
+    pub fn header_values(&self, path: &str, name: &str) -> Vec<String> {
+        let heads = self
+            .heads
+            .lock()
+            .map(|h| h.get(path).cloned().unwrap_or_default())
+            .unwrap_or_default();
+        heads
+            .iter()
+            .filter_map(|head| {
+                head.lines().find_map(|line| {
+                    let (k, v) = line.split_once(':')?;
+                    k.trim()
+                        .eq_ignore_ascii_case(name)
+                        .then(|| v.trim().to_owned())
+                })
+            })
+            .collect()
+    }
+
     pub fn set_up(&self, up: bool) {
         self.switch_up.store(up, Ordering::SeqCst);
     }
@@ -91,6 +115,9 @@ impl Target {
         let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
         if let Ok(mut h) = self.hits.lock() {
             h.entry(path.clone()).or_default().push(Instant::now());
+        }
+        if let Ok(mut h) = self.heads.lock() {
+            h.entry(path.clone()).or_default().push(head.to_string());
         }
         let simple = |code: u16, reason: &str| {
             format!("HTTP/1.1 {code} {reason}\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
