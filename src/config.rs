@@ -68,6 +68,18 @@ pub struct Settings {
     pub api: ApiSettings,
     /// Access control.
     pub auth: AuthSettings,
+    /// Log retention and hourly rollups.
+    pub logs: LogsSettings,
+}
+
+/// `[logs]`: how long raw health logs are kept, and how often the
+/// maintenance pass (hourly rollups, then deletion of expired logs) runs.
+#[derive(Debug, Clone)]
+pub struct LogsSettings {
+    /// Days a health log is kept; hourly rollups outlive it.
+    pub retention_days: u32,
+    /// Seconds between maintenance passes.
+    pub maintenance_interval_s: u64,
 }
 
 /// `[auth]`
@@ -178,6 +190,7 @@ struct Raw {
     ws: RawWs,
     api: RawApi,
     auth: RawAuth,
+    logs: RawLogs,
 }
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -238,6 +251,12 @@ struct RawApi {
 #[serde(deny_unknown_fields)]
 struct RawAuth {
     allow_anonymous: bool,
+}
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLogs {
+    retention_days: i64,
+    maintenance_interval_s: i64,
 }
 
 /// Reads `.env` from the working directory into the environment, without
@@ -519,6 +538,16 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
         auth: AuthSettings {
             allow_anonymous: raw.auth.allow_anonymous,
         },
+        logs: LogsSettings {
+            retention_days: in_range("logs.retention_days", raw.logs.retention_days, 1, 3650)?
+                as u32,
+            maintenance_interval_s: in_range(
+                "logs.maintenance_interval_s",
+                raw.logs.maintenance_interval_s,
+                1,
+                86_400,
+            )? as u64,
+        },
     })
 }
 
@@ -612,6 +641,52 @@ mod tests {
             let err = load_env(&[(key, value)]).unwrap_err().to_string();
             assert!(err.contains(named), "{key}={value} gave {err:?}");
         }
+    }
+
+    #[test]
+    fn logs_default_to_thirty_days_and_come_from_the_environment() {
+        let s = load_env(&[]).unwrap();
+        assert_eq!(s.logs.retention_days, 30);
+        assert_eq!(s.logs.maintenance_interval_s, 300);
+        let s = load_env(&[
+            ("HEALTHMON__LOGS__RETENTION_DAYS", "7"),
+            ("HEALTHMON__LOGS__MAINTENANCE_INTERVAL_S", "60"),
+        ])
+        .unwrap();
+        assert_eq!(s.logs.retention_days, 7);
+        assert_eq!(s.logs.maintenance_interval_s, 60);
+    }
+
+    #[test]
+    fn bad_logs_values_name_their_key() {
+        for (key, value, named) in [
+            (
+                "HEALTHMON__LOGS__RETENTION_DAYS",
+                "0",
+                "logs.retention_days",
+            ),
+            (
+                "HEALTHMON__LOGS__RETENTION_DAYS",
+                "3651",
+                "logs.retention_days",
+            ),
+            (
+                "HEALTHMON__LOGS__RETENTION_DAYS",
+                "a week",
+                "retention_days",
+            ),
+            (
+                "HEALTHMON__LOGS__MAINTENANCE_INTERVAL_S",
+                "0",
+                "logs.maintenance_interval_s",
+            ),
+            ("HEALTHMON__LOGS__RETENTION", "30", "retention"),
+        ] {
+            let err = load_env(&[(key, value)]).unwrap_err().to_string();
+            assert!(err.contains(named), "{key}={value} gave {err:?}");
+        }
+        let s = load_env(&[("HEALTHMON__LOGS__RETENTION_DAYS", "3650")]).unwrap();
+        assert_eq!(s.logs.retention_days, 3650);
     }
 
     #[test]
