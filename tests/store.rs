@@ -6,7 +6,8 @@ mod common;
 
 use healthmon::config::DatabaseUrl;
 use healthmon::domain::{CheckResult, Event, ServiceSpec, Status};
-use healthmon::store::{LogCursor, Store, Updated};
+use healthmon::store::models::HourlyRollup;
+use healthmon::store::{HOUR_MS, LogCursor, Store, Updated};
 
 async fn sqlite() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -56,6 +57,10 @@ on_every_backend!(
     ids_are_never_reused_after_the_newest_row_is_deleted,
     only_one_process_leads_the_schedule_at_a_time,
     concurrent_recorders_leave_the_newest_status_and_one_transition_each,
+    rollups_match_hand_computed_aggregates_and_rolling_up_twice_changes_nothing,
+    a_late_log_for_a_rolled_up_hour_is_added_on_the_next_run,
+    retention_deletes_only_old_rolled_up_logs_at_most_a_batch_at_a_time,
+    deleting_a_service_removes_its_rollups,
 );
 
 fn spec(name: &str) -> ServiceSpec {
@@ -344,4 +349,223 @@ async fn concurrent_recorders_leave_the_newest_status_and_one_transition_each(st
         );
         assert!(all.len() <= 2, "round {round}: {all:?}");
     }
+}
+
+/// A result checked at `at` (also its due time) with this latency.
+fn log_at(id: i64, at: i64, status: Status, latency_ms: i64) -> CheckResult {
+    CheckResult {
+        latency_ms,
+        checked_at: at,
+        ..result(id, at, status)
+    }
+}
+
+fn hour(service_id: i64, hour_start: i64, latencies: &[(Status, i64)]) -> HourlyRollup {
+    HourlyRollup {
+        service_id,
+        hour_start,
+        checks: latencies.len() as i64,
+        failures: latencies.iter().filter(|(s, _)| *s != Status::Up).count() as i64,
+        latency_sum_ms: latencies.iter().map(|(_, l)| l).sum(),
+        latency_max_ms: latencies.iter().map(|(_, l)| *l).max().unwrap_or(0),
+    }
+}
+
+/// An hour well in the past, as epoch ms.
+const H0: i64 = 490_000 * HOUR_MS;
+
+async fn rollups_match_hand_computed_aggregates_and_rolling_up_twice_changes_nothing(store: Store) {
+    use Status::{Down, Up};
+    let a = store
+        .create_service(&spec("a"), 0)
+        .await
+        .expect("create")
+        .id;
+    let b = store
+        .create_service(&spec("b"), 0)
+        .await
+        .expect("create")
+        .id;
+    let h1 = H0 + HOUR_MS;
+    let h2 = H0 + 2 * HOUR_MS;
+    store
+        .record(&[
+            log_at(a, H0, Up, 10),
+            log_at(a, H0 + 1_000, Up, 20),
+            log_at(a, h1 - 1, Down, 30),
+            log_at(a, h1, Up, 5),
+            log_at(a, h2 + 10, Down, 100),
+            log_at(a, h2 + 20, Down, 50),
+            log_at(b, h1 + 5, Up, 1),
+        ])
+        .await
+        .expect("record");
+    // Small chunks: the same result as one pass.
+    let report = store.rollup(2).await.expect("rollup");
+    assert_eq!(report.hours, 5, "{report:?}");
+    let expected_a = vec![
+        hour(a, H0, &[(Up, 10), (Up, 20), (Down, 30)]),
+        hour(a, h1, &[(Up, 5)]),
+        hour(a, h2, &[(Down, 100), (Down, 50)]),
+    ];
+    assert_eq!(
+        store.rollups(a, H0, h2 + HOUR_MS).await.expect("rollups"),
+        expected_a
+    );
+    assert_eq!(
+        store.rollups(b, H0, h2 + HOUR_MS).await.expect("rollups"),
+        vec![hour(b, h1, &[(Up, 1)])]
+    );
+    assert_eq!(
+        store.rollups(a, h1, h2).await.expect("rollups"),
+        vec![expected_a[1]],
+        "from is inclusive, to exclusive"
+    );
+    let again = store.rollup(1000).await.expect("rollup");
+    assert_eq!(again.hours, 0, "{again:?}");
+    assert_eq!(again.upto_log_id, report.upto_log_id);
+    assert_eq!(
+        store.rollups(a, H0, h2 + HOUR_MS).await.expect("rollups"),
+        expected_a,
+        "rolling up twice changed the counts"
+    );
+}
+
+async fn a_late_log_for_a_rolled_up_hour_is_added_on_the_next_run(store: Store) {
+    use Status::{Down, Up};
+    let a = store
+        .create_service(&spec("a"), 0)
+        .await
+        .expect("create")
+        .id;
+    store
+        .record(&[log_at(a, H0, Up, 10), log_at(a, H0 + HOUR_MS, Up, 10)])
+        .await
+        .expect("record");
+    store.rollup(1000).await.expect("rollup");
+    // The check due early in the first hour arrives after it was rolled up.
+    store
+        .record(&[log_at(a, H0 + 60_000, Down, 400)])
+        .await
+        .expect("record");
+    let report = store.rollup(1000).await.expect("rollup");
+    assert_eq!(report.hours, 1, "{report:?}");
+    assert_eq!(
+        store
+            .rollups(a, H0, H0 + 2 * HOUR_MS)
+            .await
+            .expect("rollups"),
+        vec![
+            hour(a, H0, &[(Up, 10), (Down, 400)]),
+            hour(a, H0 + HOUR_MS, &[(Up, 10)]),
+        ]
+    );
+}
+
+async fn retention_deletes_only_old_rolled_up_logs_at_most_a_batch_at_a_time(store: Store) {
+    use Status::Up;
+    let a = store
+        .create_service(&spec("a"), 0)
+        .await
+        .expect("create")
+        .id;
+    let old: Vec<_> = (0..5).map(|i| log_at(a, H0 + i * 1_000, Up, 3)).collect();
+    let cutoff = H0 + 2 * HOUR_MS;
+    let recent: Vec<_> = (0..3)
+        .map(|i| log_at(a, cutoff + i * 1_000, Up, 3))
+        .collect();
+    store.record(&old).await.expect("record");
+    store.record(&recent).await.expect("record");
+    assert_eq!(
+        store.delete_logs_before(cutoff, 100).await.expect("delete"),
+        0,
+        "logs not yet rolled up are kept"
+    );
+    store.rollup(1000).await.expect("rollup");
+    let rollups_before = store.rollups(a, 0, i64::MAX).await.expect("rollups");
+    assert_eq!(
+        store.delete_logs_before(cutoff, 2).await.expect("delete"),
+        2
+    );
+    assert_eq!(
+        store.delete_logs_before(cutoff, 2).await.expect("delete"),
+        2
+    );
+    assert_eq!(
+        store.delete_logs_before(cutoff, 2).await.expect("delete"),
+        1
+    );
+    assert_eq!(
+        store.delete_logs_before(cutoff, 2).await.expect("delete"),
+        0
+    );
+    let left: Vec<i64> = store
+        .list_logs(a, 100, None)
+        .await
+        .expect("logs")
+        .into_iter()
+        .map(|l| l.checked_at)
+        .collect();
+    assert_eq!(left, [cutoff + 2_000, cutoff + 1_000, cutoff]);
+    assert_eq!(
+        store.rollups(a, 0, i64::MAX).await.expect("rollups"),
+        rollups_before,
+        "retention touched the rollups"
+    );
+    // Rolling up after deletion counts nothing twice and loses nothing.
+    store.rollup(1000).await.expect("rollup");
+    assert_eq!(
+        store.rollups(a, 0, i64::MAX).await.expect("rollups"),
+        rollups_before
+    );
+}
+
+async fn deleting_a_service_removes_its_rollups(store: Store) {
+    use Status::Up;
+    let a = store
+        .create_service(&spec("a"), 0)
+        .await
+        .expect("create")
+        .id;
+    let b = store
+        .create_service(&spec("b"), 0)
+        .await
+        .expect("create")
+        .id;
+    store
+        .record(&[log_at(a, H0, Up, 1), log_at(b, H0, Up, 2)])
+        .await
+        .expect("record");
+    store.rollup(1000).await.expect("rollup");
+    assert_eq!(
+        store.rollups(a, 0, i64::MAX).await.expect("rollups").len(),
+        1
+    );
+    assert!(store.delete_service(a).await.expect("delete"));
+    assert!(
+        store
+            .rollups(a, 0, i64::MAX)
+            .await
+            .expect("rollups")
+            .is_empty()
+    );
+    assert_eq!(
+        store.rollups(b, 0, i64::MAX).await.expect("rollups"),
+        vec![hour(b, H0, &[(Up, 2)])]
+    );
+    // Logs recorded for a service deleted before they are rolled up leave
+    // no rollup behind (and do not fail the run).
+    store
+        .record(&[log_at(b, H0 + 1, Up, 2)])
+        .await
+        .expect("record");
+    assert!(store.delete_service(b).await.expect("delete"));
+    store.rollup(1000).await.expect("rollup");
+    assert!(
+        store
+            .rollups(b, 0, i64::MAX)
+            .await
+            .expect("rollups")
+            .is_empty()
+    );
 }

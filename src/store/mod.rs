@@ -18,10 +18,10 @@ use crate::domain::{CheckResult, Event, Service, ServiceSpec, Status};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use models::{
-    ApiKeyRow, HealthLog, NewApiKey, NewHealthLog, NewServiceRow, NewStateChange, ServiceChanges,
-    ServiceRow,
+    ApiKeyRow, HealthLog, HourlyRollup, NewApiKey, NewHealthLog, NewServiceRow, NewStateChange,
+    ServiceChanges, ServiceRow,
 };
-use schema::{api_keys, health_logs, services, state_changes};
+use schema::{api_keys, health_logs, hourly_rollups, rollup_progress, services, state_changes};
 use std::sync::Arc;
 
 /// What can go wrong talking to the store.
@@ -226,7 +226,8 @@ pub enum LogCursor {
     BeforeTime(Millis),
 }
 
-/// The right to run the (one active) scheduler.
+/// The right to run the (one active) scheduler, or the (one) log
+/// maintenance: see [`Store::try_lead`] and [`Store::try_maintain`].
 pub enum Leadership {
     /// SQLite: only one process uses the file, so it always leads.
     Sole,
@@ -292,12 +293,22 @@ impl Store {
 
     /// Tries to become the active scheduler; `None` while another process is.
     pub async fn try_lead(&self) -> Result<Option<Leadership>, StoreError> {
+        self.try_lock(postgres::SCHEDULER_LOCK).await
+    }
+
+    /// Tries to become the one process that runs log maintenance (hourly
+    /// rollups and retention); `None` while another process does.
+    pub async fn try_maintain(&self) -> Result<Option<Leadership>, StoreError> {
+        self.try_lock(postgres::MAINTENANCE_LOCK).await
+    }
+
+    async fn try_lock(&self, key: i64) -> Result<Option<Leadership>, StoreError> {
         match &*self.backend {
             Backend::Sqlite(_) => Ok(Some(Leadership::Sole)),
             Backend::Postgres { url, .. } => {
                 let mut conn = postgres::connect(url).await?;
                 let got: Locked = diesel::sql_query("SELECT pg_try_advisory_lock($1) AS locked")
-                    .bind::<diesel::sql_types::BigInt, _>(postgres::SCHEDULER_LOCK)
+                    .bind::<diesel::sql_types::BigInt, _>(key)
                     .get_result(&mut conn)
                     .await?;
                 Ok(got.locked.then(|| Leadership::Postgres(Box::new(conn))))
@@ -401,8 +412,8 @@ impl Store {
         })
     }
 
-    /// Deletes a service with its logs and transitions; false if it did not
-    /// exist.
+    /// Deletes a service with its logs, transitions and hourly rollups;
+    /// false if it did not exist.
     pub async fn delete_service(&self, id: i64) -> Result<bool, StoreError> {
         with_conn!(self, |conn| {
             let deleted = conn
@@ -411,6 +422,9 @@ impl Store {
                         .execute(conn)
                         .await?;
                     diesel::delete(state_changes::table.filter(state_changes::service_id.eq(id)))
+                        .execute(conn)
+                        .await?;
+                    diesel::delete(hourly_rollups::table.filter(hourly_rollups::service_id.eq(id)))
                         .execute(conn)
                         .await?;
                     diesel::delete(services::table.find(id)).execute(conn).await
@@ -541,4 +555,172 @@ impl Store {
             Ok(events)
         })
     }
+
+    /// Counts every log recorded so far into the hourly rollups, at most
+    /// `chunk` logs per transaction, and returns what it did.
+    ///
+    /// Incremental and idempotent: `rollup_progress` holds the id of the
+    /// newest log already counted, and each chunk moves it forward in the
+    /// same transaction that adds the chunk's counts (a compare-and-set, so
+    /// two runs at once cannot count a log twice). A log recorded late, for
+    /// an hour already rolled up, has a newer id and is added to that hour
+    /// by the next run. Only ids no open transaction can still commit below
+    /// are read (see [`Store::settled_log_id`]), so no log is skipped.
+    pub async fn rollup(&self, chunk: i64) -> Result<RollupReport, StoreError> {
+        let chunk = chunk.max(1);
+        let newest = self.settled_log_id().await?;
+        let mut report = RollupReport::default();
+        loop {
+            let done: i64 = with_conn!(self, |conn| {
+                rollup_progress::table
+                    .select(rollup_progress::last_log_id)
+                    .first(conn)
+                    .await?
+            });
+            report.upto_log_id = done;
+            if done >= newest {
+                return Ok(report);
+            }
+            let upto = newest.min(done.saturating_add(chunk));
+            // Aggregated and added in the database, one portable statement
+            // (PostgreSQL, SQLite >= 3.24); integers only go into its text.
+            // The WHERE clause also settles SQLite's INSERT ... SELECT ...
+            // ON CONFLICT parsing ambiguity.
+            let sql = format!(
+                "INSERT INTO hourly_rollups \
+                 (service_id, hour_start, checks, failures, latency_sum_ms, latency_max_ms) \
+                 SELECT service_id, checked_at - checked_at % {HOUR_MS}, \
+                 CAST(COUNT(*) AS BIGINT), \
+                 CAST(SUM(CASE WHEN status = 'UP' THEN 0 ELSE 1 END) AS BIGINT), \
+                 CAST(SUM(latency_ms) AS BIGINT), CAST(MAX(latency_ms) AS BIGINT) \
+                 FROM health_logs WHERE id > {done} AND id <= {upto} \
+                 AND service_id IN (SELECT id FROM services) \
+                 GROUP BY service_id, checked_at - checked_at % {HOUR_MS} \
+                 ON CONFLICT (service_id, hour_start) DO UPDATE SET \
+                 checks = hourly_rollups.checks + excluded.checks, \
+                 failures = hourly_rollups.failures + excluded.failures, \
+                 latency_sum_ms = hourly_rollups.latency_sum_ms + excluded.latency_sum_ms, \
+                 latency_max_ms = CASE WHEN excluded.latency_max_ms > hourly_rollups.latency_max_ms \
+                 THEN excluded.latency_max_ms ELSE hourly_rollups.latency_max_ms END"
+            );
+            let added = with_conn!(self, |conn| {
+                conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                    // The compare-and-set comes first: it also takes the write
+                    // lock at once (SQLite), before anything is read.
+                    let moved = diesel::update(
+                        rollup_progress::table.filter(rollup_progress::last_log_id.eq(done)),
+                    )
+                    .set(rollup_progress::last_log_id.eq(upto))
+                    .execute(conn)
+                    .await?;
+                    if moved == 0 {
+                        return Ok(None);
+                    }
+                    Ok(Some(diesel::sql_query(&sql).execute(conn).await?))
+                })
+                .await?
+            });
+            match added {
+                Some(hours) => {
+                    report.hours += hours;
+                    report.upto_log_id = upto;
+                }
+                // Another run moved the progress first: it did this chunk.
+                None => return Ok(report),
+            }
+        }
+    }
+
+    /// The newest log id below which no log can still appear: every
+    /// transaction that could insert one has ended. SQLite has one writer at
+    /// a time, so the committed maximum is settled. PostgreSQL hands out ids
+    /// before commit, so a newer id may commit before an older one; a brief
+    /// SHARE lock waits for inserts in flight (holding new ones back for that
+    /// moment only) so the maximum read is final.
+    async fn settled_log_id(&self) -> Result<i64, StoreError> {
+        let newest = || {
+            health_logs::table
+                .select(diesel::dsl::max(health_logs::id))
+                .single_value()
+        };
+        let max: Option<i64> = match &*self.backend {
+            Backend::Sqlite(_) => with_conn!(self, |conn| {
+                diesel::select(newest()).get_result(conn).await?
+            }),
+            Backend::Postgres { pool, .. } => {
+                let mut conn = pool.get().await?;
+                conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                    diesel::sql_query("SET LOCAL lock_timeout = '2s'")
+                        .execute(conn)
+                        .await?;
+                    diesel::sql_query("LOCK TABLE health_logs IN SHARE MODE")
+                        .execute(conn)
+                        .await?;
+                    diesel::select(newest()).get_result(conn).await
+                })
+                .await?
+            }
+        };
+        Ok(max.unwrap_or(0))
+    }
+
+    /// Deletes at most `batch` logs checked before `cutoff`, oldest first,
+    /// and returns how many went. Only logs already counted in the hourly
+    /// rollups are deleted, so retention never loses an hour's counts. Each
+    /// call is one short statement: call it in a loop for a backlog.
+    pub async fn delete_logs_before(
+        &self,
+        cutoff: Millis,
+        batch: i64,
+    ) -> Result<usize, StoreError> {
+        with_conn!(self, |conn| {
+            let counted: i64 = rollup_progress::table
+                .select(rollup_progress::last_log_id)
+                .first(conn)
+                .await?;
+            let old = diesel::alias!(health_logs as old_logs);
+            let doomed = old
+                .select(old.field(health_logs::id))
+                .filter(old.field(health_logs::checked_at).lt(cutoff))
+                .filter(old.field(health_logs::id).le(counted))
+                .order(old.field(health_logs::checked_at).asc())
+                .limit(batch.max(0));
+            Ok(diesel::delete(health_logs::table)
+                .filter(health_logs::id.eq_any(doomed))
+                .execute(conn)
+                .await?)
+        })
+    }
+
+    /// A service's hourly rollups with `from <= hour_start < to`, oldest
+    /// first. Hours without checks have no row.
+    pub async fn rollups(
+        &self,
+        service_id: i64,
+        from: Millis,
+        to: Millis,
+    ) -> Result<Vec<HourlyRollup>, StoreError> {
+        with_conn!(self, |conn| {
+            Ok(hourly_rollups::table
+                .filter(hourly_rollups::service_id.eq(service_id))
+                .filter(hourly_rollups::hour_start.ge(from))
+                .filter(hourly_rollups::hour_start.lt(to))
+                .select(HourlyRollup::as_select())
+                .order(hourly_rollups::hour_start.asc())
+                .load(conn)
+                .await?)
+        })
+    }
+}
+
+/// One hour in milliseconds: rollups bucket `checked_at - checked_at % HOUR_MS`.
+pub const HOUR_MS: i64 = 3_600_000;
+
+/// What one [`Store::rollup`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RollupReport {
+    /// Hourly rows written (created or updated).
+    pub hours: usize,
+    /// Every log up to this id is counted now.
+    pub upto_log_id: i64,
 }

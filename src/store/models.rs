@@ -1,6 +1,6 @@
 //! Rows as the tables hold them, and their conversion to domain types.
 
-use super::schema::{api_keys, health_logs, services, state_changes};
+use super::schema::{api_keys, health_logs, hourly_rollups, services, state_changes};
 use crate::domain::time::{Millis, serde_rfc3339};
 use crate::domain::{Service, ServiceSpec, Status};
 use diesel::prelude::*;
@@ -181,6 +181,34 @@ pub struct NewApiKey<'a> {
     pub scope: &'a str,
     pub token_hash: &'a str,
     pub created_at: i64,
+}
+
+/// One service's checks in one hour, as `hourly_rollups` holds them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Queryable, Selectable, Insertable, QueryableByName)]
+#[diesel(table_name = hourly_rollups)]
+pub struct HourlyRollup {
+    /// The service.
+    pub service_id: i64,
+    /// Start of the hour (epoch ms, a multiple of 3,600,000).
+    pub hour_start: i64,
+    /// Checks counted.
+    pub checks: i64,
+    /// Of those, checks that were not UP.
+    pub failures: i64,
+    /// Sum of their latencies; the mean is `latency_sum_ms / checks`.
+    pub latency_sum_ms: i64,
+    /// Highest latency.
+    pub latency_max_ms: i64,
+}
+
+impl HourlyRollup {
+    /// Adds the checks counted in `other` (same service and hour).
+    pub fn absorb(&mut self, other: &HourlyRollup) {
+        self.checks += other.checks;
+        self.failures += other.failures;
+        self.latency_sum_ms += other.latency_sum_ms;
+        self.latency_max_ms = self.latency_max_ms.max(other.latency_max_ms);
+    }
 }
 
 /// Stores a status list as `"200,204"`: portable across backends.

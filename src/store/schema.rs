@@ -48,8 +48,29 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Per service and hour: checks, failures, latency sum and maximum.
+    hourly_rollups (service_id, hour_start) {
+        service_id -> BigInt,
+        hour_start -> BigInt,
+        checks -> BigInt,
+        failures -> BigInt,
+        latency_sum_ms -> BigInt,
+        latency_max_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// One row: the id of the newest log counted in the rollups.
+    rollup_progress (id) {
+        id -> BigInt,
+        last_log_id -> BigInt,
+    }
+}
+
 diesel::joinable!(health_logs -> services (service_id));
 diesel::joinable!(state_changes -> services (service_id));
+diesel::joinable!(hourly_rollups -> services (service_id));
 
 diesel::table! {
     /// API keys, by hash.
@@ -63,4 +84,11 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(services, health_logs, state_changes, api_keys);
+diesel::allow_tables_to_appear_in_same_query!(
+    services,
+    health_logs,
+    state_changes,
+    api_keys,
+    hourly_rollups,
+    rollup_progress
+);
