@@ -11,6 +11,7 @@ use crate::cli::Roles;
 use crate::config::{DatabaseUrl, Settings};
 use crate::http::limit::RateLimiter;
 use crate::http::{self, AppState};
+use crate::maintenance;
 use crate::recorder::{self, BatchLimits};
 use crate::scheduler;
 use crate::store::{Store, StoreError};
@@ -191,6 +192,12 @@ impl App {
             tasks.push(probe_task(listener, self.bus.clone()));
         }
         if let (true, Some(store)) = (self.roles.scheduler, &self.store) {
+            // Rollups and retention: one process of the fleet at a time (its
+            // own lock), among those that may schedule.
+            let (maintained, logs) = (store.clone(), self.settings.logs.clone());
+            tasks.push(Task::new("maintenance", Stage::Intake, move |token| {
+                maintenance::run(maintained.clone(), logs.clone(), token)
+            }));
             let (store, bus) = (store.clone(), self.bus.clone());
             tasks.push(Task::new("scheduler", Stage::Intake, move |token| {
                 scheduler::run(store.clone(), bus.clone(), token)

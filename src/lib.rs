@@ -13,6 +13,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod keys;
+pub mod maintenance;
 pub mod recorder;
 pub mod scheduler;
 pub mod store;

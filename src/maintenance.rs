@@ -1,0 +1,105 @@
+//! Log maintenance: keeps the store from growing forever.
+//!
+//! Every `logs.maintenance_interval_s`, one process of the fleet (the holder
+//! of the maintenance lock among processes with the scheduler role; with
+//! SQLite, the process) first counts new health logs into the hourly rollups,
+//! then deletes logs older than `logs.retention_days` in batches of
+//! [`DELETE_BATCH`], pausing [`BATCH_PAUSE`] between batches so the
+//! recorder's writes are never held up for long. Only logs already rolled up
+//! are deleted (see [`Store::delete_logs_before`]), so no hour is lost.
+
+use crate::config::LogsSettings;
+use crate::domain::time::now_ms;
+use crate::store::{Leadership, Store, StoreError};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Logs deleted per statement.
+pub const DELETE_BATCH: i64 = 1_000;
+/// Pause between two delete batches.
+pub const BATCH_PAUSE: Duration = Duration::from_millis(10);
+/// Logs counted per rollup transaction.
+pub const ROLLUP_CHUNK: i64 = 200_000;
+
+/// Runs maintenance passes until `shutdown` is cancelled. A failed pass is
+/// logged and tried again at the next interval.
+pub async fn run(
+    store: Store,
+    settings: LogsSettings,
+    shutdown: CancellationToken,
+) -> Result<(), StoreError> {
+    let mut every = tokio::time::interval(Duration::from_secs(settings.maintenance_interval_s));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut lead: Option<Leadership> = None;
+    let mut standing_by = false;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            _ = every.tick() => {}
+        }
+        if let Some(held) = lead.as_mut()
+            && !held.still_held().await
+        {
+            lead = None;
+        }
+        if lead.is_none() {
+            match store.try_maintain().await {
+                Ok(Some(got)) => {
+                    tracing::info!("this process runs log maintenance");
+                    standing_by = false;
+                    lead = Some(got);
+                }
+                Ok(None) => {
+                    if !standing_by {
+                        tracing::info!("another process runs log maintenance; standing by");
+                        standing_by = true;
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot take the maintenance lock");
+                    continue;
+                }
+            }
+        }
+        if let Err(e) = pass(&store, &settings, &shutdown).await {
+            tracing::warn!(error = %e, "log maintenance failed; retrying at the next interval");
+        }
+    }
+}
+
+/// One pass: roll up, then delete expired logs until none are left or
+/// shutdown.
+pub async fn pass(
+    store: &Store,
+    settings: &LogsSettings,
+    shutdown: &CancellationToken,
+) -> Result<(), StoreError> {
+    let started = Instant::now();
+    let rolled = store.rollup(ROLLUP_CHUNK).await?;
+    let cutoff = now_ms() - i64::from(settings.retention_days) * 86_400_000;
+    let mut deleted = 0usize;
+    let mut batches = 0u64;
+    while !shutdown.is_cancelled() {
+        let n = store.delete_logs_before(cutoff, DELETE_BATCH).await?;
+        deleted += n;
+        batches += 1;
+        if (n as i64) < DELETE_BATCH {
+            break;
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(BATCH_PAUSE) => {}
+        }
+    }
+    tracing::info!(
+        rollup_rows = rolled.hours,
+        rolled_up_to_log_id = rolled.upto_log_id,
+        deleted_logs = deleted,
+        delete_batches = batches,
+        retention_days = settings.retention_days,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "log maintenance done"
+    );
+    Ok(())
+}
