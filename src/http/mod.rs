@@ -9,6 +9,7 @@ pub mod limit;
 pub mod logs;
 pub mod problem;
 pub mod services;
+pub mod uptime;
 pub mod ws;
 
 use crate::bus::Bus;
@@ -90,6 +91,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::resource("/services/{id}/logs")
             .route(web::get().to(logs::list))
             .route(web::head().to(logs::list))
+            .default_service(other_methods("GET, HEAD, OPTIONS")),
+    )
+    .service(
+        web::resource("/services/{id}/uptime")
+            .route(web::get().to(uptime::get))
+            .route(web::head().to(uptime::get))
             .default_service(other_methods("GET, HEAD, OPTIONS")),
     )
     .service(
