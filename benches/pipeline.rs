@@ -1,0 +1,766 @@
+//! The pipeline benchmark: a farm of HTTP targets on 127.0.0.1, the real
+//! `healthmon` binary as child process(es) with a fresh store, N services
+//! registered through the public API, K WebSocket clients, and figures for a
+//! measured window after a warm-up.
+//!
+//! ```sh
+//! cargo bench --bench pipeline -- --services 10000 --interval 1 --duration 30
+//! cargo bench --bench pipeline -- --smoke
+//! cargo bench --bench pipeline -- --mode distributed \
+//!     --pg postgres://postgres@127.0.0.1:5432/postgres \
+//!     --amqp amqp://guest:guest@127.0.0.1:5672/%2f
+//! ```
+//!
+//! Options: `--services N` (1000), `--interval S` (1), `--duration D` (30),
+//! `--warmup W` (5), `--ws-clients K` (0), `--targets T` ports (4),
+//! `--target-latency-ms L` (0), `--mode embedded|distributed`, `--pg URL`
+//! (a server to create a fresh database on, dropped at the end), `--amqp
+//! URL`, `--smoke` (50 services, 1 s interval, 3 s window, 1 s warm-up, 2
+//! WebSocket clients).
+//!
+//! Every target answers `Connection: close`, so each check is a fresh
+//! connection, as checks of distinct hosts would be. Measured for the window
+//! (checks whose `scheduled_at` falls in it):
+//! - checks stored: rows counted in `health_logs`, not a counter;
+//! - schedule lag as the target saw it: arrival − `x-healthmon-scheduled-at`;
+//! - CPU seconds of the healthmon process(es) from /proc per 1,000 checks, and
+//!   their RSS (summed in distributed mode: 1 `api,scheduler` + 2 `worker`);
+//! - WebSocket delivery latency (receive time − the event's `checked_at`) and
+//!   whether every client got every `check` event of the window.
+//!
+//! Under `cargo test --all-targets` (no `--bench` argument) it does nothing.
+//!
+//! The last line printed is one JSON object. The bench exits non-zero when
+//! nothing was stored. The bench process itself (targets, WebSocket clients)
+//! shares the machine's cores with healthmon; its CPU is not counted.
+
+use serde_json::json;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+#[derive(Clone, Debug)]
+struct Opts {
+    services: usize,
+    interval: u64,
+    duration: u64,
+    warmup: u64,
+    ws_clients: usize,
+    targets: usize,
+    target_latency_ms: u64,
+    mode: String,
+    pg: Option<String>,
+    amqp: Option<String>,
+    smoke: bool,
+}
+
+fn parse_opts() -> Result<Opts, String> {
+    let mut o = Opts {
+        services: 1000,
+        interval: 1,
+        duration: 30,
+        warmup: 5,
+        ws_clients: 0,
+        targets: 4,
+        target_latency_ms: 0,
+        mode: "embedded".to_owned(),
+        pg: None,
+        amqp: None,
+        smoke: false,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    let num = |v: Option<&String>, name: &str| -> Result<u64, String> {
+        v.ok_or(format!("{name} needs a value"))?
+            .parse::<u64>()
+            .map_err(|e| format!("{name}: {e}"))
+    };
+    while i < args.len() {
+        let a = args[i].as_str();
+        let v = args.get(i + 1);
+        let mut takes = true;
+        match a {
+            "--services" => o.services = num(v, a)? as usize,
+            "--interval" => o.interval = num(v, a)?,
+            "--duration" => o.duration = num(v, a)?,
+            "--warmup" => o.warmup = num(v, a)?,
+            "--ws-clients" => o.ws_clients = num(v, a)? as usize,
+            "--targets" => o.targets = num(v, a)? as usize,
+            "--target-latency-ms" => o.target_latency_ms = num(v, a)?,
+            "--mode" => o.mode = v.ok_or("--mode needs a value")?.clone(),
+            "--pg" => o.pg = Some(v.ok_or("--pg needs a value")?.clone()),
+            "--amqp" => o.amqp = Some(v.ok_or("--amqp needs a value")?.clone()),
+            "--smoke" => {
+                o.smoke = true;
+                takes = false;
+            }
+            // cargo passes `--bench` to harness = false targets.
+            _ => takes = false,
+        }
+        i += if takes { 2 } else { 1 };
+    }
+    if o.smoke {
+        (o.services, o.interval, o.duration, o.warmup, o.ws_clients) = (50, 1, 3, 1, 2);
+    }
+    if o.services == 0 || o.interval == 0 || o.duration == 0 || o.targets == 0 {
+        return Err("--services, --interval, --duration and --targets must be > 0".into());
+    }
+    match o.mode.as_str() {
+        "embedded" => {}
+        "distributed" if o.pg.is_some() && o.amqp.is_some() => {}
+        "distributed" => return Err("--mode distributed needs --pg URL and --amqp URL".into()),
+        m => return Err(format!("unknown --mode {m} (embedded|distributed)")),
+    }
+    Ok(o)
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+// ---------------------------------------------------------------- targets
+
+/// Per request: (scheduled_at, lag ms as the target saw it).
+type Arrivals = Arc<Mutex<Vec<(i64, i64)>>>;
+
+async fn start_farm(n: usize, latency: Duration, arrivals: Arrivals) -> Vec<u16> {
+    let mut ports = Vec::new();
+    for _ in 0..n {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind target");
+        ports.push(listener.local_addr().expect("addr").port());
+        let arrivals = Arc::clone(&arrivals);
+        tokio::spawn(async move {
+            loop {
+                let Ok((sock, _)) = listener.accept().await else {
+                    // Out of descriptors, most likely: back off briefly.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
+                let arrivals = Arc::clone(&arrivals);
+                tokio::spawn(async move {
+                    let _ = serve(sock, latency, arrivals).await;
+                });
+            }
+        });
+    }
+    ports
+}
+
+const HEADER: &str = "x-healthmon-scheduled-at:";
+
+async fn serve(mut sock: TcpStream, latency: Duration, arrivals: Arrivals) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(512);
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), sock.read(&mut chunk))
+            .await
+            .map_err(|_| std::io::ErrorKind::TimedOut)??;
+        if n == 0 || buf.len() > 16 * 1024 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let arrived = now_ms();
+    let head = String::from_utf8_lossy(&buf);
+    let scheduled = head.lines().find_map(|l| {
+        let (k, v) = l.split_at_checked(HEADER.len())?;
+        k.eq_ignore_ascii_case(HEADER)
+            .then(|| v.trim().parse::<i64>().ok())
+            .flatten()
+    });
+    if let Some(s) = scheduled
+        && let Ok(mut a) = arrivals.lock()
+    {
+        a.push((s, arrived - s));
+    }
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    sock.write_all(
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+    )
+    .await?;
+    let _ = sock.shutdown().await;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- healthmon
+
+struct Proc {
+    child: Child,
+    addr: String,
+    dir: tempfile::TempDir,
+    tail: Arc<Mutex<Vec<String>>>,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_healthmon(env: &[(String, String)], args: &[&str]) -> Result<Proc, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_healthmon"));
+    cmd.current_dir(dir.path())
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("HEALTHMON__") || k == "DATABASE_URL" || k == "RABBITMQ_URL" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("HEALTHMON__SERVER__BIND", "127.0.0.1:0")
+        .env(
+            "HEALTHMON__DATABASE__URL",
+            format!("sqlite://{}", dir.path().join("hm.db").display()),
+        )
+        .env("HEALTHMON__API__WRITE_RATE_PER_S", "0")
+        .env("HEALTHMON__API__MAX_SERVICES", "10000000");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.args(args).spawn().map_err(|e| e.to_string())?;
+    let stderr = child.stderr.take().ok_or("no stderr")?;
+    let tail = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sink = Arc::clone(&tail);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening addr=").nth(1) {
+                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_owned());
+            }
+            if let Ok(mut t) = sink.lock() {
+                if t.len() >= 50 {
+                    t.remove(0);
+                }
+                t.push(line);
+            }
+        }
+    });
+    let mut p = Proc {
+        child,
+        addr: String::new(),
+        dir,
+        tail,
+    };
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(addr) => {
+            p.addr = addr;
+            Ok(p)
+        }
+        Err(_) => Err(format!(
+            "healthmon {args:?} printed no 'listening addr=' line within 60 s:\n{}",
+            p.tail.lock().map(|t| t.join("\n")).unwrap_or_default()
+        )),
+    }
+}
+
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at ") ".
+    let after = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields.get(11).and_then(|u| u.parse().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|s| s.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+fn rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn percentile(sorted: &[i64], p: f64) -> i64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+async fn register(api: &str, ports: &[u16], o: &Opts) -> Result<(), String> {
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let timeout = o.interval.min(5);
+    let mut tasks = Vec::new();
+    for _ in 0..32 {
+        let (http, next, ports) = (http.clone(), Arc::clone(&next), ports.to_vec());
+        let endpoint = format!("http://{api}/services");
+        let (n, interval) = (o.services, o.interval);
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= n {
+                    return Ok::<(), String>(());
+                }
+                let port = ports[i % ports.len()];
+                let body = json!({
+                    "name": format!("bench-{i}"),
+                    "url": format!("http://127.0.0.1:{port}/s/{i}"),
+                    "interval": interval,
+                    "timeout": timeout,
+                });
+                let mut tries = 0;
+                loop {
+                    tries += 1;
+                    match http.post(&endpoint).json(&body).send().await {
+                        Ok(r) if r.status().as_u16() == 201 => break,
+                        Ok(r) if tries < 5 => {
+                            eprintln!("POST /services: {}; retrying", r.status());
+                        }
+                        Err(e) if tries < 5 => eprintln!("POST /services: {e}; retrying"),
+                        Ok(r) => return Err(format!("POST /services: {}", r.status())),
+                        Err(e) => return Err(format!("POST /services: {e}")),
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.map_err(|e| e.to_string())??;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- websocket
+
+#[derive(Default)]
+struct WsRecord {
+    /// Per `check` event: (checked_at ms, delivery latency ms).
+    events: Vec<(i64, i64)>,
+    closed_early: bool,
+}
+
+/// `"key":"value"` → value, without parsing the whole message.
+fn json_str<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    let start = text.find(key)? + key.len();
+    let rest = &text[start..];
+    Some(&rest[..rest.find('"')?])
+}
+
+async fn ws_client(
+    url: String,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<WsRecord>, String> {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+    // The snapshot of 100,000 services is one large message.
+    let config = WebSocketConfig::default()
+        .max_message_size(None)
+        .max_frame_size(None);
+    let (mut stream, _) = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), false),
+    )
+    .await
+    .map_err(|_| "WebSocket connect timed out".to_owned())?
+    .map_err(|e| format!("WebSocket connect: {e}"))?;
+    let mut stop = stop;
+    Ok(tokio::spawn(async move {
+        let mut rec = WsRecord::default();
+        loop {
+            tokio::select! {
+                _ = stop.changed() => break,
+                msg = stream.next() => match msg {
+                    Some(Ok(Message::Text(text))) => {
+                        let received = now_ms();
+                        let t = text.as_str();
+                        if json_str(t, "\"type\":\"") == Some("check")
+                            && let Some(at) = json_str(t, "\"checked_at\":\"")
+                            && let Ok(at) = chrono::DateTime::parse_from_rfc3339(at)
+                        {
+                            let at = at.timestamp_millis();
+                            rec.events.push((at, received - at));
+                        }
+                    }
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                        rec.closed_early = true;
+                        break;
+                    }
+                    Some(Ok(_)) => {}
+                },
+            }
+        }
+        rec
+    }))
+}
+
+// ---------------------------------------------------------------- stores
+
+enum Store {
+    Sqlite(std::path::PathBuf),
+    Pg {
+        url: String,
+        admin: String,
+        name: String,
+    },
+}
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+impl Store {
+    /// Logs whose `column` falls in [from, to).
+    async fn count(&self, column: &str, from: i64, to: i64) -> Result<i64, String> {
+        use diesel::sql_types::BigInt;
+        let sql = |p1: &str, p2: &str| {
+            format!(
+                "SELECT COUNT(*) AS n FROM health_logs WHERE {column} >= {p1} AND {column} < {p2}"
+            )
+        };
+        match self {
+            Store::Sqlite(path) => {
+                use diesel::{Connection, RunQueryDsl, SqliteConnection};
+                let mut conn = SqliteConnection::establish(&path.display().to_string())
+                    .map_err(|e| e.to_string())?;
+                diesel::sql_query(sql("?", "?"))
+                    .bind::<BigInt, _>(from)
+                    .bind::<BigInt, _>(to)
+                    .get_result::<Count>(&mut conn)
+                    .map(|c| c.n)
+                    .map_err(|e| e.to_string())
+            }
+            Store::Pg { url, .. } => {
+                use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+                let mut conn = AsyncPgConnection::establish(url)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                diesel::sql_query(sql("$1", "$2"))
+                    .bind::<BigInt, _>(from)
+                    .bind::<BigInt, _>(to)
+                    .get_result::<Count>(&mut conn)
+                    .await
+                    .map(|c| c.n)
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    async fn create_pg(admin: &str) -> Result<Store, String> {
+        use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+        let mut conn = AsyncPgConnection::establish(admin)
+            .await
+            .map_err(|e| format!("PostgreSQL {admin}: {e}"))?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let name = format!("hm_bench_{}_{}", std::process::id(), nanos % 1_000_000_000);
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut url = url::Url::parse(admin).map_err(|e| e.to_string())?;
+        url.set_path(&name);
+        Ok(Store::Pg {
+            url: url.to_string(),
+            admin: admin.to_owned(),
+            name,
+        })
+    }
+
+    async fn drop_pg(&self) {
+        use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+        if let Store::Pg { admin, name, .. } = self
+            && let Ok(mut conn) = AsyncPgConnection::establish(admin).await
+        {
+            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut conn)
+                .await;
+        }
+    }
+}
+
+/// Deletes the run's queues and exchanges (best effort).
+async fn drop_bus(amqp: &str, prefix: &str) {
+    use amqprs::channel::{ExchangeDeleteArguments, QueueDeleteArguments};
+    use amqprs::connection::{Connection, OpenConnectionArguments};
+    let Ok(u) = url::Url::parse(amqp) else { return };
+    let vhost = match u.path().trim_start_matches('/') {
+        "" | "%2f" | "%2F" => "/".to_owned(),
+        v => v.to_owned(),
+    };
+    let mut args = OpenConnectionArguments::new(
+        u.host_str().unwrap_or("127.0.0.1"),
+        u.port().unwrap_or(5672),
+        if u.username().is_empty() {
+            "guest"
+        } else {
+            u.username()
+        },
+        u.password().unwrap_or("guest"),
+    );
+    args.virtual_host(&vhost);
+    let Ok(Ok(conn)) = tokio::time::timeout(Duration::from_secs(5), Connection::open(&args)).await
+    else {
+        return;
+    };
+    if let Ok(ch) = conn.open_channel(None).await {
+        for q in ["jobs", "results", "dead"] {
+            let _ = ch
+                .queue_delete(QueueDeleteArguments::new(&format!("{prefix}.{q}")))
+                .await;
+        }
+        for x in ["events", "schedule", "dead"] {
+            let _ = ch
+                .exchange_delete(ExchangeDeleteArguments::new(&format!("{prefix}.{x}")))
+                .await;
+        }
+    }
+    let _ = conn.close().await;
+}
+
+// ---------------------------------------------------------------- the run
+
+async fn run(o: Opts) -> Result<serde_json::Value, String> {
+    let arrivals: Arrivals = Arc::new(Mutex::new(Vec::new()));
+    let ports = start_farm(
+        o.targets,
+        Duration::from_millis(o.target_latency_ms),
+        Arc::clone(&arrivals),
+    )
+    .await;
+    println!("target farm: {} ports on 127.0.0.1 {ports:?}", ports.len());
+
+    let prefix = format!("bench{}", std::process::id());
+    let (store, procs) = if o.mode == "distributed" {
+        let store = Store::create_pg(o.pg.as_deref().unwrap_or_default()).await?;
+        let Store::Pg { url, .. } = &store else {
+            unreachable!()
+        };
+        let env = vec![
+            ("HEALTHMON__DATABASE__URL".to_owned(), url.clone()),
+            (
+                "HEALTHMON__QUEUE__URL".to_owned(),
+                o.amqp.clone().unwrap_or_default(),
+            ),
+            ("HEALTHMON__QUEUE__PREFIX".to_owned(), prefix.clone()),
+        ];
+        let spawned = (|| {
+            Ok::<_, String>(vec![
+                spawn_healthmon(&env, &["--role", "api,scheduler"])?,
+                spawn_healthmon(&env, &["--role", "worker", "--health-bind", "127.0.0.1:0"])?,
+                spawn_healthmon(&env, &["--role", "worker", "--health-bind", "127.0.0.1:0"])?,
+            ])
+        })();
+        match spawned {
+            Ok(p) => (store, p),
+            Err(e) => {
+                store.drop_pg().await;
+                return Err(e);
+            }
+        }
+    } else {
+        let p = spawn_healthmon(&[], &[])?;
+        let db = p.dir.path().join("hm.db");
+        (Store::Sqlite(db), vec![p])
+    };
+    let result = measure(&o, &ports, &arrivals, &store, &procs).await;
+    drop(procs);
+    if o.mode == "distributed" {
+        store.drop_pg().await;
+        drop_bus(o.amqp.as_deref().unwrap_or_default(), &prefix).await;
+    }
+    result
+}
+
+async fn measure(
+    o: &Opts,
+    ports: &[u16],
+    arrivals: &Arrivals,
+    store: &Store,
+    procs: &[Proc],
+) -> Result<serde_json::Value, String> {
+    let api = procs[0].addr.clone();
+    let pids: Vec<u32> = procs.iter().map(|p| p.child.id()).collect();
+    println!(
+        "healthmon ({}) pids {pids:?}, API at {api}; registering {} services at {} s",
+        o.mode, o.services, o.interval
+    );
+    let t = Instant::now();
+    register(&api, ports, o).await?;
+    let reg_s = t.elapsed().as_secs_f64();
+    println!(
+        "registered {} services in {reg_s:.1} s ({:.0}/s)",
+        o.services,
+        o.services as f64 / reg_s
+    );
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut clients = Vec::new();
+    for _ in 0..o.ws_clients {
+        clients.push(ws_client(format!("ws://{api}/ws"), stop_rx.clone()).await?);
+    }
+    if o.ws_clients > 0 {
+        println!("{} WebSocket clients connected", o.ws_clients);
+    }
+
+    tokio::time::sleep(Duration::from_secs(o.warmup)).await;
+    let from = now_ms();
+    let cpu0: f64 = pids.iter().map(|p| cpu_seconds(*p)).sum();
+    tokio::time::sleep(Duration::from_secs(o.duration)).await;
+    let to = now_ms();
+    let cpu1: f64 = pids.iter().map(|p| cpu_seconds(*p)).sum();
+    let rss: f64 = pids.iter().map(|p| rss_mb(*p)).sum();
+    // Checks due in the window finish within their timeout; then the
+    // recorder flushes its last batch and the events go out.
+    let settle = o.interval.min(5) + 2;
+    tokio::time::sleep(Duration::from_secs(settle)).await;
+    let _ = stop_tx.send(true);
+
+    let checks = store.count("scheduled_at", from, to).await?;
+    let checked_in_window = store.count("checked_at", from, to).await?;
+    let secs = (to - from) as f64 / 1000.0;
+    let due = o.services as f64 * secs / o.interval as f64;
+    let cpu = cpu1 - cpu0;
+
+    let mut lags: Vec<i64> = arrivals
+        .lock()
+        .map(|a| {
+            a.iter()
+                .filter(|(s, _)| (from..to).contains(s))
+                .map(|(_, l)| *l)
+                .collect()
+        })
+        .unwrap_or_default();
+    lags.sort_unstable();
+
+    let mut ws_lat = Vec::new();
+    let mut ws_complete = true;
+    let mut ws_min = i64::MAX;
+    for c in clients {
+        let rec = c.await.map_err(|e| e.to_string())?;
+        let got: Vec<i64> = rec
+            .events
+            .iter()
+            .filter(|(at, _)| (from..to).contains(at))
+            .map(|(_, l)| *l)
+            .collect();
+        ws_min = ws_min.min(got.len() as i64);
+        ws_complete &= !rec.closed_early && got.len() as i64 >= checked_in_window;
+        ws_lat.extend(got);
+    }
+    ws_lat.sort_unstable();
+    let ws_every = o.ws_clients == 0 || ws_complete;
+
+    let checks_per_s = checks as f64 / secs;
+    let per_1k = cpu / (checks.max(1) as f64 / 1000.0);
+    println!(
+        "[{}] window {secs:.1} s: {checks} checks stored ({checks_per_s:.0}/s, {:.1}% of the {due:.0} due)",
+        o.mode,
+        100.0 * checks as f64 / due
+    );
+    println!(
+        "[{}] schedule lag at the target (arrival - scheduled_at): p50 {} ms, p99 {} ms, max {} ms ({} requests)",
+        o.mode,
+        percentile(&lags, 0.50),
+        percentile(&lags, 0.99),
+        lags.last().copied().unwrap_or(0),
+        lags.len()
+    );
+    println!(
+        "[{}] healthmon cpu {cpu:.2} s = {per_1k:.3} CPU-s per 1,000 checks; rss {rss:.1} MB ({} process{})",
+        o.mode,
+        pids.len(),
+        if pids.len() == 1 { "" } else { "es" }
+    );
+    if o.ws_clients > 0 {
+        println!(
+            "[{}] websocket: {} clients, delivery p50 {} ms, p99 {} ms, max {} ms; fewest events per client {} of {} checked in the window; every client got every event: {ws_every}",
+            o.mode,
+            o.ws_clients,
+            percentile(&ws_lat, 0.50),
+            percentile(&ws_lat, 0.99),
+            ws_lat.last().copied().unwrap_or(0),
+            ws_min,
+            checked_in_window
+        );
+    }
+    let round = |x: f64, d: i32| (x * 10f64.powi(d)).round() / 10f64.powi(d);
+    Ok(json!({
+        "mode": o.mode,
+        "services": o.services,
+        "interval_s": o.interval,
+        "duration_s": round(secs, 3),
+        "warmup_s": o.warmup,
+        "targets": o.targets,
+        "target_latency_ms": o.target_latency_ms,
+        "processes": pids.len(),
+        "checks": checks,
+        "checks_due": due.round() as i64,
+        "checks_per_s": round(checks_per_s, 1),
+        "lag_p50_ms": percentile(&lags, 0.50),
+        "lag_p99_ms": percentile(&lags, 0.99),
+        "lag_max_ms": lags.last().copied().unwrap_or(0),
+        "cpu_s": round(cpu, 2),
+        "cpu_s_per_1k_checks": round(per_1k, 4),
+        "rss_mb": round(rss, 1),
+        "ws_clients": o.ws_clients,
+        "ws_p99_ms": percentile(&ws_lat, 0.99),
+        "ws_every_event": ws_every,
+        "registration_s": round(reg_s, 1),
+    }))
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this
+    // binary without it, and a test run should not start a benchmark.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("pipeline bench: run it with `cargo bench --bench pipeline -- [options]`");
+        return;
+    }
+    let o = match parse_opts() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("pipeline bench: {e}");
+            std::process::exit(2);
+        }
+    };
+    // reqwest is built with `rustls-no-provider`: the API client needs one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    // Everything is bounded; this is the backstop.
+    let limit = Duration::from_secs(o.warmup + o.duration + 900 + o.services as u64 / 50);
+    let outcome = rt.block_on(async { tokio::time::timeout(limit, run(o)).await });
+    match outcome {
+        Ok(Ok(summary)) => {
+            let checks = summary["checks"].as_i64().unwrap_or(0);
+            println!("{summary}");
+            if checks == 0 {
+                eprintln!("pipeline bench: no checks were stored in the window");
+                std::process::exit(1);
+            }
+        }
+        Ok(Err(e)) => {
+            eprintln!("pipeline bench: {e}");
+            std::process::exit(1);
+        }
+        Err(_) => {
+            eprintln!("pipeline bench: gave up after {limit:?}");
+            std::process::exit(1);
+        }
+    }
+}
