@@ -662,6 +662,22 @@ async fn measure(
     ws_lat.sort_unstable();
     let ws_every = o.ws_clients == 0 || ws_complete;
 
+    // What the processes complained about, for a run that fell behind.
+    for p in procs {
+        let lines: Vec<String> = p
+            .tail
+            .lock()
+            .map(|t| {
+                t.iter()
+                    .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        for l in lines.iter().skip(lines.len().saturating_sub(3)) {
+            println!("[{}] pid {} said: {l}", o.mode, p.child.id());
+        }
+    }
     let checks_per_s = checks as f64 / secs;
     let per_1k = cpu / (checks.max(1) as f64 / 1000.0);
     println!(
