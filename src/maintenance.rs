@@ -4,7 +4,7 @@
 //! of the maintenance lock among processes with the scheduler role; with
 //! SQLite, the process) first counts new health logs into the hourly rollups,
 //! then deletes logs older than `logs.retention_days` in batches of
-//! [`DELETE_BATCH`], pausing [`BATCH_PAUSE`] between batches so the
+//! [`DELETE_BATCH`], pausing between batches (see [`BATCH_PAUSE`]) so the
 //! recorder's writes are never held up for long. Only logs already rolled up
 //! are deleted (see [`Store::delete_logs_before`]), so no hour is lost.
 
@@ -16,7 +16,9 @@ use tokio_util::sync::CancellationToken;
 
 /// Logs deleted per statement.
 pub const DELETE_BATCH: i64 = 1_000;
-/// Pause between two delete batches.
+/// Shortest pause between two delete batches. The pause is also at least
+/// twice as long as the batch took, so deletion holds the database (SQLite's
+/// one write lock) at most a third of the time while a backlog is cleared.
 pub const BATCH_PAUSE: Duration = Duration::from_millis(10);
 /// Logs counted per rollup transaction: small enough that SQLite's write
 /// lock is held for tens of milliseconds at a time.
@@ -77,12 +79,20 @@ pub async fn pass(
     shutdown: &CancellationToken,
 ) -> Result<(), StoreError> {
     let started = Instant::now();
-    let rolled = store.rollup(ROLLUP_CHUNK).await?;
+    let rolled = store
+        .rollup_while(ROLLUP_CHUNK, || !shutdown.is_cancelled())
+        .await?;
+    if shutdown.is_cancelled() {
+        // Logs not yet rolled up are never deleted anyway; stop here.
+        return Ok(());
+    }
     let cutoff = now_ms() - i64::from(settings.retention_days) * 86_400_000;
     let mut deleted = 0usize;
     let mut batches = 0u64;
     while !shutdown.is_cancelled() {
+        let batch_started = Instant::now();
         let n = store.delete_logs_before(cutoff, DELETE_BATCH).await?;
+        let pause = BATCH_PAUSE.max(batch_started.elapsed() * 2);
         deleted += n;
         batches += 1;
         if (n as i64) < DELETE_BATCH {
@@ -90,7 +100,7 @@ pub async fn pass(
         }
         tokio::select! {
             () = shutdown.cancelled() => break,
-            () = tokio::time::sleep(BATCH_PAUSE) => {}
+            () = tokio::time::sleep(pause) => {}
         }
     }
     let elapsed_ms = started.elapsed().as_millis() as u64;

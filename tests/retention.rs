@@ -160,3 +160,149 @@ async fn uptime_answers_404_for_unknown_services_and_400_for_bad_hours() {
         .expect("HEAD");
     assert_eq!(resp.status(), 200);
 }
+
+/// Figures, not a pass/fail test: how long rolling up and deleting a
+/// million logs takes on each backend, and how long a recorder batch waits
+/// meanwhile. `cargo test --release --test retention figures -- --ignored
+/// --nocapture` (`HEALTHMON_FIGURES_LOGS` sets the number of logs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement; run by hand"]
+async fn figures_rollup_and_retention_of_a_million_logs() {
+    use healthmon::config::DatabaseUrl;
+    use healthmon::store::Store;
+    let logs: i64 = std::env::var("HEALTHMON_FIGURES_LOGS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("f.db");
+    let store = Store::open(&DatabaseUrl::Sqlite(path.clone()), 4)
+        .await
+        .expect("open");
+    let url = path.to_string_lossy().into_owned();
+    tokio::task::spawn_blocking(move || {
+        use diesel::Connection;
+        use diesel::connection::SimpleConnection;
+        let mut c = diesel::SqliteConnection::establish(&url).expect("connect");
+        c.batch_execute(&fill_sql(
+            logs,
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {N}) ",
+            "n",
+        ))
+        .expect("fill");
+    })
+    .await
+    .expect("fill task");
+    measure("sqlite", &store, logs).await;
+
+    let Some(db) = common::pg_db().await else {
+        return;
+    };
+    let store = Store::open(&DatabaseUrl::Postgres(db.url.clone()), 4)
+        .await
+        .expect("open PostgreSQL");
+    {
+        use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+        let mut c = AsyncPgConnection::establish(&db.url)
+            .await
+            .expect("connect");
+        c.batch_execute(&fill_sql(logs, "", "generate_series(1, {N}) AS n(i)"))
+            .await
+            .expect("fill");
+    }
+    measure("postgres", &store, logs).await;
+    drop(store);
+    db.drop_db().await;
+}
+
+/// 1,000 services and `logs` logs, 2% DOWN, one every 10 ms from a fixed
+/// hour on (about 2.8 hours per million).
+fn fill_sql(logs: i64, with: &str, from: &str) -> String {
+    let from = from.replace("{N}", &logs.to_string());
+    let with = with.replace("{N}", &logs.to_string());
+    let base = 490_000 * healthmon::store::HOUR_MS;
+    let services = with.replace(&logs.to_string(), "1000");
+    let services_from = from.replace(&logs.to_string(), "1000");
+    format!(
+        "{services}INSERT INTO services (name, url, interval_s, timeout_s, paused, last_status, \
+         created_at, updated_at) SELECT 's' || i, 'http://127.0.0.1:9/', 10, 5, FALSE, 'UP', 0, 0 \
+         FROM {services_from};\n\
+         {with}INSERT INTO health_logs (service_id, status, latency_ms, status_code, error, \
+         scheduled_at, checked_at) SELECT 1 + i % 1000, CASE WHEN i % 50 = 0 THEN 'DOWN' ELSE 'UP' \
+         END, i % 300, 200, NULL, {base} + i * 10, {base} + i * 10 FROM {from};"
+    )
+}
+
+async fn measure(backend: &str, store: &healthmon::store::Store, logs: i64) {
+    use healthmon::domain::{CheckResult, Status};
+    use std::time::{Duration, Instant};
+    let started = Instant::now();
+    let report = store.rollup(50_000).await.expect("rollup");
+    let rollup_s = started.elapsed().as_secs_f64();
+
+    // A recorder writing 100 results every 20 ms while the logs are deleted.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let writer = {
+        let (store, stop) = (store.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut waits = Vec::new();
+            let mut at = 10_i64.pow(13);
+            while !stop.is_cancelled() {
+                let batch: Vec<CheckResult> = (0..100)
+                    .map(|k| CheckResult {
+                        service_id: 1 + k,
+                        scheduled_at: at,
+                        status: Status::Up,
+                        latency_ms: 1,
+                        status_code: Some(200),
+                        error: None,
+                        checked_at: at,
+                    })
+                    .collect();
+                at += 1;
+                let t = Instant::now();
+                // Retried like the recorder does.
+                while let Err(e) = store.record(&batch).await {
+                    println!("record failed (retrying): {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                waits.push(t.elapsed());
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            waits
+        })
+    };
+    let started = Instant::now();
+    let (mut deleted, mut slowest) = (0, Duration::ZERO);
+    loop {
+        let t = Instant::now();
+        let n = store
+            .delete_logs_before(10_i64.pow(13), 1_000)
+            .await
+            .expect("delete");
+        slowest = slowest.max(t.elapsed());
+        deleted += n;
+        if n < 1_000 {
+            break;
+        }
+        // As the maintenance pass pauses.
+        tokio::time::sleep(Duration::from_millis(10).max(t.elapsed() * 2)).await;
+    }
+    let delete_s = started.elapsed().as_secs_f64();
+    stop.cancel();
+    let mut waits = writer.await.expect("writer");
+    waits.sort();
+    let p = |q: f64| waits[((waits.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3;
+    println!(
+        "{backend}: {logs} logs; rollup {rollup_s:.2} s ({} hourly rows); deleted {deleted} in \
+         {delete_s:.1} s, slowest batch {:.1} ms; concurrent 100-result record batches: \
+         p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} batches)",
+        report.hours,
+        slowest.as_secs_f64() * 1e3,
+        p(0.5),
+        p(0.99),
+        p(1.0),
+        waits.len()
+    );
+    assert_eq!(deleted as i64, logs);
+}

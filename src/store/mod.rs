@@ -567,6 +567,17 @@ impl Store {
     /// by the next run. Only ids no open transaction can still commit below
     /// are read (see [`Store::settled_log_id`]), so no log is skipped.
     pub async fn rollup(&self, chunk: i64) -> Result<RollupReport, StoreError> {
+        self.rollup_while(chunk, || true).await
+    }
+
+    /// [`Store::rollup`], asking `go_on` before each chunk: a long first
+    /// rollup (an existing database after upgrading) stops between two
+    /// chunks at shutdown, and the next run continues from there.
+    pub async fn rollup_while(
+        &self,
+        chunk: i64,
+        mut go_on: impl FnMut() -> bool,
+    ) -> Result<RollupReport, StoreError> {
         let chunk = chunk.max(1);
         let newest = self.settled_log_id().await?;
         let mut report = RollupReport::default();
@@ -578,7 +589,7 @@ impl Store {
                     .await?
             });
             report.upto_log_id = done;
-            if done >= newest {
+            if done >= newest || !go_on() {
                 return Ok(report);
             }
             let upto = newest.min(done.saturating_add(chunk));
