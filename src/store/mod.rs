@@ -545,6 +545,15 @@ impl Store {
         with_conn!(self, |conn| {
             let events = conn
                 .transaction::<_, diesel::result::Error, _>(async |conn| {
+                    // Start with a write that changes nothing, so SQLite takes
+                    // its write lock first: a transaction that reads, then
+                    // writes, fails at once ("database is locked") when
+                    // another connection committed in between (a retention
+                    // batch); one that writes first waits its turn instead.
+                    diesel::update(rollup_progress::table.filter(rollup_progress::id.eq(0)))
+                        .set(rollup_progress::id.eq(0))
+                        .execute(conn)
+                        .await?;
                     let mut events = Vec::with_capacity(results.len() + 4);
                     for r in results {
                         record_one!(conn, r, events);
