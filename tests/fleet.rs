@@ -494,18 +494,16 @@ async fn processes_starting_together_on_a_new_database_all_come_up() {
     let Some(fleet) = Fleet::new().await else {
         return;
     };
-    let fleet = Arc::new(fleet);
     // Three processes race to migrate the fresh database.
-    let starters: Vec<_> = (0..3)
-        .map(|_| {
-            let fleet = Arc::clone(&fleet);
-            std::thread::spawn(move || fleet.spawn("api,scheduler"))
-        })
-        .collect();
-    let processes: Vec<Monitor> = starters
-        .into_iter()
-        .map(|t| t.join().expect("a process failed to start"))
-        .collect();
+    let processes: Vec<Monitor> = std::thread::scope(|scope| {
+        let starters: Vec<_> = (0..3)
+            .map(|_| scope.spawn(|| fleet.spawn("api,scheduler")))
+            .collect();
+        starters
+            .into_iter()
+            .map(|t| t.join().expect("a process failed to start"))
+            .collect()
+    });
     for p in &processes {
         // Up at once; ready once its broker connection is.
         eventually("each process ready", || async {
@@ -514,9 +512,7 @@ async fn processes_starting_together_on_a_new_database_all_come_up() {
         .await;
     }
     drop(processes);
-    if let Ok(fleet) = Arc::try_unwrap(fleet) {
-        fleet.finish().await;
-    }
+    fleet.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
