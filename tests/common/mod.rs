@@ -2,6 +2,7 @@
 //! SQLite file, and real HTTP targets on 127.0.0.1.
 #![allow(dead_code)]
 
+pub mod measure;
 pub mod target;
 
 use serde_json::Value;
