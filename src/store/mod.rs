@@ -6,6 +6,7 @@
 //! use and expands the same diesel expression for it. Adding PostgreSQL is a
 //! new variant, a pool constructor and a migrations folder.
 
+pub mod batch;
 pub mod models;
 pub mod postgres;
 pub mod schema;
@@ -13,13 +14,11 @@ pub mod sqlite;
 
 use crate::config::DatabaseUrl;
 use crate::domain::time::Millis;
-use crate::domain::transition::{self, Effect};
-use crate::domain::{CheckResult, Event, Service, ServiceSpec, Status};
+use crate::domain::{CheckResult, Event, Service, ServiceSpec};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use models::{
-    ApiKeyRow, HealthLog, HourlyRollup, NewApiKey, NewHealthLog, NewServiceRow, NewStateChange,
-    ServiceChanges, ServiceRow,
+    ApiKeyRow, HealthLog, HourlyRollup, NewApiKey, NewServiceRow, ServiceChanges, ServiceRow,
 };
 use schema::{api_keys, health_logs, hourly_rollups, rollup_progress, services, state_changes};
 use std::sync::Arc;
@@ -69,17 +68,23 @@ impl From<diesel_async::pooled_connection::deadpool::PoolError> for StoreError {
 }
 
 enum Backend {
-    Sqlite(sqlite::SqlitePool),
+    Sqlite(sqlite::SqlitePools),
     Postgres { pool: postgres::PgPool, url: String },
 }
 
 /// Takes a connection from whichever pool backs the store and runs the same
 /// diesel code on it. Each arm is type-checked for its own backend.
+/// `with_conn!` is for reads; `with_writer!` for anything that writes, which
+/// on SQLite queues for the one writer connection (see
+/// [`sqlite::SqlitePools`]).
 macro_rules! with_conn {
     ($store:expr, |$conn:ident| $body:expr) => {
+        with_conn!(@ $store, readers, |$conn| $body)
+    };
+    (@ $store:expr, $sqlite:ident, |$conn:ident| $body:expr) => {
         match &*$store.backend {
-            Backend::Sqlite(pool) => {
-                let mut pooled = pool.get().await?;
+            Backend::Sqlite(pools) => {
+                let mut pooled = pools.$sqlite.get().await?;
                 let $conn = &mut *pooled;
                 $body
             }
@@ -92,129 +97,11 @@ macro_rules! with_conn {
     };
 }
 
-/// Records one result inside the batch transaction (see [`Store::record`]).
-/// A macro, like `with_conn!`, so the same code is checked per backend;
-/// `continue` moves on to the batch's next result.
-macro_rules! record_one {
-    ($conn:ident, $r:ident, $events:ident) => {{
-        let conn = &mut *$conn;
-        let r: &CheckResult = $r;
-        let events: &mut Vec<Event> = &mut $events;
-        let current: Option<(String, String, Option<i64>)> = services::table
-            .find(r.service_id)
-            .select((
-                services::name,
-                services::last_status,
-                services::last_scheduled_at,
-            ))
-            .first(conn)
-            .await
-            .optional()?;
-        let Some((name, last_status, last_scheduled_at)) = current else {
-            // Deleted while its check was in flight: leave nothing.
-            continue;
-        };
-        let inserted = diesel::insert_into(health_logs::table)
-            .values(NewHealthLog {
-                service_id: r.service_id,
-                status: r.status.as_str(),
-                latency_ms: r.latency_ms,
-                status_code: r.status_code.map(i32::from),
-                error: r.error.as_deref(),
-                scheduled_at: r.scheduled_at,
-                checked_at: r.checked_at,
-            })
-            .on_conflict((health_logs::service_id, health_logs::scheduled_at))
-            .do_nothing()
-            .execute(conn)
-            .await?;
-        if inserted == 0 {
-            // A redelivered result: already logged, already counted.
-            continue;
-        }
-        events.push(Event::Check {
-            service_id: r.service_id,
-            name: name.clone(),
-            status: r.status,
-            latency: r.latency_ms,
-            status_code: r.status_code,
-            error: r.error.clone(),
-            checked_at: r.checked_at,
-        });
-        // Compare-and-set, re-read on a lost race: another recorder (another
-        // process) may have moved the status since it was read.
-        let (mut last_status, mut last_scheduled_at) = (last_status, last_scheduled_at);
-        loop {
-            let old: Status = last_status.parse().unwrap_or(Status::Pending);
-            let Effect::Advance { change } =
-                transition::judge(old, last_scheduled_at, r.scheduled_at, r.status)
-            else {
-                // Older than the status already shown: history only.
-                break;
-            };
-            let target = services::table.find(r.service_id);
-            let set = (
-                services::last_status.eq(r.status.as_str()),
-                services::last_check.eq(Some(r.checked_at)),
-                services::last_latency_ms.eq(Some(r.latency_ms)),
-                services::last_scheduled_at.eq(Some(r.scheduled_at)),
-            );
-            let swapped = match last_scheduled_at {
-                Some(t) => {
-                    diesel::update(target.filter(services::last_scheduled_at.eq(t)))
-                        .set(set)
-                        .execute(conn)
-                        .await?
-                }
-                None => {
-                    diesel::update(target.filter(services::last_scheduled_at.is_null()))
-                        .set(set)
-                        .execute(conn)
-                        .await?
-                }
-            };
-            if swapped == 0 {
-                let now: Option<(String, Option<i64>)> = services::table
-                    .find(r.service_id)
-                    .select((services::last_status, services::last_scheduled_at))
-                    .first(conn)
-                    .await
-                    .optional()?;
-                match now {
-                    Some((status, at)) => {
-                        last_status = status;
-                        last_scheduled_at = at;
-                        continue;
-                    }
-                    None => break,
-                }
-            }
-            if let Some((old, new)) = change {
-                diesel::insert_into(state_changes::table)
-                    .values(NewStateChange {
-                        service_id: r.service_id,
-                        old_status: old.as_str(),
-                        new_status: new.as_str(),
-                        latency_ms: r.latency_ms,
-                        scheduled_at: r.scheduled_at,
-                        changed_at: r.checked_at,
-                    })
-                    .on_conflict((state_changes::service_id, state_changes::scheduled_at))
-                    .do_nothing()
-                    .execute(conn)
-                    .await?;
-                events.push(Event::StatusChange {
-                    service_id: r.service_id,
-                    name,
-                    old_status: old,
-                    new_status: new,
-                    latency: r.latency_ms,
-                    changed_at: r.checked_at,
-                });
-            }
-            break;
-        }
-    }};
+/// [`with_conn!`] for writes.
+macro_rules! with_writer {
+    ($store:expr, |$conn:ident| $body:expr) => {
+        with_conn!(@ $store, writer, |$conn| $body)
+    };
 }
 
 /// Where a page of logs starts (exclusive).
@@ -331,7 +218,7 @@ impl Store {
         now: Millis,
     ) -> Result<Service, StoreError> {
         let row = NewServiceRow::new(spec, now);
-        with_conn!(self, |conn| {
+        with_writer!(self, |conn| {
             let created: ServiceRow = diesel::insert_into(services::table)
                 .values(&row)
                 .returning(ServiceRow::as_returning())
@@ -377,7 +264,7 @@ impl Store {
     ) -> Result<Updated, StoreError> {
         let changes = ServiceChanges::new(spec, now);
         let bump = services::version.eq(services::version + 1);
-        with_conn!(self, |conn| {
+        with_writer!(self, |conn| {
             let row: Option<ServiceRow> = match if_version {
                 Some(v) => diesel::update(services::table.find(id).filter(services::version.eq(v)))
                     .set((&changes, bump))
@@ -415,7 +302,7 @@ impl Store {
     /// Deletes a service with its logs, transitions and hourly rollups;
     /// false if it did not exist.
     pub async fn delete_service(&self, id: i64) -> Result<bool, StoreError> {
-        with_conn!(self, |conn| {
+        with_writer!(self, |conn| {
             let deleted = conn
                 .transaction::<_, diesel::result::Error, _>(async |conn| {
                     diesel::delete(health_logs::table.filter(health_logs::service_id.eq(id)))
@@ -443,7 +330,7 @@ impl Store {
 
     /// Stores a new API key; `false` if the name is taken.
     pub async fn create_key(&self, key: &NewApiKey<'_>) -> Result<bool, StoreError> {
-        with_conn!(self, |conn| {
+        with_writer!(self, |conn| {
             let inserted = diesel::insert_into(api_keys::table)
                 .values(key)
                 .on_conflict_do_nothing()
@@ -466,7 +353,7 @@ impl Store {
 
     /// Deletes the key with this name; `false` if there was none.
     pub async fn revoke_key(&self, name: &str) -> Result<bool, StoreError> {
-        with_conn!(self, |conn| {
+        with_writer!(self, |conn| {
             let n = diesel::delete(api_keys::table.filter(api_keys::name.eq(name)))
                 .execute(conn)
                 .await?;
@@ -476,7 +363,7 @@ impl Store {
 
     /// Records that a key was used at `at`.
     pub async fn touch_key(&self, id: i64, at: Millis) -> Result<(), StoreError> {
-        with_conn!(self, |conn| {
+        with_writer!(self, |conn| {
             diesel::update(api_keys::table.find(id))
                 .set(api_keys::last_used_at.eq(Some(at)))
                 .execute(conn)
@@ -542,27 +429,19 @@ impl Store {
         if results.is_empty() {
             return Ok(Vec::new());
         }
-        with_conn!(self, |conn| {
-            let events = conn
-                .transaction::<_, diesel::result::Error, _>(async |conn| {
-                    // Start with a write that changes nothing, so SQLite takes
-                    // its write lock first: a transaction that reads, then
-                    // writes, fails at once ("database is locked") when
-                    // another connection committed in between (a retention
-                    // batch); one that writes first waits its turn instead.
-                    diesel::update(rollup_progress::table.filter(rollup_progress::id.eq(0)))
-                        .set(rollup_progress::id.eq(0))
-                        .execute(conn)
-                        .await?;
-                    let mut events = Vec::with_capacity(results.len() + 4);
-                    for r in results {
-                        record_one!(conn, r, events);
-                    }
-                    Ok(events)
-                })
-                .await?;
-            Ok(events)
-        })
+        match &*self.backend {
+            Backend::Sqlite(pools) => {
+                let mut writer = pools.writer.get().await?;
+                let results = results.to_vec();
+                Ok(writer
+                    .spawn_blocking(move |conn| sqlite::record(conn, &results))
+                    .await?)
+            }
+            Backend::Postgres { pool, .. } => {
+                let mut conn = pool.get().await?;
+                Ok(postgres::record(&mut conn, results).await?)
+            }
+        }
     }
 
     /// Counts every log recorded so far into the hourly rollups, at most
@@ -623,7 +502,7 @@ impl Store {
                  latency_max_ms = CASE WHEN excluded.latency_max_ms > hourly_rollups.latency_max_ms \
                  THEN excluded.latency_max_ms ELSE hourly_rollups.latency_max_ms END"
             );
-            let added = with_conn!(self, |conn| {
+            let added = with_writer!(self, |conn| {
                 conn.transaction::<_, diesel::result::Error, _>(async |conn| {
                     // The compare-and-set comes first: it also takes the write
                     // lock at once (SQLite), before anything is read.
@@ -693,7 +572,7 @@ impl Store {
         cutoff: Millis,
         batch: i64,
     ) -> Result<usize, StoreError> {
-        with_conn!(self, |conn| {
+        with_writer!(self, |conn| {
             let counted: i64 = rollup_progress::table
                 .select(rollup_progress::last_log_id)
                 .first(conn)

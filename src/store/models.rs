@@ -1,8 +1,9 @@
 //! Rows as the tables hold them, and their conversion to domain types.
 
+use super::batch::{StatusUpdate, Transition};
 use super::schema::{api_keys, health_logs, hourly_rollups, services, state_changes};
 use crate::domain::time::{Millis, serde_rfc3339};
-use crate::domain::{Service, ServiceSpec, Status};
+use crate::domain::{CheckResult, Service, ServiceSpec, Status};
 use diesel::prelude::*;
 use serde::Serialize;
 
@@ -143,6 +144,21 @@ pub struct NewHealthLog<'a> {
     pub checked_at: i64,
 }
 
+impl<'a> NewHealthLog<'a> {
+    /// The log of a check result.
+    pub fn from_result(r: &'a CheckResult) -> Self {
+        Self {
+            service_id: r.service_id,
+            status: r.status.as_str(),
+            latency_ms: r.latency_ms,
+            status_code: r.status_code.map(i32::from),
+            error: r.error.as_deref(),
+            scheduled_at: r.scheduled_at,
+            checked_at: r.checked_at,
+        }
+    }
+}
+
 /// A transition to insert.
 #[derive(Debug, Insertable)]
 #[diesel(table_name = state_changes)]
@@ -153,6 +169,40 @@ pub struct NewStateChange {
     pub latency_ms: i64,
     pub scheduled_at: i64,
     pub changed_at: i64,
+}
+
+impl From<&Transition> for NewStateChange {
+    fn from(t: &Transition) -> Self {
+        Self {
+            service_id: t.service_id,
+            old_status: t.old.as_str(),
+            new_status: t.new.as_str(),
+            latency_ms: t.latency_ms,
+            scheduled_at: t.scheduled_at,
+            changed_at: t.changed_at,
+        }
+    }
+}
+
+/// The status columns a recorded result sets.
+#[derive(Debug, AsChangeset)]
+#[diesel(table_name = services)]
+pub struct StatusColumns {
+    pub last_status: &'static str,
+    pub last_check: Option<i64>,
+    pub last_latency_ms: Option<i64>,
+    pub last_scheduled_at: Option<i64>,
+}
+
+impl From<&StatusUpdate> for StatusColumns {
+    fn from(u: &StatusUpdate) -> Self {
+        Self {
+            last_status: u.status.as_str(),
+            last_check: Some(u.checked_at),
+            last_latency_ms: Some(u.latency_ms),
+            last_scheduled_at: Some(u.scheduled_at),
+        }
+    }
 }
 
 /// An API key as stored (the token itself is never stored).

@@ -4,10 +4,16 @@
 //! instead of failing.
 
 use super::StoreError;
+use super::batch::{self, Current};
+use super::schema::services;
+use crate::domain::{CheckResult, Event, Status};
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
 use diesel_async::pooled_connection::AsyncDieselConnectionManager;
 use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 /// The pool of PostgreSQL connections.
@@ -61,4 +67,129 @@ pub async fn open(url: &str, pool_size: usize) -> Result<PgPool, StoreError> {
         .runtime(deadpool::Runtime::Tokio1)
         .build()
         .map_err(|e| StoreError::Open(e.to_string()))
+}
+
+#[derive(diesel::QueryableByName)]
+struct Logged {
+    #[diesel(sql_type = BigInt)]
+    service_id: i64,
+    #[diesel(sql_type = BigInt)]
+    scheduled_at: i64,
+}
+
+/// Records a batch in one transaction of five statements, whatever its
+/// size: the batch's service rows are locked (in id order, so two recorders
+/// never deadlock) and read, the logs inserted from arrays with `unnest`,
+/// then the statuses and transitions [`batch::plan`] decides are written
+/// the same way. The row locks make the status update a compare-and-set: a
+/// second recorder waits for this one and then judges against its result.
+/// See [`super::Store::record`] for the promises.
+pub async fn record(
+    conn: &mut AsyncPgConnection,
+    results: &[CheckResult],
+) -> Result<Vec<Event>, diesel::result::Error> {
+    conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+        let ids = batch::service_ids(results);
+        let rows: Vec<(i64, String, String, Option<i64>)> = services::table
+            .filter(services::id.eq_any(&ids))
+            .select((
+                services::id,
+                services::name,
+                services::last_status,
+                services::last_scheduled_at,
+            ))
+            .order(services::id.asc())
+            .for_update()
+            .load(conn)
+            .await?;
+        let current: HashMap<i64, Current> = rows
+            .into_iter()
+            .map(|(id, name, status, at)| {
+                let status = status.parse().unwrap_or(Status::Pending);
+                let row = Current {
+                    name,
+                    status,
+                    scheduled_at: at,
+                };
+                (id, row)
+            })
+            .collect();
+        let fresh: Vec<&CheckResult> = batch::distinct(results)
+            .into_iter()
+            .filter(|r| current.contains_key(&r.service_id))
+            .collect();
+        let logged: HashSet<(i64, i64)> = if fresh.is_empty() {
+            HashSet::new()
+        } else {
+            diesel::sql_query(
+                "INSERT INTO health_logs \
+                 (service_id, status, latency_ms, status_code, error, scheduled_at, checked_at) \
+                 SELECT * FROM unnest($1::int8[], $2::text[], $3::int8[], $4::int4[], \
+                 $5::text[], $6::int8[], $7::int8[]) \
+                 ON CONFLICT (service_id, scheduled_at) DO NOTHING \
+                 RETURNING service_id, scheduled_at",
+            )
+            .bind::<Array<BigInt>, _>(fresh.iter().map(|r| r.service_id).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(fresh.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
+            .bind::<Array<BigInt>, _>(fresh.iter().map(|r| r.latency_ms).collect::<Vec<_>>())
+            .bind::<Array<Nullable<Integer>>, _>(
+                fresh
+                    .iter()
+                    .map(|r| r.status_code.map(i32::from))
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Nullable<Text>>, _>(
+                fresh.iter().map(|r| r.error.as_deref()).collect::<Vec<_>>(),
+            )
+            .bind::<Array<BigInt>, _>(fresh.iter().map(|r| r.scheduled_at).collect::<Vec<_>>())
+            .bind::<Array<BigInt>, _>(fresh.iter().map(|r| r.checked_at).collect::<Vec<_>>())
+            .load::<Logged>(conn)
+            .await?
+            .into_iter()
+            .map(|l| (l.service_id, l.scheduled_at))
+            .collect()
+        };
+        let plan = batch::plan(
+            current,
+            fresh
+                .into_iter()
+                .filter(|r| logged.contains(&(r.service_id, r.scheduled_at))),
+        );
+        if !plan.updates.is_empty() {
+            let u = &plan.updates;
+            diesel::sql_query(
+                "UPDATE services AS s SET last_status = u.status, last_check = u.checked_at, \
+                 last_latency_ms = u.latency_ms, last_scheduled_at = u.scheduled_at \
+                 FROM unnest($1::int8[], $2::text[], $3::int8[], $4::int8[], $5::int8[]) \
+                 AS u(id, status, checked_at, latency_ms, scheduled_at) WHERE s.id = u.id",
+            )
+            .bind::<Array<BigInt>, _>(u.iter().map(|u| u.service_id).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(u.iter().map(|u| u.status.as_str()).collect::<Vec<_>>())
+            .bind::<Array<BigInt>, _>(u.iter().map(|u| u.checked_at).collect::<Vec<_>>())
+            .bind::<Array<BigInt>, _>(u.iter().map(|u| u.latency_ms).collect::<Vec<_>>())
+            .bind::<Array<BigInt>, _>(u.iter().map(|u| u.scheduled_at).collect::<Vec<_>>())
+            .execute(conn)
+            .await?;
+        }
+        if !plan.transitions.is_empty() {
+            let t = &plan.transitions;
+            diesel::sql_query(
+                "INSERT INTO state_changes \
+                 (service_id, old_status, new_status, latency_ms, scheduled_at, changed_at) \
+                 SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::int8[], \
+                 $5::int8[], $6::int8[]) \
+                 ON CONFLICT (service_id, scheduled_at) DO NOTHING",
+            )
+            .bind::<Array<BigInt>, _>(t.iter().map(|t| t.service_id).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(t.iter().map(|t| t.old.as_str()).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(t.iter().map(|t| t.new.as_str()).collect::<Vec<_>>())
+            .bind::<Array<BigInt>, _>(t.iter().map(|t| t.latency_ms).collect::<Vec<_>>())
+            .bind::<Array<BigInt>, _>(t.iter().map(|t| t.scheduled_at).collect::<Vec<_>>())
+            .bind::<Array<BigInt>, _>(t.iter().map(|t| t.changed_at).collect::<Vec<_>>())
+            .execute(conn)
+            .await?;
+        }
+        Ok(plan.events)
+    })
+    .await
 }

@@ -2,8 +2,12 @@
 //! `SyncConnectionWrapper`s, migrations embedded and run at start.
 
 use super::StoreError;
-use diesel::Connection;
+use super::batch::{self, Current};
+use super::models::{NewHealthLog, NewStateChange, StatusColumns};
+use super::schema::{health_logs, services, state_changes};
+use crate::domain::{CheckResult, Event, Status};
 use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
 use diesel::sqlite::SqliteConnection;
 use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
@@ -11,6 +15,7 @@ use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use diesel_async::{AsyncConnection, SimpleAsyncConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use futures_util::FutureExt;
+use std::collections::HashMap;
 use std::path::Path;
 
 /// An async SQLite connection (blocking calls run on tokio's blocking pool).
@@ -27,9 +32,21 @@ const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
      PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;";
 
+/// The pools of one database file: readers, and the one writer.
+pub struct SqlitePools {
+    /// For reads; WAL lets them run beside the writer.
+    pub readers: SqlitePool,
+    /// One connection for every write. SQLite lets one transaction write
+    /// at a time; queueing writes here, in order, instead of in SQLite's
+    /// busy handler (which polls, and can starve a writer past its timeout
+    /// while the recorder keeps the lock busy) makes a write wait its turn
+    /// rather than fail with "database is locked".
+    pub writer: SqlitePool,
+}
+
 /// Opens (creating if needed) the database file, runs pending migrations
-/// and returns a pool.
-pub async fn open(path: &Path, pool_size: usize) -> Result<SqlitePool, StoreError> {
+/// and returns its pools.
+pub async fn open(path: &Path, pool_size: usize) -> Result<SqlitePools, StoreError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Open(format!("cannot create {}: {e}", dir.display())))?;
@@ -46,7 +63,13 @@ pub async fn open(path: &Path, pool_size: usize) -> Result<SqlitePool, StoreErro
     })
     .await
     .map_err(|e| StoreError::Open(format!("migration task failed: {e}")))??;
+    Ok(SqlitePools {
+        readers: pool(&url, pool_size)?,
+        writer: pool(&url, 1)?,
+    })
+}
 
+fn pool(url: &str, size: usize) -> Result<SqlitePool, StoreError> {
     let mut config = ManagerConfig::<SqliteConn>::default();
     config.custom_setup = Box::new(|url| {
         async move {
@@ -60,7 +83,68 @@ pub async fn open(path: &Path, pool_size: usize) -> Result<SqlitePool, StoreErro
     });
     let manager = AsyncDieselConnectionManager::<SqliteConn>::new_with_config(url, config);
     Pool::builder(manager)
-        .max_size(pool_size)
+        .max_size(size.max(1))
         .build()
         .map_err(|e| StoreError::Open(e.to_string()))
+}
+
+/// Records a batch on the writer connection, in one `IMMEDIATE` transaction
+/// (the write lock is taken at `BEGIN`, so nothing read can go stale), all
+/// of it on one blocking thread: a few microseconds a statement instead of
+/// a thread hand-off each. See [`super::Store::record`] for the promises.
+pub fn record(conn: &mut SqliteConnection, results: &[CheckResult]) -> QueryResult<Vec<Event>> {
+    conn.immediate_transaction(|conn| {
+        let ids = batch::service_ids(results);
+        let rows: Vec<(i64, String, String, Option<i64>)> = services::table
+            .filter(services::id.eq_any(&ids))
+            .select((
+                services::id,
+                services::name,
+                services::last_status,
+                services::last_scheduled_at,
+            ))
+            .load(conn)?;
+        let current: HashMap<i64, Current> = rows
+            .into_iter()
+            .map(|(id, name, status, at)| {
+                let status = status.parse().unwrap_or(Status::Pending);
+                (
+                    id,
+                    Current {
+                        name,
+                        status,
+                        scheduled_at: at,
+                    },
+                )
+            })
+            .collect();
+        let mut logged = Vec::with_capacity(results.len());
+        for r in batch::distinct(results) {
+            if !current.contains_key(&r.service_id) {
+                continue;
+            }
+            let inserted = diesel::insert_into(health_logs::table)
+                .values(NewHealthLog::from_result(r))
+                .on_conflict((health_logs::service_id, health_logs::scheduled_at))
+                .do_nothing()
+                .execute(conn)?;
+            if inserted > 0 {
+                logged.push(r);
+            }
+        }
+        let plan = batch::plan(current, logged);
+        for u in &plan.updates {
+            diesel::update(services::table.find(u.service_id))
+                .set(StatusColumns::from(u))
+                .execute(conn)?;
+        }
+        for t in &plan.transitions {
+            diesel::insert_into(state_changes::table)
+                .values(NewStateChange::from(t))
+                .on_conflict((state_changes::service_id, state_changes::scheduled_at))
+                .do_nothing()
+                .execute(conn)?;
+        }
+        Ok(plan.events)
+    })
 }
