@@ -9,7 +9,7 @@ use crate::auth::KeyRing;
 use crate::bus::{self, Bus};
 use crate::cli::Roles;
 use crate::config::{DatabaseUrl, Settings};
-use crate::http::limit::RateLimiter;
+use crate::http::limit::{RateLimiter, ServiceCount};
 use crate::http::{self, AppState};
 use crate::maintenance;
 use crate::recorder::{self, BatchLimits};
@@ -261,6 +261,7 @@ fn http_task(listener: std::net::TcpListener, store: Store, bus: Bus, settings: 
         settings.api.write_rate_per_s,
         settings.api.write_burst,
     ));
+    let service_count = Arc::new(ServiceCount::default());
     Task::new("http", Stage::Intake, move |token: CancellationToken| {
         let state = AppState {
             store: store.clone(),
@@ -274,6 +275,7 @@ fn http_task(listener: std::net::TcpListener, store: Store, bus: Bus, settings: 
             loopback_only,
             write_limit: Arc::clone(&write_limit),
             max_services,
+            service_count: Arc::clone(&service_count),
         };
         let listener = listener.try_clone();
         let server_settings = server_settings.clone();

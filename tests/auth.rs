@@ -304,8 +304,9 @@ async fn the_number_of_services_and_websocket_clients_is_capped() {
         ("HEALTHMON__API__MAX_SERVICES", "2"),
         ("HEALTHMON__WS__MAX_CLIENTS", "2"),
     ]);
+    let mut ids = Vec::new();
     for _ in 0..2 {
-        m.register(service("s", "http://127.0.0.1:9/", 60)).await;
+        ids.push(m.register(service("s", "http://127.0.0.1:9/", 60)).await["id"].clone());
     }
     let (status, body) = m
         .send_json(
@@ -321,6 +322,25 @@ async fn the_number_of_services_and_websocket_clients_is_capped() {
             .is_some_and(|d| d.contains("max_services")),
         "{body}"
     );
+    // The count is kept between recounts: a deletion frees a place at once,
+    // and it is taken again at once.
+    let (status, _) = m
+        .send_json(
+            Method::DELETE,
+            &format!("/services/{}", ids[0]),
+            serde_json::Value::Null,
+        )
+        .await;
+    assert_eq!(status, 204);
+    m.register(service("s", "http://127.0.0.1:9/", 60)).await;
+    let (status, body) = m
+        .send_json(
+            Method::POST,
+            "/services",
+            service("s", "http://127.0.0.1:9/", 60),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
 
     let mut first = WsClient::connect(&m).await;
     let _second = WsClient::connect(&m).await;

@@ -88,6 +88,46 @@ impl RateLimiter {
     }
 }
 
+/// How long a count of the services stands before it is taken again.
+pub const RECOUNT_EVERY: Duration = Duration::from_secs(1);
+
+/// The number of registered services, as `api.max_services` needs it.
+///
+/// Counting the table on every registration made registering N services
+/// cost O(N²) (at 100,000 services, a few hundred a second); instead the
+/// store is counted at most once per [`RECOUNT_EVERY`] and this process's
+/// own registrations and deletions are added in between. Other API
+/// processes' registrations show at the next recount, and a registration
+/// that commits during a recount may be counted twice until the next: the
+/// limit guards against runaway scripts, not races.
+#[derive(Debug, Default)]
+pub struct ServiceCount {
+    counted: tokio::sync::Mutex<Option<(Instant, i64)>>,
+}
+
+impl ServiceCount {
+    /// The current count: the last recount plus the changes since, or a
+    /// fresh count when that is older than [`RECOUNT_EVERY`].
+    pub async fn get(&self, store: &crate::store::Store) -> Result<i64, ApiError> {
+        let mut counted = self.counted.lock().await;
+        match *counted {
+            Some((at, n)) if at.elapsed() < RECOUNT_EVERY => Ok(n),
+            _ => {
+                let n = store.count_services().await?;
+                *counted = Some((Instant::now(), n));
+                Ok(n)
+            }
+        }
+    }
+
+    /// Adds `delta` services (negative for deletions) made by this process.
+    pub async fn add(&self, delta: i64) {
+        if let Some((_, n)) = self.counted.lock().await.as_mut() {
+            *n = (*n + delta).max(0);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

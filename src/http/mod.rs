@@ -49,6 +49,8 @@ pub struct AppState {
     pub write_limit: Arc<limit::RateLimiter>,
     /// Most services that may be registered.
     pub max_services: i64,
+    /// How many are, for that limit.
+    pub service_count: Arc<limit::ServiceCount>,
 }
 
 async fn not_found() -> Result<HttpResponse, ApiError> {

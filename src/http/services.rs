@@ -34,13 +34,14 @@ pub async fn create(
     let spec = validate::full_spec(&body).map_err(ApiError::Validation)?;
     // Checked before the insert, so concurrent registrations may overshoot
     // the limit by a few; it guards against runaway scripts, not races.
-    if state.store.count_services().await? >= state.max_services {
+    if state.service_count.get(&state.store).await? >= state.max_services {
         return Err(ApiError::Conflict(format!(
             "the limit of {} services is reached (api.max_services)",
             state.max_services
         )));
     }
     let svc = state.store.create_service(&spec, now_ms()).await?;
+    state.service_count.add(1).await;
     tracing::info!(service_id = svc.id, name = %svc.name, "service registered");
     tell_scheduler(
         &state,
@@ -175,6 +176,7 @@ pub async fn delete(
     if !state.store.delete_service(id).await? {
         return Err(not_found(id));
     }
+    state.service_count.add(-1).await;
     tracing::info!(service_id = id, "service deleted");
     tell_scheduler(&state, ScheduleUpdate::Remove { id }).await;
     Ok(HttpResponse::NoContent().finish())
