@@ -28,6 +28,16 @@
 //! - WebSocket delivery latency (receive time − the event's `checked_at`) and
 //!   whether every client got every `check` event of the window.
 //!
+//! After the window, with healthmon stopped: the store's size `db_mb`, all
+//! its `health_logs` rows `logs_total`, and `db_bytes_per_million_logs`
+//! (SQLite: the db file plus its WAL, checkpointed first; PostgreSQL:
+//! `health_logs` with its indexes, while `db_mb` is the whole database).
+//! `--sweep 1000,10000,...` runs once per service count (a fresh healthmon and
+//! store each, the other options as given) and draws `--plot PATH`
+//! (bench/pipeline.svg); `--plot PATH --from FILE` only redraws it from saved
+//! JSON lines (plot.rs). A sweep's last line is its last run's object plus
+//! `sweep`, the array of all its runs.
+//!
 //! Under `cargo test --all-targets` (no `--bench` argument) it does nothing.
 //!
 //! The last line printed is one JSON object. The bench exits non-zero when
@@ -36,6 +46,10 @@
 
 #[path = "../tests/common/measure.rs"]
 mod measure;
+// The crate root is benches/pipeline.rs, so a bare `mod plot;` would look in
+// benches/; cargo does not take benches/pipeline/*.rs as bench targets.
+#[path = "pipeline/plot.rs"]
+mod plot;
 
 use measure::{cpu_seconds, percentile, rss_mb};
 use serde_json::json;
@@ -59,6 +73,10 @@ struct Opts {
     pg: Option<String>,
     amqp: Option<String>,
     smoke: bool,
+    /// `--sweep`: one run per service count, then the plot.
+    sweep: Vec<usize>,
+    plot: Option<String>,
+    from: Option<String>,
 }
 
 fn parse_opts() -> Result<Opts, String> {
@@ -74,6 +92,9 @@ fn parse_opts() -> Result<Opts, String> {
         pg: None,
         amqp: None,
         smoke: false,
+        sweep: Vec::new(),
+        plot: None,
+        from: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -101,6 +122,13 @@ fn parse_opts() -> Result<Opts, String> {
                 o.smoke = true;
                 takes = false;
             }
+            "--sweep" => {
+                o.sweep = (v.ok_or("--sweep needs a value")?.split(','))
+                    .map(|n| n.trim().parse().map_err(|e| format!("--sweep {n}: {e}")))
+                    .collect::<Result<_, String>>()?;
+            }
+            "--plot" => o.plot = Some(v.ok_or("--plot needs a value")?.clone()),
+            "--from" => o.from = Some(v.ok_or("--from needs a value")?.clone()),
             // cargo passes `--bench` to harness = false targets.
             _ => takes = false,
         }
@@ -111,6 +139,12 @@ fn parse_opts() -> Result<Opts, String> {
     }
     if o.services == 0 || o.interval == 0 || o.duration == 0 || o.targets == 0 {
         return Err("--services, --interval, --duration and --targets must be > 0".into());
+    }
+    if o.sweep.contains(&0) {
+        return Err("--sweep: every service count must be > 0".into());
+    }
+    if o.plot.is_some() && o.sweep.is_empty() && o.from.is_none() {
+        return Err("--plot needs --sweep N,N,... or --from FILE (one run: --sweep N)".into());
     }
     match o.mode.as_str() {
         "embedded" => {}
@@ -395,6 +429,21 @@ struct Count {
     n: i64,
 }
 
+/// The store's size, read by [`Store::size`] once healthmon has stopped.
+#[derive(diesel::QueryableByName)]
+struct Size {
+    /// The whole store: the SQLite file with its WAL, or the PostgreSQL database.
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    db_bytes: i64,
+    /// What the logs take: the whole SQLite file again; in PostgreSQL,
+    /// `health_logs` with its indexes (and TOAST).
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    logs_bytes: i64,
+    /// Every row of `health_logs`, in and out of the window.
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    logs: i64,
+}
+
 impl Store {
     /// Logs whose `column` falls in [from, to).
     async fn count(&self, column: &str, from: i64, to: i64) -> Result<i64, String> {
@@ -428,6 +477,53 @@ impl Store {
                     .await
                     .map(|c| c.n)
                     .map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// The store's size and its number of logs. Call it once healthmon has
+    /// stopped, so that nothing writes meanwhile and the SQLite checkpoint
+    /// disturbs no one.
+    async fn size(&self) -> Result<Size, String> {
+        match self {
+            Store::Sqlite(path) => {
+                use diesel::connection::SimpleConnection;
+                use diesel::{Connection, RunQueryDsl, SqliteConnection};
+                let mut conn = SqliteConnection::establish(&path.display().to_string())
+                    .map_err(|e| e.to_string())?;
+                // Moves the WAL's pages into the db file and empties the WAL.
+                // The WAL is counted anyway, in case the checkpoint could not
+                // finish; the -shm index is not data and is left out.
+                conn.batch_execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                    .map_err(|e| format!("wal_checkpoint: {e}"))?;
+                let logs = diesel::sql_query("SELECT COUNT(*) AS n FROM health_logs")
+                    .get_result::<Count>(&mut conn)
+                    .map_err(|e| e.to_string())?
+                    .n;
+                // Read while the connection is open: closing the last one
+                // deletes the WAL file.
+                let len = |p: std::path::PathBuf| std::fs::metadata(p).map_or(0, |m| m.len());
+                let wal = std::path::PathBuf::from(format!("{}-wal", path.display()));
+                let db_bytes = (len(path.clone()) + len(wal)) as i64;
+                Ok(Size {
+                    db_bytes,
+                    logs_bytes: db_bytes,
+                    logs,
+                })
+            }
+            Store::Pg { url, .. } => {
+                use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+                let mut conn = AsyncPgConnection::establish(url)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                diesel::sql_query(
+                    "SELECT pg_database_size(current_database()) AS db_bytes, \
+                     pg_total_relation_size('health_logs') AS logs_bytes, \
+                     (SELECT COUNT(*) FROM health_logs) AS logs",
+                )
+                .get_result::<Size>(&mut conn)
+                .await
+                .map_err(|e| e.to_string())
             }
         }
     }
@@ -550,13 +646,62 @@ async fn run(o: Opts) -> Result<serde_json::Value, String> {
         let db = p.dir.path().join("hm.db");
         (Store::Sqlite(db), vec![p])
     };
-    let result = measure(&o, &ports, &arrivals, &store, &procs).await;
+    let mut result = measure(&o, &ports, &arrivals, &store, &procs).await;
+    // The store's size, read with healthmon stopped (its files still there).
+    let mut procs = procs;
+    for p in &mut procs {
+        let _ = p.child.kill();
+        let _ = p.child.wait();
+    }
+    if let Ok(summary) = &mut result {
+        add_store_size(&o, &store, summary).await;
+    }
     drop(procs);
     if o.mode == "distributed" {
         store.drop_pg().await;
         drop_bus(o.amqp.as_deref().unwrap_or_default(), &prefix).await;
     }
     result
+}
+
+/// Adds `db_mb`, `logs_total` and `db_bytes_per_million_logs` to a run's
+/// summary, and prints them (nulls and a warning if the store can't be read).
+async fn add_store_size(o: &Opts, store: &Store, summary: &mut serde_json::Value) {
+    const MB: f64 = 1024.0 * 1024.0;
+    let (db_mb, logs, per_million) = match store.size().await {
+        Ok(s) => {
+            let per_million = (s.logs > 0).then(|| s.logs_bytes as f64 * 1e6 / s.logs as f64);
+            let of = match store {
+                Store::Sqlite(_) => "the SQLite file with its WAL, checkpointed".to_owned(),
+                Store::Pg { .. } => format!(
+                    "health_logs with its indexes, {:.1} MB",
+                    s.logs_bytes as f64 / MB
+                ),
+            };
+            println!(
+                "[{}] store {:.1} MB, {} health_logs rows in all: {} MB per million logs ({of})",
+                o.mode,
+                s.db_bytes as f64 / MB,
+                s.logs,
+                per_million.map_or("-".to_owned(), |b| format!("{:.1}", b / MB)),
+            );
+            let db_mb = (s.db_bytes as f64 / MB * 10.0).round() / 10.0;
+            (
+                json!(db_mb),
+                json!(s.logs),
+                json!(per_million.map(|b| b.round() as i64)),
+            )
+        }
+        Err(e) => {
+            eprintln!("pipeline bench: the store's size: {e}");
+            Default::default()
+        }
+    };
+    if let Some(m) = summary.as_object_mut() {
+        m.insert("db_mb".into(), db_mb);
+        m.insert("logs_total".into(), logs);
+        m.insert("db_bytes_per_million_logs".into(), per_million);
+    }
 }
 
 async fn measure(
@@ -729,6 +874,28 @@ fn main() {
     };
     // reqwest is built with `rustls-no-provider`: the API client needs one.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    if o.from.is_some() || !o.sweep.is_empty() {
+        std::process::exit(sweep(o));
+    }
+    match run_bounded(o) {
+        Ok(summary) => {
+            let checks = summary["checks"].as_i64().unwrap_or(0);
+            println!("{summary}");
+            if checks == 0 {
+                eprintln!("pipeline bench: no checks were stored in the window");
+                std::process::exit(1);
+            }
+        }
+        Err(e) => {
+            eprintln!("pipeline bench: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// One run on a runtime of its own: dropping it at the end stops the run's
+/// target farm and anything else the run left running.
+fn run_bounded(o: Opts) -> Result<serde_json::Value, String> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -737,22 +904,93 @@ fn main() {
     // Everything is bounded; this is the backstop.
     let limit = Duration::from_secs(o.warmup + o.duration + 900 + o.services as u64 / 50);
     let outcome = rt.block_on(async { tokio::time::timeout(limit, run(o)).await });
-    match outcome {
-        Ok(Ok(summary)) => {
-            let checks = summary["checks"].as_i64().unwrap_or(0);
-            println!("{summary}");
-            if checks == 0 {
-                eprintln!("pipeline bench: no checks were stored in the window");
-                std::process::exit(1);
+    rt.shutdown_timeout(Duration::from_secs(5));
+    outcome.unwrap_or_else(|_| Err(format!("gave up after {limit:?}")))
+}
+
+/// `--sweep`: one run per service count, each run's JSON line as it ends,
+/// then the plot and the summary line. `--from FILE`: only the plot, from the
+/// JSON lines in FILE. Returns the exit status.
+fn sweep(o: Opts) -> i32 {
+    let path = o
+        .plot
+        .clone()
+        .unwrap_or_else(|| "bench/pipeline.svg".to_owned());
+    let draw = |runs: &[serde_json::Value]| {
+        plot::draw(runs, std::path::Path::new(&path), &plot::caption(runs))
+            .map(|()| println!("plot: wrote {path} ({} runs)", runs.len()))
+            .map_err(|e| eprintln!("pipeline bench: {e}"))
+    };
+    if let Some(from) = &o.from {
+        let runs = match std::fs::read_to_string(from) {
+            Ok(text) => plot::runs_from_lines(&text),
+            Err(e) => {
+                eprintln!("pipeline bench: {from}: {e}");
+                return 1;
+            }
+        };
+        return i32::from(draw(&runs).is_err());
+    }
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|out| out.status.success())
+            .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    let commit = match git(&["rev-parse", "--short", "HEAD"]) {
+        Some(c)
+            if git(&["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|s| !s.is_empty()) =>
+        {
+            format!("{c}+changes")
+        }
+        Some(c) => c,
+        None => "unknown".to_owned(),
+    };
+    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let (mut runs, mut failed) = (Vec::new(), Vec::new());
+    for (i, &n) in o.sweep.iter().enumerate() {
+        println!("sweep: run {} of {}, {n} services", i + 1, o.sweep.len());
+        let date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string();
+        match run_bounded(Opts {
+            services: n,
+            ..o.clone()
+        }) {
+            Ok(mut summary) => {
+                if let Some(m) = summary.as_object_mut() {
+                    m.insert("date".into(), json!(date));
+                    m.insert("commit".into(), json!(commit));
+                    m.insert("nproc".into(), json!(nproc));
+                }
+                println!("{summary}");
+                if summary["checks"].as_i64().unwrap_or(0) == 0 {
+                    eprintln!("pipeline bench: {n} services: no checks were stored in the window");
+                    failed.push(n);
+                }
+                runs.push(summary);
+            }
+            Err(e) => {
+                eprintln!("pipeline bench: {n} services: {e}");
+                failed.push(n);
             }
         }
-        Ok(Err(e)) => {
-            eprintln!("pipeline bench: {e}");
-            std::process::exit(1);
-        }
-        Err(_) => {
-            eprintln!("pipeline bench: gave up after {limit:?}");
-            std::process::exit(1);
+    }
+    let Some(last) = runs.last() else {
+        eprintln!("pipeline bench: no run of the sweep finished");
+        return 1;
+    };
+    let drawn = draw(&runs);
+    // The last line: the last run's keys (what CI's check reads), the runs.
+    let mut summary = last.clone();
+    if let Some(m) = summary.as_object_mut() {
+        m.insert("sweep".into(), json!(runs));
+        m.insert("plot".into(), json!(path));
+        if !failed.is_empty() {
+            m.insert("sweep_failed".into(), json!(failed));
         }
     }
+    println!("{summary}");
+    i32::from(drawn.is_err() || !failed.is_empty())
 }
