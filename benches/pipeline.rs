@@ -17,6 +17,9 @@
 //! (a server to create a fresh database on, dropped at the end), `--amqp
 //! URL`, `--smoke` (50 services, 1 s interval, 3 s window, 1 s warm-up, 2
 //! WebSocket clients).
+//! `--compare` (bench/compare.sh; 5,000 services unless `--services`): first
+//! Prometheus blackbox_exporter against the same farm at its best rate
+//! (`--bb-clients K` drivers, 64), then healthmon, side by side (blackbox.rs).
 //!
 //! Every target answers `Connection: close`, so each check is a fresh
 //! connection, as checks of distinct hosts would be. Measured for the window
@@ -44,6 +47,9 @@
 //! nothing was stored. The bench process itself (targets, WebSocket clients)
 //! shares the machine's cores with healthmon; its CPU is not counted.
 
+// A bench's root is benches/pipeline.rs: without `path`, `mod` looks in benches/.
+#[path = "pipeline/blackbox.rs"]
+mod blackbox;
 #[path = "../tests/common/measure.rs"]
 mod measure;
 // The crate root is benches/pipeline.rs, so a bare `mod plot;` would look in
@@ -73,6 +79,8 @@ struct Opts {
     pg: Option<String>,
     amqp: Option<String>,
     smoke: bool,
+    compare: bool,
+    bb_clients: usize,
     /// `--sweep`: one run per service count, then the plot.
     sweep: Vec<usize>,
     plot: Option<String>,
@@ -92,6 +100,8 @@ fn parse_opts() -> Result<Opts, String> {
         pg: None,
         amqp: None,
         smoke: false,
+        compare: false,
+        bb_clients: 64,
         sweep: Vec::new(),
         plot: None,
         from: None,
@@ -122,6 +132,11 @@ fn parse_opts() -> Result<Opts, String> {
                 o.smoke = true;
                 takes = false;
             }
+            "--compare" => {
+                o.compare = true;
+                takes = false;
+            }
+            "--bb-clients" => o.bb_clients = num(v, a)? as usize,
             "--sweep" => {
                 o.sweep = (v.ok_or("--sweep needs a value")?.split(','))
                     .map(|n| n.trim().parse().map_err(|e| format!("--sweep {n}: {e}")))
@@ -134,6 +149,9 @@ fn parse_opts() -> Result<Opts, String> {
         }
         i += if takes { 2 } else { 1 };
     }
+    if o.compare && !args.iter().any(|a| a == "--services") {
+        o.services = 5000;
+    }
     if o.smoke {
         (o.services, o.interval, o.duration, o.warmup, o.ws_clients) = (50, 1, 3, 1, 2);
     }
@@ -145,6 +163,12 @@ fn parse_opts() -> Result<Opts, String> {
     }
     if o.plot.is_some() && o.sweep.is_empty() && o.from.is_none() {
         return Err("--plot needs --sweep N,N,... or --from FILE (one run: --sweep N)".into());
+    }
+    if o.compare && o.bb_clients == 0 {
+        return Err("--bb-clients must be > 0".into());
+    }
+    if o.compare && (!o.sweep.is_empty() || o.from.is_some()) {
+        return Err("--compare is one run: not with --sweep or --from".into());
     }
     match o.mode.as_str() {
         "embedded" => {}
@@ -612,6 +636,11 @@ async fn run(o: Opts) -> Result<serde_json::Value, String> {
     )
     .await;
     println!("target farm: {} ports on 127.0.0.1 {ports:?}", ports.len());
+    let bb = if o.compare {
+        Some(blackbox::run(&o, &ports).await?)
+    } else {
+        None
+    };
 
     let prefix = format!("bench{}", std::process::id());
     let (store, procs) = if o.mode == "distributed" {
@@ -661,7 +690,10 @@ async fn run(o: Opts) -> Result<serde_json::Value, String> {
         store.drop_pg().await;
         drop_bus(o.amqp.as_deref().unwrap_or_default(), &prefix).await;
     }
-    result
+    match bb {
+        Some(bb) => result.map(|hm| blackbox::side_by_side(hm, bb)),
+        None => result,
+    }
 }
 
 /// Adds `db_mb`, `logs_total` and `db_bytes_per_million_logs` to a run's
@@ -902,7 +934,8 @@ fn run_bounded(o: Opts) -> Result<serde_json::Value, String> {
         .build()
         .expect("tokio runtime");
     // Everything is bounded; this is the backstop.
-    let limit = Duration::from_secs(o.warmup + o.duration + 900 + o.services as u64 / 50);
+    let extra = u64::from(o.compare) * (o.warmup + o.duration + 60);
+    let limit = Duration::from_secs(o.warmup + o.duration + 900 + o.services as u64 / 50 + extra);
     let outcome = rt.block_on(async { tokio::time::timeout(limit, run(o)).await });
     rt.shutdown_timeout(Duration::from_secs(5));
     outcome.unwrap_or_else(|_| Err(format!("gave up after {limit:?}")))
