@@ -104,10 +104,8 @@ async fn write(
             }
         }
     };
-    for event in &events {
-        if let Err(e) = bus.publish_event(event).await {
-            tracing::warn!(error = %e, "cannot publish an event");
-        }
+    if let Err(e) = bus.publish_events(&events).await {
+        tracing::warn!(error = %e, events = events.len(), "cannot publish events");
     }
     for delivery in batch.drain(..) {
         if let Err(e) = delivery.ack().await {

@@ -386,6 +386,39 @@ async fn events_reach_every_process_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_events_arrives_whole_and_in_order_as_separate_events() {
+    let Some(url) = broker().await else { return };
+    let _shared = BROKER.read().await;
+    let prefix = unique_prefix();
+    let a = Node::start(options(&url, &prefix)).await;
+    // Room for the whole batch: a message's events arrive at once.
+    let mut roomy = options(&url, &prefix);
+    roomy.caps.events = 1024;
+    let b = Node::start(roomy).await;
+    let mut on_b = b.bus.subscribe_events();
+    assert!(a.bus.ready(SOON).await && b.bus.ready(SOON).await);
+
+    // More than one message's worth, and an error text with a newline in it
+    // (JSON escapes it, so it cannot split an event).
+    let mut events: Vec<Event> = (1..=600).map(event).collect();
+    if let Event::Check { error, .. } = &mut events[0] {
+        *error = Some("line one\nline two".into());
+    }
+    a.bus.publish_events(&events).await.unwrap();
+    for ev in &events {
+        let got = timeout(SOON, on_b.recv()).await.unwrap().unwrap();
+        assert_eq!(&*got, serde_json::to_string(ev).unwrap());
+    }
+    assert!(
+        timeout(QUIET, on_b.recv()).await.is_err(),
+        "no more, no repeats"
+    );
+    a.stop().await;
+    b.stop().await;
+    delete_topology(&url, &prefix).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schedule_updates_fan_out_to_every_process() {
     let Some(url) = broker().await else { return };
     let _shared = BROKER.read().await;

@@ -378,9 +378,13 @@ impl RabbitBus {
         )
     }
 
-    /// Publishes an event without waiting for the broker: fails at once when
-    /// disconnected.
-    pub(super) async fn publish_event(&self, text: Arc<str>) -> Result<(), BusError> {
+    /// Publishes events, in one message, one per line (JSON text never
+    /// holds a raw newline), without waiting for the broker: fails at once
+    /// when disconnected.
+    pub(super) async fn publish_events(&self, texts: &[Arc<str>]) -> Result<(), BusError> {
+        if texts.is_empty() {
+            return Ok(());
+        }
         let session = match &*self.link.borrow() {
             Link::Up(s) => Arc::clone(s),
             Link::Down => return Err(BusError::Unavailable),
@@ -395,7 +399,7 @@ impl RabbitBus {
                 &self.names.events,
                 "",
                 props,
-                text.as_bytes().to_vec(),
+                texts.join("\n").into_bytes(),
                 false,
             ),
         )
@@ -738,14 +742,20 @@ impl RabbitBus {
         }
     }
 
+    /// Passes on each line of an events message (see `publish_events`).
     fn forward_event(&self, msg: ConsumerMessage) {
         let Some(body) = msg.content else { return };
-        match String::from_utf8(body) {
-            Ok(text) if serde_json::from_str::<Event>(&text).is_ok() => {
+        let Ok(body) = std::str::from_utf8(&body) else {
+            tracing::warn!("dropping an events message that is not text");
+            return;
+        };
+        for text in body.lines() {
+            if serde_json::from_str::<Event>(text).is_ok() {
                 // An error only means nobody is listening right now.
                 let _ = self.events.send(text.into());
+            } else {
+                tracing::warn!("dropping an event that is not an event");
             }
-            _ => tracing::warn!("dropping an event that is not an event"),
         }
     }
 
