@@ -240,6 +240,21 @@ impl Store {
         })
     }
 
+    /// At most `limit` services with ids above `after`, by id: for reading
+    /// every service a page at a time, in bounded memory.
+    pub async fn services_after(&self, after: i64, limit: i64) -> Result<Vec<Service>, StoreError> {
+        with_conn!(self, |conn| {
+            let rows: Vec<ServiceRow> = services::table
+                .filter(services::id.gt(after))
+                .select(ServiceRow::as_select())
+                .order(services::id.asc())
+                .limit(limit.max(1))
+                .load(conn)
+                .await?;
+            Ok(rows.into_iter().map(ServiceRow::into_service).collect())
+        })
+    }
+
     /// One service.
     pub async fn get_service(&self, id: i64) -> Result<Option<Service>, StoreError> {
         with_conn!(self, |conn| {
