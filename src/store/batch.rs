@@ -22,6 +22,25 @@ pub struct Current {
     pub scheduled_at: Option<i64>,
 }
 
+/// A service's row as a batch reads it: id, name, status, and the
+/// `scheduled_at` of the result that set the status.
+pub type Row = (i64, String, String, Option<i64>);
+
+/// The rows a batch read, by id.
+pub fn current(rows: Vec<Row>) -> HashMap<i64, Current> {
+    rows.into_iter()
+        .map(|(id, name, status, scheduled_at)| {
+            let status = status.parse().unwrap_or(Status::Pending);
+            let row = Current {
+                name,
+                status,
+                scheduled_at,
+            };
+            (id, row)
+        })
+        .collect()
+}
+
 /// A service's status after the batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusUpdate {

@@ -4,16 +4,16 @@
 //! instead of failing.
 
 use super::StoreError;
-use super::batch::{self, Current};
+use super::batch;
 use super::schema::services;
-use crate::domain::{CheckResult, Event, Status};
+use crate::domain::{CheckResult, Event};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
 use diesel_async::pooled_connection::AsyncDieselConnectionManager;
 use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::Duration;
 
 /// The pool of PostgreSQL connections.
@@ -90,7 +90,7 @@ pub async fn record(
 ) -> Result<Vec<Event>, diesel::result::Error> {
     conn.transaction::<_, diesel::result::Error, _>(async |conn| {
         let ids = batch::service_ids(results);
-        let rows: Vec<(i64, String, String, Option<i64>)> = services::table
+        let rows: Vec<batch::Row> = services::table
             .filter(services::id.eq_any(&ids))
             .select((
                 services::id,
@@ -102,18 +102,7 @@ pub async fn record(
             .for_update()
             .load(conn)
             .await?;
-        let current: HashMap<i64, Current> = rows
-            .into_iter()
-            .map(|(id, name, status, at)| {
-                let status = status.parse().unwrap_or(Status::Pending);
-                let row = Current {
-                    name,
-                    status,
-                    scheduled_at: at,
-                };
-                (id, row)
-            })
-            .collect();
+        let current = batch::current(rows);
         let fresh: Vec<&CheckResult> = batch::distinct(results)
             .into_iter()
             .filter(|r| current.contains_key(&r.service_id))

@@ -2,10 +2,10 @@
 //! `SyncConnectionWrapper`s, migrations embedded and run at start.
 
 use super::StoreError;
-use super::batch::{self, Current};
+use super::batch;
 use super::models::{NewHealthLog, NewStateChange, StatusColumns};
 use super::schema::{health_logs, services, state_changes};
-use crate::domain::{CheckResult, Event, Status};
+use crate::domain::{CheckResult, Event};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sqlite::SqliteConnection;
@@ -15,7 +15,6 @@ use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use diesel_async::{AsyncConnection, SimpleAsyncConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use futures_util::FutureExt;
-use std::collections::HashMap;
 use std::path::Path;
 
 /// An async SQLite connection (blocking calls run on tokio's blocking pool).
@@ -95,7 +94,7 @@ fn pool(url: &str, size: usize) -> Result<SqlitePool, StoreError> {
 pub fn record(conn: &mut SqliteConnection, results: &[CheckResult]) -> QueryResult<Vec<Event>> {
     conn.immediate_transaction(|conn| {
         let ids = batch::service_ids(results);
-        let rows: Vec<(i64, String, String, Option<i64>)> = services::table
+        let rows: Vec<batch::Row> = services::table
             .filter(services::id.eq_any(&ids))
             .select((
                 services::id,
@@ -104,20 +103,7 @@ pub fn record(conn: &mut SqliteConnection, results: &[CheckResult]) -> QueryResu
                 services::last_scheduled_at,
             ))
             .load(conn)?;
-        let current: HashMap<i64, Current> = rows
-            .into_iter()
-            .map(|(id, name, status, at)| {
-                let status = status.parse().unwrap_or(Status::Pending);
-                (
-                    id,
-                    Current {
-                        name,
-                        status,
-                        scheduled_at: at,
-                    },
-                )
-            })
-            .collect();
+        let current = batch::current(rows);
         let mut logged = Vec::with_capacity(results.len());
         for r in batch::distinct(results) {
             if !current.contains_key(&r.service_id) {
