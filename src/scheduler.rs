@@ -393,6 +393,26 @@ mod tests {
         }
     }
 
+    /// A service as the store returns it, every 10 s.
+    fn stored(id: i64, url: &str, last_scheduled_at: Option<i64>) -> Service {
+        Service {
+            id,
+            name: "s".into(),
+            url: url.into(),
+            interval: 10,
+            timeout: 1,
+            expected_statuses: None,
+            last_status: crate::domain::Status::Up,
+            last_check: None,
+            last_latency_ms: None,
+            paused: false,
+            created_at: 0,
+            updated_at: 0,
+            last_scheduled_at,
+            version: 0,
+        }
+    }
+
     fn ids(jobs: &[CheckJob]) -> Vec<i64> {
         jobs.iter().map(|j| j.service_id).collect()
     }
@@ -472,22 +492,7 @@ mod tests {
 
     #[test]
     fn load_keeps_the_phase_of_the_last_check() {
-        let svc = |last: Option<i64>| Service {
-            id: 1,
-            name: "s".into(),
-            url: "http://x/".into(),
-            interval: 10,
-            timeout: 1,
-            expected_statuses: None,
-            last_status: crate::domain::Status::Up,
-            last_check: None,
-            last_latency_ms: None,
-            paused: false,
-            created_at: 0,
-            updated_at: 0,
-            last_scheduled_at: last,
-            version: 0,
-        };
+        let svc = |last: Option<i64>| stored(1, "http://x/", last);
         let mut s = Schedule::new();
         s.load(&svc(Some(95_000)), 100_000);
         assert_eq!(s.next_due(), Some(105_000));
@@ -501,23 +506,8 @@ mod tests {
 
     #[test]
     fn a_reload_keeps_slots_adds_new_drops_gone_and_moves_changed() {
-        let svc = |id: i64, url: &str| Service {
-            id,
-            name: "s".into(),
-            url: url.into(),
-            interval: 10,
-            timeout: 1,
-            expected_statuses: None,
-            last_status: crate::domain::Status::Up,
-            last_check: None,
-            last_latency_ms: None,
-            paused: false,
-            created_at: 0,
-            updated_at: 0,
-            // Checked one slot ago, its result not yet recorded.
-            last_scheduled_at: Some(90_000),
-            version: 0,
-        };
+        // Checked one slot ago, its result not yet recorded.
+        let svc = |id: i64, url: &str| stored(id, url, Some(90_000));
         let mut s = Schedule::new();
         s.upsert(1, svc(1, "http://a/").spec(), 100_000);
         s.upsert(2, svc(2, "http://b/").spec(), 100_000);
