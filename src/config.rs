@@ -78,7 +78,9 @@ pub struct Settings {
 pub struct LogsSettings {
     /// Days a health log is kept; hourly rollups outlive it.
     pub retention_days: u32,
-    /// Seconds between maintenance passes.
+    /// Seconds between rollups of new logs.
+    pub rollup_interval_s: u64,
+    /// Seconds between deletions of expired logs.
     pub maintenance_interval_s: u64,
 }
 
@@ -256,6 +258,7 @@ struct RawAuth {
 #[serde(deny_unknown_fields)]
 struct RawLogs {
     retention_days: i64,
+    rollup_interval_s: i64,
     maintenance_interval_s: i64,
 }
 
@@ -541,6 +544,12 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
         logs: LogsSettings {
             retention_days: in_range("logs.retention_days", raw.logs.retention_days, 1, 3650)?
                 as u32,
+            rollup_interval_s: in_range(
+                "logs.rollup_interval_s",
+                raw.logs.rollup_interval_s,
+                1,
+                3_600,
+            )? as u64,
             maintenance_interval_s: in_range(
                 "logs.maintenance_interval_s",
                 raw.logs.maintenance_interval_s,
@@ -648,13 +657,16 @@ mod tests {
         let s = load_env(&[]).unwrap();
         assert_eq!(s.logs.retention_days, 30);
         assert_eq!(s.logs.maintenance_interval_s, 300);
+        assert_eq!(s.logs.rollup_interval_s, 5);
         let s = load_env(&[
             ("HEALTHMON__LOGS__RETENTION_DAYS", "7"),
             ("HEALTHMON__LOGS__MAINTENANCE_INTERVAL_S", "60"),
+            ("HEALTHMON__LOGS__ROLLUP_INTERVAL_S", "2"),
         ])
         .unwrap();
         assert_eq!(s.logs.retention_days, 7);
         assert_eq!(s.logs.maintenance_interval_s, 60);
+        assert_eq!(s.logs.rollup_interval_s, 2);
     }
 
     #[test]
@@ -679,6 +691,11 @@ mod tests {
                 "HEALTHMON__LOGS__MAINTENANCE_INTERVAL_S",
                 "0",
                 "logs.maintenance_interval_s",
+            ),
+            (
+                "HEALTHMON__LOGS__ROLLUP_INTERVAL_S",
+                "3601",
+                "logs.rollup_interval_s",
             ),
             ("HEALTHMON__LOGS__RETENTION", "30", "retention"),
         ] {

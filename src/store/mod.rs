@@ -492,7 +492,8 @@ impl Store {
                     .await?
             });
             report.upto_log_id = done;
-            if done >= newest || !go_on() {
+            report.caught_up = done >= newest;
+            if report.caught_up || !go_on() {
                 return Ok(report);
             }
             let upto = newest.min(done.saturating_add(chunk));
@@ -637,4 +638,7 @@ pub struct RollupReport {
     pub hours: usize,
     /// Every log up to this id is counted now.
     pub upto_log_id: i64,
+    /// Whether every log settled when the run began is counted (it stopped
+    /// for no other reason: `go_on`, or another run moving first).
+    pub caught_up: bool,
 }
