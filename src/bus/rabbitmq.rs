@@ -97,7 +97,7 @@ use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
@@ -111,6 +111,17 @@ const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 const LIVENESS_POLL: Duration = Duration::from_millis(250);
 /// Most messages `P.dead` keeps.
 const DEAD_MAX_LENGTH: i64 = 100_000;
+
+/// Most jobs in one message. The prefetch counts messages, so a worker
+/// process may hold up to `jobs_prefetch` times this many jobs (a few MB),
+/// while a message per job cost the broker about a core at 3,000 checks/s.
+pub const JOBS_PER_MESSAGE: usize = 32;
+/// Most results in one message; a recorder process may hold up to
+/// `results_prefetch` times this many (about 300 bytes each).
+pub const RESULTS_PER_MESSAGE: usize = 64;
+/// Most results waiting in a process for the broker; beyond it publishing a
+/// result fails at once (the job is then redelivered, as on any failure).
+const RESULTS_QUEUED_MAX: usize = 16 * 1024;
 
 /// How to reach the broker and how to behave on it.
 #[derive(Clone)]
@@ -264,6 +275,20 @@ pub struct RabbitBus {
     wants_changed: Notify,
     cleanup_tx: mpsc::UnboundedSender<Cleanup>,
     cleanup_rx: Mutex<Option<mpsc::UnboundedReceiver<Cleanup>>>,
+    results_out: ResultsOut,
+}
+
+/// An encoded result and who waits for its confirm.
+type QueuedResult = (Vec<u8>, oneshot::Sender<Result<(), BusError>>);
+
+/// Results waiting to share the next message (see
+/// [`RabbitBus::publish_result`]).
+#[derive(Default)]
+struct ResultsOut {
+    /// Encoded results and who waits for each one's confirm.
+    queued: Mutex<std::collections::VecDeque<QueuedResult>>,
+    /// Held while a message of results is sent and confirmed.
+    sending: tokio::sync::Mutex<()>,
 }
 
 impl RabbitBus {
@@ -294,6 +319,7 @@ impl RabbitBus {
             wants_changed: Notify::new(),
             cleanup_tx,
             cleanup_rx: Mutex::new(Some(cleanup_rx)),
+            results_out: ResultsOut::default(),
         })
     }
 
@@ -321,43 +347,114 @@ impl RabbitBus {
     }
 
     pub(super) async fn publish_job(&self, job: CheckJob) -> Result<(), BusError> {
-        let body = serde_json::to_vec(&job)?;
-        // What is left of the job's life; a late publish gets less.
-        let ttl = (job.scheduled_at + job.interval_ms - now_ms()).clamp(1, job.interval_ms.max(1));
-        let props = BasicProperties::default()
-            .with_content_type("application/json")
-            .with_delivery_mode(DELIVERY_MODE_PERSISTENT)
-            .with_expiration(&ttl.to_string())
-            .with_message_id(&format!("{}:{}", job.service_id, job.scheduled_at))
-            .with_app_id("healthmon")
-            .finish();
-        self.publish_confirmed("", &self.names.jobs, props, body)
-            .await
+        self.publish_job_batch(std::slice::from_ref(&job)).await
     }
 
-    /// Publishes jobs concurrently, a bounded number at a time.
+    /// Publishes jobs [`JOBS_PER_MESSAGE`] to a message, a bounded number of
+    /// messages awaiting their confirms at once.
     pub(super) async fn publish_jobs(&self, jobs: Vec<CheckJob>) -> Result<(), BusError> {
-        const AT_ONCE: usize = 512;
-        let mut jobs = jobs.into_iter().peekable();
-        while jobs.peek().is_some() {
-            let chunk = jobs.by_ref().take(AT_ONCE).map(|job| self.publish_job(job));
-            for sent in futures_util::future::join_all(chunk).await {
+        const MESSAGES_AT_ONCE: usize = 64;
+        let mut messages = jobs.chunks(JOBS_PER_MESSAGE).peekable();
+        while messages.peek().is_some() {
+            let wave = messages
+                .by_ref()
+                .take(MESSAGES_AT_ONCE)
+                .map(|batch| self.publish_job_batch(batch));
+            for sent in futures_util::future::join_all(wave).await {
                 sent?;
             }
         }
         Ok(())
     }
 
-    pub(super) async fn publish_result(&self, result: CheckResult) -> Result<(), BusError> {
-        let body = serde_json::to_vec(&result)?;
+    /// One message: a single job as a JSON object, several as an array.
+    async fn publish_job_batch(&self, jobs: &[CheckJob]) -> Result<(), BusError> {
+        let (body, first) = match jobs {
+            [] => return Ok(()),
+            [job] => (serde_json::to_vec(job)?, job),
+            [first, ..] => (serde_json::to_vec(jobs)?, first),
+        };
+        let now = now_ms();
+        // What is left of the longest-lived job's life: the message must not
+        // take a job with it before its time. Jobs that go stale on the way
+        // are dropped one by one by the worker.
+        let ttl = jobs
+            .iter()
+            .map(|job| (job.scheduled_at + job.interval_ms - now).clamp(1, job.interval_ms.max(1)))
+            .max()
+            .unwrap_or(1);
         let props = BasicProperties::default()
             .with_content_type("application/json")
             .with_delivery_mode(DELIVERY_MODE_PERSISTENT)
-            .with_message_id(&format!("{}:{}", result.service_id, result.scheduled_at))
+            .with_expiration(&ttl.to_string())
+            .with_message_id(&format!("{}:{}", first.service_id, first.scheduled_at))
             .with_app_id("healthmon")
             .finish();
-        self.publish_confirmed("", &self.names.results, props, body)
+        self.publish_confirmed("", &self.names.jobs, props, body)
             .await
+    }
+
+    /// Publishes a result once the broker confirms it. Results published at
+    /// once by this process share a message (up to [`RESULTS_PER_MESSAGE`]):
+    /// while one message waits for its confirm, the results that arrive
+    /// queue up and the next caller sends them all. Under load that is many
+    /// results per message; alone, a result goes at once.
+    pub(super) async fn publish_result(&self, result: CheckResult) -> Result<(), BusError> {
+        let body = serde_json::to_vec(&result)?;
+        let (tx, mut rx) = oneshot::channel();
+        {
+            let mut queued = lock(&self.results_out.queued);
+            if queued.len() >= RESULTS_QUEUED_MAX {
+                // Only reached when the broker is slower than the workers
+                // for long: the callers' permits bound this anyway.
+                return Err(BusError::Unavailable);
+            }
+            queued.push_back((body, tx));
+        }
+        loop {
+            let sending = tokio::select! {
+                biased;
+                done = &mut rx => return done.unwrap_or(Err(BusError::Closed)),
+                guard = self.results_out.sending.lock() => guard,
+            };
+            if let Ok(done) = rx.try_recv() {
+                return done;
+            }
+            let batch: Vec<_> = {
+                let mut queued = lock(&self.results_out.queued);
+                let n = queued.len().min(RESULTS_PER_MESSAGE);
+                queued.drain(..n).collect()
+            };
+            if batch.is_empty() {
+                continue;
+            }
+            let mut body =
+                Vec::with_capacity(batch.iter().map(|(b, _)| b.len() + 1).sum::<usize>() + 1);
+            body.push(b'[');
+            for (i, (one, _)) in batch.iter().enumerate() {
+                if i > 0 {
+                    body.push(b',');
+                }
+                body.extend_from_slice(one);
+            }
+            body.push(b']');
+            let props = BasicProperties::default()
+                .with_content_type("application/json")
+                .with_delivery_mode(DELIVERY_MODE_PERSISTENT)
+                .with_app_id("healthmon")
+                .finish();
+            let sent = self
+                .publish_confirmed("", &self.names.results, props, body)
+                .await;
+            drop(sending);
+            for (_, waiter) in batch {
+                let _ = waiter.send(match &sent {
+                    Ok(()) => Ok(()),
+                    Err(BusError::Closed) => Err(BusError::Closed),
+                    Err(_) => Err(BusError::Unavailable),
+                });
+            }
+        }
     }
 
     pub(super) fn consume_jobs(self: &Arc<Self>) -> QueueConsumer<CheckJob> {
@@ -995,8 +1092,11 @@ pub struct QueueConsumer<T> {
     bus: Arc<RabbitBus>,
     queue: String,
     prefetch: u16,
-    decode: fn(&[u8]) -> serde_json::Result<T>,
+    decode: fn(&[u8]) -> serde_json::Result<Vec<T>>,
     live: Option<Live>,
+    /// The rest of the last message's items, handed out before the next
+    /// message is taken.
+    parts: std::collections::VecDeque<Delivery<T>>,
     /// A poison message met by `try_next`, which cannot await to move it.
     stash: Option<(Channel, Box<Poison>)>,
 }
@@ -1016,7 +1116,7 @@ struct Poison {
 }
 
 enum Classified<T> {
-    Good(Delivery<T>),
+    Good(std::collections::VecDeque<Delivery<T>>),
     Poison(Box<Poison>),
     Empty,
 }
@@ -1026,7 +1126,7 @@ impl<T> QueueConsumer<T> {
         bus: Arc<RabbitBus>,
         queue: String,
         prefetch: u16,
-        decode: fn(&[u8]) -> serde_json::Result<T>,
+        decode: fn(&[u8]) -> serde_json::Result<Vec<T>>,
     ) -> Self {
         Self {
             bus,
@@ -1034,6 +1134,7 @@ impl<T> QueueConsumer<T> {
             prefetch,
             decode,
             live: None,
+            parts: std::collections::VecDeque::new(),
             stash: None,
         }
     }
@@ -1042,6 +1143,9 @@ impl<T> QueueConsumer<T> {
     /// shut down.
     pub async fn next(&mut self) -> Option<Delivery<T>> {
         loop {
+            if let Some(part) = self.parts.pop_front() {
+                return Some(part);
+            }
             if let Some((channel, poison)) = self.stash.take() {
                 self.bus.dead_letter(&channel, &self.queue, poison).await;
                 continue;
@@ -1073,7 +1177,7 @@ impl<T> QueueConsumer<T> {
             };
             let channel = live.channel.clone();
             match self.classify(msg, &channel) {
-                Classified::Good(d) => return Some(d),
+                Classified::Good(parts) => self.parts = parts,
                 Classified::Poison(p) => self.bus.dead_letter(&channel, &self.queue, p).await,
                 Classified::Empty => {}
             }
@@ -1082,15 +1186,18 @@ impl<T> QueueConsumer<T> {
 
     /// A message already received, without waiting.
     pub fn try_next(&mut self) -> Option<Delivery<T>> {
-        if self.stash.is_some() {
-            return None;
-        }
         loop {
+            if let Some(part) = self.parts.pop_front() {
+                return Some(part);
+            }
+            if self.stash.is_some() {
+                return None;
+            }
             let live = self.live.as_mut()?;
             let msg = live.rx.try_recv().ok()?;
             let channel = live.channel.clone();
             match self.classify(msg, &channel) {
-                Classified::Good(d) => return Some(d),
+                Classified::Good(parts) => self.parts = parts,
                 Classified::Poison(p) => {
                     self.stash = Some((channel, p));
                     return None;
@@ -1142,17 +1249,30 @@ impl<T> QueueConsumer<T> {
         };
         match (self.decode)(&body) {
             Err(e) => poison(format!("undecodable: {e}"), body),
+            Ok(items) if items.is_empty() => poison("an empty batch".into(), body),
             Ok(_) if before >= self.bus.opts.max_deliveries => {
                 poison(format!("delivered more than {} times", before), body)
             }
-            Ok(msg) => Classified::Good(Delivery {
-                msg,
-                acker: Acker::Amqp(AmqpAcker {
-                    channel: Some(channel.clone()),
+            Ok(items) => {
+                let settle = Arc::new(Settle {
+                    channel: channel.clone(),
                     tag,
                     cleanup: self.bus.cleanup_tx.clone(),
-                }),
-            }),
+                    parts_left: AtomicUsize::new(items.len()),
+                    failed: AtomicBool::new(false),
+                });
+                Classified::Good(
+                    items
+                        .into_iter()
+                        .map(|msg| Delivery {
+                            msg,
+                            acker: Acker::Amqp(AmqpAcker {
+                                settle: Some(Arc::clone(&settle)),
+                            }),
+                        })
+                        .collect(),
+                )
+            }
         }
     }
 }
@@ -1179,26 +1299,60 @@ impl<T> Drop for QueueConsumer<T> {
     }
 }
 
-/// Settles one delivery on the channel it came from. Dropped unsettled, it
-/// gives the message back to the queue.
+/// Settles one item of a delivery. A message of several items is acked on
+/// the channel it came from once every item is acked; if any item is
+/// dropped unacked, the whole message goes back to the queue once the last
+/// item is settled (its other items come again: jobs are run again, results
+/// recorded again, which the store ignores).
 pub struct AmqpAcker {
-    channel: Option<Channel>,
+    settle: Option<Arc<Settle>>,
+}
+
+/// One broker message and how many of its items are still unsettled.
+struct Settle {
+    channel: Channel,
     tag: u64,
     cleanup: mpsc::UnboundedSender<Cleanup>,
+    parts_left: AtomicUsize,
+    failed: AtomicBool,
+}
+
+impl Settle {
+    /// Settles one item; true for the last one.
+    fn last(&self) -> bool {
+        self.parts_left.fetch_sub(1, Ordering::AcqRel) == 1
+    }
+
+    fn requeue(&self) {
+        if self.channel.is_open() {
+            let _ = self.cleanup.send(Cleanup::Requeue {
+                channel: self.channel.clone(),
+                tag: self.tag,
+            });
+        }
+    }
 }
 
 impl AmqpAcker {
     pub(super) async fn ack(mut self) -> Result<(), BusError> {
-        let Some(channel) = self.channel.take() else {
+        let Some(settle) = self.settle.take() else {
             return Err(BusError::Closed);
         };
+        if !settle.last() {
+            return Ok(());
+        }
+        if settle.failed.load(Ordering::Acquire) {
+            settle.requeue();
+            return Ok(());
+        }
         // Acking on a closed channel would be a connection error; its
         // messages are back in the queue anyway.
-        if !channel.is_open() {
+        if !settle.channel.is_open() {
             return Err(BusError::Closed);
         }
-        channel
-            .basic_ack(BasicAckArguments::new(self.tag, false))
+        settle
+            .channel
+            .basic_ack(BasicAckArguments::new(settle.tag, false))
             .await
             .map_err(|_| BusError::Closed)
     }
@@ -1206,13 +1360,11 @@ impl AmqpAcker {
 
 impl Drop for AmqpAcker {
     fn drop(&mut self) {
-        if let Some(channel) = self.channel.take()
-            && channel.is_open()
-        {
-            let _ = self.cleanup.send(Cleanup::Requeue {
-                channel,
-                tag: self.tag,
-            });
+        if let Some(settle) = self.settle.take() {
+            settle.failed.store(true, Ordering::Release);
+            if settle.last() {
+                settle.requeue();
+            }
         }
     }
 }
@@ -1220,8 +1372,8 @@ impl Drop for AmqpAcker {
 impl fmt::Debug for AmqpAcker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AmqpAcker")
-            .field("tag", &self.tag)
-            .field("settled", &self.channel.is_none())
+            .field("tag", &self.settle.as_ref().map(|s| s.tag))
+            .field("settled", &self.settle.is_none())
             .finish()
     }
 }
@@ -1333,8 +1485,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn decode<T: DeserializeOwned>(body: &[u8]) -> serde_json::Result<T> {
-    serde_json::from_slice(body)
+/// A message's items: a JSON array of them, or one as an object.
+fn decode<T: DeserializeOwned>(body: &[u8]) -> serde_json::Result<Vec<T>> {
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => serde_json::from_slice(body),
+        _ => serde_json::from_slice(body).map(|one| vec![one]),
+    }
 }
 
 fn name(s: &str) -> amqprs::FieldName {
