@@ -5,7 +5,7 @@
 //! the [`Consumer`] puts it back when dropped. Fan-outs (events, schedule
 //! updates) are broadcast rings, bounded by construction.
 
-use super::{BusError, Capacities};
+use super::{BusError, Capacities, EventText};
 use crate::domain::event::ScheduleUpdate;
 use crate::domain::{CheckJob, CheckResult};
 use std::sync::{Arc, Mutex};
@@ -19,7 +19,7 @@ pub struct InProcessBus {
     jobs_rx: Slot<CheckJob>,
     results_tx: mpsc::Sender<CheckResult>,
     results_rx: Slot<CheckResult>,
-    events: broadcast::Sender<Arc<str>>,
+    events: broadcast::Sender<EventText>,
     schedule: broadcast::Sender<ScheduleUpdate>,
 }
 
@@ -59,12 +59,12 @@ impl InProcessBus {
         Consumer::take(&self.results_rx, "results")
     }
 
-    pub(super) fn publish_event(&self, text: Arc<str>) {
+    pub(super) fn publish_event(&self, text: EventText) {
         // An error only means nobody is listening right now.
         let _ = self.events.send(text);
     }
 
-    pub(super) fn subscribe_events(&self) -> broadcast::Receiver<Arc<str>> {
+    pub(super) fn subscribe_events(&self) -> broadcast::Receiver<EventText> {
         self.events.subscribe()
     }
 

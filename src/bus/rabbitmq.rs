@@ -15,11 +15,18 @@
 //! | `P.dead` | durable fanout exchange + durable queue | poison jobs and results |
 //!
 //! Jobs and results are persistent, published with publisher confirms and
-//! consumed with manual acks and a bounded prefetch. A job carries an
-//! `expiration` of what is left of its service's interval (at most the
-//! interval), so a stale job dies on the bus instead of piling up after an
-//! outage. Events and schedule updates are the serde JSON of [`Event`] and
-//! [`ScheduleUpdate`], as in-process.
+//! consumed with manual acks and a bounded prefetch. A message carries one
+//! job or result as a JSON object, or several as a JSON array: the
+//! scheduler's due jobs go up to [`JOBS_PER_MESSAGE`] to a message, and the
+//! results a process publishes while the previous message awaits its confirm
+//! go together, up to [`RESULTS_PER_MESSAGE`] (a message each cost the broker
+//! about a core at 3,000 checks/s). Consumers hand the items out one by one;
+//! the message is acked once every item is, and returned whole if any is
+//! dropped unacked. A job message carries an `expiration` of what is left of
+//! its longest-lived job's interval (at most the interval), so stale jobs die
+//! on the bus instead of piling up after an outage; workers drop the stale
+//! ones of a live message one by one. Events and schedule updates are the
+//! serde JSON of [`Event`] and [`ScheduleUpdate`], as in-process.
 //!
 //! # Why quorum queues, and why the consumer moves poison itself
 //!
@@ -78,7 +85,7 @@
 //! and then fails with [`BusError::Unavailable`], publishing an event fails at
 //! once, and consumers simply wait.
 
-use super::{Acker, BusError, Capacities, Delivery};
+use super::{Acker, BusError, Capacities, Delivery, EventText};
 use crate::domain::event::ScheduleUpdate;
 use crate::domain::time::now_ms;
 use crate::domain::{CheckJob, CheckResult, Event};
@@ -266,7 +273,7 @@ pub struct RabbitBus {
     names: Names,
     opts: RabbitOptions,
     link: watch::Sender<Link>,
-    events: broadcast::Sender<Arc<str>>,
+    events: broadcast::Sender<EventText>,
     schedule: broadcast::Sender<ScheduleUpdate>,
     want_events: AtomicBool,
     want_schedule: AtomicBool,
@@ -478,7 +485,7 @@ impl RabbitBus {
     /// Publishes events, in one message, one per line (JSON text never
     /// holds a raw newline), without waiting for the broker: fails at once
     /// when disconnected.
-    pub(super) async fn publish_events(&self, texts: &[Arc<str>]) -> Result<(), BusError> {
+    pub(super) async fn publish_events(&self, texts: &[EventText]) -> Result<(), BusError> {
         if texts.is_empty() {
             return Ok(());
         }
@@ -496,7 +503,12 @@ impl RabbitBus {
                 &self.names.events,
                 "",
                 props,
-                texts.join("\n").into_bytes(),
+                texts
+                    .iter()
+                    .map(|t| &**t)
+                    .collect::<Vec<&str>>()
+                    .join("\n")
+                    .into_bytes(),
                 false,
             ),
         )
@@ -507,7 +519,7 @@ impl RabbitBus {
         }
     }
 
-    pub(super) fn subscribe_events(&self) -> broadcast::Receiver<Arc<str>> {
+    pub(super) fn subscribe_events(&self) -> broadcast::Receiver<EventText> {
         let rx = self.events.subscribe();
         if !self.want_events.swap(true, Ordering::SeqCst) {
             self.wants_changed.notify_one();

@@ -11,18 +11,28 @@
 use super::AppState;
 use super::auth::Caller;
 use super::problem::ApiError;
+use crate::bus::EventText;
 use actix_web::HttpMessage;
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{CloseCode, CloseReason, Message};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
-use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::broadcast::{
+    self,
+    error::{RecvError, TryRecvError},
+};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// Longest a single message may wait for the client's socket.
+/// Longest a message, or a burst of up to [`BURST`] events, may wait for
+/// the client's socket.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most events handed to a client's socket per wake-up. Events already
+/// waiting go together (one timer, and actix writes them in one go) rather
+/// than one select round each: with 1,000 clients at 1,000 events/s that
+/// is a million messages a second.
+pub const BURST: usize = 64;
 /// Most messages a client may send per second before it is disconnected.
 pub const MAX_INBOUND_PER_SEC: u32 = 50;
 /// Largest frame a client may send.
@@ -126,6 +136,46 @@ async fn send(session: &mut actix_ws::Session, text: String) -> bool {
     )
 }
 
+/// How handing events to a client went.
+enum Forwarded {
+    Sent,
+    /// Its socket did not take them within [`SEND_TIMEOUT`], or it is gone.
+    Stuck,
+    /// It fell more than the ring behind.
+    Lagged(u64),
+    /// The event stream ended (shutdown).
+    Closed,
+}
+
+/// Sends `first` and the events already waiting after it, up to [`BURST`],
+/// under one [`SEND_TIMEOUT`].
+async fn forward(
+    session: &mut actix_ws::Session,
+    events: &mut broadcast::Receiver<EventText>,
+    first: EventText,
+) -> Forwarded {
+    let burst = async {
+        if session.text(first).await.is_err() {
+            return Forwarded::Stuck;
+        }
+        for _ in 1..BURST {
+            let next = match events.try_recv() {
+                Ok(text) => text,
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Lagged(missed)) => return Forwarded::Lagged(missed),
+                Err(TryRecvError::Closed) => return Forwarded::Closed,
+            };
+            if session.text(next).await.is_err() {
+                return Forwarded::Stuck;
+            }
+        }
+        Forwarded::Sent
+    };
+    tokio::time::timeout(SEND_TIMEOUT, burst)
+        .await
+        .unwrap_or(Forwarded::Stuck)
+}
+
 async fn close(session: actix_ws::Session, code: CloseCode, why: &str) {
     let reason = CloseReason {
         code,
@@ -147,7 +197,7 @@ struct Limits {
 async fn session_loop(
     mut session: actix_ws::Session,
     mut stream: actix_ws::MessageStream,
-    mut events: broadcast::Receiver<Arc<str>>,
+    mut events: broadcast::Receiver<EventText>,
     snapshot: String,
     limits: Limits,
     shutdown: CancellationToken,
@@ -167,24 +217,30 @@ async fn session_loop(
                 close(session, CloseCode::Away, "server shutting down").await;
                 return;
             }
-            event = events.recv() => match event {
-                Ok(text) => {
-                    if !send(&mut session, text.to_string()).await {
+            event = events.recv() => {
+                let forwarded = match event {
+                    Ok(text) => forward(&mut session, &mut events, text).await,
+                    Err(RecvError::Lagged(missed)) => Forwarded::Lagged(missed),
+                    Err(RecvError::Closed) => Forwarded::Closed,
+                };
+                match forwarded {
+                    Forwarded::Sent => {}
+                    Forwarded::Stuck => {
                         tracing::info!("disconnecting a WebSocket client that does not read");
                         close(session, CloseCode::Policy, "too slow").await;
                         return;
                     }
+                    Forwarded::Lagged(missed) => {
+                        tracing::info!(missed, "disconnecting a WebSocket client that fell behind");
+                        close(session, CloseCode::Policy, "too slow: events were missed").await;
+                        return;
+                    }
+                    Forwarded::Closed => {
+                        close(session, CloseCode::Away, "server shutting down").await;
+                        return;
+                    }
                 }
-                Err(RecvError::Lagged(missed)) => {
-                    tracing::info!(missed, "disconnecting a WebSocket client that fell behind");
-                    close(session, CloseCode::Policy, "too slow: events were missed").await;
-                    return;
-                }
-                Err(RecvError::Closed) => {
-                    close(session, CloseCode::Away, "server shutting down").await;
-                    return;
-                }
-            },
+            }
             _ = recheck.tick(), if limits.key.is_some() => {
                 if let Some((id, keys)) = &limits.key
                     && !keys.still_valid(*id).await
