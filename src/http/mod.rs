@@ -153,6 +153,10 @@ pub fn server(
         let bytes = settings.send_buffer_bytes as usize;
         move |conn, _| set_send_buffer(conn, bytes)
     })
+    // Events are small frames that must go out at once; with Nagle's
+    // algorithm (the OS default) a frame can wait for the client's delayed
+    // ACK, tens of milliseconds.
+    .tcp_nodelay(true)
     .disable_signals()
     .workers(
         std::thread::available_parallelism()
