@@ -11,6 +11,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    limit_c_heap_arenas();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -40,4 +41,18 @@ async fn main() -> anyhow::Result<()> {
     }
     app.run(app::shutdown_signal()).await?;
     Ok(())
+}
+
+/// SQLite (C) still allocates through glibc, which gives each thread that
+/// contends for the heap an arena of its own and keeps freed pages in each.
+/// SQLite runs on tokio's blocking threads, so with 100,000 services eight
+/// arenas held about 40 MB of a 150 MB RSS; two hold what one writer and the
+/// readers need.
+fn limit_c_heap_arenas() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only sets a malloc tunable; it is called once, before
+    // this process starts any thread that uses SQLite.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
 }
