@@ -49,6 +49,44 @@ async fn a_client_gets_a_snapshot_then_check_events() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_larger_than_a_frame_arrives_whole_as_one_message() {
+    let m = Monitor::start();
+    // Long names: 40 services make a snapshot of over 8 KB, sent in several
+    // frames; the client must still see one message holding every service,
+    // followed by ordinary events.
+    let mut want = Vec::new();
+    for i in 0..40 {
+        let name = format!("{i:02}-{}", "é".repeat(90));
+        m.register(service(&name, "http://127.0.0.1:9/", 3600))
+            .await;
+        want.push(name);
+    }
+    let mut ws = WsClient::connect(&m).await;
+    let snapshot = ws.next_json().await.expect("snapshot");
+    assert_eq!(snapshot["type"], "snapshot");
+    let names: Vec<&str> = snapshot["services"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(names, want);
+    assert!(
+        snapshot.to_string().len() > 2 * healthmon::http::ws::SNAPSHOT_FRAME_BYTES,
+        "the snapshot should span several frames"
+    );
+    let added = m
+        .register(service("after", "http://127.0.0.1:9/", 3600))
+        .await;
+    let (changed, _) = ws
+        .until("the new service's first check", |msg| {
+            msg["service_id"] == added["id"]
+        })
+        .await;
+    assert!(changed["type"].is_string(), "{changed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_flip_yields_exactly_one_status_change() {
     let target = Target::start().await;
     let m = Monitor::start();
