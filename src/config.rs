@@ -78,6 +78,8 @@ pub struct Settings {
 pub struct LogsSettings {
     /// Days a health log is kept; hourly rollups outlive it.
     pub retention_days: u32,
+    /// Days an hourly rollup is kept (never less than `retention_days`).
+    pub rollup_retention_days: u32,
     /// Seconds between rollups of new logs.
     pub rollup_interval_s: u64,
     /// Seconds between deletions of expired logs.
@@ -258,6 +260,7 @@ struct RawAuth {
 #[serde(deny_unknown_fields)]
 struct RawLogs {
     retention_days: i64,
+    rollup_retention_days: i64,
     rollup_interval_s: i64,
     maintenance_interval_s: i64,
 }
@@ -544,6 +547,15 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
         logs: LogsSettings {
             retention_days: in_range("logs.retention_days", raw.logs.retention_days, 1, 3650)?
                 as u32,
+            // Rollups must outlive the logs they stand in for: a smaller
+            // value is raised to `retention_days`.
+            rollup_retention_days: in_range(
+                "logs.rollup_retention_days",
+                raw.logs.rollup_retention_days,
+                1,
+                36_500,
+            )?
+            .max(raw.logs.retention_days) as u32,
             rollup_interval_s: in_range(
                 "logs.rollup_interval_s",
                 raw.logs.rollup_interval_s,
@@ -658,6 +670,7 @@ mod tests {
         assert_eq!(s.logs.retention_days, 30);
         assert_eq!(s.logs.maintenance_interval_s, 300);
         assert_eq!(s.logs.rollup_interval_s, 5);
+        assert_eq!(s.logs.rollup_retention_days, 400);
         let s = load_env(&[
             ("HEALTHMON__LOGS__RETENTION_DAYS", "7"),
             ("HEALTHMON__LOGS__MAINTENANCE_INTERVAL_S", "60"),
@@ -697,6 +710,11 @@ mod tests {
                 "3601",
                 "logs.rollup_interval_s",
             ),
+            (
+                "HEALTHMON__LOGS__ROLLUP_RETENTION_DAYS",
+                "0",
+                "logs.rollup_retention_days",
+            ),
             ("HEALTHMON__LOGS__RETENTION", "30", "retention"),
         ] {
             let err = load_env(&[(key, value)]).unwrap_err().to_string();
@@ -704,6 +722,10 @@ mod tests {
         }
         let s = load_env(&[("HEALTHMON__LOGS__RETENTION_DAYS", "3650")]).unwrap();
         assert_eq!(s.logs.retention_days, 3650);
+        assert_eq!(
+            s.logs.rollup_retention_days, 3650,
+            "rollups are kept at least as long as logs"
+        );
     }
 
     #[test]

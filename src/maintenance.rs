@@ -8,8 +8,9 @@
 //!   recorded since into the hourly rollups, in paced chunks of
 //!   [`ROLLUP_CHUNK`];
 //! - every `logs.maintenance_interval_s` it also deletes logs older than
-//!   `logs.retention_days` in batches of [`DELETE_BATCH`], pausing between
-//!   batches (see [`BATCH_PAUSE`]).
+//!   `logs.retention_days`, then rollups older than
+//!   `logs.rollup_retention_days`, in batches of [`DELETE_BATCH`], pausing
+//!   between batches (see [`BATCH_PAUSE`]).
 //!
 //! Rolling up often keeps each round small: at 5,000 checks/s, one round
 //! every five minutes (1.5 M logs) held the recorder back long enough that
@@ -140,12 +141,53 @@ pub async fn pass(
         // Logs not yet rolled up are never deleted anyway; stop here.
         return Ok(());
     }
-    let cutoff = now_ms() - i64::from(settings.retention_days) * 86_400_000;
+    let now = now_ms();
+    let cutoff = now - i64::from(settings.retention_days) * DAY_MS;
+    let (deleted, batches) =
+        paced_deletes(shutdown, || store.delete_logs_before(cutoff, DELETE_BATCH)).await?;
+    let rollup_cutoff = now - i64::from(settings.rollup_retention_days) * DAY_MS;
+    let (deleted_rollups, _) = paced_deletes(shutdown, || {
+        store.delete_rollups_before(rollup_cutoff, DELETE_BATCH)
+    })
+    .await?;
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    if rolled.hours == 0 && deleted == 0 && deleted_rollups == 0 {
+        tracing::debug!(elapsed_ms, "log maintenance: nothing to do");
+        return Ok(());
+    }
+    tracing::info!(
+        rollup_rows = rolled.hours,
+        rolled_up_to_log_id = rolled.upto_log_id,
+        deleted_logs = deleted,
+        delete_batches = batches,
+        deleted_rollups,
+        retention_days = settings.retention_days,
+        rollup_retention_days = settings.rollup_retention_days,
+        elapsed_ms,
+        "log maintenance done"
+    );
+    Ok(())
+}
+
+/// One day in milliseconds.
+const DAY_MS: i64 = 86_400_000;
+
+/// Runs `delete` (one batch of at most [`DELETE_BATCH`]) until a batch comes
+/// back short or shutdown, pausing between batches; returns what went and in
+/// how many batches.
+async fn paced_deletes<F, Fut>(
+    shutdown: &CancellationToken,
+    mut delete: F,
+) -> Result<(usize, u64), StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<usize, StoreError>>,
+{
     let mut deleted = 0usize;
     let mut batches = 0u64;
     while !shutdown.is_cancelled() {
         let batch_started = Instant::now();
-        let n = store.delete_logs_before(cutoff, DELETE_BATCH).await?;
+        let n = delete().await?;
         let pause = BATCH_PAUSE.max(batch_started.elapsed() * 2);
         deleted += n;
         batches += 1;
@@ -157,19 +199,5 @@ pub async fn pass(
             () = tokio::time::sleep(pause) => {}
         }
     }
-    let elapsed_ms = started.elapsed().as_millis() as u64;
-    if rolled.hours == 0 && deleted == 0 {
-        tracing::debug!(elapsed_ms, "log maintenance: nothing to do");
-        return Ok(());
-    }
-    tracing::info!(
-        rollup_rows = rolled.hours,
-        rolled_up_to_log_id = rolled.upto_log_id,
-        deleted_logs = deleted,
-        delete_batches = batches,
-        retention_days = settings.retention_days,
-        elapsed_ms,
-        "log maintenance done"
-    );
-    Ok(())
+    Ok((deleted, batches))
 }

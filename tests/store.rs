@@ -60,6 +60,7 @@ on_every_backend!(
     rollups_match_hand_computed_aggregates_and_rolling_up_twice_changes_nothing,
     a_late_log_for_a_rolled_up_hour_is_added_on_the_next_run,
     retention_deletes_only_old_rolled_up_logs_at_most_a_batch_at_a_time,
+    old_rollups_go_oldest_first_at_most_a_batch_at_a_time,
     deleting_a_service_removes_its_rollups,
 );
 
@@ -567,5 +568,68 @@ async fn deleting_a_service_removes_its_rollups(store: Store) {
             .await
             .expect("rollups")
             .is_empty()
+    );
+}
+
+async fn old_rollups_go_oldest_first_at_most_a_batch_at_a_time(store: Store) {
+    use Status::Up;
+    let mut ids = Vec::new();
+    for name in ["a", "b"] {
+        ids.push(
+            store
+                .create_service(&spec(name), 0)
+                .await
+                .expect("create")
+                .id,
+        );
+    }
+    // Four hours of checks for each service.
+    let logs: Vec<_> = ids
+        .iter()
+        .flat_map(|&id| (0..4).map(move |h| log_at(id, H0 + h * HOUR_MS + 1_000, Up, 3)))
+        .collect();
+    store.record(&logs).await.expect("record");
+    store.rollup(1000).await.expect("rollup");
+    let hours =
+        |rows: Vec<HourlyRollup>| rows.into_iter().map(|r| r.hour_start).collect::<Vec<_>>();
+    let cutoff = H0 + 2 * HOUR_MS;
+    // Hours 0 and 1 of both services (four rows) are older than the cutoff:
+    // they go three, then one, then none.
+    assert_eq!(
+        store
+            .delete_rollups_before(cutoff, 3)
+            .await
+            .expect("delete"),
+        3
+    );
+    assert_eq!(
+        store
+            .delete_rollups_before(cutoff, 3)
+            .await
+            .expect("delete"),
+        1
+    );
+    assert_eq!(
+        store
+            .delete_rollups_before(cutoff, 3)
+            .await
+            .expect("delete"),
+        0
+    );
+    for &id in &ids {
+        assert_eq!(
+            hours(store.rollups(id, 0, i64::MAX).await.expect("rollups")),
+            [H0 + 2 * HOUR_MS, H0 + 3 * HOUR_MS],
+            "service {id} keeps exactly its hours from the cutoff on"
+        );
+    }
+    // The logs themselves are untouched.
+    assert_eq!(
+        store
+            .list_logs(ids[0], 100, None)
+            .await
+            .expect("logs")
+            .len(),
+        4
     );
 }

@@ -607,6 +607,27 @@ impl Store {
         })
     }
 
+    /// Deletes at most `batch` hourly rollups of hours starting before
+    /// `cutoff`, oldest first, and returns how many went. One short
+    /// statement: call it in a loop for a backlog.
+    pub async fn delete_rollups_before(
+        &self,
+        cutoff: Millis,
+        batch: i64,
+    ) -> Result<usize, StoreError> {
+        // Row values in IN: PostgreSQL, SQLite >= 3.15. Only integers go
+        // into the text.
+        let sql = format!(
+            "DELETE FROM hourly_rollups WHERE (service_id, hour_start) IN \
+             (SELECT service_id, hour_start FROM hourly_rollups WHERE hour_start < {cutoff} \
+             ORDER BY hour_start LIMIT {})",
+            batch.max(0)
+        );
+        with_writer!(self, |conn| {
+            Ok(diesel::sql_query(&sql).execute(conn).await?)
+        })
+    }
+
     /// A service's hourly rollups with `from <= hour_start < to`, oldest
     /// first. Hours without checks have no row.
     pub async fn rollups(

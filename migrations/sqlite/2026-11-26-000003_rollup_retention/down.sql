@@ -1,0 +1,1 @@
+DROP INDEX hourly_rollups_by_hour;
