@@ -11,6 +11,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio_tungstenite::tungstenite::Message;
 
+/// The names of the services in a snapshot, in its order.
+fn service_names(snapshot: &Value) -> Vec<&str> {
+    snapshot["services"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect()
+}
+
 fn is(msg: &Value, kind: &str, id: i64) -> bool {
     msg["type"] == kind && msg["service_id"] == id
 }
@@ -24,12 +34,7 @@ async fn a_client_gets_a_snapshot_then_check_events() {
     let mut ws = WsClient::connect(&m).await;
     let snapshot = ws.next_json().await.expect("snapshot");
     assert_eq!(snapshot["type"], "snapshot");
-    let names: Vec<&str> = snapshot["services"]
-        .as_array()
-        .expect("services")
-        .iter()
-        .filter_map(|s| s["name"].as_str())
-        .collect();
+    let names = service_names(&snapshot);
     assert_eq!(names, ["alpha", "beta"]);
 
     let c = m.register(service("gamma", &target.url("/ok"), 1)).await;
@@ -64,12 +69,7 @@ async fn a_snapshot_larger_than_a_frame_arrives_whole_as_one_message() {
     let mut ws = WsClient::connect(&m).await;
     let snapshot = ws.next_json().await.expect("snapshot");
     assert_eq!(snapshot["type"], "snapshot");
-    let names: Vec<&str> = snapshot["services"]
-        .as_array()
-        .expect("services")
-        .iter()
-        .filter_map(|s| s["name"].as_str())
-        .collect();
+    let names = service_names(&snapshot);
     assert_eq!(names, want);
     assert!(
         snapshot.to_string().len() > 2 * healthmon::http::ws::SNAPSHOT_FRAME_BYTES,
