@@ -14,7 +14,9 @@ use amqprs::channel::{
     QueueDeclareArguments, QueueDeleteArguments,
 };
 use amqprs::connection::{Connection, OpenConnectionArguments};
-use healthmon::bus::rabbitmq::{JOBS_PER_MESSAGE, Names, RESULTS_PER_MESSAGE, RabbitOptions};
+use healthmon::bus::rabbitmq::{
+    JOBS_PER_MESSAGE, Names, RESULTS_PER_MESSAGE, RESULTS_QUEUED_MAX, RabbitOptions,
+};
 use healthmon::bus::{Bus, BusError, Capacities};
 use healthmon::domain::event::ScheduleUpdate;
 use healthmon::domain::time::now_ms;
@@ -769,4 +771,39 @@ async fn the_scheduler_rides_out_a_broker_it_cannot_reach() {
     }
     token.cancel();
     timeout(SOON, run).await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_for_an_unreachable_broker_are_capped_and_fail_together() {
+    // No broker at all (nothing listens on port 1, and no maintenance task
+    // runs): every result waits for a connection that never comes.
+    let mut opts = options("amqp://guest:guest@127.0.0.1:1/%2f", &unique_prefix());
+    opts.publish_timeout = Duration::from_secs(1);
+    let bus = Bus::rabbit(opts).expect("a usable URL");
+    let over = 100;
+    let started = Instant::now();
+    let all = futures_util::future::join_all((0..(RESULTS_QUEUED_MAX + over) as i64).map(|id| {
+        let bus = bus.clone();
+        async move {
+            let outcome = bus.publish_result(result(id)).await;
+            (outcome, started.elapsed())
+        }
+    }));
+    let outcomes = timeout(SOON, all)
+        .await
+        .expect("every waiting result fails within one publish timeout, not one batch at a time");
+    let refused_at_once = outcomes
+        .iter()
+        .filter(|(_, took)| *took < Duration::from_millis(500))
+        .count();
+    assert!(
+        (1..=over).contains(&refused_at_once),
+        "{refused_at_once} results over the cap of {RESULTS_QUEUED_MAX} were refused at once"
+    );
+    assert!(
+        outcomes
+            .iter()
+            .all(|(outcome, _)| matches!(outcome, Err(BusError::Unavailable))),
+        "every result failed as unavailable"
+    );
 }

@@ -128,7 +128,8 @@ pub const JOBS_PER_MESSAGE: usize = 32;
 pub const RESULTS_PER_MESSAGE: usize = 64;
 /// Most results waiting in a process for the broker; beyond it publishing a
 /// result fails at once (the job is then redelivered, as on any failure).
-const RESULTS_QUEUED_MAX: usize = 16 * 1024;
+/// The worker pool's concurrency normally bounds them well below this.
+pub const RESULTS_QUEUED_MAX: usize = 16 * 1024;
 
 /// How to reach the broker and how to behave on it.
 #[derive(Clone)]
@@ -453,8 +454,15 @@ impl RabbitBus {
             let sent = self
                 .publish_confirmed("", &self.names.results, props, body)
                 .await;
+            // A failed send fails what is queued behind it too: it would
+            // only wait its turn to fail the same way, 64 results per
+            // publish timeout, holding its worker's slot meanwhile.
+            let failed_too: Vec<QueuedResult> = match sent {
+                Ok(()) => Vec::new(),
+                Err(_) => lock(&self.results_out.queued).drain(..).collect(),
+            };
             drop(sending);
-            for (_, waiter) in batch {
+            for (_, waiter) in batch.into_iter().chain(failed_too) {
                 let _ = waiter.send(match &sent {
                     Ok(()) => Ok(()),
                     Err(BusError::Closed) => Err(BusError::Closed),
