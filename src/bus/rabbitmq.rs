@@ -413,8 +413,8 @@ impl RabbitBus {
         {
             let mut queued = lock(&self.results_out.queued);
             if queued.len() >= RESULTS_QUEUED_MAX {
-                // Only reached when the broker is slower than the workers
-                // for long: the callers' permits bound this anyway.
+                // Only reached with a worker concurrency above the cap
+                // while the broker is slow or away.
                 return Err(BusError::Unavailable);
             }
             queued.push_back((body, tx));
@@ -511,12 +511,7 @@ impl RabbitBus {
                 &self.names.events,
                 "",
                 props,
-                texts
-                    .iter()
-                    .map(|t| &**t)
-                    .collect::<Vec<&str>>()
-                    .join("\n")
-                    .into_bytes(),
+                texts.join("\n").into_bytes(),
                 false,
             ),
         )
