@@ -8,38 +8,36 @@
 //! from the server find dead peers; a client flooding us with messages is
 //! cut off too.
 
+mod feed;
+mod inbound;
+
+pub use feed::{CHUNK_BYTES, CONTROL_QUEUE};
+
 use super::AppState;
 use super::auth::Caller;
 use super::problem::ApiError;
-use crate::bus::EventText;
+use actix_http::ws::{CloseCode, OpCode};
 use actix_web::HttpMessage;
-use actix_web::web::Bytes;
+use actix_web::body::{BodyStream, MessageBody};
 use actix_web::{HttpRequest, HttpResponse, web};
-use actix_ws::{CloseCode, CloseReason, Item, Message};
+use feed::{Control, Feed, Link};
+use inbound::{Frame, Inbound};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
-use tokio::sync::broadcast::{
-    self,
-    error::{RecvError, TryRecvError},
-};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// Longest a message, or a burst of up to [`BURST`] events, may wait for
-/// the client's socket.
+/// Longest a client's socket may take nothing while we have bytes for it.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
-/// Most events handed to a client's socket per wake-up. Events already
-/// waiting go together (one timer, and actix writes them in one go) rather
-/// than one select round each: with 1,000 clients at 1,000 events/s that
-/// is a million messages a second.
-pub const BURST: usize = 64;
+/// How often a session checks its client is still taking what it is sent.
+const STALL_CHECK: Duration = Duration::from_secs(1);
 /// Largest frame of the snapshot, which goes as one message in frames of
 /// this size. actix keeps a connection's write buffer at the largest size it
 /// ever held, so a snapshot in one frame (about 250 bytes per service: 25 MB
 /// at 100,000) stayed allocated for as long as its client was connected
 /// (0.35 MB per client at 1,000 services). In fragments the buffer holds at
-/// most actix-ws's 32 queued frames.
+/// most a [`CHUNK_BYTES`] chunk and a frame.
 pub const SNAPSHOT_FRAME_BYTES: usize = 4096;
 /// Most messages a client may send per second before it is disconnected.
 pub const MAX_INBOUND_PER_SEC: u32 = 50;
@@ -78,9 +76,10 @@ pub async fn connect(
         services: &services,
     })
     .map_err(crate::bus::BusError::from)?;
-    let (response, session, stream) = actix_ws::handle(&req, body)
+    let mut response = actix_http::ws::handshake(req.head())
         .map_err(|e| ApiError::BadRequest(format!("expected a WebSocket upgrade: {e}")))?;
-    let stream = stream.max_frame_size(MAX_FRAME_BYTES);
+    let (feed, link) = Feed::new(snapshot, events);
+    let inbound = Inbound::new(body, MAX_FRAME_BYTES);
     let ping_every = Duration::from_secs(state.ws.ping_interval_s);
     let shutdown = state.shutdown.clone();
     let key = req
@@ -89,12 +88,10 @@ pub async fn connect(
         .and_then(|c| c.0.as_ref().map(|k| k.id))
         .map(|id| (id, Arc::clone(&state.keys)));
     // The session lives on the HTTP worker's runtime; it ends with the
-    // connection or at shutdown (it watches the token), never outlives both.
+    // connection (the feed cancels `link.gone` when dropped) or at shutdown.
     actix_web::rt::spawn(session_loop(
-        session,
-        stream,
-        events,
-        snapshot,
+        link,
+        inbound,
         Limits {
             ping_every,
             key,
@@ -102,7 +99,10 @@ pub async fn connect(
         },
         shutdown,
     ));
-    Ok(response)
+    let response = response
+        .message_body(BodyStream::new(feed).boxed())
+        .map_err(|e| ApiError::BadRequest(format!("expected a WebSocket upgrade: {e}")))?;
+    Ok(response.into())
 }
 
 /// Browsers send `Origin` on WebSocket handshakes and do not apply CORS to
@@ -137,88 +137,13 @@ fn origin_allowed(req: &HttpRequest, allowed: &[String]) -> bool {
     authority == host
 }
 
-async fn send(session: &mut actix_ws::Session, text: String) -> bool {
-    matches!(
-        tokio::time::timeout(SEND_TIMEOUT, session.text(text)).await,
-        Ok(Ok(()))
-    )
-}
-
-/// How handing events to a client went.
-enum Forwarded {
-    Sent,
-    /// Its socket did not take them within [`SEND_TIMEOUT`], or it is gone.
-    Stuck,
-    /// It fell more than the ring behind.
-    Lagged(u64),
-    /// The event stream ended (shutdown).
-    Closed,
-}
-
-/// Sends `first` and the events already waiting after it, up to [`BURST`],
-/// under one [`SEND_TIMEOUT`].
-async fn forward(
-    session: &mut actix_ws::Session,
-    events: &mut broadcast::Receiver<EventText>,
-    first: EventText,
-) -> Forwarded {
-    let burst = async {
-        if session.text(first).await.is_err() {
-            return Forwarded::Stuck;
-        }
-        for _ in 1..BURST {
-            let next = match events.try_recv() {
-                Ok(text) => text,
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Lagged(missed)) => return Forwarded::Lagged(missed),
-                Err(TryRecvError::Closed) => return Forwarded::Closed,
-            };
-            if session.text(next).await.is_err() {
-                return Forwarded::Stuck;
-            }
-        }
-        Forwarded::Sent
-    };
-    tokio::time::timeout(SEND_TIMEOUT, burst)
-        .await
-        .unwrap_or(Forwarded::Stuck)
-}
-
-/// Sends the snapshot as one text message, in frames of at most
-/// [`SNAPSHOT_FRAME_BYTES`] (a frame may end inside a UTF-8 character; the
-/// message as a whole is valid, which is what WebSocket requires). Each
-/// frame gets [`SEND_TIMEOUT`].
-async fn send_snapshot(session: &mut actix_ws::Session, snapshot: String) -> bool {
-    if snapshot.len() <= SNAPSHOT_FRAME_BYTES {
-        return send(session, snapshot).await;
-    }
-    let whole = Bytes::from(snapshot);
-    let mut start = 0;
-    while start < whole.len() {
-        let end = (start + SNAPSHOT_FRAME_BYTES).min(whole.len());
-        let part = whole.slice(start..end);
-        let item = if start == 0 {
-            Item::FirstText(part)
-        } else if end == whole.len() {
-            Item::Last(part)
-        } else {
-            Item::Continue(part)
-        };
-        let sent = tokio::time::timeout(SEND_TIMEOUT, session.continuation(item)).await;
-        if !matches!(sent, Ok(Ok(()))) {
-            return false;
-        }
-        start = end;
-    }
-    true
-}
-
-async fn close(session: actix_ws::Session, code: CloseCode, why: &str) {
-    let reason = CloseReason {
-        code,
-        description: Some(why.to_owned()),
-    };
-    let _ = tokio::time::timeout(SEND_TIMEOUT, session.close(Some(reason))).await;
+/// Asks the feed to send a close frame and end. Should its control queue
+/// be full the client is not reading; the feed ends anyway once the session
+/// is gone, as the link's sender is dropped with it.
+fn close(link: Link, code: CloseCode, why: &str) {
+    let _ = link
+        .control
+        .try_send(Control::Close(feed::close_frame(code, why)));
 }
 
 /// What a session is held to.
@@ -231,51 +156,34 @@ struct Limits {
     _permit: OwnedSemaphorePermit,
 }
 
+/// Watches one client: what it sends, whether it still reads, whether its
+/// key still stands, and shutdown. Events go from the ring to the client
+/// through the feed, not through here.
 async fn session_loop(
-    mut session: actix_ws::Session,
-    mut stream: actix_ws::MessageStream,
-    mut events: broadcast::Receiver<EventText>,
-    snapshot: String,
+    link: Link,
+    mut inbound: Inbound,
     limits: Limits,
     shutdown: CancellationToken,
 ) {
-    if !send_snapshot(&mut session, snapshot).await {
-        return;
-    }
     let ping_every = limits.ping_every;
     let mut recheck = tokio::time::interval(crate::auth::RELOAD_EVERY);
     let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
+    let mut stall_check = tokio::time::interval_at(Instant::now() + STALL_CHECK, STALL_CHECK);
     let mut last_heard = Instant::now();
     let mut window_start = Instant::now();
-    let mut inbound = 0u32;
+    let mut inbound_count = 0u32;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => {
-                close(session, CloseCode::Away, "server shutting down").await;
+                close(link, CloseCode::Away, "server shutting down");
                 return;
             }
-            event = events.recv() => {
-                let forwarded = match event {
-                    Ok(text) => forward(&mut session, &mut events, text).await,
-                    Err(RecvError::Lagged(missed)) => Forwarded::Lagged(missed),
-                    Err(RecvError::Closed) => Forwarded::Closed,
-                };
-                match forwarded {
-                    Forwarded::Sent => {}
-                    Forwarded::Stuck => {
-                        tracing::info!("disconnecting a WebSocket client that does not read");
-                        close(session, CloseCode::Policy, "too slow").await;
-                        return;
-                    }
-                    Forwarded::Lagged(missed) => {
-                        tracing::info!(missed, "disconnecting a WebSocket client that fell behind");
-                        close(session, CloseCode::Policy, "too slow: events were missed").await;
-                        return;
-                    }
-                    Forwarded::Closed => {
-                        close(session, CloseCode::Away, "server shutting down").await;
-                        return;
-                    }
+            () = link.gone.cancelled() => return,
+            _ = stall_check.tick() => {
+                if link.stalled_for() > SEND_TIMEOUT {
+                    tracing::info!("disconnecting a WebSocket client that does not read");
+                    close(link, CloseCode::Policy, "too slow");
+                    return;
                 }
             }
             _ = recheck.tick(), if limits.key.is_some() => {
@@ -283,42 +191,48 @@ async fn session_loop(
                     && !keys.still_valid(*id).await
                 {
                     tracing::info!(key_id = id, "closing a WebSocket whose API key was revoked");
-                    close(session, CloseCode::Policy, "API key revoked").await;
+                    close(link, CloseCode::Policy, "API key revoked");
                     return;
                 }
             }
             _ = ping.tick() => {
                 if last_heard.elapsed() > ping_every * 2 {
                     tracing::info!("disconnecting a silent WebSocket client");
-                    close(session, CloseCode::Away, "no pong").await;
+                    close(link, CloseCode::Away, "no pong");
                     return;
                 }
-                if tokio::time::timeout(SEND_TIMEOUT, session.ping(b"")).await.map_or(true, |r| r.is_err()) {
+                let ping = Control::Frame(feed::control_frame(OpCode::Ping, b""));
+                if link.control.try_send(ping).is_err() {
+                    tracing::info!("disconnecting a WebSocket client that does not read");
                     return;
                 }
             }
-            msg = stream.recv() => {
-                let Some(Ok(msg)) = msg else { return };
+            frame = inbound.next() => {
+                let Some(Ok(frame)) = frame else { return };
                 last_heard = Instant::now();
                 if window_start.elapsed() >= Duration::from_secs(1) {
                     window_start = Instant::now();
-                    inbound = 0;
+                    inbound_count = 0;
                 }
-                inbound += 1;
-                if inbound > MAX_INBOUND_PER_SEC {
+                inbound_count += 1;
+                if inbound_count > MAX_INBOUND_PER_SEC {
                     tracing::info!("disconnecting a WebSocket client that floods");
-                    close(session, CloseCode::Policy, "too many messages").await;
+                    close(link, CloseCode::Policy, "too many messages");
                     return;
                 }
-                match msg {
-                    Message::Ping(bytes) if session.pong(&bytes).await.is_err() => return,
-                    Message::Close(_) => {
-                        close(session, CloseCode::Normal, "bye").await;
+                match frame {
+                    Frame::Ping(payload) => {
+                        let pong = Control::Frame(feed::control_frame(OpCode::Pong, &payload));
+                        if link.control.try_send(pong).is_err() {
+                            return;
+                        }
+                    }
+                    Frame::Close => {
+                        close(link, CloseCode::Normal, "bye");
                         return;
                     }
-                    // Clients have nothing to say; other frames only count as
-                    // signs of life.
-                    _ => {}
+                    // Other frames only count as signs of life.
+                    Frame::Other => {}
                 }
             }
         }
