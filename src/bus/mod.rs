@@ -87,9 +87,9 @@ pub enum Bus {
 }
 
 /// An event's JSON text. Every subscriber shares one copy: a clone is a
-/// reference count, and actix-ws sends it as it is (with 1,000 WebSocket
-/// clients, copying each event per client cost a million allocations a
-/// second).
+/// reference count, and each WebSocket client's feed frames it from there
+/// (with 1,000 clients, copying each event per client cost a million
+/// allocations a second).
 pub type EventText = bytestring::ByteString;
 
 /// Most events in one broker message.

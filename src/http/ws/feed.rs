@@ -314,3 +314,188 @@ impl Drop for Feed {
         self.gone.cancel();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::Waker;
+    use std::time::Duration;
+
+    /// Polls the feed once, as the dispatcher does when it can write.
+    fn poll(feed: &mut Feed) -> Poll<Option<Bytes>> {
+        let mut cx = Context::from_waker(Waker::noop());
+        Pin::new(feed)
+            .poll_next(&mut cx)
+            .map(|item| item.map(|chunk| chunk.unwrap_or_else(|e| match e {})))
+    }
+
+    /// Everything the feed gives before it would wait, as a client sees it:
+    /// (fin, opcode, payload) per frame, and whether the body ended.
+    fn drain(feed: &mut Feed) -> (Vec<(bool, OpCode, Vec<u8>)>, bool) {
+        let mut wire = BytesMut::new();
+        let ended = loop {
+            match poll(feed) {
+                Poll::Ready(Some(chunk)) => wire.extend_from_slice(&chunk),
+                Poll::Ready(None) => break true,
+                Poll::Pending => break false,
+            }
+        };
+        let mut frames = Vec::new();
+        while let Ok(Some((fin, op, payload))) = Parser::parse(&mut wire, false, usize::MAX) {
+            frames.push((fin, op, payload.map(|p| p.to_vec()).unwrap_or_default()));
+        }
+        assert!(wire.is_empty(), "a partial frame was left over");
+        (frames, ended)
+    }
+
+    fn event(n: usize) -> EventText {
+        EventText::from(format!("{{\"type\":\"check\",\"n\":{n}}}"))
+    }
+
+    #[test]
+    fn a_large_snapshot_goes_as_one_fragmented_message_before_any_event() {
+        let (tx, rx) = broadcast::channel(16);
+        let snapshot = format!("{{\"services\":\"{}\"}}", "s".repeat(3 * CHUNK_BYTES));
+        let (mut feed, _link) = Feed::new(snapshot.clone(), rx);
+        tx.send(event(1)).ok();
+        let (frames, ended) = drain(&mut feed);
+        assert!(!ended);
+        let (parts, last) = frames.split_at(frames.len() - 1);
+        assert!(parts.len() > 2);
+        let mut whole = Vec::new();
+        for (i, (fin, op, payload)) in parts.iter().enumerate() {
+            let want = if i == 0 {
+                OpCode::Text
+            } else {
+                OpCode::Continue
+            };
+            assert_eq!((*op, *fin), (want, i == parts.len() - 1), "frame {i}");
+            assert!(payload.len() <= SNAPSHOT_FRAME_BYTES);
+            whole.extend_from_slice(payload);
+        }
+        assert!(
+            whole == snapshot.as_bytes(),
+            "the snapshot came back different"
+        );
+        assert_eq!(last, &[(true, OpCode::Text, event(1).as_bytes().to_vec())]);
+    }
+
+    #[test]
+    fn waiting_events_arrive_in_order_each_as_its_own_message() {
+        let (tx, rx) = broadcast::channel(4096);
+        let (mut feed, _link) = Feed::new("{}".into(), rx);
+        drain(&mut feed);
+        for n in 0..2000 {
+            tx.send(event(n)).ok();
+        }
+        // Chunks are capped, so it takes several polls; none is lost.
+        let mut chunks = 0;
+        let mut wire = BytesMut::new();
+        while let Poll::Ready(Some(chunk)) = poll(&mut feed) {
+            assert!(
+                chunk.len() < CHUNK_BYTES + 64,
+                "a chunk of {} bytes",
+                chunk.len()
+            );
+            wire.extend_from_slice(&chunk);
+            chunks += 1;
+        }
+        assert!(chunks > 1);
+        for n in 0..2000 {
+            let frame = Parser::parse(&mut wire, false, usize::MAX);
+            let Ok(Some((true, OpCode::Text, Some(payload)))) = frame else {
+                panic!("event {n}: {frame:?}");
+            };
+            assert_eq!(&payload[..], event(n).as_bytes());
+        }
+        assert!(wire.is_empty());
+        // Once drained it waits, then wakes for the next event.
+        assert!(poll(&mut feed).is_pending());
+        tx.send(event(2000)).ok();
+        assert_eq!(drain(&mut feed).0.len(), 1);
+    }
+
+    #[test]
+    fn a_client_that_falls_a_ring_behind_gets_a_policy_close_and_the_body_ends() {
+        let (tx, rx) = broadcast::channel(4);
+        let (mut feed, link) = Feed::new("{}".into(), rx);
+        drain(&mut feed);
+        for n in 0..10 {
+            tx.send(event(n)).ok();
+        }
+        let (frames, ended) = drain(&mut feed);
+        assert!(ended);
+        assert_eq!(frames.len(), 1, "only the close frame: {frames:?}");
+        let (_, op, payload) = &frames[0];
+        assert_eq!(*op, OpCode::Close);
+        assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 1008);
+        assert!(String::from_utf8_lossy(&payload[2..]).contains("too slow"));
+        drop(feed);
+        assert!(
+            link.gone.is_cancelled(),
+            "the session is told the connection is gone"
+        );
+    }
+
+    #[test]
+    fn shutdown_closes_with_going_away() {
+        let (tx, rx) = broadcast::channel(4);
+        let (mut feed, _link) = Feed::new("{}".into(), rx);
+        drain(&mut feed);
+        drop(tx);
+        let (frames, ended) = drain(&mut feed);
+        assert!(ended);
+        let (_, op, payload) = &frames[0];
+        assert_eq!(*op, OpCode::Close);
+        assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 1001);
+    }
+
+    #[test]
+    fn control_frames_jump_the_queue_and_a_close_ends_the_body() {
+        let (tx, rx) = broadcast::channel(16);
+        let (mut feed, link) = Feed::new("{}".into(), rx);
+        drain(&mut feed);
+        tx.send(event(1)).ok();
+        let ping = control_frame(OpCode::Ping, b"p");
+        assert!(link.control.try_send(Control::Frame(ping)).is_ok());
+        let (frames, _) = drain(&mut feed);
+        assert_eq!(frames[0], (true, OpCode::Ping, b"p".to_vec()));
+        assert_eq!(frames[1].1, OpCode::Text);
+        let close = close_frame(CloseCode::Normal, "bye");
+        assert!(link.control.try_send(Control::Close(close)).is_ok());
+        tx.send(event(2)).ok();
+        let (frames, ended) = drain(&mut feed);
+        assert!(ended);
+        assert_eq!(frames.len(), 1, "nothing after the close: {frames:?}");
+        assert_eq!(frames[0].1, OpCode::Close);
+    }
+
+    #[test]
+    fn the_body_ends_when_its_session_is_gone() {
+        let (_tx, rx) = broadcast::channel(16);
+        let (mut feed, link) = Feed::new("{}".into(), rx);
+        drain(&mut feed);
+        drop(link);
+        assert!(matches!(poll(&mut feed), Poll::Ready(None)));
+    }
+
+    #[test]
+    fn a_stall_is_output_taken_and_not_come_back_for() {
+        let pause = Duration::from_millis(30);
+        let (tx, rx) = broadcast::channel(16);
+        let (mut feed, link) = Feed::new("{}".into(), rx);
+        // Drained to Pending: waiting for events is not a stall.
+        drain(&mut feed);
+        std::thread::sleep(pause);
+        assert_eq!(link.stalled_for(), Duration::ZERO);
+        // Handed a chunk the dispatcher does not come back for: a stall, as
+        // long as it has been since.
+        tx.send(event(1)).ok();
+        assert!(matches!(poll(&mut feed), Poll::Ready(Some(_))));
+        std::thread::sleep(pause);
+        assert!(link.stalled_for() >= pause);
+        // Polled again: the socket took it.
+        assert!(poll(&mut feed).is_pending());
+        assert_eq!(link.stalled_for(), Duration::ZERO);
+    }
+}
