@@ -21,6 +21,11 @@
 //! Prometheus blackbox_exporter against the same farm at its best rate
 //! (`--bb-clients K` drivers, 64), then healthmon, side by side (blackbox.rs).
 //!
+//! Registrations are spread over one interval (or take longer, if the API
+//! is slower than N/S a second): a service is first checked when it is
+//! created and keeps that phase, so this is what makes the load the steady
+//! N/S checks a second the run is named for.
+//!
 //! Every target answers `Connection: close`, so each check is a fresh
 //! connection, as checks of distinct hosts would be. Measured for the window
 //! (checks whose `scheduled_at` falls in it):
@@ -41,7 +46,8 @@
 //! JSON lines (plot.rs). A sweep's last line is its last run's object plus
 //! `sweep`, the array of all its runs.
 //!
-//! Under `cargo test --all-targets` (no `--bench` argument) it does nothing.
+//! Under `cargo test --all-targets` (no `--bench` argument) it only checks
+//! its WebSocket clients' time parser against chrono.
 //!
 //! The last line printed is one JSON object. The bench exits non-zero when
 //! nothing was stored. The bench process itself (targets, WebSocket clients)

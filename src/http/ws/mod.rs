@@ -6,12 +6,11 @@
 //! socket does not take a message within [`SEND_TIMEOUT`], is disconnected,
 //! so a slow reader costs neither memory nor other clients' latency. Pings
 //! from the server find dead peers; a client flooding us with messages is
-//! cut off too.
+//! cut off too. Events reach the socket through the response body ([`feed`]);
+//! the session task spawned here watches the rest.
 
-mod feed;
+pub mod feed;
 mod inbound;
-
-pub use feed::{CHUNK_BYTES, CONTROL_QUEUE};
 
 use super::AppState;
 use super::auth::Caller;
@@ -79,6 +78,9 @@ pub async fn connect(
     let mut response = actix_http::ws::handshake(req.head())
         .map_err(|e| ApiError::BadRequest(format!("expected a WebSocket upgrade: {e}")))?;
     let (feed, link) = Feed::new(snapshot, events);
+    let response = response
+        .message_body(BodyStream::new(feed).boxed())
+        .map_err(|e| ApiError::BadRequest(format!("expected a WebSocket upgrade: {e}")))?;
     let inbound = Inbound::new(body, MAX_FRAME_BYTES);
     let ping_every = Duration::from_secs(state.ws.ping_interval_s);
     let shutdown = state.shutdown.clone();
@@ -99,9 +101,6 @@ pub async fn connect(
         },
         shutdown,
     ));
-    let response = response
-        .message_body(BodyStream::new(feed).boxed())
-        .map_err(|e| ApiError::BadRequest(format!("expected a WebSocket upgrade: {e}")))?;
     Ok(response.into())
 }
 
