@@ -348,6 +348,14 @@ mod tests {
         (frames, ended)
     }
 
+    /// A feed on a ring of `ring` events, its tiny snapshot already sent.
+    fn started(ring: usize) -> (broadcast::Sender<EventText>, Feed, Link) {
+        let (tx, rx) = broadcast::channel(ring);
+        let (mut feed, link) = Feed::new("{}".into(), rx);
+        drain(&mut feed);
+        (tx, feed, link)
+    }
+
     fn event(n: usize) -> EventText {
         EventText::from(format!("{{\"type\":\"check\",\"n\":{n}}}"))
     }
@@ -382,9 +390,7 @@ mod tests {
 
     #[test]
     fn waiting_events_arrive_in_order_each_as_its_own_message() {
-        let (tx, rx) = broadcast::channel(4096);
-        let (mut feed, _link) = Feed::new("{}".into(), rx);
-        drain(&mut feed);
+        let (tx, mut feed, _link) = started(4096);
         for n in 0..2000 {
             tx.send(event(n)).ok();
         }
@@ -417,9 +423,7 @@ mod tests {
 
     #[test]
     fn a_client_that_falls_a_ring_behind_gets_a_policy_close_and_the_body_ends() {
-        let (tx, rx) = broadcast::channel(4);
-        let (mut feed, link) = Feed::new("{}".into(), rx);
-        drain(&mut feed);
+        let (tx, mut feed, link) = started(4);
         for n in 0..10 {
             tx.send(event(n)).ok();
         }
@@ -439,9 +443,7 @@ mod tests {
 
     #[test]
     fn shutdown_closes_with_going_away() {
-        let (tx, rx) = broadcast::channel(4);
-        let (mut feed, _link) = Feed::new("{}".into(), rx);
-        drain(&mut feed);
+        let (tx, mut feed, _link) = started(4);
         drop(tx);
         let (frames, ended) = drain(&mut feed);
         assert!(ended);
@@ -452,9 +454,7 @@ mod tests {
 
     #[test]
     fn control_frames_jump_the_queue_and_a_close_ends_the_body() {
-        let (tx, rx) = broadcast::channel(16);
-        let (mut feed, link) = Feed::new("{}".into(), rx);
-        drain(&mut feed);
+        let (tx, mut feed, link) = started(16);
         tx.send(event(1)).ok();
         let ping = control_frame(OpCode::Ping, b"p");
         assert!(link.control.try_send(Control::Frame(ping)).is_ok());
@@ -472,9 +472,7 @@ mod tests {
 
     #[test]
     fn the_body_ends_when_its_session_is_gone() {
-        let (_tx, rx) = broadcast::channel(16);
-        let (mut feed, link) = Feed::new("{}".into(), rx);
-        drain(&mut feed);
+        let (_tx, mut feed, link) = started(16);
         drop(link);
         assert!(matches!(poll(&mut feed), Poll::Ready(None)));
     }
