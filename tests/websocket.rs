@@ -9,6 +9,7 @@ use futures_util::SinkExt;
 use serde_json::Value;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
 /// The names of the services in a snapshot, in its order.
@@ -251,4 +252,58 @@ async fn a_client_that_never_answers_pings_is_dropped() {
     })
     .await;
     assert!(silent.until_closed().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_declaring_more_than_the_limit_is_refused_before_it_arrives() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let m = Monitor::start();
+    let mut tcp = tokio::net::TcpStream::connect(&m.addr)
+        .await
+        .expect("connect");
+    let handshake = format!(
+        "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        m.addr
+    );
+    tcp.write_all(handshake.as_bytes())
+        .await
+        .expect("handshake");
+    // A masked binary frame declaring 1 GiB, then a little of it: the server
+    // must give up after about a frame's limit (4 KiB), not buffer on.
+    let mut header = vec![0x82, 0x80 | 127];
+    header.extend_from_slice(&(1u64 << 30).to_be_bytes());
+    header.extend_from_slice(&[1, 2, 3, 4]);
+    tcp.write_all(&header).await.expect("frame header");
+    let (mut rd, mut wr) = tcp.into_split();
+    let writer = tokio::spawn(async move {
+        let chunk = [0u8; 4096];
+        for _ in 0..64 {
+            if wr.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        wr
+    });
+    // 1009 (message too big) in a close frame from the server.
+    let close = [0x88u8, 16, 0x03, 0xF1];
+    let mut seen = Vec::new();
+    let found = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 8192];
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+            if seen.windows(close.len()).any(|w| w == close) {
+                return true;
+            }
+        }
+    })
+    .await;
+    assert_eq!(found, Ok(true), "no 1009 close; got {} bytes", seen.len());
+    assert!(m.log_text().contains("broke the protocol"));
+    drop(writer.await);
+    let (status, _) = m.get("/healthz").await;
+    assert_eq!(status, 200);
 }

@@ -120,15 +120,31 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
+/// Longest the kernel keeps a connection whose peer acknowledges nothing, or
+/// advertises a zero window, while we have data for it (`TCP_USER_TIMEOUT`).
+/// A WebSocket client that stops reading is given up on after
+/// [`ws::SEND_TIMEOUT`], but its close frame sits behind the bytes it will
+/// not take, and without this the connection, its slot under
+/// `ws.max_clients` and its buffers would last as long as it answers the
+/// kernel's window probes.
+pub const STALLED_PEER_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Fixes an accepted connection's kernel send buffer. Linux otherwise grows
 /// it up to megabytes for a peer that does not read; fixed, a stalled
 /// WebSocket client blocks soon, is noticed and is disconnected, and each
-/// connection's kernel memory stays bounded.
-fn set_send_buffer(conn: &dyn std::any::Any, bytes: usize) {
-    if let Some(stream) = conn.downcast_ref::<actix_web::rt::net::TcpStream>()
-        && let Err(e) = socket2::SockRef::from(stream).set_send_buffer_size(bytes)
-    {
+/// connection's kernel memory stays bounded. Also sets
+/// [`STALLED_PEER_TIMEOUT`].
+fn tune_connection(conn: &dyn std::any::Any, bytes: usize) {
+    let Some(stream) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() else {
+        return;
+    };
+    let socket = socket2::SockRef::from(stream);
+    if let Err(e) = socket.set_send_buffer_size(bytes) {
         tracing::debug!(error = %e, "cannot set a connection's send buffer");
+    }
+    #[cfg(target_os = "linux")]
+    if let Err(e) = socket.set_tcp_user_timeout(Some(STALLED_PEER_TIMEOUT)) {
+        tracing::debug!(error = %e, "cannot set a connection's TCP_USER_TIMEOUT");
     }
 }
 
@@ -151,7 +167,7 @@ pub fn server(
     })
     .on_connect({
         let bytes = settings.send_buffer_bytes as usize;
-        move |conn, _| set_send_buffer(conn, bytes)
+        move |conn, _| tune_connection(conn, bytes)
     })
     // Events are small frames that must go out at once; with Nagle's
     // algorithm (the OS default) a frame can wait for the client's delayed
@@ -170,4 +186,31 @@ pub fn server(
     .listen(listener)?
     .run();
     Ok(server)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_connections_get_a_fixed_send_buffer_and_a_stalled_peer_timeout() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let _client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (accepted, _) = listener.accept().await.expect("accept");
+        let socket = socket2::SockRef::from(&accepted);
+        #[cfg(target_os = "linux")]
+        assert_eq!(socket.tcp_user_timeout().expect("read"), None);
+        tune_connection(&accepted, 16_384);
+        // Linux doubles the value for its bookkeeping.
+        let buffer = socket.send_buffer_size().expect("read");
+        assert!((16_384..=32_768).contains(&buffer), "send buffer {buffer}");
+        #[cfg(target_os = "linux")]
+        assert_eq!(
+            socket.tcp_user_timeout().expect("read"),
+            Some(STALLED_PEER_TIMEOUT)
+        );
+    }
 }

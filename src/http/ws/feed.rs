@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, broadcast, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, ReusableBoxFuture};
 
@@ -52,8 +52,9 @@ pub struct Link {
 
 impl Link {
     /// How long the dispatcher has held bytes from the feed without coming
-    /// back for more: it comes back as soon as its write buffer has room,
-    /// so this is how long the client's socket has taken nothing.
+    /// back for more. It comes back while its write buffer (32 KiB) has room,
+    /// so this counts from when that buffer and the kernel's send buffer are
+    /// full: how long the client's socket has since taken too little.
     pub fn stalled_for(&self) -> std::time::Duration {
         self.stall.stalled_for()
     }
@@ -99,12 +100,20 @@ pub struct Feed {
     stall: Arc<Stall>,
     gone: CancellationToken,
     done: bool,
+    /// The client's slot under `ws.max_clients`, held for as long as the
+    /// connection is: a client that stops reading keeps it open (and its
+    /// unsent bytes) after its session has given up on it.
+    _slot: OwnedSemaphorePermit,
 }
 
 impl Feed {
     /// A feed that sends `snapshot` as one message, then the events from
     /// `events`, and the [`Link`] the session task steers it by.
-    pub fn new(snapshot: String, events: broadcast::Receiver<EventText>) -> (Self, Link) {
+    pub fn new(
+        snapshot: String,
+        events: broadcast::Receiver<EventText>,
+        slot: OwnedSemaphorePermit,
+    ) -> (Self, Link) {
         let (tx, rx) = mpsc::channel(CONTROL_QUEUE);
         let stall = Arc::new(Stall {
             opened: Instant::now(),
@@ -122,6 +131,7 @@ impl Feed {
             stall: Arc::clone(&stall),
             gone: gone.clone(),
             done: false,
+            _slot: slot,
         };
         (
             feed,
@@ -320,6 +330,13 @@ mod tests {
     use super::*;
     use std::task::Waker;
     use std::time::Duration;
+    use tokio::sync::Semaphore;
+
+    fn slot() -> OwnedSemaphorePermit {
+        Arc::new(Semaphore::new(1))
+            .try_acquire_owned()
+            .expect("a fresh semaphore has a permit")
+    }
 
     /// Polls the feed once, as the dispatcher does when it can write.
     fn poll(feed: &mut Feed) -> Poll<Option<Bytes>> {
@@ -351,7 +368,7 @@ mod tests {
     /// A feed on a ring of `ring` events, its tiny snapshot already sent.
     fn started(ring: usize) -> (broadcast::Sender<EventText>, Feed, Link) {
         let (tx, rx) = broadcast::channel(ring);
-        let (mut feed, link) = Feed::new("{}".into(), rx);
+        let (mut feed, link) = Feed::new("{}".into(), rx, slot());
         drain(&mut feed);
         (tx, feed, link)
     }
@@ -364,7 +381,7 @@ mod tests {
     fn a_large_snapshot_goes_as_one_fragmented_message_before_any_event() {
         let (tx, rx) = broadcast::channel(16);
         let snapshot = format!("{{\"services\":\"{}\"}}", "s".repeat(3 * CHUNK_BYTES));
-        let (mut feed, _link) = Feed::new(snapshot.clone(), rx);
+        let (mut feed, _link) = Feed::new(snapshot.clone(), rx, slot());
         tx.send(event(1)).ok();
         let (frames, ended) = drain(&mut feed);
         assert!(!ended);
@@ -471,6 +488,20 @@ mod tests {
     }
 
     #[test]
+    fn a_client_holds_its_slot_until_the_connection_is_gone() {
+        let slots = Arc::new(Semaphore::new(1));
+        let held = Arc::clone(&slots).try_acquire_owned().expect("a permit");
+        let (_tx, rx) = broadcast::channel(16);
+        let (feed, link) = Feed::new("{}".into(), rx, held);
+        // The session giving up does not free the slot: the connection, and
+        // whatever it has not sent, is still there.
+        drop(link);
+        assert_eq!(slots.available_permits(), 0);
+        drop(feed);
+        assert_eq!(slots.available_permits(), 1);
+    }
+
+    #[test]
     fn the_body_ends_when_its_session_is_gone() {
         let (_tx, mut feed, link) = started(16);
         drop(link);
@@ -481,7 +512,7 @@ mod tests {
     fn a_stall_is_output_taken_and_not_come_back_for() {
         let pause = Duration::from_millis(30);
         let (tx, rx) = broadcast::channel(16);
-        let (mut feed, link) = Feed::new("{}".into(), rx);
+        let (mut feed, link) = Feed::new("{}".into(), rx, slot());
         // Drained to Pending: waiting for events is not a stall.
         drain(&mut feed);
         std::thread::sleep(pause);

@@ -6,6 +6,9 @@ use actix_http::ws::{OpCode, Parser, ProtocolError};
 use actix_web::web::{self, Bytes, BytesMut};
 use futures_util::StreamExt;
 
+/// A frame's longest header: 2 bytes, an 8-byte length, a 4-byte mask.
+const MAX_HEADER_BYTES: usize = 14;
+
 /// What a client sent, as far as the session cares.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Frame {
@@ -25,8 +28,9 @@ pub struct Inbound {
 }
 
 impl Inbound {
-    /// Frames longer than `max_frame` bytes are refused as errors before
-    /// they are buffered, so a client holds at most one frame of our memory.
+    /// Frames longer than `max_frame` bytes are refused as errors once their
+    /// header and `max_frame` bytes have arrived, so a client holds at most a
+    /// frame's worth of our memory whatever length it declares.
     pub fn new(payload: web::Payload, max_frame: usize) -> Self {
         Inbound {
             payload,
@@ -41,6 +45,10 @@ impl Inbound {
         loop {
             // Unmasked frames from a client are a protocol error (`server`).
             match Parser::parse(&mut self.buf, true, self.max_frame) {
+                // RFC 6455 5.5: control frames are never fragmented.
+                Ok(Some((false, OpCode::Ping | OpCode::Pong | OpCode::Close, _))) => {
+                    return Some(Err(ProtocolError::BadOpCode));
+                }
                 Ok(Some((_, op, payload))) => {
                     return Some(Ok(match op {
                         OpCode::Ping => {
@@ -49,6 +57,12 @@ impl Inbound {
                         OpCode::Close => Frame::Close,
                         _ => Frame::Other,
                     }));
+                }
+                // actix-http checks a frame's length only once the whole
+                // frame is in: a header declaring a terabyte would otherwise
+                // have us buffer whatever follows it.
+                Ok(None) if self.buf.len() > self.max_frame + MAX_HEADER_BYTES => {
+                    return Some(Err(ProtocolError::Overflow));
                 }
                 Ok(None) => {}
                 Err(e) => return Some(Err(e)),

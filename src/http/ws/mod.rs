@@ -15,7 +15,7 @@ mod inbound;
 use super::AppState;
 use super::auth::Caller;
 use super::problem::ApiError;
-use actix_http::ws::{CloseCode, OpCode};
+use actix_http::ws::{CloseCode, OpCode, ProtocolError};
 use actix_web::HttpMessage;
 use actix_web::body::{BodyStream, MessageBody};
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -23,11 +23,11 @@ use feed::{Control, Feed, Link};
 use inbound::{Frame, Inbound};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// Longest a client's socket may take nothing while we have bytes for it.
+/// Longest a client's socket may take nothing while the server holds bytes
+/// for it beyond its kernel send buffer and actix's write buffer.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often a session checks its client is still taking what it is sent.
 const STALL_CHECK: Duration = Duration::from_secs(1);
@@ -36,7 +36,7 @@ const STALL_CHECK: Duration = Duration::from_secs(1);
 /// ever held, so a snapshot in one frame (about 250 bytes per service: 25 MB
 /// at 100,000) stayed allocated for as long as its client was connected
 /// (0.35 MB per client at 1,000 services). In fragments the buffer holds at
-/// most a [`CHUNK_BYTES`] chunk and a frame.
+/// most actix's write buffer (32 KiB) and a [`feed::CHUNK_BYTES`] chunk.
 pub const SNAPSHOT_FRAME_BYTES: usize = 4096;
 /// Most messages a client may send per second before it is disconnected.
 pub const MAX_INBOUND_PER_SEC: u32 = 50;
@@ -77,7 +77,7 @@ pub async fn connect(
     .map_err(crate::bus::BusError::from)?;
     let mut response = actix_http::ws::handshake(req.head())
         .map_err(|e| ApiError::BadRequest(format!("expected a WebSocket upgrade: {e}")))?;
-    let (feed, link) = Feed::new(snapshot, events);
+    let (feed, link) = Feed::new(snapshot, events, permit);
     let response = response
         .message_body(BodyStream::new(feed).boxed())
         .map_err(|e| ApiError::BadRequest(format!("expected a WebSocket upgrade: {e}")))?;
@@ -94,11 +94,7 @@ pub async fn connect(
     actix_web::rt::spawn(session_loop(
         link,
         inbound,
-        Limits {
-            ping_every,
-            key,
-            _permit: permit,
-        },
+        Limits { ping_every, key },
         shutdown,
     ));
     Ok(response.into())
@@ -151,8 +147,6 @@ struct Limits {
     /// The key the client connected with, rechecked so revoking it closes
     /// the session within [`crate::auth::RELOAD_EVERY`] or so.
     key: Option<(i64, Arc<crate::auth::KeyRing>)>,
-    /// The client's slot under `ws.max_clients`, freed when the session ends.
-    _permit: OwnedSemaphorePermit,
 }
 
 /// Watches one client: what it sends, whether it still reads, whether its
@@ -207,7 +201,19 @@ async fn session_loop(
                 }
             }
             frame = inbound.next() => {
-                let Some(Ok(frame)) = frame else { return };
+                let frame = match frame {
+                    Some(Ok(frame)) => frame,
+                    Some(Err(e)) => {
+                        tracing::info!(error = %e, "disconnecting a WebSocket client that broke the protocol");
+                        let code = match e {
+                            ProtocolError::Overflow => CloseCode::Size,
+                            _ => CloseCode::Protocol,
+                        };
+                        close(link, code, "protocol error");
+                        return;
+                    }
+                    None => return,
+                };
                 last_heard = Instant::now();
                 if window_start.elapsed() >= Duration::from_secs(1) {
                     window_start = Instant::now();
