@@ -202,7 +202,7 @@ impl Feed {
             }
             Ended::Shutdown => (CloseCode::Away, "server shutting down"),
         };
-        Parser::write_close(&mut self.out, Some(close_reason(code, why)), false);
+        self.out.extend_from_slice(&close_frame(code, why));
         self.done = true;
     }
 }
@@ -253,14 +253,6 @@ impl Ring {
     }
 }
 
-/// A close frame's reason, as the session and the feed both send it.
-pub fn close_reason(code: CloseCode, why: &str) -> CloseReason {
-    CloseReason {
-        code,
-        description: Some(why.to_owned()),
-    }
-}
-
 /// Encodes a control frame (ping, pong) for [`Control::Frame`].
 pub fn control_frame(op: OpCode, payload: &[u8]) -> Bytes {
     let mut buf = BytesMut::with_capacity(payload.len() + 2);
@@ -268,10 +260,14 @@ pub fn control_frame(op: OpCode, payload: &[u8]) -> Bytes {
     buf.freeze()
 }
 
-/// Encodes a close frame for [`Control::Close`].
+/// Encodes a close frame, for [`Control::Close`] and the feed's own closes.
 pub fn close_frame(code: CloseCode, why: &str) -> Bytes {
+    let reason = CloseReason {
+        code,
+        description: Some(why.to_owned()),
+    };
     let mut buf = BytesMut::new();
-    Parser::write_close(&mut buf, Some(close_reason(code, why)), false);
+    Parser::write_close(&mut buf, Some(reason), false);
     buf.freeze()
 }
 
