@@ -138,7 +138,10 @@ impl App {
         let checker = if roles.worker {
             let policy =
                 AddressPolicy::new(settings.checks.block_private, &settings.checks.allow_cidrs);
-            Some(Checker::new(settings.worker.max_body_bytes, policy)?)
+            Some(
+                Checker::new(settings.worker.max_body_bytes, policy)?
+                    .send_schedule_header(settings.checks.send_schedule_header),
+            )
         } else {
             None
         };

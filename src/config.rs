@@ -143,6 +143,10 @@ pub struct ChecksSettings {
     pub block_private: bool,
     /// Ranges allowed even if they would be blocked.
     pub allow_cidrs: Vec<ipnet::IpNet>,
+    /// Send the check's due time in the `x-healthmon-scheduled-at` request
+    /// header (for the benchmark's lag measurement; off in production, where
+    /// it would only leak an internal detail to every target).
+    pub send_schedule_header: bool,
 }
 
 /// `[recorder]`
@@ -228,6 +232,7 @@ struct RawWorker {
 struct RawChecks {
     block_private: bool,
     allow_cidrs: String,
+    send_schedule_header: bool,
 }
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -512,6 +517,7 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
         checks: ChecksSettings {
             block_private: raw.checks.block_private,
             allow_cidrs: parse_cidr_list("checks.allow_cidrs", &raw.checks.allow_cidrs)?,
+            send_schedule_header: raw.checks.send_schedule_header,
         },
         recorder: RecorderSettings {
             batch_size: batch_size as usize,
@@ -757,6 +763,18 @@ mod tests {
                 "192.168.0.0/16"
             ]
         );
+    }
+
+    #[test]
+    fn the_schedule_header_is_off_by_default_and_on_from_the_environment() {
+        let s = load_env(&[]).unwrap();
+        assert!(!s.checks.send_schedule_header);
+        let s = load_env(&[("HEALTHMON__CHECKS__SEND_SCHEDULE_HEADER", "true")]).unwrap();
+        assert!(s.checks.send_schedule_header);
+        let err = load_env(&[("HEALTHMON__CHECKS__SEND_SCHEDULE_HEADER", "sometimes")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("send_schedule_header"), "{err}");
     }
 
     #[test]

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 pub const MAX_REDIRECTS: usize = 5;
 
 /// The request header carrying the check's due time (`scheduled_at`, epoch
-/// milliseconds), so a target can measure schedule lag as it sees it.
+/// milliseconds), so a target can measure schedule lag as it sees it. Sent
+/// only when `checks.send_schedule_header` is on (see
+/// [`Checker::send_schedule_header`]).
 pub const SCHEDULED_AT_HEADER: &str = "x-healthmon-scheduled-at";
 
 /// Runs checks with one shared HTTP client.
@@ -22,6 +24,7 @@ pub struct Checker {
     client: reqwest::Client,
     max_body_bytes: usize,
     policy: Arc<AddressPolicy>,
+    schedule_header: bool,
 }
 
 /// The HTTP client could not be built (a TLS setup problem).
@@ -56,7 +59,15 @@ impl Checker {
             client,
             max_body_bytes,
             policy,
+            schedule_header: false,
         })
+    }
+
+    /// Whether requests carry [`SCHEDULED_AT_HEADER`] (off unless turned on:
+    /// it is for the benchmark, and real targets have no use for it).
+    pub fn send_schedule_header(mut self, on: bool) -> Self {
+        self.schedule_header = on;
+        self
     }
 
     /// Runs one check. The job's timeout bounds the whole check, from the
@@ -109,11 +120,11 @@ impl Checker {
 
     /// Sends the request and reads up to the body cap, then drops the rest.
     async fn fetch(&self, url: &str, scheduled_at: i64) -> Result<u16, FetchError> {
-        let request = self
-            .client
-            .get(url)
-            .header(SCHEDULED_AT_HEADER, scheduled_at)
-            .build()?;
+        let mut request = self.client.get(url);
+        if self.schedule_header {
+            request = request.header(SCHEDULED_AT_HEADER, scheduled_at);
+        }
+        let request = request.build()?;
         self.policy
             .check_url(request.url())
             .map_err(FetchError::Blocked)?;
