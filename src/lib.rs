@@ -11,6 +11,7 @@ pub mod bus;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod drops;
 pub mod http;
 pub mod keys;
 pub mod maintenance;

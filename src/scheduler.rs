@@ -15,6 +15,7 @@ use crate::bus::Bus;
 use crate::domain::event::ScheduleUpdate;
 use crate::domain::time::{Millis, now_ms};
 use crate::domain::{CheckJob, Service, ServiceSpec};
+use crate::drops::{self, DropCause};
 use crate::store::Store;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -34,6 +35,9 @@ pub struct Schedule {
     heap: BinaryHeap<Reverse<(Millis, i64, u64)>>,
     entries: HashMap<i64, Entry>,
     next_generation: u64,
+    /// Slots passed over by [`Schedule::take_due`] since the last
+    /// [`Schedule::take_skipped`]: due, never to be checked.
+    skipped: u64,
 }
 
 impl Schedule {
@@ -175,7 +179,9 @@ impl Schedule {
             };
             let interval = (entry.spec.interval * 1000).max(1);
             // The latest slot not after `now`: one job however many were missed.
-            let scheduled_at = due + (now - due) / interval * interval;
+            let missed = (now - due) / interval;
+            self.skipped += missed.max(0) as u64;
+            let scheduled_at = due + missed * interval;
             jobs.push(CheckJob {
                 service_id: id,
                 url: entry.spec.url.clone(),
@@ -188,6 +194,13 @@ impl Schedule {
                 .push(Reverse((scheduled_at + interval, id, generation)));
         }
         jobs
+    }
+
+    /// Slots skipped by [`Schedule::take_due`] (a wake-up more than an
+    /// interval late) since the last call. Slots missed while no scheduler
+    /// ran (see [`Schedule::load`]) are not counted: nothing was due then.
+    pub fn take_skipped(&mut self) -> u64 {
+        std::mem::take(&mut self.skipped)
     }
 
     /// Applies an update from the bus.
@@ -357,6 +370,7 @@ async fn run_active(
             },
             () = tokio::time::sleep(wait) => {
                 let due = schedule.take_due(now_ms());
+                drops::record(DropCause::SchedulerLate, schedule.take_skipped());
                 let count = due.len();
                 let sent = tokio::select! {
                     () = shutdown.cancelled() => return Ok(()),
@@ -370,6 +384,10 @@ async fn run_active(
                     // late job would have duplicated anyway.
                     Err(crate::bus::BusError::Unavailable) => {
                         tracing::warn!(due = count, "the bus is unavailable; skipping due checks");
+                        // Counted whole: a failed batch may have had some
+                        // jobs accepted before the broker went, so this is
+                        // an upper bound.
+                        drops::record(DropCause::BusUnavailable, count as u64);
                     }
                     Err(e) => return Err(e.into()),
                 }
@@ -456,6 +474,23 @@ mod tests {
         assert_eq!(jobs[1].scheduled_at, 10_000);
         assert_eq!(s.next_due(), Some(11_000));
         assert!(s.take_due(10_999).is_empty());
+        // Service 1 missed the slots 0..=9 s but 10 s, service 2 those at
+        // 0, 2, 4, 6 and 8 s: each skipped slot is a dropped check.
+        assert_eq!(s.take_skipped(), 10 + 5);
+        assert_eq!(s.take_skipped(), 0, "taken once");
+    }
+
+    #[test]
+    fn on_time_wake_ups_skip_nothing() {
+        let mut s = Schedule::new();
+        s.upsert(1, spec(1), 0);
+        for now in [0, 1_000, 2_400, 3_999] {
+            s.take_due(now);
+        }
+        assert_eq!(s.take_skipped(), 0);
+        // A wake-up 1.5 intervals late misses one slot.
+        s.take_due(5_500);
+        assert_eq!(s.take_skipped(), 1);
     }
 
     #[test]

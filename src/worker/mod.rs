@@ -8,6 +8,7 @@ pub mod guard;
 
 use crate::bus::{Bus, BusError};
 use crate::domain::time::now_ms;
+use crate::drops::{self, DropCause};
 pub use check::Checker;
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,7 +55,10 @@ pub async fn run(
             },
         };
         if delivery.msg.is_stale(now_ms()) {
+            // Counted, and reported at INFO once a second with the others
+            // (see crate::drops); a line per job would flood the log.
             tracing::debug!(service_id = delivery.msg.service_id, "dropping a stale job");
+            drops::record(DropCause::StaleAtWorker, 1);
             // A failed ack (the broker connection just went) only means the
             // job comes back, stale again, to be dropped then.
             if let Err(e) = delivery.ack().await {
@@ -93,7 +97,10 @@ pub async fn run(
             cancelled = in_flight.len(),
             "cancelling checks still running at shutdown"
         );
+        drops::record(DropCause::Shutdown, in_flight.len() as u64);
         in_flight.shutdown().await;
     }
+    // The pending once-a-second report may not run once the runtime stops.
+    drops::flush();
     Ok(())
 }
