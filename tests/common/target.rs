@@ -1,12 +1,14 @@
 //! HTTP targets for checks: a tiny server on 127.0.0.1 whose answer depends
 //! on the path. It counts requests per path and records when each arrived.
+//! The same server also speaks HTTPS with a certificate from a [`TestCa`]
+//! made in the test.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 /// A running target server.
 #[derive(Clone)]
@@ -19,6 +21,10 @@ pub struct Target {
     heads: Arc<Mutex<HashMap<String, Vec<String>>>>,
     /// How many times `/big` was sent in full (the client read it all).
     pub big_sent_in_full: Arc<std::sync::atomic::AtomicUsize>,
+    /// Answers written in full, per path.
+    answered: Arc<Mutex<HashMap<String, usize>>>,
+    /// Serves HTTPS (`url` gives `https://localhost:PORT`).
+    tls: bool,
 }
 
 impl Target {
@@ -30,14 +36,7 @@ impl Target {
     /// `/endless` 200 with a body that never ends; `/switch` 200 or 503;
     /// `/status/N` answers N; anything else 404.
     pub async fn start() -> Target {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind target");
-        let target = Target {
-            addr: listener.local_addr().expect("addr"),
-            switch_up: Arc::new(AtomicBool::new(true)),
-            hits: Arc::new(Mutex::new(HashMap::new())),
-            heads: Arc::new(Mutex::new(HashMap::new())),
-            big_sent_in_full: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
-        };
+        let (listener, target) = Self::bind(false).await;
         let t = target.clone();
         tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
@@ -50,8 +49,50 @@ impl Target {
         target
     }
 
+    /// Starts the same server speaking HTTPS only, with a certificate for
+    /// `localhost` and `127.0.0.1` issued by `ca`. A connection whose
+    /// handshake fails (the client does not trust `ca`) never reaches the
+    /// request handling, so it counts no hit.
+    pub async fn start_tls(ca: &TestCa) -> Target {
+        let acceptor = tokio_rustls::TlsAcceptor::from(ca.server_config());
+        let (listener, target) = Self::bind(true).await;
+        let t = target.clone();
+        tokio::spawn(async move {
+            while let Ok((sock, _)) = listener.accept().await {
+                let (t, acceptor) = (t.clone(), acceptor.clone());
+                tokio::spawn(async move {
+                    if let Ok(tls) = acceptor.accept(sock).await {
+                        let _ = t.serve(tls).await;
+                    }
+                });
+            }
+        });
+        target
+    }
+
+    async fn bind(tls: bool) -> (TcpListener, Target) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind target");
+        let target = Target {
+            addr: listener.local_addr().expect("addr"),
+            switch_up: Arc::new(AtomicBool::new(true)),
+            hits: Arc::new(Mutex::new(HashMap::new())),
+            heads: Arc::new(Mutex::new(HashMap::new())),
+            big_sent_in_full: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            answered: Arc::new(Mutex::new(HashMap::new())),
+            tls,
+        };
+        (listener, target)
+    }
+
+    /// `http://127.0.0.1:PORT/path`, or for a TLS target
+    /// `https://localhost:PORT/path` (a name, checked against the
+    /// certificate's DNS name).
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        if self.tls {
+            format!("https://localhost:{}{}", self.addr.port(), path)
+        } else {
+            format!("http://{}{}", self.addr, path)
+        }
     }
 
     /// Requests seen for `path` so far.
@@ -59,6 +100,15 @@ impl Target {
         self.hits
             .lock()
             .map(|h| h.get(path).map_or(0, Vec::len))
+            .unwrap_or(0)
+    }
+
+    /// Requests for `path` whose answer was written in full (a `/hang`
+    /// request is a hit but never answered).
+    pub fn answered(&self, path: &str) -> usize {
+        self.answered
+            .lock()
+            .map(|a| a.get(path).copied().unwrap_or(0))
             .unwrap_or(0)
     }
 
@@ -95,7 +145,7 @@ impl Target {
         self.switch_up.store(up, Ordering::SeqCst);
     }
 
-    async fn serve(&self, mut sock: TcpStream) -> std::io::Result<()> {
+    async fn serve<S: AsyncRead + AsyncWrite + Unpin>(&self, mut sock: S) -> std::io::Result<()> {
         let mut buf = Vec::with_capacity(1024);
         let mut chunk = [0u8; 1024];
         while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -198,7 +248,77 @@ impl Target {
             }
             _ => sock.write_all(simple(404, "Not Found").as_bytes()).await?,
         }
+        sock.flush().await?;
+        if let Ok(mut a) = self.answered.lock() {
+            *a.entry(path).or_default() += 1;
+        }
         let _ = sock.shutdown().await;
         Ok(())
+    }
+}
+
+/// A certificate authority made by a test: give its certificate to a
+/// process as a trust root ([`TestCa::write_pem`]) and start targets whose
+/// certificates it issued ([`Target::start_tls`]).
+pub struct TestCa {
+    /// The CA certificate, PEM.
+    pub pem: String,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl TestCa {
+    /// A new CA (a fresh key) named `name`.
+    pub fn new(name: &str) -> TestCa {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = rcgen::KeyPair::generate().expect("CA key");
+        let cert = params.self_signed(&key).expect("CA certificate");
+        TestCa {
+            pem: cert.pem(),
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// Writes the CA certificate to `dir/NAME.pem`; returns the path.
+    pub fn write_pem(&self, dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+        let path = dir.join(format!("{name}.pem"));
+        std::fs::write(&path, &self.pem).expect("write CA certificate");
+        path
+    }
+
+    /// A server configuration with a new certificate for `localhost` and
+    /// `127.0.0.1`, issued by this CA (ring, as the binary uses).
+    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        let mut params =
+            rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+                .expect("server params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "localhost");
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        params.use_authority_key_identifier_extension = true;
+        let key = rcgen::KeyPair::generate().expect("server key");
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("server certificate");
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(
+            rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()),
+        );
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], key)
+        .expect("server config");
+        Arc::new(config)
     }
 }
