@@ -177,3 +177,152 @@ async fn kill_9_loses_no_acknowledged_registration_and_reuses_no_id() {
     })
     .await;
 }
+
+/// Pauses service `id` so no new check starts.
+async fn pause(m: &Monitor, id: i64) {
+    let (status, body) = m
+        .send_json(
+            reqwest::Method::PATCH,
+            &format!("/services/{id}"),
+            serde_json::json!({"paused": true}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// Waits until the stored logs of `id` are exactly the checks `target`
+/// answered on `path`, each once; returns them.
+async fn every_answered_check_stored_once(
+    m: &Monitor,
+    id: i64,
+    target: &Target,
+    path: &str,
+) -> Vec<serde_json::Value> {
+    let logs = eventually("a stored log for every answered check", || async {
+        let logs = m.logs(id, "limit=1000").await;
+        (logs.len() == target.answered(path)).then_some(logs)
+    })
+    .await;
+    let checked_at: BTreeSet<&str> = logs
+        .iter()
+        .filter_map(|l| l["checked_at"].as_str())
+        .collect();
+    assert_eq!(
+        checked_at.len(),
+        logs.len(),
+        "a check stored twice: {logs:?}"
+    );
+    logs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checks_finished_while_the_database_is_locked_are_stored_once_it_is_free_none_lost_or_doubled()
+ {
+    use diesel::Connection;
+    use diesel::connection::SimpleConnection;
+    let target = Target::start().await;
+    let m = Monitor::start();
+    let id = m.register(service("locked", &target.url("/ok"), 1)).await["id"]
+        .as_i64()
+        .expect("id");
+    eventually("a first stored log", || async {
+        (!m.logs(id, "").await.is_empty()).then_some(())
+    })
+    .await;
+
+    // Another process's write transaction holds SQLite's write lock longer
+    // than the monitor's busy_timeout (5 s): its writes fail with "database
+    // is locked". Readers go on (WAL), so the API still answers.
+    let mut other =
+        diesel::sqlite::SqliteConnection::establish(m.db_path().to_str().expect("utf-8 path"))
+            .expect("open the store");
+    other
+        .batch_execute("PRAGMA busy_timeout = 10000; BEGIN EXCLUSIVE;")
+        .expect("take the write lock");
+    let stored_at_lock = m.logs(id, "limit=1000").await.len();
+    let answered_at_lock = target.answered("/ok");
+    eventually("the recorder to report a failed write", || async {
+        m.log_text()
+            .contains("cannot record results; retrying")
+            .then_some(())
+    })
+    .await;
+    eventually("two more checks answered during the outage", || async {
+        (target.answered("/ok") >= answered_at_lock + 2).then_some(())
+    })
+    .await;
+    assert_eq!(
+        m.logs(id, "limit=1000").await.len(),
+        stored_at_lock,
+        "a log was written through the lock"
+    );
+    other.batch_execute("ROLLBACK").expect("release the lock");
+
+    pause(&m, id).await;
+    let logs = every_answered_check_stored_once(&m, id, &target, "/ok").await;
+    assert!(logs.len() >= stored_at_lock + 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stores_every_check_a_target_answered_before_the_process_exited() {
+    let target = Target::start().await;
+    let mut m = Monitor::start();
+    // Twenty services every second against a target that answers after
+    // 500 ms: about half of them have a check in flight at any moment.
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let svc = m
+            .register(service(&format!("s{i}"), &target.url("/slow"), 1))
+            .await;
+        ids.push(svc["id"].as_i64().expect("id"));
+    }
+    eventually("two rounds of checks", || async {
+        (target.answered("/slow") >= 40).then_some(())
+    })
+    .await;
+    eventually("a check in flight", || async {
+        (target.hits("/slow") > target.answered("/slow")).then_some(())
+    })
+    .await;
+    let status = m.terminate();
+    let exited_at = chrono::Utc::now();
+    assert!(status.success(), "exit status {status:?}\n{}", m.log_text());
+    // The checks in flight at SIGTERM ran to their answer (the target
+    // answers every request after 500 ms unless the client hung up).
+    eventually("every request that reached the target answered", || async {
+        (target.hits("/slow") == target.answered("/slow")).then_some(())
+    })
+    .await;
+    let answered = target.answered("/slow");
+
+    // Read them back as a user would: restarted on the same store, every
+    // log of the first process (checked before it exited).
+    let m = Monitor::start_in(Arc::clone(&m.dir), &[]);
+    let mut stored = 0;
+    for id in &ids {
+        let logs = m.logs(*id, "limit=1000").await;
+        let before_exit: Vec<&serde_json::Value> = logs
+            .iter()
+            .filter(|l| {
+                l["checked_at"]
+                    .as_str()
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .is_some_and(|t| t <= exited_at)
+            })
+            .collect();
+        assert!(
+            before_exit.iter().all(|l| l["status"] == "UP"),
+            "{before_exit:?}"
+        );
+        let distinct: BTreeSet<&str> = before_exit
+            .iter()
+            .filter_map(|l| l["checked_at"].as_str())
+            .collect();
+        assert_eq!(distinct.len(), before_exit.len(), "{before_exit:?}");
+        stored += before_exit.len();
+    }
+    assert_eq!(
+        stored, answered,
+        "the target answered {answered} checks, {stored} were stored"
+    );
+}
