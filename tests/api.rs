@@ -1729,3 +1729,118 @@ async fn healthz_and_readyz_answer_200() {
     assert_eq!(r.json["checks"]["store"], "ok", "{}", r.text);
     assert_eq!(r.json["checks"]["bus"], "ok", "{}", r.text);
 }
+
+/// `/services/{id}` spelled with the id percent-encoded, digit by digit.
+fn percent_encoded_id(id: i64) -> String {
+    id.to_string()
+        .bytes()
+        .map(|b| format!("%{b:02X}"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_other_than_canonical_decimal_name_no_service() {
+    let mon = Monitor::start();
+    let m = &mon;
+    let id = id_of(&create(m, body_with(json!({"name": "kept"}))).await);
+    let before = all_services(m).await;
+    for spelled in [
+        format!("0{id}"),
+        format!("00{id}"),
+        format!("+{id}"),
+        percent_encoded_id(id),
+        format!(" {id}").replace(' ', "%20"),
+    ] {
+        for path in [
+            format!("/services/{spelled}"),
+            format!("/services/{spelled}/logs"),
+        ] {
+            assert_problem(&get(m, &path).await, 404, &path);
+        }
+        let path = format!("/services/{spelled}");
+        let r = send(m, Method::PATCH, &path, &json!({"paused": true})).await;
+        assert_problem(&r, 404, &format!("PATCH {path}"));
+        let r = request(m, Method::DELETE, &path, None, None).await;
+        assert_problem(&r, 404, &format!("DELETE {path}"));
+    }
+    assert_eq!(
+        all_services(m).await,
+        before,
+        "a non-canonical id changed something"
+    );
+    assert_eq!(get(m, &format!("/services/{id}")).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_keys_invisible_names_and_control_characters_in_urls_are_422() {
+    let mon = Monitor::start();
+    let m = &mon;
+    let id = id_of(&create(m, body_with(json!({"name": "kept"}))).await);
+    let before = all_services(m).await;
+    let cases: Vec<(Method, String, String, &str)> = vec![
+        (
+            Method::POST,
+            "/services".into(),
+            format!(r#"{{"name":"a","url":"{NOWHERE}","interval":30,"name":"b"}}"#),
+            "name",
+        ),
+        (
+            Method::PATCH,
+            format!("/services/{id}"),
+            r#"{"paused":true,"paused":false}"#.into(),
+            "paused",
+        ),
+    ];
+    for (method, path, raw, field) in cases {
+        let what = format!("{method} {path} {raw}");
+        let r = send_raw(m, method, &path, &raw).await;
+        assert_problem(&r, 422, &what);
+        assert_eq!(error_fields(&r, &what), BTreeSet::from([field.to_owned()]));
+    }
+    for (name, url) in [
+        ("\u{200B}", NOWHERE.to_owned()),
+        ("\u{200B}\u{FEFF}\u{2060}", NOWHERE.to_owned()),
+        ("\u{3164}", NOWHERE.to_owned()),
+        ("invoice\u{202E}gnp.exe", NOWHERE.to_owned()),
+        ("ok", format!("{NOWHERE}a\nb")),
+        ("ok", format!("{NOWHERE}\r\n")),
+        ("ok", format!("{NOWHERE}\u{0}")),
+        ("ok", "http://127.0.0.1:0/".to_owned()),
+    ] {
+        let body = body_with(json!({"name": name, "url": url}));
+        let what = format!("{body}");
+        let r = send(m, Method::POST, "/services", &body).await;
+        assert_problem(&r, 422, &what);
+        let field = if name == "ok" { "url" } else { "name" };
+        assert_eq!(error_fields(&r, &what), BTreeSet::from([field.to_owned()]));
+        let r = send(
+            m,
+            Method::PATCH,
+            &format!("/services/{id}"),
+            &json!({"name": name, "url": url}),
+        )
+        .await;
+        assert_problem(&r, 422, &format!("PATCH {what}"));
+    }
+    assert_eq!(
+        all_services(m).await,
+        before,
+        "refused input changed something"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_authorization_headers_are_400() {
+    let m = Monitor::start();
+    let r = m
+        .http
+        .get(m.url("/services"))
+        .header("authorization", "Bearer hm_one")
+        .header("authorization", "Bearer hm_two")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(r.status(), 400);
+    let text = r.text().await.expect("body");
+    assert!(text.contains("one Authorization header"), "{text}");
+}

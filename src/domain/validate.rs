@@ -32,7 +32,8 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    fn new(field: &str, message: impl Into<String>) -> Self {
+    /// An error for `field`, as the client spelled it.
+    pub fn new(field: &str, message: impl Into<String>) -> Self {
         Self {
             field: field.to_owned(),
             message: message.into(),
@@ -124,14 +125,54 @@ fn check_name(field: &str, v: &Value, errors: &mut Vec<FieldError>) -> Option<St
             "must not contain control characters",
         ));
         None
+    } else if let Some(c) = trimmed.chars().find(|c| is_format_char(*c)) {
+        // Bidi overrides reorder what a dashboard and an alert show
+        // ("gnp.exe" that reads "exe.png"); zero-width characters make two
+        // names look the same or a name look empty.
+        errors.push(FieldError::new(
+            field,
+            format!(
+                "must not contain invisible formatting characters such as U+{:04X}",
+                u32::from(c)
+            ),
+        ));
+        None
+    } else if trimmed.chars().all(is_blank) {
+        errors.push(FieldError::new(field, "must contain a visible character"));
+        None
     } else {
         Some(trimmed.to_owned())
     }
 }
 
-/// Checks a target URL: absolute http(s), with a host, at most 2048 bytes.
-/// Returns the normalised form that is stored.
+/// Unicode's format characters (category Cf): bidi controls, zero-width
+/// joiners and spaces, the byte order mark, invisible operators, tags.
+fn is_format_char(c: char) -> bool {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    c.general_category() == GeneralCategory::Format
+}
+
+/// Characters that show as nothing without being format characters:
+/// whitespace and the fillers (Hangul, Braille blank) used to fake a blank.
+fn is_blank(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            '\u{115F}' | '\u{1160}' | '\u{3164}' | '\u{FFA0}' | '\u{2800}'
+        )
+}
+
+/// Checks a target URL: absolute http(s), with a host and a port other than
+/// 0, at most 2048 bytes. Returns the normalised form that is stored.
 pub fn check_url(raw: &str) -> Result<String, String> {
+    // The URL parser silently drops tabs and newlines and would store a URL
+    // other than the one given: refuse them, with NUL and the rest.
+    if let Some(c) = raw.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "must not contain control characters (found U+{:04X})",
+            u32::from(c)
+        ));
+    }
     let raw = raw.trim();
     if raw.is_empty() {
         return Err("must not be empty".into());
@@ -152,6 +193,9 @@ pub fn check_url(raw: &str) -> Result<String, String> {
     match parsed.host_str() {
         Some(h) if !h.is_empty() => {}
         _ => return Err("must have a host".into()),
+    }
+    if parsed.port() == Some(0) {
+        return Err("port must be between 1 and 65535 (got 0)".into());
     }
     let normalised = parsed.to_string();
     if normalised.len() > MAX_URL_LEN {
@@ -388,6 +432,50 @@ mod tests {
         assert_eq!(spec.url, "https://www.google.com/");
         assert_eq!((spec.interval, spec.timeout), (30, 20));
         assert!(!spec.paused);
+    }
+
+    #[test]
+    fn names_with_format_characters_or_nothing_visible_are_refused() {
+        for name in [
+            "\u{200B}",
+            "\u{200B}\u{2060}\u{FEFF}",
+            "\u{3164}",
+            " \u{2800} ",
+            "invoice\u{202E}gnp.exe",
+            "a\u{2066}b",
+            "zero\u{200D}width",
+        ] {
+            let errs = full_spec(&json!({"name": name, "url": "http://x", "interval": 60}))
+                .expect_err(name);
+            assert_eq!(fields_of(&errs), ["name"], "{name:?}");
+        }
+        // Letters of any script, and emoji, are names.
+        for name in ["Zürich API", "東京", "API 🚀", "مرحبا"] {
+            let spec = full_spec(&json!({"name": name, "url": "http://x", "interval": 60}));
+            assert_eq!(spec.map(|s| s.name).ok().as_deref(), Some(name));
+        }
+    }
+
+    #[test]
+    fn control_characters_and_port_0_in_urls_are_refused_not_rewritten() {
+        for url in [
+            "http://exa\nmple.com/",
+            "http://example.com/a\rb",
+            "http://example.com/\u{0}",
+            "http://example.com/\ta",
+            "http://example.com/\n",
+            "http://example.com:0/",
+        ] {
+            let err = check_url(url).expect_err(url);
+            assert!(
+                err.contains("control") || err.contains("port"),
+                "{url:?}: {err}"
+            );
+        }
+        assert_eq!(
+            check_url(" http://example.com:1/ ").as_deref(),
+            Ok("http://example.com:1/")
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use super::AppState;
 use super::problem::ApiError;
-use super::services::parse_id;
+use super::services::PathId;
 use crate::domain::time::parse_rfc3339;
 use crate::domain::validate::FieldError;
 use crate::store::LogCursor;
@@ -65,10 +65,9 @@ pub fn parse_query(query: &str, max_limit: i64) -> Result<LogQuery, Vec<FieldErr
 /// `GET /services/{id}/logs`
 pub async fn list(
     req: HttpRequest,
-    path: web::Path<String>,
+    PathId(id): PathId,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&path)?;
     let query =
         parse_query(req.query_string(), state.max_logs_limit).map_err(ApiError::BadQuery)?;
     if state.store.get_service(id).await?.is_none() {

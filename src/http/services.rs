@@ -12,11 +12,32 @@ use crate::store::Updated;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 
-/// Parses a path id; anything but a positive integer names no service.
-pub fn parse_id(raw: &str) -> Result<i64, ApiError> {
-    raw.parse::<i64>()
-        .ok()
-        .filter(|id| *id > 0)
+/// The `{id}` of `/services/{id}...` as the client sent it. Only a
+/// canonical decimal names a service: the router would turn `%35%37`, and
+/// Rust's parser `057` or `+57`, into 57, giving one service many URLs that
+/// caches, proxies' access rules and audit logs would see as different.
+pub struct PathId(pub i64);
+
+impl actix_web::FromRequest for PathId {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        // The raw path, before the router's percent-decoding; every route
+        // with an id has it as the second segment.
+        let raw = req.uri().path().split('/').nth(2).unwrap_or_default();
+        std::future::ready(parse_id(raw).map(PathId))
+    }
+}
+
+/// Parses a path id; anything but a positive integer in canonical decimal
+/// (no sign, no leading zero, no encoding) names no service.
+fn parse_id(raw: &str) -> Result<i64, ApiError> {
+    let canonical =
+        !raw.is_empty() && !raw.starts_with('0') && raw.bytes().all(|b| b.is_ascii_digit());
+    canonical
+        .then(|| raw.parse::<i64>().ok())
+        .flatten()
         .ok_or_else(|| ApiError::NotFound(format!("no service with id {raw:?}")))
 }
 
@@ -72,11 +93,7 @@ pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> 
 }
 
 /// `GET /services/{id}`
-pub async fn get(
-    path: web::Path<String>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&path)?;
+pub async fn get(PathId(id): PathId, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     match state.store.get_service(id).await? {
         Some(svc) => Ok(HttpResponse::Ok().json(svc)),
         None => Err(not_found(id)),
@@ -86,11 +103,10 @@ pub async fn get(
 /// `PUT /services/{id}`: replaces every settable field.
 pub async fn replace(
     req: HttpRequest,
-    path: web::Path<String>,
+    PathId(id): PathId,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&path)?;
     let body = read_json(&req, payload).await?;
     let spec = validate::full_spec(&body).map_err(ApiError::Validation)?;
     save(&state, id, spec).await
@@ -106,11 +122,10 @@ const PATCH_ATTEMPTS: usize = 8;
 /// concurrent PATCHes of different fields both take effect.
 pub async fn update(
     req: HttpRequest,
-    path: web::Path<String>,
+    PathId(id): PathId,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&path)?;
     let body = read_json(&req, payload).await?;
     for _ in 0..PATCH_ATTEMPTS {
         let current = state
@@ -169,10 +184,9 @@ async fn announce(state: &AppState, svc: crate::domain::Service) -> Result<HttpR
 
 /// `DELETE /services/{id}`: the service, its logs and transitions go.
 pub async fn delete(
-    path: web::Path<String>,
+    PathId(id): PathId,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&path)?;
     if !state.store.delete_service(id).await? {
         return Err(not_found(id));
     }

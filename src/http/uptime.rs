@@ -7,7 +7,7 @@
 
 use super::AppState;
 use super::problem::ApiError;
-use super::services::parse_id;
+use super::services::PathId;
 use crate::domain::time::{now_ms, serde_rfc3339};
 use crate::domain::validate::FieldError;
 use crate::store::HOUR_MS;
@@ -131,10 +131,9 @@ pub fn report(
 /// `GET /services/{id}/uptime`
 pub async fn get(
     req: HttpRequest,
-    path: web::Path<String>,
+    PathId(id): PathId,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&path)?;
     let hours = parse_hours(req.query_string()).map_err(ApiError::BadQuery)?;
     if state.store.get_service(id).await?.is_none() {
         return Err(ApiError::NotFound(format!("no service with id {id}")));
