@@ -43,12 +43,15 @@ fn bearer(req: &ServiceRequest) -> Option<String> {
 }
 
 /// Whether the request names a loopback host (`localhost`, `127.x`, `::1`).
+/// A request line in absolute form (`GET http://name/ HTTP/1.1`) names its
+/// host there, and that wins over the `Host` header (RFC 9112, 3.2.2).
 fn host_is_loopback(req: &ServiceRequest) -> bool {
-    let Some(host) = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-    else {
+    let target = req.uri().authority().map(|a| a.host());
+    let Some(host) = target.or_else(|| {
+        req.headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+    }) else {
         // HTTP/1.0 without Host: only local tools send that.
         return true;
     };
@@ -70,6 +73,19 @@ pub async fn guard(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     if matches!(req.path(), "/healthz" | "/readyz") {
         return next.call(req).await;
+    }
+    if req
+        .headers()
+        .get_all(header::AUTHORIZATION)
+        .nth(1)
+        .is_some()
+    {
+        // Proxies and servers disagree on which of two headers counts: a
+        // proxy that vets the first while the API reads the other is a
+        // bypass, so neither is trusted.
+        return Err(
+            ApiError::BadRequest("send one Authorization header, not several".into()).into(),
+        );
     }
     let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
         return next.call(req).await;
