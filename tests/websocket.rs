@@ -254,10 +254,9 @@ async fn a_client_that_never_answers_pings_is_dropped() {
     assert!(silent.until_closed().await);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_frame_declaring_more_than_the_limit_is_refused_before_it_arrives() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let m = Monitor::start();
+/// A WebSocket opened by hand over TCP, for frames no client library sends.
+async fn raw_ws(m: &Monitor) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
     let mut tcp = tokio::net::TcpStream::connect(&m.addr)
         .await
         .expect("connect");
@@ -269,6 +268,66 @@ async fn a_frame_declaring_more_than_the_limit_is_refused_before_it_arrives() {
     tcp.write_all(handshake.as_bytes())
         .await
         .expect("handshake");
+    tcp
+}
+
+/// A client frame: `first` is FIN and opcode; the payload is masked.
+fn masked_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    assert!(payload.len() < 126, "short frames only");
+    let mask = [1u8, 2, 3, 4];
+    let mut frame = vec![first, 0x80 | payload.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
+
+/// Reads what the server sends until its close frame (or 10 s, or the end
+/// of the connection) and returns the close code.
+async fn close_code(rd: &mut (impl tokio::io::AsyncRead + Unpin)) -> Option<u16> {
+    use tokio::io::AsyncReadExt;
+    let mut seen = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 8192];
+        loop {
+            // Skip the HTTP response head, then walk the server's frames
+            // (unmasked, so a 2-byte header below 126 bytes of payload).
+            if let Some(head) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                let mut at = head + 4;
+                while at + 2 <= seen.len() {
+                    let (op, len) = (seen[at] & 0x0F, usize::from(seen[at + 1] & 0x7F));
+                    let (hdr, len) = match len {
+                        126 if at + 4 <= seen.len() => (
+                            4,
+                            usize::from(u16::from_be_bytes([seen[at + 2], seen[at + 3]])),
+                        ),
+                        126 | 127 => break,
+                        n => (2, n),
+                    };
+                    if at + hdr + len > seen.len() {
+                        break;
+                    }
+                    if op == 0x8 && len >= 2 {
+                        return Some(u16::from_be_bytes([seen[at + hdr], seen[at + hdr + 1]]));
+                    }
+                    at += hdr + len;
+                }
+            }
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_declaring_more_than_the_limit_is_refused_before_it_arrives() {
+    use tokio::io::AsyncWriteExt;
+    let m = Monitor::start();
+    let mut tcp = raw_ws(&m).await;
     // A masked binary frame declaring 1 GiB, then a little of it: the server
     // must give up after about a frame's limit (4 KiB), not buffer on.
     let mut header = vec![0x82, 0x80 | 127];
@@ -285,25 +344,62 @@ async fn a_frame_declaring_more_than_the_limit_is_refused_before_it_arrives() {
         }
         wr
     });
-    // 1009 (message too big) in a close frame from the server.
-    let close = [0x88u8, 16, 0x03, 0xF1];
-    let mut seen = Vec::new();
-    let found = tokio::time::timeout(Duration::from_secs(10), async {
-        let mut buf = [0u8; 8192];
-        loop {
-            match rd.read(&mut buf).await {
-                Ok(0) | Err(_) => return false,
-                Ok(n) => seen.extend_from_slice(&buf[..n]),
-            }
-            if seen.windows(close.len()).any(|w| w == close) {
-                return true;
-            }
-        }
+    // 1009: message too big.
+    assert_eq!(close_code(&mut rd).await, Some(1009));
+    // The line is written before the close, but read from the process's
+    // stderr by another thread: wait for it rather than race it.
+    eventually("the reason in the log", || async {
+        m.log_text().contains("broke the protocol").then_some(())
     })
     .await;
-    assert_eq!(found, Ok(true), "no 1009 close; got {} bytes", seen.len());
-    assert!(m.log_text().contains("broke the protocol"));
     drop(writer.await);
     let (status, _) = m.get("/healthz").await;
     assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_invalid_utf8_and_stray_continuation_frames_close_with_their_codes() {
+    use tokio::io::AsyncWriteExt;
+    let m = Monitor::start();
+    for (what, frames, code) in [
+        ("a binary frame", vec![masked_frame(0x82, b"{}")], 1003),
+        (
+            "text that is not UTF-8",
+            vec![masked_frame(0x81, b"\xff\xfe")],
+            1007,
+        ),
+        (
+            "UTF-8 split across fragments, broken",
+            vec![masked_frame(0x01, b"\xc3"), masked_frame(0x80, b"(")],
+            1007,
+        ),
+        (
+            "a continuation with no start",
+            vec![masked_frame(0x80, b"x")],
+            1002,
+        ),
+        (
+            "a new message inside another",
+            vec![masked_frame(0x01, b"a"), masked_frame(0x81, b"b")],
+            1002,
+        ),
+    ] {
+        let mut tcp = raw_ws(&m).await;
+        for frame in frames {
+            tcp.write_all(&frame).await.expect("frame");
+        }
+        assert_eq!(close_code(&mut tcp).await, Some(code), "{what}");
+    }
+    // A valid text message, even in fragments, is no reason to close.
+    let mut tcp = raw_ws(&m).await;
+    tcp.write_all(&masked_frame(0x01, b"\xc3"))
+        .await
+        .expect("frame");
+    tcp.write_all(&masked_frame(0x80, b"\xa9"))
+        .await
+        .expect("frame");
+    tcp.write_all(&masked_frame(0x88, &1000u16.to_be_bytes()))
+        .await
+        .expect("close");
+    assert_eq!(close_code(&mut tcp).await, Some(1000));
 }

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod body;
 pub mod health;
 pub mod limit;
+pub mod log_budget;
 pub mod logs;
 pub mod problem;
 pub mod services;

@@ -10,6 +10,10 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+/// At most 10 failed requests are logged a second; clients can cause them (the
+/// WebSocket cap, or any request while the store is down).
+static FAILED_REQUESTS: super::log_budget::LogBudget = super::log_budget::LogBudget::new(10);
+
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -161,7 +165,15 @@ impl ResponseError for ApiError {
         let (kind, title) = self.kind_and_title();
         let detail = if status.is_server_error() {
             // The cause goes to the log; the client learns only that it was us.
-            tracing::error!(error = %self, "request failed");
+            if let Some(suppressed) = FAILED_REQUESTS.take() {
+                match self {
+                    // A client at the cap is not a fault of ours.
+                    ApiError::TooManyClients(_) => {
+                        tracing::info!(error = %self, suppressed, "request refused");
+                    }
+                    _ => tracing::error!(error = %self, suppressed, "request failed"),
+                }
+            }
             match self {
                 ApiError::TooManyClients(_) => self.to_string(),
                 _ if status == StatusCode::SERVICE_UNAVAILABLE => {

@@ -15,7 +15,7 @@ mod inbound;
 use super::AppState;
 use super::auth::Caller;
 use super::problem::ApiError;
-use actix_http::ws::{CloseCode, OpCode, ProtocolError};
+use actix_http::ws::{CloseCode, OpCode};
 use actix_web::HttpMessage;
 use actix_web::body::{BodyStream, MessageBody};
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -132,6 +132,10 @@ fn origin_allowed(req: &HttpRequest, allowed: &[String]) -> bool {
     authority == host
 }
 
+/// At most 10 protocol errors are logged a second: any client can make them.
+static PROTOCOL_ERRORS: crate::http::log_budget::LogBudget =
+    crate::http::log_budget::LogBudget::new(10);
+
 /// Asks the feed to send a close frame and end. Should its control queue
 /// be full the client is not reading; the feed ends anyway once the session
 /// is gone, as the link's sender is dropped with it.
@@ -204,12 +208,10 @@ async fn session_loop(
                 let frame = match frame {
                     Some(Ok(frame)) => frame,
                     Some(Err(e)) => {
-                        tracing::info!(error = %e, "disconnecting a WebSocket client that broke the protocol");
-                        let code = match e {
-                            ProtocolError::Overflow => CloseCode::Size,
-                            _ => CloseCode::Protocol,
-                        };
-                        close(link, code, "protocol error");
+                        if let Some(suppressed) = PROTOCOL_ERRORS.take() {
+                            tracing::info!(error = %e, suppressed, "disconnecting a WebSocket client that broke the protocol");
+                        }
+                        close(link, e.close_code(), &e.to_string());
                         return;
                     }
                     None => return,
