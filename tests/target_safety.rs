@@ -109,6 +109,27 @@ async fn a_redirect_to_a_blocked_address_is_not_followed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_to_a_scheme_other_than_http_is_down_as_blocked() {
+    let target = Target::start().await;
+    let m = Monitor::start();
+    let port = target.addr.port();
+    for to in [
+        "file:///etc/passwd".to_owned(),
+        format!("ftp://127.0.0.1:{port}/ok"),
+        format!("gopher://127.0.0.1:{port}/ok"),
+        "javascript:alert(1)".to_owned(),
+    ] {
+        let log = first_log(&m, &target.url(&format!("/redirect-to?{to}"))).await;
+        assert_eq!(log["status"], "DOWN", "{to}: {log}");
+        let err = log["error"].as_str().unwrap_or_default();
+        assert!(err.starts_with("blocked: "), "{to}: {log}");
+        let scheme = to.split(':').next().unwrap_or_default();
+        assert!(err.contains(&format!("{scheme}:")), "{to}: {err}");
+    }
+    assert_eq!(target.hits("/ok"), 0, "nothing followed a redirect");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn allow_cidrs_lets_a_listed_address_through_and_no_other() {
     let target = Target::start().await;
     let m = Monitor::start_with(&[

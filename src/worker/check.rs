@@ -89,6 +89,7 @@ impl Checker {
                 )),
             ),
             Ok(Err(FetchError::Blocked(b))) => (Status::Down, elapsed, None, Some(b.to_string())),
+            Ok(Err(FetchError::Scheme(b))) => (Status::Down, elapsed, None, Some(b.to_string())),
             Ok(Err(FetchError::Http(e))) => (Status::Down, elapsed, None, Some(describe(&e))),
             Ok(Ok(code)) => {
                 if status_is_up(code, job.expected_statuses.as_deref()) {
@@ -129,6 +130,14 @@ impl Checker {
             .check_url(request.url())
             .map_err(FetchError::Blocked)?;
         let mut response = self.client.execute(request).await?;
+        // The client hands back, unfollowed, a redirect whose target it
+        // cannot turn into a request (`file:///...`, `javascript:...`);
+        // redirects to other schemes are stopped by the redirect policy.
+        if let Some(next) = unfollowed_redirect(&response)
+            && !matches!(next.scheme(), "http" | "https")
+        {
+            return Err(FetchError::Scheme(BlockedScheme(next.scheme().to_owned())));
+        }
         let code = response.status().as_u16();
         let mut read = 0usize;
         while read < self.max_body_bytes {
@@ -141,10 +150,25 @@ impl Checker {
     }
 }
 
+/// Where a redirect that reached us unfollowed points, if it is one.
+fn unfollowed_redirect(response: &reqwest::Response) -> Option<url::Url> {
+    if !response.status().is_redirection() {
+        return None;
+    }
+    let location = response
+        .headers()
+        .get(reqwest::header::LOCATION)?
+        .to_str()
+        .ok()?;
+    response.url().join(location).ok()
+}
+
 /// Why a check got no response.
 enum FetchError {
     /// The target's literal address is blocked.
     Blocked(Blocked),
+    /// A redirect points to a scheme other than http(s).
+    Scheme(BlockedScheme),
     /// The request failed (a blocked resolved address or redirect included).
     Http(reqwest::Error),
 }
@@ -160,13 +184,27 @@ impl From<reqwest::Error> for FetchError {
 #[error("too many redirects")]
 struct TooManyRedirects;
 
-/// Follows at most [`MAX_REDIRECTS`] redirects, and none to a blocked
-/// literal address (a name is checked when it is resolved).
+/// The redirect policy error for a redirect to a scheme other than HTTP(S).
+#[derive(Debug, thiserror::Error)]
+#[error("blocked: a redirect to a {0}: URL is not followed (only http and https)")]
+struct BlockedScheme(String);
+
+/// Follows at most [`MAX_REDIRECTS`] redirects, none to a scheme other than
+/// http(s), and none to a blocked literal address (a name is checked when it
+/// is resolved).
 fn redirect_policy(policy: Arc<AddressPolicy>) -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(move |attempt| {
         // `previous` starts with the first URL, which is not a redirect.
         if attempt.previous().len() > MAX_REDIRECTS {
             return attempt.error(TooManyRedirects);
+        }
+        // A `file:`, `ftp:` or `gopher:` target is not what a check of a web
+        // service may be sent to, whatever its address; judged before the
+        // client would refuse it with a message that names no reason.
+        let scheme = attempt.url().scheme();
+        if !matches!(scheme, "http" | "https") {
+            let scheme = scheme.to_owned();
+            return attempt.error(BlockedScheme(scheme));
         }
         match policy.check_url(attempt.url()) {
             Ok(()) => attempt.follow(),
@@ -216,10 +254,15 @@ impl reqwest::dns::Resolve for GuardedResolver {
 /// The [`Blocked`] address somewhere in an error's chain: from the resolver
 /// or the redirect policy.
 fn find_blocked(e: &reqwest::Error) -> Option<&Blocked> {
+    find_source::<Blocked>(e)
+}
+
+/// The first error of type `T` in an error's chain.
+fn find_source<T: std::error::Error + 'static>(e: &reqwest::Error) -> Option<&T> {
     let mut source = e.source();
     while let Some(s) = source {
-        if let Some(b) = s.downcast_ref::<Blocked>() {
-            return Some(b);
+        if let Some(found) = s.downcast_ref::<T>() {
+            return Some(found);
         }
         source = s.source();
     }
@@ -248,6 +291,9 @@ fn wraps_tls_error(io: &std::io::Error) -> bool {
 fn describe(e: &reqwest::Error) -> String {
     if let Some(blocked) = find_blocked(e) {
         return blocked.to_string();
+    }
+    if let Some(scheme) = find_source::<BlockedScheme>(e) {
+        return scheme.to_string();
     }
     if e.is_redirect() {
         return format!("too many redirects (more than {MAX_REDIRECTS})");
