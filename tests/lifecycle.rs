@@ -218,8 +218,6 @@ async fn every_answered_check_stored_once(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checks_finished_while_the_database_is_locked_are_stored_once_it_is_free_none_lost_or_doubled()
  {
-    use diesel::Connection;
-    use diesel::connection::SimpleConnection;
     let target = Target::start().await;
     let m = Monitor::start();
     let id = m.register(service("locked", &target.url("/ok"), 1)).await["id"]
@@ -230,23 +228,12 @@ async fn checks_finished_while_the_database_is_locked_are_stored_once_it_is_free
     })
     .await;
 
-    // Another process's write transaction holds SQLite's write lock longer
-    // than the monitor's busy_timeout (5 s): its writes fail with "database
-    // is locked". Readers go on (WAL), so the API still answers.
-    let mut other =
-        diesel::sqlite::SqliteConnection::establish(m.db_path().to_str().expect("utf-8 path"))
-            .expect("open the store");
-    other
-        .batch_execute("PRAGMA busy_timeout = 10000; BEGIN EXCLUSIVE;")
-        .expect("take the write lock");
+    // Another connection holds SQLite's write lock longer than the
+    // monitor's busy_timeout; the API still answers reads.
+    let lock = WriteLock::take(&m);
     let stored_at_lock = m.logs(id, "limit=1000").await.len();
     let answered_at_lock = target.answered("/ok");
-    eventually("the recorder to report a failed write", || async {
-        m.log_text()
-            .contains("cannot record results; retrying")
-            .then_some(())
-    })
-    .await;
+    recorder_write_failed(&m).await;
     eventually("two more checks answered during the outage", || async {
         (target.answered("/ok") >= answered_at_lock + 2).then_some(())
     })
@@ -256,7 +243,7 @@ async fn checks_finished_while_the_database_is_locked_are_stored_once_it_is_free
         stored_at_lock,
         "a log was written through the lock"
     );
-    other.batch_execute("ROLLBACK").expect("release the lock");
+    lock.release();
 
     pause(&m, id).await;
     let logs = every_answered_check_stored_once(&m, id, &target, "/ok").await;
@@ -295,32 +282,121 @@ async fn sigterm_stores_every_check_a_target_answered_before_the_process_exited(
     .await;
     let answered = target.answered("/slow");
 
-    // Read them back as a user would: restarted on the same store, every
-    // log of the first process (checked before it exited).
+    // Read them back as a user would: restarted on the same store.
     let m = Monitor::start_in(Arc::clone(&m.dir), &[]);
+    let stored = logs_checked_until(&m, &ids, exited_at).await;
+    assert_eq!(
+        stored, answered,
+        "the target answered {answered} checks, {stored} were stored"
+    );
+}
+
+/// The logs of `ids` checked at or before `until` (the previous process's,
+/// after a restart), asserting each is UP and stored once; returns how many.
+async fn logs_checked_until(
+    m: &Monitor,
+    ids: &[i64],
+    until: chrono::DateTime<chrono::Utc>,
+) -> usize {
     let mut stored = 0;
-    for id in &ids {
+    for id in ids {
         let logs = m.logs(*id, "limit=1000").await;
-        let before_exit: Vec<&serde_json::Value> = logs
+        let before: Vec<&serde_json::Value> = logs
             .iter()
             .filter(|l| {
                 l["checked_at"]
                     .as_str()
                     .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                    .is_some_and(|t| t <= exited_at)
+                    .is_some_and(|t| t <= until)
             })
             .collect();
-        assert!(
-            before_exit.iter().all(|l| l["status"] == "UP"),
-            "{before_exit:?}"
-        );
-        let distinct: BTreeSet<&str> = before_exit
+        assert!(before.iter().all(|l| l["status"] == "UP"), "{before:?}");
+        let distinct: BTreeSet<&str> = before
             .iter()
             .filter_map(|l| l["checked_at"].as_str())
             .collect();
-        assert_eq!(distinct.len(), before_exit.len(), "{before_exit:?}");
-        stored += before_exit.len();
+        assert_eq!(distinct.len(), before.len(), "stored twice: {before:?}");
+        stored += before.len();
     }
+    stored
+}
+
+/// Another connection takes SQLite's write lock on `m`'s store and holds
+/// it until dropped: the monitor's writes wait out their busy_timeout
+/// (5 s) and fail with "database is locked". Readers go on (WAL).
+struct WriteLock(diesel::sqlite::SqliteConnection);
+
+impl WriteLock {
+    fn take(m: &Monitor) -> WriteLock {
+        use diesel::Connection;
+        use diesel::connection::SimpleConnection;
+        let mut conn =
+            diesel::sqlite::SqliteConnection::establish(m.db_path().to_str().expect("utf-8 path"))
+                .expect("open the store");
+        conn.batch_execute("PRAGMA busy_timeout = 10000; BEGIN EXCLUSIVE;")
+            .expect("take the write lock");
+        WriteLock(conn)
+    }
+
+    fn release(mut self) {
+        use diesel::connection::SimpleConnection;
+        self.0.batch_execute("ROLLBACK").expect("release the lock");
+    }
+}
+
+/// Waits until `m`'s recorder has logged a failed write.
+async fn recorder_write_failed(m: &Monitor) {
+    eventually("the recorder to report a failed write", || async {
+        m.log_text()
+            .contains("cannot record results; retrying")
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_the_database_is_locked_stores_the_waiting_checks_when_it_frees_before_exit()
+{
+    let target = Target::start().await;
+    let mut m = Monitor::start();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let svc = m
+            .register(service(&format!("s{i}"), &target.url("/ok"), 1))
+            .await;
+        ids.push(svc["id"].as_i64().expect("id"));
+    }
+    eventually("a round of checks", || async {
+        (target.answered("/ok") >= 5).then_some(())
+    })
+    .await;
+    let lock = WriteLock::take(&m);
+    let answered_at_lock = target.answered("/ok");
+    recorder_write_failed(&m).await;
+    eventually(
+        "more checks answered while nothing can be stored",
+        || async { (target.answered("/ok") >= answered_at_lock + 5).then_some(()) },
+    )
+    .await;
+    // Finished checks wait for the store when SIGTERM arrives; the store
+    // frees once shutdown has begun.
+    signal(&m.child, "TERM");
+    eventually("shutdown to begin", || async {
+        m.log_text().contains("shutting down").then_some(())
+    })
+    .await;
+    lock.release();
+    let status = wait_exit(&mut m.child, DEADLINE).expect("exit after SIGTERM");
+    let exited_at = chrono::Utc::now();
+    assert!(status.success(), "exit status {status:?}\n{}", m.log_text());
+    eventually("every request that reached the target answered", || async {
+        (target.hits("/ok") == target.answered("/ok")).then_some(())
+    })
+    .await;
+    let answered = target.answered("/ok");
+
+    let m = Monitor::start_in(Arc::clone(&m.dir), &[]);
+    let stored = logs_checked_until(&m, &ids, exited_at).await;
     assert_eq!(
         stored, answered,
         "the target answered {answered} checks, {stored} were stored"
