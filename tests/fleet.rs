@@ -1,16 +1,22 @@
 //! The distributed deployment, spawning the real binary as a fleet against
 //! the PostgreSQL and RabbitMQ servers on 127.0.0.1: roles, failover,
-//! restarts of the servers, and events across API processes.
+//! restarts of the servers, log maintenance and its lock, and events across
+//! API processes.
 //!
 //! Each test gets a fresh database and its own queue prefix. Tests here run
-//! one at a time (some stop the shared servers). Under `CI=true` they fail if
-//! the servers are missing; elsewhere they skip, saying so loudly.
+//! one at a time (some stop the shared servers). Under CI they fail if the
+//! servers are missing; elsewhere they are skipped through
+//! [`common::skip::skip`], which no one can miss.
 
 mod common;
 
+use common::skip::skip;
 use common::target::Target;
 use common::*;
+use diesel::sql_types::{BigInt, Text};
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,6 +24,14 @@ use std::time::{Duration, Instant};
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// Makes workers send the slot each check is for (`x-healthmon-scheduled-at`).
+const SCHEDULE_HEADER: [(&str, &str); 1] = [("HEALTHMON__CHECKS__SEND_SCHEDULE_HEADER", "true")];
+
+/// A generous bound for waits that span a server outage or a few rounds of
+/// checks: these tests prove what happens, not how fast (that is the
+/// benchmark's job).
+const LONG: Duration = Duration::from_secs(60);
 
 fn broker_up() -> bool {
     std::net::TcpStream::connect_timeout(
@@ -36,11 +50,7 @@ struct Fleet {
 impl Fleet {
     async fn new() -> Option<Fleet> {
         if !broker_up() {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "RabbitMQ at 127.0.0.1:5672 is required under CI=true"
-            );
-            eprintln!("!!! SKIPPING a fleet test: RabbitMQ at 127.0.0.1:5672 unreachable !!!");
+            skip("RabbitMQ at 127.0.0.1:5672", "no connection within 2 s");
             return None;
         }
         let db = pg_db().await?;
@@ -58,12 +68,27 @@ impl Fleet {
     }
 
     fn spawn(&self, roles: &str) -> Monitor {
+        self.spawn_with(roles, &[])
+    }
+
+    /// A process of `roles` with extra environment (later wins).
+    fn spawn_with(&self, roles: &str, extra: &[(&str, &str)]) -> Monitor {
         let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
         let mut args = vec!["--role", roles];
         if !roles.contains("api") {
             args.extend(["--health-bind", "127.0.0.1:0"]);
         }
-        Monitor::start_args(dir, &self.env(), &args)
+        let mut env = self.env();
+        env.extend_from_slice(extra);
+        Monitor::start_args(dir, &env, &args)
+    }
+
+    /// A direct connection to the test's database, to look at or pre-fill
+    /// what the processes store.
+    async fn sql(&self) -> AsyncPgConnection {
+        AsyncPgConnection::establish(&self.db.url)
+            .await
+            .expect("connect to the test database")
     }
 
     /// Drops the database and this test's queues and exchanges.
@@ -90,6 +115,73 @@ impl Fleet {
             }
             let _ = conn.close().await;
         }
+    }
+}
+
+/// One stored health log, as the database has it.
+#[derive(diesel::QueryableByName, Debug)]
+struct StoredLog {
+    #[diesel(sql_type = BigInt)]
+    service_id: i64,
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = BigInt)]
+    scheduled_at: i64,
+    #[diesel(sql_type = BigInt)]
+    checked_at: i64,
+}
+
+/// Every stored log per service, oldest slot first.
+async fn stored_logs(fleet: &Fleet) -> BTreeMap<i64, Vec<StoredLog>> {
+    use diesel_async::RunQueryDsl;
+    let mut conn = fleet.sql().await;
+    let rows: Vec<StoredLog> = diesel::sql_query(
+        "SELECT service_id, status, scheduled_at, checked_at FROM health_logs \
+         ORDER BY service_id, scheduled_at",
+    )
+    .load(&mut conn)
+    .await
+    .expect("read health_logs");
+    let mut by_service: BTreeMap<i64, Vec<StoredLog>> = BTreeMap::new();
+    for row in rows {
+        by_service.entry(row.service_id).or_default().push(row);
+    }
+    by_service
+}
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// Runs a query that selects one `n`.
+async fn count(fleet: &Fleet, sql: &str) -> i64 {
+    use diesel_async::RunQueryDsl;
+    let mut conn = fleet.sql().await;
+    diesel::sql_query(sql)
+        .get_result::<Count>(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .n
+}
+
+/// Polls `check` until it returns `Some`, failing the test after `limit`.
+async fn within<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -138,7 +230,7 @@ async fn an_api_scheduler_and_two_workers_check_every_service() {
     let target = Target::start().await;
     let api = fleet.spawn("api,scheduler");
     let w1 = fleet.spawn("worker");
-    let w2 = fleet.spawn("worker");
+    let w2 = fleet.spawn_with("worker", &SCHEDULE_HEADER);
     let ids = register_many(&api, &target.url("/ok"), 10, 1).await;
     for id in &ids {
         eventually("three logs per service", || async {
@@ -158,23 +250,28 @@ async fn an_api_scheduler_and_two_workers_check_every_service() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_killed_mid_check_leaves_no_service_behind() {
+async fn a_check_cut_short_by_a_killed_worker_is_redelivered_and_stored() {
     let _serial = SERIAL.lock().await;
     let Some(fleet) = Fleet::new().await else {
         return;
     };
     let target = Target::start().await;
     let api = fleet.spawn("api,scheduler");
-    let mut w1 = fleet.spawn("worker");
-    let w2 = fleet.spawn("worker");
-    // Checks that take 500 ms: a kill lands while some are in flight.
-    let ids = register_many(&api, &target.url("/slow"), 10, 5).await;
-    eventually("both workers busy", || async {
-        (checks_done(&w1) > 0 && checks_done(&w2) > 0).then_some(())
+    // The only worker at first, so a request in flight at the target is
+    // certainly its own. Checks take 500 ms; a round comes every 10 s. Each
+    // request says which slot it checks.
+    let mut w1 = fleet.spawn_with("worker", &SCHEDULE_HEADER);
+    let interval_ms = 10_000;
+    let ids = register_many(&api, &target.url("/slow"), 4, interval_ms / 1000).await;
+    eventually("a check in flight in the first worker", || async {
+        (target.hits("/slow") > target.answered("/slow")).then_some(())
     })
     .await;
-    let killed_at = now_ms();
     w1.kill9();
+    let killed_at = now_ms();
+    // Its unacknowledged jobs wait on the bus for the next worker (they go
+    // stale only an interval after their slot).
+    let w2 = fleet.spawn_with("worker", &SCHEDULE_HEADER);
     every_service_checked_after(
         &api,
         &ids,
@@ -182,11 +279,42 @@ async fn a_worker_killed_mid_check_leaves_no_service_behind() {
         "every service checked after the kill",
     )
     .await;
+
+    // A slot was requested twice: cut short in the first worker, then
+    // checked again by the second.
+    let requested = target.header_values("/slow", "x-healthmon-scheduled-at");
+    let mut distinct = requested.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
     assert!(
-        now_ms() - killed_at < 5_000 + 1_000,
-        "the fleet took {} ms to check every service again",
-        now_ms() - killed_at
+        requested.len() > distinct.len(),
+        "no check was requested again after the kill: {requested:?}"
     );
+    // Every service has a stored check for the round the kill cut short,
+    // and no slot is missing from its first to its last.
+    let stored = stored_logs(&fleet).await;
+    for id in &ids {
+        let slots: Vec<i64> = stored
+            .get(id)
+            .map(|logs| logs.iter().map(|l| l.scheduled_at).collect())
+            .unwrap_or_default();
+        assert!(
+            slots
+                .iter()
+                .any(|s| (killed_at - interval_ms..=killed_at).contains(s)),
+            "service {id}: the round the kill cut short was never stored: slots {slots:?}, \
+             killed at {killed_at}"
+        );
+        assert!(
+            slots.windows(2).all(|w| w[1] - w[0] == interval_ms),
+            "service {id}: a slot is missing: {slots:?}"
+        );
+        assert!(
+            stored[id].iter().all(|l| l.status == "UP"),
+            "service {id}: {:?}",
+            stored[id]
+        );
+    }
     drop((api, w2));
     fleet.finish().await;
 }
@@ -251,17 +379,36 @@ async fn the_fleet_recovers_from_a_broker_restart_by_itself() {
     fleet.finish().await;
 }
 
-fn pg_cluster(action: &str) {
-    let version = std::fs::read_dir("/etc/postgresql")
-        .ok()
-        .and_then(|mut d| d.next())
-        .and_then(|e| e.ok())
+/// The local PostgreSQL cluster's version (its directory under
+/// /etc/postgresql), if this machine has one the tests may stop.
+fn pg_cluster_version() -> Option<String> {
+    std::fs::read_dir("/etc/postgresql")
+        .ok()?
+        .filter_map(Result::ok)
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .expect("a PostgreSQL cluster under /etc/postgresql");
+        .next()
+}
+
+/// Whether a test may stop the local PostgreSQL cluster; skips (or under
+/// CI, fails) when there is none.
+fn can_stop_pg() -> bool {
+    if pg_cluster_version().is_some() {
+        return true;
+    }
+    skip(
+        "a local PostgreSQL cluster (pg_ctlcluster)",
+        "nothing under /etc/postgresql",
+    );
+    false
+}
+
+fn pg_cluster(action: &str) {
+    let version = pg_cluster_version().expect("a PostgreSQL cluster under /etc/postgresql");
     let out = Command::new("pg_ctlcluster")
         .args(["--skip-systemctl-redirect", &version, "main", action])
         .output()
         .expect("pg_ctlcluster");
+    // Starting a cluster that is already up fails harmlessly.
     assert!(
         out.status.success() || action == "start",
         "pg_ctlcluster {action}: {}",
@@ -269,85 +416,141 @@ fn pg_cluster(action: &str) {
     );
 }
 
-/// Starts PostgreSQL again even if the test fails half-way.
-struct PgGuard;
-impl Drop for PgGuard {
+/// Stops PostgreSQL now and starts it again when dropped, even if the test
+/// fails half-way.
+struct PgOutage;
+
+impl PgOutage {
+    fn begin() -> PgOutage {
+        let guard = PgOutage;
+        pg_cluster("stop");
+        guard
+    }
+}
+
+impl Drop for PgOutage {
     fn drop(&mut self) {
         pg_cluster("start");
     }
 }
 
+/// Answers to `/ok` of each target, in order.
+fn answered(targets: &[Target]) -> Vec<usize> {
+    targets.iter().map(|t| t.answered("/ok")).collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_30_s_database_outage_stops_writes_but_not_checks_and_loses_nothing() {
     let _serial = SERIAL.lock().await;
-    if std::path::Path::new("/etc/postgresql").read_dir().is_err() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "no local PostgreSQL cluster to stop"
-        );
-        eprintln!("!!! SKIPPING the database outage test: no local cluster !!!");
+    if !can_stop_pg() {
         return;
     }
     let Some(fleet) = Fleet::new().await else {
         return;
     };
-    let target = Target::start().await;
+    // One target per service, so each one's requests can be told apart.
+    let mut targets = Vec::new();
+    for _ in 0..3 {
+        targets.push(Target::start().await);
+    }
     let api = fleet.spawn("api,scheduler");
     let worker = fleet.spawn("worker");
-    let ids = register_many(&api, &target.url("/ok"), 3, 1).await;
+    let mut ids = Vec::new();
+    for (i, t) in targets.iter().enumerate() {
+        let svc = api
+            .register(service(&format!("svc{i}"), &t.url("/ok"), 1))
+            .await;
+        ids.push(svc["id"].as_i64().expect("id"));
+    }
     every_service_checked_after(&api, &ids, now_ms(), "checks before the outage").await;
 
-    let _guard = PgGuard;
+    let outage = PgOutage::begin();
     let down_from = now_ms();
-    pg_cluster("stop");
     let (status, body) = api
         .send_json(
             reqwest::Method::POST,
             "/services",
-            service("during", &target.url("/ok"), 60),
+            service("during", &targets[0].url("/ok"), 60),
         )
         .await;
     assert_eq!(status, 503, "a write during the outage: {body}");
     // Checks go on: the scheduler keeps its schedule and workers need no
     // database; results wait on the bus.
-    let hits = target.hits("/ok");
-    eventually("checks during the outage", || async {
-        (target.hits("/ok") >= hits + 10).then_some(())
-    })
-    .await;
+    let before = answered(&targets);
     while now_ms() - down_from < 30_000 {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let down_until = now_ms();
-    pg_cluster("start");
-    eventually("writes to work again", || async {
+    let during: Vec<usize> = answered(&targets)
+        .iter()
+        .zip(&before)
+        .map(|(now, then)| now - then)
+        .collect();
+    drop(outage);
+    // Checked every second for 30 s: at least a third of those is "going on"
+    // on a busy machine.
+    assert!(
+        during.iter().all(|n| *n >= 10),
+        "requests answered per service during the outage: {during:?}"
+    );
+    within(LONG, "writes to work again", || async {
         let (status, _) = api
             .send_json(
                 reqwest::Method::POST,
                 "/services",
-                service("after", &target.url("/ok"), 60),
+                service("after", &targets[0].url("/after"), 60),
             )
             .await;
         (status == 201).then_some(())
     })
     .await;
-    // The checks made while the database was down were recorded afterwards.
+    // Stop checking, then every request a target answered (before, during
+    // and after the outage) must end up stored as one UP log of its
+    // service: no result lost, none stored twice.
     for id in &ids {
-        let during = eventually("the outage's checks recorded", || async {
-            let logs = api.logs(*id, "limit=1000").await;
-            let n = logs
-                .iter()
-                .filter_map(|l| l["checked_at"].as_str())
-                .filter_map(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                .map(|t| t.timestamp_millis())
-                .filter(|t| (down_from + 2_000..down_until - 2_000).contains(t))
-                .count();
-            (n >= 20).then_some(n)
-        })
-        .await;
+        let (status, body) = api
+            .send_json(
+                reqwest::Method::PATCH,
+                &format!("/services/{id}"),
+                serde_json::json!({"paused": true}),
+            )
+            .await;
+        assert_eq!(status, 200, "pause: {body}");
+    }
+    let started = Instant::now();
+    let settled = loop {
+        let stored = stored_logs(&fleet).await;
+        let ups: Vec<usize> = ids
+            .iter()
+            .map(|id| {
+                stored
+                    .get(id)
+                    .map_or(0, |l| l.iter().filter(|l| l.status == "UP").count())
+            })
+            .collect();
+        let asked = answered(&targets);
+        if ups == asked {
+            eprintln!("stored UP logs = requests answered per service: {ups:?}");
+            break stored;
+        }
         assert!(
-            during >= 20,
-            "service {id}: {during} checks recorded from the outage"
+            started.elapsed() < LONG,
+            "stored UP logs per service {ups:?} never matched the requests answered {asked:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for id in &ids {
+        let logs = &settled[id];
+        assert!(
+            logs.iter().all(|l| l.status == "UP"),
+            "service {id}: {logs:?}"
+        );
+        let outage_logs = logs
+            .iter()
+            .filter(|l| l.checked_at > down_from && l.checked_at < down_from + 30_000)
+            .count();
+        assert!(
+            outage_logs >= 10,
+            "service {id}: {outage_logs} checks of the outage stored"
         );
     }
     drop((api, worker));
@@ -355,7 +558,7 @@ async fn a_30_s_database_outage_stops_writes_but_not_checks_and_loses_nothing() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_standby_scheduler_takes_over_within_ten_seconds() {
+async fn a_standby_scheduler_takes_over_when_the_active_one_is_killed() {
     let _serial = SERIAL.lock().await;
     let Some(fleet) = Fleet::new().await else {
         return;
@@ -388,9 +591,11 @@ async fn a_standby_scheduler_takes_over_within_ten_seconds() {
     })
     .await;
     every_service_checked_after(standby, &ids, killed_at, "checks after the takeover").await;
-    let took = killed.elapsed();
-    eprintln!("standby took over and checked every service {took:?} after the kill");
-    assert!(took < Duration::from_secs(10), "takeover took {took:?}");
+    // How fast is the benchmark's business; this only says.
+    eprintln!(
+        "standby took over and checked every service {:?} after the kill",
+        killed.elapsed()
+    );
     drop((a, b, worker));
     fleet.finish().await;
 }
@@ -516,7 +721,7 @@ async fn processes_starting_together_on_a_new_database_all_come_up() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_change_made_through_an_api_only_process_reaches_the_scheduler_at_once() {
+async fn a_change_made_through_an_api_only_process_reaches_the_scheduler_without_a_reload() {
     let _serial = SERIAL.lock().await;
     let Some(fleet) = Fleet::new().await else {
         return;
@@ -525,15 +730,21 @@ async fn a_change_made_through_an_api_only_process_reaches_the_scheduler_at_once
     let scheduler = fleet.spawn("scheduler");
     let api = fleet.spawn("api");
     let worker = fleet.spawn("worker");
-    // Give the scheduler its lock first, so the change has to travel.
+    // Give the scheduler its lock and its first load first, so the change
+    // has to travel.
     eventually("the scheduler to lead", || async {
-        scheduler
-            .log_text()
-            .contains("this process is the active scheduler")
+        let log = scheduler.log_text();
+        (log.contains("this process is the active scheduler") && log.contains("schedule loaded"))
             .then_some(())
     })
     .await;
-    let created = Instant::now();
+    // The scheduler also learns of changes by reloading every service from
+    // the store (at start, on taking the lock, and every 60 s), saying
+    // "schedule loaded" each time. A change that reaches it with no reload
+    // in between came over the bus.
+    let reloads = || scheduler.log_text().matches("schedule loaded").count();
+    let loaded = reloads();
+    assert!(loaded > 0, "{}", scheduler.log_text());
     let svc = api
         .register(service("travels", &target.url("/ok?travels"), 3600))
         .await;
@@ -542,17 +753,13 @@ async fn a_change_made_through_an_api_only_process_reaches_the_scheduler_at_once
         (target.hits("/ok?travels") > 0).then_some(())
     })
     .await;
-    eprintln!(
-        "a new service was checked {:?} after its POST on another process",
-        created.elapsed()
+    assert_eq!(
+        reloads(),
+        loaded,
+        "the new service was found by a reload, not announced"
     );
-    assert!(
-        created.elapsed() < Duration::from_secs(2),
-        "took {:?}",
-        created.elapsed()
-    );
-    // A PATCH through the same process moves the checks at once too.
-    let patched = Instant::now();
+    // A PATCH through the same process moves the checks over the bus too
+    // (an hourly service's next check would otherwise be an hour away).
     let (status, _) = api
         .send_json(
             reqwest::Method::PATCH,
@@ -565,11 +772,509 @@ async fn a_change_made_through_an_api_only_process_reaches_the_scheduler_at_once
         (target.hits("/ok?moved") > 0).then_some(())
     })
     .await;
-    assert!(
-        patched.elapsed() < Duration::from_secs(2),
-        "took {:?}",
-        patched.elapsed()
+    assert_eq!(
+        reloads(),
+        loaded,
+        "the change was found by a reload, not announced"
     );
     drop((scheduler, api, worker));
+    fleet.finish().await;
+}
+
+/// Log maintenance every second, logs kept 7 days.
+const MAINTAIN_OFTEN: [(&str, &str); 3] = [
+    ("HEALTHMON__LOGS__RETENTION_DAYS", "7"),
+    ("HEALTHMON__LOGS__ROLLUP_INTERVAL_S", "1"),
+    ("HEALTHMON__LOGS__MAINTENANCE_INTERVAL_S", "1"),
+];
+const RUNS_MAINTENANCE: &str = "this process runs log maintenance";
+const MAINTENANCE_STANDBY: &str = "another process runs log maintenance; standing by";
+const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 86_400_000;
+
+/// Writes `n` logs of `service` straight into the database, one a minute
+/// from `from` (epoch ms): latency `i + 1` ms for the `i`-th, DOWN when `i`
+/// is a multiple of `down_every` (0: never).
+async fn insert_logs(fleet: &Fleet, service: i64, from: i64, n: i64, down_every: i64) {
+    let sql = format!(
+        "INSERT INTO health_logs \
+         (service_id, status, latency_ms, status_code, error, scheduled_at, checked_at) \
+         SELECT {service}, CASE WHEN {down_every} > 0 AND i % GREATEST({down_every}, 1) = 0 \
+         THEN 'DOWN' ELSE 'UP' END, i + 1, 200, NULL, {from} + i * 60000, {from} + i * 60000 \
+         FROM generate_series(0, {n} - 1) AS g(i)"
+    );
+    fleet
+        .sql()
+        .await
+        .batch_execute(&sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// Logs of `service` checked before `cutoff` still in the database.
+async fn logs_before(fleet: &Fleet, service: i64, cutoff: i64) -> i64 {
+    count(
+        fleet,
+        &format!(
+            "SELECT COUNT(*) AS n FROM health_logs WHERE service_id = {service} \
+             AND checked_at < {cutoff}"
+        ),
+    )
+    .await
+}
+
+fn millis(rfc3339: &Value) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(rfc3339.as_str().expect("a time"))
+        .expect("RFC 3339")
+        .timestamp_millis()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_maintenance_deletes_expired_logs_keeps_recent_ones_and_rolls_both_up() {
+    let _serial = SERIAL.lock().await;
+    let Some(fleet) = Fleet::new().await else {
+        return;
+    };
+    let target = Target::start().await;
+    let process = fleet.spawn_with("api,scheduler", &MAINTAIN_OFTEN);
+    let worker = fleet.spawn("worker");
+    // A service with history and no live checks, and one checked live.
+    let mut old = service("history", &target.url("/ok"), 60);
+    old["paused"] = Value::Bool(true);
+    let old = process.register(old).await["id"].as_i64().expect("id");
+    let live = process
+        .register(service("live", &target.url("/ok"), 1))
+        .await["id"]
+        .as_i64()
+        .expect("id");
+
+    // 40 logs in an hour ten days ago (every tenth DOWN), beyond the 7 days
+    // kept, and 30 in an hour two days ago.
+    let now = now_ms();
+    let expired_hour = now - 10 * DAY_MS - (now - 10 * DAY_MS).rem_euclid(HOUR_MS);
+    let kept_hour = now - 2 * DAY_MS - (now - 2 * DAY_MS).rem_euclid(HOUR_MS);
+    insert_logs(&fleet, old, expired_hour, 40, 10).await;
+    insert_logs(&fleet, old, kept_hour, 30, 0).await;
+    assert_eq!(logs_before(&fleet, old, now).await, 70);
+
+    within(LONG, "the expired logs deleted", || async {
+        (logs_before(&fleet, old, now - 7 * DAY_MS).await == 0).then_some(())
+    })
+    .await;
+    assert!(
+        process.log_text().contains("deleted_logs=40"),
+        "no maintenance pass reports the 40 expired logs deleted:\n{}",
+        process.log_text()
+    );
+    // The recent ones stay, and the API shows exactly them.
+    assert_eq!(logs_before(&fleet, old, now).await, 30);
+    let shown = process.logs(old, "limit=1000").await;
+    assert_eq!(shown.len(), 30, "{shown:?}");
+    assert!(
+        shown
+            .iter()
+            .all(|l| (kept_hour..kept_hour + HOUR_MS).contains(&millis(&l["checked_at"]))),
+        "{shown:?}"
+    );
+    // Both hours are counted in the rollups, the deleted one included.
+    // (Each insert is its own transaction, so the second may be rolled up a
+    // round after the first.)
+    let uptime = within(LONG, "both hours rolled up", || async {
+        let (status, uptime) = process
+            .get(&format!("/services/{old}/uptime?hours=2160"))
+            .await;
+        assert_eq!(status, 200, "{uptime}");
+        (uptime["totals"]["checks"] == 70).then_some(uptime)
+    })
+    .await;
+    let hours: Vec<(i64, &Value)> = uptime["hourly"]
+        .as_array()
+        .expect("hourly")
+        .iter()
+        .map(|h| (millis(&h["hour_start"]), h))
+        .collect();
+    assert_eq!(hours.len(), 2, "{uptime}");
+    let (start, expired) = hours[0];
+    assert_eq!(start, expired_hour, "{uptime}");
+    assert_eq!(
+        (
+            &expired["checks"],
+            &expired["failures"],
+            &expired["max_latency_ms"],
+            &expired["mean_latency_ms"]
+        ),
+        (
+            &Value::from(40),
+            &Value::from(4),
+            &Value::from(40),
+            &Value::from(20.5)
+        ),
+        "{uptime}"
+    );
+    let (start, kept) = hours[1];
+    assert_eq!(start, kept_hour, "{uptime}");
+    assert_eq!(
+        (&kept["checks"], &kept["failures"], &kept["max_latency_ms"]),
+        (&Value::from(30), &Value::from(0), &Value::from(30)),
+        "{uptime}"
+    );
+    assert_eq!(uptime["totals"]["checks"], 70, "{uptime}");
+
+    // Live checks are rolled up too: once the service is paused, its
+    // rollups count every stored log.
+    eventually("three live checks", || async {
+        (process.logs(live, "limit=10").await.len() >= 3).then_some(())
+    })
+    .await;
+    let (status, body) = process
+        .send_json(
+            reqwest::Method::PATCH,
+            &format!("/services/{live}"),
+            serde_json::json!({"paused": true}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    within(LONG, "every live check rolled up", || async {
+        let logged = process.logs(live, "limit=1000").await.len() as i64;
+        let (_, uptime) = process.get(&format!("/services/{live}/uptime")).await;
+        (uptime["totals"]["checks"].as_i64() == Some(logged)).then_some(())
+    })
+    .await;
+    drop((process, worker));
+    fleet.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_process_of_two_runs_log_maintenance_and_the_other_takes_over_when_it_dies() {
+    use diesel_async::RunQueryDsl;
+    let _serial = SERIAL.lock().await;
+    let Some(fleet) = Fleet::new().await else {
+        return;
+    };
+    let mut a = fleet.spawn_with("scheduler", &MAINTAIN_OFTEN);
+    let mut b = fleet.spawn_with("scheduler", &MAINTAIN_OFTEN);
+    eventually(
+        "one process to run maintenance, the other to stand by",
+        || async {
+            let (a, b) = (a.log_text(), b.log_text());
+            ((a.contains(RUNS_MAINTENANCE) && b.contains(MAINTENANCE_STANDBY))
+                || (b.contains(RUNS_MAINTENANCE) && a.contains(MAINTENANCE_STANDBY)))
+            .then_some(())
+        },
+    )
+    .await;
+    assert!(
+        !(a.log_text().contains(RUNS_MAINTENANCE) && b.log_text().contains(RUNS_MAINTENANCE)),
+        "both processes run log maintenance"
+    );
+    let (holder, standby) = if a.log_text().contains(RUNS_MAINTENANCE) {
+        (&mut a, &mut b)
+    } else {
+        (&mut b, &mut a)
+    };
+
+    // A paused service (nothing to schedule) with five expired logs: the
+    // holder deletes them, the standby does nothing.
+    let mut conn = fleet.sql().await;
+    let service: Count = diesel::sql_query(
+        "INSERT INTO services (name, url, interval_s, timeout_s, paused, created_at, updated_at) \
+         VALUES ('history', 'http://127.0.0.1:9/', 60, 1, TRUE, 0, 0) RETURNING id AS n",
+    )
+    .get_result(&mut conn)
+    .await
+    .expect("insert a service");
+    let service = service.n;
+    let expired = now_ms() - 10 * DAY_MS;
+    insert_logs(&fleet, service, expired, 5, 0).await;
+    within(LONG, "the holder to delete the expired logs", || async {
+        (logs_before(&fleet, service, now_ms()).await == 0).then_some(())
+    })
+    .await;
+    assert!(
+        holder.log_text().contains("deleted_logs=5"),
+        "{}",
+        holder.log_text()
+    );
+    assert!(
+        !standby.log_text().contains(RUNS_MAINTENANCE)
+            && !standby.log_text().contains("log maintenance done"),
+        "the standby ran maintenance too:\n{}",
+        standby.log_text()
+    );
+
+    // Killed without a chance to let go: its lock goes with its connection.
+    holder.kill9();
+    within(LONG, "the standby to take over maintenance", || async {
+        standby.log_text().contains(RUNS_MAINTENANCE).then_some(())
+    })
+    .await;
+    insert_logs(&fleet, service, expired, 5, 0).await;
+    within(LONG, "the new holder to delete expired logs", || async {
+        (logs_before(&fleet, service, now_ms()).await == 0).then_some(())
+    })
+    .await;
+    assert!(
+        standby.log_text().contains("deleted_logs=5"),
+        "{}",
+        standby.log_text()
+    );
+    drop((a, b, conn));
+    fleet.finish().await;
+}
+
+/// The values of the schedule header in the requests a target answered
+/// for `/ok`: the slot each request checks.
+fn requested_slots(target: &Target) -> Vec<i64> {
+    target
+        .header_values("/ok", "x-healthmon-scheduled-at")
+        .iter()
+        .map(|v| v.parse().expect("an epoch-ms header"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_schedulers_never_both_publish_through_a_database_outage() {
+    let _serial = SERIAL.lock().await;
+    if !can_stop_pg() {
+        return;
+    }
+    let Some(fleet) = Fleet::new().await else {
+        return;
+    };
+    // Each check request says which slot it checks.
+    let header = SCHEDULE_HEADER;
+    let mut targets = Vec::new();
+    for _ in 0..3 {
+        targets.push(Target::start().await);
+    }
+    // `a` leads (it starts alone), `b` stands by.
+    let a = fleet.spawn_with("api,scheduler", &header);
+    eventually("the first scheduler to lead", || async {
+        a.log_text()
+            .contains("this process is the active scheduler")
+            .then_some(())
+    })
+    .await;
+    let b = fleet.spawn_with("scheduler", &header);
+    eventually("the second scheduler to stand by", || async {
+        b.log_text()
+            .contains("another scheduler is active; standing by")
+            .then_some(())
+    })
+    .await;
+    let worker = fleet.spawn_with("worker", &header);
+    let mut ids = Vec::new();
+    for (i, t) in targets.iter().enumerate() {
+        let svc = a
+            .register(service(&format!("svc{i}"), &t.url("/ok"), 1))
+            .await;
+        ids.push(svc["id"].as_i64().expect("id"));
+    }
+    every_service_checked_after(&a, &ids, now_ms(), "checks before the outage").await;
+
+    let outage = PgOutage::begin();
+    let before = answered(&targets);
+    within(
+        LONG,
+        "five checks per service during the outage",
+        || async {
+            let now = answered(&targets);
+            now.iter()
+                .zip(&before)
+                .all(|(n, b)| n - b >= 5)
+                .then_some(())
+        },
+    )
+    .await;
+    drop(outage);
+    // Then one of them leads: `a` took its lock again, or `b` took over and
+    // `a` stood down.
+    let who = within(LONG, "one scheduler to hold the lock again", || async {
+        if a.log_text().contains("took the scheduler lock again") {
+            Some("the first scheduler kept the lead")
+        } else if b
+            .log_text()
+            .contains("this process is the active scheduler")
+            && a.log_text()
+                .contains("lost the scheduler lock; standing by")
+        {
+            Some("the standby took over")
+        } else {
+            None
+        }
+    })
+    .await;
+    eprintln!("after the outage: {who}");
+    let back = answered(&targets);
+    within(LONG, "five checks per service after the outage", || async {
+        let now = answered(&targets);
+        now.iter().zip(&back).all(|(n, b)| n - b >= 5).then_some(())
+    })
+    .await;
+
+    // One scheduler publishes each slot once. Two would both publish the
+    // slots they share (the same phase) or slots closer than the interval.
+    for (t, id) in targets.iter().zip(&ids) {
+        let mut slots = requested_slots(t);
+        assert_eq!(
+            slots.len(),
+            t.hits("/ok"),
+            "service {id}: a request without the schedule header"
+        );
+        slots.sort_unstable();
+        let doubled: Vec<&[i64]> = slots.windows(2).filter(|w| w[1] - w[0] < 1_000).collect();
+        assert!(
+            doubled.is_empty(),
+            "service {id}: slots requested twice or less than an interval apart ({who}): \
+             {doubled:?}"
+        );
+    }
+    drop((a, b, worker));
+    fleet.finish().await;
+}
+
+/// A TCP proxy to PostgreSQL for one process, which a test can cut: a
+/// network partition between that process and the database while everything
+/// else still reaches it.
+struct PgProxy {
+    port: u16,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+    links: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl PgProxy {
+    async fn start() -> PgProxy {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let proxy = PgProxy {
+            port: listener.local_addr().expect("addr").port(),
+            cut: Arc::default(),
+            links: Arc::default(),
+        };
+        let (cut, links) = (Arc::clone(&proxy.cut), Arc::clone(&proxy.links));
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if cut.load(Ordering::SeqCst) {
+                    // Refused: closed at once.
+                    continue;
+                }
+                let link = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect("127.0.0.1:5432").await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                if let Ok(mut l) = links.lock() {
+                    l.push(link.abort_handle());
+                }
+            }
+        });
+        proxy
+    }
+
+    /// `url` with its host and port replaced by this proxy's.
+    fn url(&self, url: &str) -> String {
+        let mut url = url::Url::parse(url).expect("database url");
+        url.set_port(Some(self.port)).expect("port");
+        url.to_string()
+    }
+
+    /// Closes every connection through the proxy and refuses new ones.
+    fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Ok(links) = self.links.lock() {
+            for link in links.iter() {
+                link.abort();
+            }
+        }
+    }
+
+    fn heal(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "fails: a scheduler cut off from the database schedules on while a standby takes \
+            over (src/scheduler.rs run_active: 'database unreachable; scheduling on')"]
+async fn two_schedulers_never_both_publish_when_the_active_one_is_cut_off_from_the_database() {
+    let _serial = SERIAL.lock().await;
+    let Some(fleet) = Fleet::new().await else {
+        return;
+    };
+    let proxy = PgProxy::start().await;
+    let through_proxy = proxy.url(&fleet.db.url);
+    let mut targets = Vec::new();
+    for _ in 0..3 {
+        targets.push(Target::start().await);
+    }
+    // `a` reaches the database through the proxy, leads (it starts alone),
+    // and checks go through its API; `b` stands by.
+    let a = fleet.spawn_with(
+        "api,scheduler",
+        &[
+            SCHEDULE_HEADER[0],
+            ("HEALTHMON__DATABASE__URL", through_proxy.as_str()),
+        ],
+    );
+    eventually("the first scheduler to lead", || async {
+        a.log_text()
+            .contains("this process is the active scheduler")
+            .then_some(())
+    })
+    .await;
+    let b = fleet.spawn_with("scheduler", &SCHEDULE_HEADER);
+    eventually("the second scheduler to stand by", || async {
+        b.log_text()
+            .contains("another scheduler is active; standing by")
+            .then_some(())
+    })
+    .await;
+    let worker = fleet.spawn_with("worker", &SCHEDULE_HEADER);
+    let mut ids = Vec::new();
+    for (i, t) in targets.iter().enumerate() {
+        let svc = a
+            .register(service(&format!("svc{i}"), &t.url("/ok"), 1))
+            .await;
+        ids.push(svc["id"].as_i64().expect("id"));
+    }
+    every_service_checked_after(&a, &ids, now_ms(), "checks before the partition").await;
+
+    // `a` loses the database (its lock goes with its connection); `b` does
+    // not, and takes the lock.
+    proxy.cut();
+    within(LONG, "the standby to take the lock", || async {
+        b.log_text()
+            .contains("this process is the active scheduler")
+            .then_some(())
+    })
+    .await;
+    let cut_at = answered(&targets);
+    within(
+        LONG,
+        "five checks per service after the takeover",
+        || async {
+            let now = answered(&targets);
+            now.iter()
+                .zip(&cut_at)
+                .all(|(n, c)| n - c >= 5)
+                .then_some(())
+        },
+    )
+    .await;
+    proxy.heal();
+    for (t, id) in targets.iter().zip(&ids) {
+        let mut slots = requested_slots(t);
+        slots.sort_unstable();
+        let doubled: Vec<&[i64]> = slots.windows(2).filter(|w| w[1] - w[0] < 1_000).collect();
+        assert!(
+            doubled.is_empty(),
+            "service {id}: slots requested twice or less than an interval apart: {doubled:?}\n\
+             first scheduler:\n{}",
+            a.log_text()
+        );
+    }
+    drop((a, b, worker));
     fleet.finish().await;
 }
