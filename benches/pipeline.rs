@@ -19,7 +19,13 @@
 //! WebSocket clients).
 //! `--compare` (bench/compare.sh; 5,000 services unless `--services`): first
 //! Prometheus blackbox_exporter against the same farm at its best rate
-//! (`--bb-clients K` drivers, 64), then healthmon, side by side (blackbox.rs).
+//! (`--bb-clients K` drivers, 64), then healthmon, side by side (blackbox.rs):
+//! successes with successes (UP checks stored, probes with `probe_success 1`).
+//! `--prefill-days D` (with `--prefill-per-day R`, 1, and `--retention-days
+//! K`, 7): after registering, stop healthmon, fill the store with D days of
+//! synthetic logs for every service in bulk, start it again with
+//! `logs.retention_days` = K and measure the window while its maintenance
+//! pass deletes the expired rows (prefill.rs; the `retention` object).
 //!
 //! Registrations are spread over one interval (or take longer, if the API
 //! is slower than N/S a second): a service is first checked when it is
@@ -27,12 +33,31 @@
 //! N/S checks a second the run is named for.
 //!
 //! Every target answers `Connection: close`, so each check is a fresh
-//! connection, as checks of distinct hosts would be. Measured for the window
-//! (checks whose `scheduled_at` falls in it):
-//! - checks stored: rows counted in `health_logs`, not a counter;
-//! - schedule lag as the target saw it: arrival − `x-healthmon-scheduled-at`;
+//! connection, as checks of distinct hosts would be. healthmon runs with
+//! `checks.send_schedule_header` on, so each request says when its check was
+//! due. Measured for the window (checks whose `scheduled_at` falls in it):
+//! - checks stored: rows counted in `health_logs`, not a counter, split
+//!   into `checks_up` and `checks_down` (a run out of ports or descriptors
+//!   stores DOWN rows: they are not throughput);
+//! - `requests_at_targets`: requests the targets received for the window's
+//!   checks. The run fails its own sanity check (non-zero exit, `sanity`
+//!   says why) when they and the stored UP checks differ by more than 0.1 %;
+//! - `checks_dropped`: `due_not_stored` (checks due minus checks stored),
+//!   and how many healthmon reported dropping, by cause, from its INFO lines
+//!   "due checks dropped without running" logged from the window's start
+//!   until its last job could have gone stale (`stale_at_worker`,
+//!   `scheduler_late`, `bus_unavailable`, `shutdown`); the rest is `unknown`
+//!   (e.g. jobs that expired on RabbitMQ, which healthmon never sees);
+//! - schedule lag as the target saw it: arrival − `x-healthmon-scheduled-at`.
+//!   After the window the run waits until neither the stored checks nor the
+//!   requests grow for a second (`settle_s`, at most 60 s more; `settled`),
+//!   so a late check stays in the tail; `late_arrivals` counts the requests
+//!   that came after the fixed timeout + 2 s the benchmark used to wait;
 //! - CPU seconds of the healthmon process(es) from /proc per 1,000 checks, and
 //!   their RSS (summed in distributed mode: 1 `api,scheduler` + 2 `worker`);
+//! - distributed: the CPU of every PostgreSQL and RabbitMQ server process
+//!   over the window (`postgres_cpu_s`, `rabbitmq_cpu_s`; servers.rs), and
+//!   `system_cpu_s_per_1k_checks` for healthmon + both servers;
 //! - WebSocket delivery latency (receive time − the event's `checked_at`) and
 //!   whether every client got every `check` event of the window.
 //!
@@ -50,7 +75,7 @@
 //! its WebSocket clients' time parser against chrono.
 //!
 //! The last line printed is one JSON object. The bench exits non-zero when
-//! nothing was stored. The bench process itself (targets, WebSocket clients)
+//! nothing was stored or the sanity check failed. The bench process itself (targets, WebSocket clients)
 //! shares the machine's cores with healthmon; its CPU is not counted.
 
 // A bench's root is benches/pipeline.rs: without `path`, `mod` looks in benches/.
@@ -62,6 +87,10 @@ mod measure;
 // benches/; cargo does not take benches/pipeline/*.rs as bench targets.
 #[path = "pipeline/plot.rs"]
 mod plot;
+#[path = "pipeline/prefill.rs"]
+mod prefill;
+#[path = "pipeline/servers.rs"]
+mod servers;
 
 use measure::{cpu_seconds, percentile, rss_mb};
 use serde_json::json;
@@ -91,6 +120,12 @@ struct Opts {
     sweep: Vec<usize>,
     plot: Option<String>,
     from: Option<String>,
+    /// `--prefill-days`: days of synthetic logs to pre-fill (0: none).
+    prefill_days: u64,
+    /// `--prefill-per-day`: synthetic rows per service and day.
+    prefill_per_day: u64,
+    /// `--retention-days`: `logs.retention_days` when pre-filling.
+    retention_days: u64,
 }
 
 fn parse_opts() -> Result<Opts, String> {
@@ -111,6 +146,9 @@ fn parse_opts() -> Result<Opts, String> {
         sweep: Vec::new(),
         plot: None,
         from: None,
+        prefill_days: 0,
+        prefill_per_day: 1,
+        retention_days: 7,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -150,6 +188,9 @@ fn parse_opts() -> Result<Opts, String> {
             }
             "--plot" => o.plot = Some(v.ok_or("--plot needs a value")?.clone()),
             "--from" => o.from = Some(v.ok_or("--from needs a value")?.clone()),
+            "--prefill-days" => o.prefill_days = num(v, a)?,
+            "--prefill-per-day" => o.prefill_per_day = num(v, a)?,
+            "--retention-days" => o.retention_days = num(v, a)?,
             // cargo passes `--bench` to harness = false targets.
             _ => takes = false,
         }
@@ -172,6 +213,17 @@ fn parse_opts() -> Result<Opts, String> {
     }
     if o.compare && o.bb_clients == 0 {
         return Err("--bb-clients must be > 0".into());
+    }
+    if o.prefill_days > 0
+        && (o.prefill_per_day == 0 || o.retention_days == 0 || o.retention_days > 3650)
+    {
+        return Err(
+            "--prefill-per-day must be > 0 and --retention-days in 1..=3650 with --prefill-days"
+                .into(),
+        );
+    }
+    if o.prefill_days > 0 && (o.compare || !o.sweep.is_empty()) {
+        return Err("--prefill-days is one run: not with --compare or --sweep".into());
     }
     if o.compare && (!o.sweep.is_empty() || o.from.is_some()) {
         return Err("--compare is one run: not with --sweep or --from".into());
@@ -260,8 +312,60 @@ async fn serve(mut sock: TcpStream, latency: Duration, arrivals: Arrivals) -> st
 struct Proc {
     child: Child,
     addr: String,
-    dir: tempfile::TempDir,
+    dir: Arc<tempfile::TempDir>,
     tail: Arc<Mutex<Vec<String>>>,
+    /// Lines the run reads figures from (see [`NOTED`]), with the time
+    /// they were read.
+    notes: Notes,
+}
+
+/// (time read, line) of the lines the run reads figures from.
+type Notes = Arc<Mutex<Vec<(i64, String)>>>;
+
+/// The INFO line that reports checks dropped without running (src/drops.rs).
+const DROPPED_LINE: &str = "due checks dropped without running";
+/// The INFO line that ends a maintenance pass (src/maintenance.rs).
+const MAINTENANCE_LINE: &str = "log maintenance done";
+/// Lines kept in [`Proc::notes`].
+const NOTED: [&str; 2] = [DROPPED_LINE, MAINTENANCE_LINE];
+
+/// The value of `key=` in a log line, up to the next space.
+fn log_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let at = line.find(&format!(" {key}="))? + key.len() + 2;
+    line[at..].split_whitespace().next()
+}
+
+impl Proc {
+    /// Stops the process with SIGTERM (so its store is left clean), waiting
+    /// up to 30 s before killing it.
+    fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The noted lines containing `what`.
+    fn noted(&self, what: &str) -> Vec<(i64, String)> {
+        self.notes
+            .lock()
+            .map(|n| {
+                n.iter()
+                    .filter(|(_, l)| l.contains(what))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
 }
 
 impl Drop for Proc {
@@ -271,8 +375,16 @@ impl Drop for Proc {
     }
 }
 
-fn spawn_healthmon(env: &[(String, String)], args: &[&str]) -> Result<Proc, String> {
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+/// Starts healthmon with a store in `dir` (a fresh one if `None`).
+fn spawn_healthmon(
+    env: &[(String, String)],
+    args: &[&str],
+    dir: Option<Arc<tempfile::TempDir>>,
+) -> Result<Proc, String> {
+    let dir = match dir {
+        Some(d) => d,
+        None => Arc::new(tempfile::tempdir().map_err(|e| e.to_string())?),
+    };
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_healthmon"));
     cmd.current_dir(dir.path())
         .env("RUST_LOG", "info")
@@ -290,19 +402,28 @@ fn spawn_healthmon(env: &[(String, String)], args: &[&str]) -> Result<Proc, Stri
             format!("sqlite://{}", dir.path().join("hm.db").display()),
         )
         .env("HEALTHMON__API__WRITE_RATE_PER_S", "0")
-        .env("HEALTHMON__API__MAX_SERVICES", "10000000");
+        .env("HEALTHMON__API__MAX_SERVICES", "10000000")
+        // The targets read each check's due time from it to measure lag,
+        // and count the requests that carry it.
+        .env("HEALTHMON__CHECKS__SEND_SCHEDULE_HEADER", "true");
     for (k, v) in env {
         cmd.env(k, v);
     }
     let mut child = cmd.args(args).spawn().map_err(|e| e.to_string())?;
     let stderr = child.stderr.take().ok_or("no stderr")?;
     let tail = Arc::new(Mutex::new(Vec::new()));
+    let notes: Notes = Arc::new(Mutex::new(Vec::new()));
     let (tx, rx) = std::sync::mpsc::channel();
-    let sink = Arc::clone(&tail);
+    let (sink, noted) = (Arc::clone(&tail), Arc::clone(&notes));
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Some(rest) = line.split("listening addr=").nth(1) {
                 let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_owned());
+            }
+            if NOTED.iter().any(|n| line.contains(n))
+                && let Ok(mut n) = noted.lock()
+            {
+                n.push((now_ms(), line.clone()));
             }
             if let Ok(mut t) = sink.lock() {
                 if t.len() >= 50 {
@@ -317,6 +438,7 @@ fn spawn_healthmon(env: &[(String, String)], args: &[&str]) -> Result<Proc, Stri
         addr: String::new(),
         dir,
         tail,
+        notes,
     };
     match rx.recv_timeout(Duration::from_secs(60)) {
         Ok(addr) => {
@@ -562,6 +684,47 @@ struct Count {
     n: i64,
 }
 
+#[derive(diesel::QueryableByName)]
+struct StatusCount {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    status: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+#[derive(diesel::QueryableByName)]
+struct Id {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    id: i64,
+}
+
+/// Runs one read-only query (SQL text with only integers in it) on either
+/// store, loading rows of `$row`.
+macro_rules! load_rows {
+    ($store:expr, $sql:expr, $row:ty) => {
+        match $store {
+            Store::Sqlite(path) => {
+                use diesel::{Connection, RunQueryDsl, SqliteConnection};
+                let mut conn = SqliteConnection::establish(&path.display().to_string())
+                    .map_err(|e| e.to_string())?;
+                diesel::sql_query($sql)
+                    .load::<$row>(&mut conn)
+                    .map_err(|e| e.to_string())
+            }
+            Store::Pg { url, .. } => {
+                use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+                let mut conn = AsyncPgConnection::establish(url)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                diesel::sql_query($sql)
+                    .load::<$row>(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        }
+    };
+}
+
 /// The store's size, read by [`Store::size`] once healthmon has stopped.
 #[derive(diesel::QueryableByName)]
 struct Size {
@@ -577,7 +740,85 @@ struct Size {
     logs: i64,
 }
 
+/// Stored checks of a window, by status.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Stored {
+    up: i64,
+    down: i64,
+    /// Any other status (none yet; DEGRADED once it exists).
+    other: i64,
+}
+
+impl Stored {
+    fn total(&self) -> i64 {
+        self.up + self.down + self.other
+    }
+}
+
 impl Store {
+    /// Logs with `scheduled_at` in [from, to), by status. `checked_at >=
+    /// from` (a check ends after it is due) lets the query use the
+    /// `checked_at` index instead of reading every row of a pre-filled store.
+    async fn stored(&self, from: i64, to: i64) -> Result<Stored, String> {
+        let sql = format!(
+            "SELECT status, COUNT(*) AS n FROM health_logs WHERE checked_at >= {from} \
+             AND scheduled_at >= {from} AND scheduled_at < {to} GROUP BY status"
+        );
+        let rows = load_rows!(self, sql, StatusCount)?;
+        let mut stored = Stored::default();
+        for r in rows {
+            match r.status.as_str() {
+                "UP" => stored.up += r.n,
+                "DOWN" => stored.down += r.n,
+                _ => stored.other += r.n,
+            }
+        }
+        Ok(stored)
+    }
+
+    /// Rows of `health_logs` matching `condition` (integers only).
+    async fn count_logs(&self, condition: &str) -> Result<i64, String> {
+        let sql = format!("SELECT COUNT(*) AS n FROM health_logs WHERE {condition}");
+        Ok(load_rows!(self, sql, Count)?.first().map_or(0, |c| c.n))
+    }
+
+    /// Every registered service's id.
+    async fn service_ids(&self) -> Result<Vec<i64>, String> {
+        let rows = load_rows!(self, "SELECT id FROM services ORDER BY id", Id)?;
+        Ok(rows.into_iter().map(|r| r.id).collect())
+    }
+
+    /// Runs each SQL text (several statements, e.g. a transaction) in turn on
+    /// one connection, healthmon stopped.
+    async fn execute_all(&self, batches: impl Iterator<Item = String>) -> Result<(), String> {
+        match self {
+            Store::Sqlite(path) => {
+                use diesel::connection::SimpleConnection;
+                use diesel::{Connection, SqliteConnection};
+                let mut conn = SqliteConnection::establish(&path.display().to_string())
+                    .map_err(|e| e.to_string())?;
+                // This connection only: the bulk load need not survive a
+                // power cut; healthmon's own settings are untouched.
+                conn.batch_execute("PRAGMA synchronous = OFF")
+                    .map_err(|e| e.to_string())?;
+                for sql in batches {
+                    conn.batch_execute(&sql).map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            }
+            Store::Pg { url, .. } => {
+                use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+                let mut conn = AsyncPgConnection::establish(url)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                for sql in batches {
+                    conn.batch_execute(&sql).await.map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// Logs whose `column` falls in [from, to).
     async fn count(&self, column: &str, from: i64, to: i64) -> Result<i64, String> {
         use diesel::sql_types::BigInt;
@@ -752,41 +993,47 @@ async fn run(o: Opts) -> Result<serde_json::Value, String> {
     };
 
     let prefix = format!("bench{}", std::process::id());
-    let (store, procs) = if o.mode == "distributed" {
+    let mut env = Vec::new();
+    if o.prefill_days > 0 {
+        // One maintenance pass at each start (the interval outlasts the
+        // run): the restart after the pre-fill starts the deletion.
+        env.push((
+            "HEALTHMON__LOGS__RETENTION_DAYS".to_owned(),
+            o.retention_days.to_string(),
+        ));
+        env.push((
+            "HEALTHMON__LOGS__MAINTENANCE_INTERVAL_S".to_owned(),
+            "86400".to_owned(),
+        ));
+    }
+    let store = if o.mode == "distributed" {
         let store = Store::create_pg(o.pg.as_deref().unwrap_or_default()).await?;
         let Store::Pg { url, .. } = &store else {
             unreachable!()
         };
-        let env = vec![
-            ("HEALTHMON__DATABASE__URL".to_owned(), url.clone()),
-            (
-                "HEALTHMON__QUEUE__URL".to_owned(),
-                o.amqp.clone().unwrap_or_default(),
-            ),
-            ("HEALTHMON__QUEUE__PREFIX".to_owned(), prefix.clone()),
-        ];
-        let spawned = (|| {
-            Ok::<_, String>(vec![
-                spawn_healthmon(&env, &["--role", "api,scheduler"])?,
-                spawn_healthmon(&env, &["--role", "worker", "--health-bind", "127.0.0.1:0"])?,
-                spawn_healthmon(&env, &["--role", "worker", "--health-bind", "127.0.0.1:0"])?,
-            ])
-        })();
-        match spawned {
-            Ok(p) => (store, p),
-            Err(e) => {
-                store.drop_pg().await;
-                return Err(e);
-            }
-        }
+        env.push(("HEALTHMON__DATABASE__URL".to_owned(), url.clone()));
+        env.push((
+            "HEALTHMON__QUEUE__URL".to_owned(),
+            o.amqp.clone().unwrap_or_default(),
+        ));
+        env.push(("HEALTHMON__QUEUE__PREFIX".to_owned(), prefix.clone()));
+        Some(store)
     } else {
-        let p = spawn_healthmon(&[], &[])?;
-        let db = p.dir.path().join("hm.db");
-        (Store::Sqlite(db), vec![p])
+        None
     };
-    let mut result = measure(&o, &ports, &arrivals, &store, &procs).await;
+    let spawned = spawn_fleet(&o, &env, None);
+    let (store, mut procs) = match (spawned, store) {
+        (Ok(p), Some(store)) => (store, p),
+        (Ok(p), None) => (Store::Sqlite(p[0].dir.path().join("hm.db")), p),
+        (Err(e), store) => {
+            if let Some(store) = store {
+                store.drop_pg().await;
+            }
+            return Err(e);
+        }
+    };
+    let mut result = prepare_and_measure(&o, &ports, &arrivals, &store, &env, &mut procs).await;
     // The store's size, read with healthmon stopped (its files still there).
-    let mut procs = procs;
     for p in &mut procs {
         let _ = p.child.kill();
         let _ = p.child.wait();
@@ -803,6 +1050,95 @@ async fn run(o: Opts) -> Result<serde_json::Value, String> {
         Some(bb) => result.map(|hm| blackbox::side_by_side(hm, bb)),
         None => result,
     }
+}
+
+/// Starts healthmon: one process (embedded, its store in `dir` or a fresh
+/// one), or 1 `api,scheduler` + 2 `worker` (distributed).
+fn spawn_fleet(
+    o: &Opts,
+    env: &[(String, String)],
+    dir: Option<Arc<tempfile::TempDir>>,
+) -> Result<Vec<Proc>, String> {
+    if o.mode == "distributed" {
+        let worker = ["--role", "worker", "--health-bind", "127.0.0.1:0"];
+        Ok(vec![
+            spawn_healthmon(env, &["--role", "api,scheduler"], None)?,
+            spawn_healthmon(env, &worker, None)?,
+            spawn_healthmon(env, &worker, None)?,
+        ])
+    } else {
+        Ok(vec![spawn_healthmon(env, &[], dir)?])
+    }
+}
+
+/// A store pre-filled before the window (`--prefill-days`).
+struct Prefilled {
+    filled: prefill::Filled,
+    /// When healthmon was started again on it (its deletion pass began).
+    restarted_at: i64,
+}
+
+/// Registers the services, pre-fills the store if asked (restarting
+/// healthmon on it, into `procs`), then measures the window.
+async fn prepare_and_measure(
+    o: &Opts,
+    ports: &[u16],
+    arrivals: &Arrivals,
+    store: &Store,
+    env: &[(String, String)],
+    procs: &mut Vec<Proc>,
+) -> Result<serde_json::Value, String> {
+    let api = procs[0].addr.clone();
+    let pids: Vec<u32> = procs.iter().map(|p| p.child.id()).collect();
+    println!(
+        "healthmon ({}) pids {pids:?}, API at {api}; registering {} services at {} s",
+        o.mode, o.services, o.interval
+    );
+    let t = Instant::now();
+    register(&api, ports, o).await?;
+    let reg_s = t.elapsed().as_secs_f64();
+    println!(
+        "registered {} services in {reg_s:.1} s ({:.0}/s)",
+        o.services,
+        o.services as f64 / reg_s
+    );
+    let mut prefilled = None;
+    if o.prefill_days > 0 {
+        for p in procs.iter_mut() {
+            p.stop();
+        }
+        let plan = prefill::Plan {
+            days: o.prefill_days,
+            per_day: o.prefill_per_day,
+            retention_days: o.retention_days,
+        };
+        println!(
+            "healthmon stopped; pre-filling {} days x {} rows a day per service",
+            plan.days, plan.per_day
+        );
+        let filled = prefill::fill(store, plan).await?;
+        println!(
+            "pre-filled {} rows in {:.1} s ({:.0} rows/s), {} older than {} days",
+            filled.rows,
+            filled.secs,
+            filled.rows as f64 / filled.secs.max(0.001),
+            filled.rows_due,
+            o.retention_days
+        );
+        let dir = (o.mode != "distributed").then(|| Arc::clone(&procs[0].dir));
+        procs.clear();
+        let restarted_at = now_ms();
+        *procs = spawn_fleet(o, env, dir)?;
+        println!(
+            "healthmon started again (pids {:?}); its maintenance pass deletes what is due",
+            procs.iter().map(|p| p.child.id()).collect::<Vec<_>>()
+        );
+        prefilled = Some(Prefilled {
+            filled,
+            restarted_at,
+        });
+    }
+    measure(o, arrivals, store, procs, reg_s, prefilled).await
 }
 
 /// Adds `db_mb`, `logs_total` and `db_bytes_per_million_logs` to a run's
@@ -845,27 +1181,48 @@ async fn add_store_size(o: &Opts, store: &Store, summary: &mut serde_json::Value
     }
 }
 
+/// The window's requests at the targets: (scheduled_at, lag ms) of each
+/// request whose check was due in [from, to).
+fn window_arrivals(arrivals: &Arrivals, from: i64, to: i64) -> Vec<(i64, i64)> {
+    arrivals
+        .lock()
+        .map(|a| {
+            a.iter()
+                .filter(|(s, _)| (from..to).contains(s))
+                .copied()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn sorted_lags(arrivals: &[(i64, i64)], keep: impl Fn(i64) -> bool) -> Vec<i64> {
+    let mut lags: Vec<i64> = arrivals
+        .iter()
+        .filter(|(s, _)| keep(*s))
+        .map(|(_, l)| *l)
+        .collect();
+    lags.sort_unstable();
+    lags
+}
+
+/// How long after the window the run waits at most for its checks to be
+/// stored and its requests to arrive, beyond the check timeout.
+const SETTLE_LIMIT: Duration = Duration::from_secs(60);
+
+/// Most a run's UP checks and the requests its targets saw may differ by.
+const SANITY_TOLERANCE: f64 = 0.001;
+
 async fn measure(
     o: &Opts,
-    ports: &[u16],
     arrivals: &Arrivals,
     store: &Store,
     procs: &[Proc],
+    reg_s: f64,
+    prefilled: Option<Prefilled>,
 ) -> Result<serde_json::Value, String> {
     let api = procs[0].addr.clone();
     let pids: Vec<u32> = procs.iter().map(|p| p.child.id()).collect();
-    println!(
-        "healthmon ({}) pids {pids:?}, API at {api}; registering {} services at {} s",
-        o.mode, o.services, o.interval
-    );
-    let t = Instant::now();
-    register(&api, ports, o).await?;
-    let reg_s = t.elapsed().as_secs_f64();
-    println!(
-        "registered {} services in {reg_s:.1} s ({:.0}/s)",
-        o.services,
-        o.services as f64 / reg_s
-    );
+    let distributed = o.mode == "distributed";
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut clients = Vec::new();
@@ -879,32 +1236,99 @@ async fn measure(
     tokio::time::sleep(Duration::from_secs(o.warmup)).await;
     let from = now_ms();
     let cpu0: f64 = pids.iter().map(|p| cpu_seconds(*p)).sum();
+    let servers0 = distributed.then(servers::sample);
     tokio::time::sleep(Duration::from_secs(o.duration)).await;
     let to = now_ms();
     let cpu1: f64 = pids.iter().map(|p| cpu_seconds(*p)).sum();
+    // Before the fleet stops, so the backends serving it are still there
+    // (their reaped time is counted too: see servers.rs).
+    let servers1 = distributed.then(servers::sample);
     let rss: f64 = pids.iter().map(|p| rss_mb(*p)).sum();
+
     // Checks due in the window finish within their timeout; then the
-    // recorder flushes its last batch and the events go out.
-    let settle = o.interval.min(5) + 2;
-    tokio::time::sleep(Duration::from_secs(settle)).await;
+    // recorder flushes its last batch and the events go out. Rather than
+    // a fixed wait (a late check would fall out of the lag tail unseen),
+    // wait until neither the stored checks nor the requests at the targets
+    // grow for a second, within a limit.
+    let timeout_s = o.interval.min(5);
+    let nominal_settle_ms = (timeout_s as i64 + 2) * 1000;
+    tokio::time::sleep(Duration::from_secs(timeout_s + 1)).await;
+    let give_up = Instant::now() + SETTLE_LIMIT;
+    let (mut last, mut steady, mut settled) = (None, 0, false);
+    let mut stored = Stored::default();
+    while Instant::now() < give_up {
+        stored = store.stored(from, to).await?;
+        let now = (stored, window_arrivals(arrivals, from, to).len());
+        if last == Some(now) {
+            steady += 1;
+            if steady >= 2 {
+                settled = true;
+                break;
+            }
+        } else {
+            (last, steady) = (Some(now), 0);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let settled_at = now_ms();
+    let settle_s = (settled_at - to) as f64 / 1000.0;
+    if !settled {
+        println!(
+            "[{}] the window's checks were still being stored or requested {settle_s:.0} s after it",
+            o.mode
+        );
+    }
     let _ = stop_tx.send(true);
 
-    let checks = store.count("scheduled_at", from, to).await?;
+    let checks = stored.total();
     let checked_in_window = store.count("checked_at", from, to).await?;
     let secs = (to - from) as f64 / 1000.0;
     let due = o.services as f64 * secs / o.interval as f64;
     let cpu = cpu1 - cpu0;
 
-    let mut lags: Vec<i64> = arrivals
-        .lock()
-        .map(|a| {
-            a.iter()
-                .filter(|(s, _)| (from..to).contains(s))
-                .map(|(_, l)| *l)
-                .collect()
-        })
-        .unwrap_or_default();
-    lags.sort_unstable();
+    let requests = window_arrivals(arrivals, from, to);
+    let requests_at_targets = requests.len() as i64;
+    // Arrivals the old fixed settle time would have missed.
+    let late_arrivals = requests
+        .iter()
+        .filter(|(s, lag)| s + lag > to + nominal_settle_ms)
+        .count();
+    let lags = sorted_lags(&requests, |_| true);
+
+    // Checks due in the window and never stored; the causes healthmon
+    // reported (INFO lines, by when they were logged: from the window's
+    // start until its last job could have gone stale and been reported),
+    // and the rest as unknown (e.g. jobs that expired on RabbitMQ).
+    let missing = (due.round() as i64 - checks).max(0);
+    let mut by_cause = serde_json::Map::new();
+    for cause in [
+        "stale_at_worker",
+        "scheduler_late",
+        "bus_unavailable",
+        "shutdown",
+    ] {
+        by_cause.insert(cause.into(), json!(0));
+    }
+    let mut attributed = 0i64;
+    let until = to + (o.interval as i64 + 2) * 1000;
+    for p in procs {
+        for (at, line) in p.noted(DROPPED_LINE) {
+            if !(from..=until).contains(&at) {
+                continue;
+            }
+            let (Some(cause), Some(n)) = (
+                log_field(&line, "cause"),
+                log_field(&line, "dropped").and_then(|n| n.parse::<i64>().ok()),
+            ) else {
+                continue;
+            };
+            attributed += n;
+            let entry = by_cause.entry(cause.to_owned()).or_insert(json!(0));
+            *entry = json!(entry.as_i64().unwrap_or(0) + n);
+        }
+    }
+    by_cause.insert("unknown".into(), json!((missing - attributed).max(0)));
+    by_cause.insert("due_not_stored".into(), json!(missing));
 
     let mut ws_lat = Vec::new();
     let mut ws_complete = true;
@@ -943,17 +1367,29 @@ async fn measure(
     let checks_per_s = checks as f64 / secs;
     let per_1k = cpu / (checks.max(1) as f64 / 1000.0);
     println!(
-        "[{}] window {secs:.1} s: {checks} checks stored ({checks_per_s:.0}/s, {:.1}% of the {due:.0} due)",
+        "[{}] window {secs:.1} s: {checks} checks stored ({checks_per_s:.0}/s, {:.1}% of the {due:.0} due): \
+         {} UP, {} DOWN{}; {requests_at_targets} requests reached the targets; {missing} due but not stored \
+         ({attributed} dropped as reported by healthmon)",
         o.mode,
-        100.0 * checks as f64 / due
+        100.0 * checks as f64 / due,
+        stored.up,
+        stored.down,
+        if stored.other > 0 {
+            format!(", {} other", stored.other)
+        } else {
+            String::new()
+        },
     );
     println!(
-        "[{}] schedule lag at the target (arrival - scheduled_at): p50 {} ms, p99 {} ms, max {} ms ({} requests)",
+        "[{}] schedule lag at the target (arrival - scheduled_at): p50 {} ms, p99 {} ms, max {} ms \
+         ({} requests; settled {settle_s:.1} s after the window, {late_arrivals} arrived after the \
+         former fixed {} s)",
         o.mode,
         percentile(&lags, 0.50),
         percentile(&lags, 0.99),
         lags.last().copied().unwrap_or(0),
-        lags.len()
+        lags.len(),
+        nominal_settle_ms / 1000,
     );
     println!(
         "[{}] healthmon cpu {cpu:.2} s = {per_1k:.3} CPU-s per 1,000 checks; rss {rss:.1} MB ({} process{})",
@@ -961,6 +1397,26 @@ async fn measure(
         pids.len(),
         if pids.len() == 1 { "" } else { "es" }
     );
+    let round = |x: f64, d: i32| (x * 10f64.powi(d)).round() / 10f64.powi(d);
+    let mut system = serde_json::Map::new();
+    if let (Some(s0), Some(s1)) = (servers0, servers1) {
+        let (pg, mq) = (s1.postgres - s0.postgres, s1.rabbitmq - s0.rabbitmq);
+        let all = cpu + pg + mq;
+        let all_per_1k = all / (checks.max(1) as f64 / 1000.0);
+        println!(
+            "[{}] servers over the window: PostgreSQL {pg:.2} CPU-s ({} processes), RabbitMQ {mq:.2} \
+             CPU-s ({} processes); healthmon + PostgreSQL + RabbitMQ {all:.2} CPU-s = {all_per_1k:.3} \
+             CPU-s per 1,000 checks",
+            o.mode, s1.postgres_procs, s1.rabbitmq_procs
+        );
+        system.insert("postgres_cpu_s".into(), json!(round(pg, 2)));
+        system.insert("rabbitmq_cpu_s".into(), json!(round(mq, 2)));
+        system.insert("system_cpu_s".into(), json!(round(all, 2)));
+        system.insert(
+            "system_cpu_s_per_1k_checks".into(),
+            json!(round(all_per_1k, 4)),
+        );
+    }
     if o.ws_clients > 0 {
         println!(
             "[{}] websocket: {} clients, delivery p50 {} ms, p99 {} ms, max {} ms; fewest events per client {} of {} checked in the window; every client got every event: {ws_every}",
@@ -973,8 +1429,27 @@ async fn measure(
             checked_in_window
         );
     }
-    let round = |x: f64, d: i32| (x * 10f64.powi(d)).round() / 10f64.powi(d);
-    Ok(json!({
+    // The run's own sanity check: every request a target answered (200)
+    // should be a stored UP check, and no UP check without a request.
+    let gap = (requests_at_targets - stored.up).abs();
+    let allowed = SANITY_TOLERANCE * requests_at_targets.max(stored.up) as f64;
+    let sanity = if requests_at_targets == 0 {
+        Some("no request reached the targets in the window".to_owned())
+    } else if gap as f64 > allowed {
+        Some(format!(
+            "{requests_at_targets} requests reached the targets but {} UP checks were stored \
+             (differ by {gap}, more than {:.1} %)",
+            stored.up,
+            SANITY_TOLERANCE * 100.0
+        ))
+    } else {
+        None
+    };
+    let retention = match &prefilled {
+        Some(p) => Some(retention_figures(o, store, procs, p, &requests, from, to).await?),
+        None => None,
+    };
+    let mut summary = json!({
         "mode": o.mode,
         "services": o.services,
         "interval_s": o.interval,
@@ -984,11 +1459,19 @@ async fn measure(
         "target_latency_ms": o.target_latency_ms,
         "processes": pids.len(),
         "checks": checks,
+        "checks_up": stored.up,
+        "checks_down": stored.down,
+        "checks_other": stored.other,
+        "requests_at_targets": requests_at_targets,
         "checks_due": due.round() as i64,
+        "checks_dropped": by_cause,
         "checks_per_s": round(checks_per_s, 1),
         "lag_p50_ms": percentile(&lags, 0.50),
         "lag_p99_ms": percentile(&lags, 0.99),
         "lag_max_ms": lags.last().copied().unwrap_or(0),
+        "settle_s": round(settle_s, 1),
+        "settled": settled,
+        "late_arrivals": late_arrivals,
         "cpu_s": round(cpu, 2),
         "cpu_s_per_1k_checks": round(per_1k, 4),
         "rss_mb": round(rss, 1),
@@ -996,6 +1479,89 @@ async fn measure(
         "ws_p99_ms": percentile(&ws_lat, 0.99),
         "ws_every_event": ws_every,
         "registration_s": round(reg_s, 1),
+        "sanity_ok": sanity.is_none(),
+        "sanity": sanity,
+    });
+    if let Some(m) = summary.as_object_mut() {
+        m.extend(system);
+        if let Some(r) = retention {
+            m.insert("retention".into(), r);
+        }
+    }
+    Ok(summary)
+}
+
+/// `--prefill-days`: how fast the maintenance pass deleted the pre-filled
+/// rows, and the lag of checks due while it ran against those due after.
+async fn retention_figures(
+    o: &Opts,
+    store: &Store,
+    procs: &[Proc],
+    p: &Prefilled,
+    requests: &[(i64, i64)],
+    from: i64,
+    to: i64,
+) -> Result<serde_json::Value, String> {
+    let round = |x: f64, d: i32| (x * 10f64.powi(d)).round() / 10f64.powi(d);
+    let left = store.count_logs("id < 0").await?;
+    // The pass's end line, from the process that ran it.
+    let done = procs
+        .iter()
+        .flat_map(|proc| proc.noted(MAINTENANCE_LINE))
+        .find_map(|(at, line)| {
+            let deleted: i64 = log_field(&line, "deleted_logs")?.parse().ok()?;
+            let elapsed: i64 = log_field(&line, "elapsed_ms")?.parse().ok()?;
+            (deleted > 0).then_some((at, deleted, elapsed))
+        });
+    let (deleted, deletion_ms, pass_end) = match done {
+        Some((at, deleted, elapsed)) => (deleted, elapsed, Some(at)),
+        // Still deleting: what went so far, over the time since the start.
+        None => (p.filled.rows - left, now_ms() - p.restarted_at, None),
+    };
+    let rate = deleted as f64 / (deletion_ms.max(1) as f64 / 1000.0);
+    let end = pass_end.unwrap_or(i64::MAX);
+    let during = sorted_lags(requests, |s| s < end);
+    let after = sorted_lags(requests, |s| s >= end);
+    let p99 = |l: &Vec<i64>| (!l.is_empty()).then(|| percentile(l, 0.99));
+    println!(
+        "[{}] retention: {} synthetic rows ({} older than {} days); the pass deleted {deleted} in \
+         {:.1} s = {rate:.0} rows/s{}; {left} synthetic rows left",
+        o.mode,
+        p.filled.rows,
+        p.filled.rows_due,
+        o.retention_days,
+        deletion_ms as f64 / 1000.0,
+        if pass_end.is_some() {
+            ""
+        } else {
+            " (not finished when the run ended)"
+        },
+    );
+    println!(
+        "[{}] lag p99 of the window's checks due while deleting {} ms ({} requests), after {} ms ({} requests)",
+        o.mode,
+        p99(&during).map_or("-".to_owned(), |v| v.to_string()),
+        during.len(),
+        p99(&after).map_or("-".to_owned(), |v| v.to_string()),
+        after.len(),
+    );
+    Ok(json!({
+        "prefill_days": o.prefill_days,
+        "prefill_per_day": o.prefill_per_day,
+        "retention_days": o.retention_days,
+        "prefill_rows": p.filled.rows,
+        "prefill_rows_due": p.filled.rows_due,
+        "prefill_s": round(p.filled.secs, 1),
+        "deleted": deleted,
+        "deletion_s": round(deletion_ms as f64 / 1000.0, 1),
+        "deletion_rows_per_s": rate.round(),
+        "deletion_finished": pass_end.is_some(),
+        "synthetic_rows_left": left,
+        "deletion_ended_in_window": pass_end.is_some_and(|e| (from..to).contains(&e)),
+        "lag_p99_during_deletion_ms": p99(&during),
+        "requests_during_deletion": during.len(),
+        "lag_p99_after_deletion_ms": p99(&after),
+        "requests_after_deletion": after.len(),
     }))
 }
 
@@ -1026,10 +1592,9 @@ fn main() {
     }
     match run_bounded(o) {
         Ok(summary) => {
-            let checks = summary["checks"].as_i64().unwrap_or(0);
             println!("{summary}");
-            if checks == 0 {
-                eprintln!("pipeline bench: no checks were stored in the window");
+            if let Some(failed) = failed_sanity(&summary) {
+                eprintln!("pipeline bench: {failed}");
                 std::process::exit(1);
             }
         }
@@ -1038,6 +1603,22 @@ fn main() {
             std::process::exit(1);
         }
     }
+}
+
+/// Why a run's figures cannot be trusted, if they cannot: nothing stored,
+/// or its sanity check (stored UP checks against the requests the targets
+/// saw) failed.
+fn failed_sanity(summary: &serde_json::Value) -> Option<String> {
+    if summary["checks"].as_i64().unwrap_or(0) == 0 {
+        return Some("no checks were stored in the window".to_owned());
+    }
+    if summary["sanity_ok"].as_bool() == Some(true) {
+        return None;
+    }
+    Some(format!(
+        "sanity check failed: {}",
+        summary["sanity"].as_str().unwrap_or("no sanity verdict")
+    ))
 }
 
 /// One run on a runtime of its own: dropping it at the end stops the run's
@@ -1113,8 +1694,8 @@ fn sweep(o: Opts) -> i32 {
                     m.insert("nproc".into(), json!(nproc));
                 }
                 println!("{summary}");
-                if summary["checks"].as_i64().unwrap_or(0) == 0 {
-                    eprintln!("pipeline bench: {n} services: no checks were stored in the window");
+                if let Some(why) = failed_sanity(&summary) {
+                    eprintln!("pipeline bench: {n} services: {why}");
                     failed.push(n);
                 }
                 runs.push(summary);
