@@ -81,7 +81,8 @@ fn serialize_redacted_url<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok
 /// Replaces the password of a URL with `***` so it can be shown or logged.
 ///
 /// The stored URL keeps the password (checks need it); every output path uses
-/// this instead.
+/// this instead. It is the crate's one redactor: the broker URL goes through
+/// it too.
 pub fn redact_url(raw: &str) -> String {
     match url::Url::parse(raw) {
         Ok(mut u) if u.password().is_some() => {

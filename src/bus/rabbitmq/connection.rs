@@ -455,19 +455,11 @@ impl ConnectionCallback for ConnEvents {
     async fn secret_updated(&mut self, _: &Connection) {}
 }
 
-/// A delay between `d / 2` and `d`.
+/// A delay between `d / 2` and `d`, so a fleet that lost its broker at once
+/// does not knock on it again all at the same moment.
 fn jitter(d: Duration) -> Duration {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|t| t.as_nanos())
-            .unwrap_or_default(),
-    );
     let half = d / 2;
-    let spread = half.as_millis().max(1) as u64;
-    half + Duration::from_millis(h.finish() % spread)
+    half + half.mul_f64(fastrand::f64())
 }
 
 #[cfg(test)]

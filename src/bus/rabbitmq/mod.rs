@@ -101,6 +101,7 @@ pub use consumer::{AmqpAcker, QueueConsumer};
 
 use super::{BusError, Capacities, EventText};
 use crate::domain::event::ScheduleUpdate;
+use crate::domain::service::redact_url;
 use amqprs::channel::Channel;
 use amqprs::connection::{Connection, OpenConnectionArguments};
 use publisher::{Publisher, ResultsOut};
@@ -110,7 +111,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, broadcast, mpsc, watch};
 use tokio::time::Instant;
-use uri::{connection_args, redact};
+use uri::connection_args;
 
 /// How long declaring the topology and opening channels may take on a new
 /// connection before it counts as failed.
@@ -187,7 +188,7 @@ impl RabbitOptions {
 impl fmt::Debug for RabbitOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RabbitOptions")
-            .field("url", &redact(&self.url))
+            .field("url", &redact_url(&self.url))
             .field("prefix", &self.prefix)
             .field("jobs_prefetch", &self.jobs_prefetch)
             .field("results_prefetch", &self.results_prefetch)
@@ -379,7 +380,7 @@ mod tests {
 
     #[test]
     fn passwords_never_reach_logs() {
-        assert!(!redact("amqp://u:secret@h/").contains("secret"));
+        assert!(!redact_url("amqp://u:secret@h/").contains("secret"));
         let opts = RabbitOptions::new(
             "amqp://u:secret@h/",
             "p",

@@ -1,7 +1,9 @@
 //! The broker URL: `amqp://user:pass@host:port/vhost?heartbeat=N` read into
-//! amqprs connection arguments, and shown in logs without its password.
+//! amqprs connection arguments. Logs show it through the crate's one URL
+//! redactor, [`redact_url`].
 
 use crate::bus::BusError;
+use crate::domain::service::redact_url;
 use amqprs::connection::OpenConnectionArguments;
 
 /// Connection arguments from an `amqp://` URL, and `host:port/vhost` for logs
@@ -11,7 +13,7 @@ pub(super) fn connection_args(
     heartbeat_s: u16,
 ) -> Result<(OpenConnectionArguments, String), BusError> {
     let bad = |why: String| BusError::InvalidUrl(why);
-    let u = url::Url::parse(url).map_err(|e| bad(format!("{}: {e}", redact(url))))?;
+    let u = url::Url::parse(url).map_err(|e| bad(format!("{}: {e}", redact_url(url))))?;
     match u.scheme() {
         "amqp" => {}
         "amqps" => {
@@ -53,36 +55,12 @@ pub(super) fn connection_args(
     Ok((args, format!("{host}:{port}/{vhost}")))
 }
 
+/// `%XX` escapes decoded; a user name, password or vhost may hold `@`, `:`
+/// or `/` only escaped.
 fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
-        {
-            out.push(hi << 4 | lo);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The URL with its password replaced by `***`.
-pub(super) fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        Ok(u) => u.to_string(),
-        Err(_) => "(unparsable URL)".to_owned(),
-    }
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 #[cfg(test)]
