@@ -387,8 +387,8 @@ pub fn parse_database_url(raw: &str) -> Result<DatabaseUrl, ConfigError> {
         }
         Ok(DatabaseUrl::Sqlite(PathBuf::from(rest)))
     } else if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
-        url::Url::parse(raw)
-            .map_err(|e| invalid("database.url", format!("bad PostgreSQL URL: {e}")))?;
+        // Checks the URL and its TLS parameters (sslmode, sslrootcert).
+        crate::store::pg_connect::PgTarget::parse(raw).map_err(|e| invalid("database.url", e))?;
         Ok(DatabaseUrl::Postgres(raw.to_owned()))
     } else {
         let scheme = raw.split(':').next().unwrap_or_default();
@@ -645,6 +645,22 @@ mod tests {
         );
         let err = load_env(&[("DB_HOST", "localhost")]).unwrap_err();
         assert!(err.to_string().contains("DB_HOST"), "{err}");
+    }
+
+    #[test]
+    fn an_unsupported_sslmode_stops_start_up_naming_database_url() {
+        let err = load_env(&[(
+            "HEALTHMON__DATABASE__URL",
+            "postgres://db/hm?sslmode=verify-ca",
+        )])
+        .unwrap_err();
+        assert!(err.to_string().contains("database.url"), "{err}");
+        assert!(err.to_string().contains("verify-full"), "{err}");
+        let ok = load_env(&[(
+            "HEALTHMON__DATABASE__URL",
+            "postgres://db/hm?sslmode=require",
+        )]);
+        assert!(ok.is_ok(), "{ok:?}");
     }
 
     #[test]

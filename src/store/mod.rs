@@ -8,6 +8,7 @@
 
 pub mod batch;
 pub mod models;
+pub mod pg_connect;
 pub mod postgres;
 pub mod schema;
 pub mod sqlite;
@@ -69,7 +70,10 @@ impl From<diesel_async::pooled_connection::deadpool::PoolError> for StoreError {
 
 enum Backend {
     Sqlite(sqlite::SqlitePools),
-    Postgres { pool: postgres::PgPool, url: String },
+    Postgres {
+        pool: postgres::PgPool,
+        connector: pg_connect::Connector,
+    },
 }
 
 /// Takes a connection from whichever pool backs the store and runs the same
@@ -168,10 +172,14 @@ impl Store {
     pub async fn open(url: &DatabaseUrl, pool_size: usize) -> Result<Self, StoreError> {
         let backend = match url {
             DatabaseUrl::Sqlite(path) => Backend::Sqlite(sqlite::open(path, pool_size).await?),
-            DatabaseUrl::Postgres(url) => Backend::Postgres {
-                pool: postgres::open(url, pool_size).await?,
-                url: url.clone(),
-            },
+            DatabaseUrl::Postgres(url) => {
+                let connector = pg_connect::Connector::new(url)
+                    .map_err(|e| StoreError::Open(format!("PostgreSQL: {e}")))?;
+                Backend::Postgres {
+                    pool: postgres::open(&connector, pool_size).await?,
+                    connector,
+                }
+            }
         };
         Ok(Self {
             backend: Arc::new(backend),
@@ -192,8 +200,8 @@ impl Store {
     async fn try_lock(&self, key: i64) -> Result<Option<Leadership>, StoreError> {
         match &*self.backend {
             Backend::Sqlite(_) => Ok(Some(Leadership::Sole)),
-            Backend::Postgres { url, .. } => {
-                let mut conn = postgres::connect(url).await?;
+            Backend::Postgres { connector, .. } => {
+                let mut conn = postgres::connect(connector).await?;
                 let got: Locked = diesel::sql_query("SELECT pg_try_advisory_lock($1) AS locked")
                     .bind::<diesel::sql_types::BigInt, _>(key)
                     .get_result(&mut conn)

@@ -5,14 +5,16 @@
 
 use super::StoreError;
 use super::batch;
+use super::pg_connect::Connector;
 use super::schema::services;
 use crate::domain::{CheckResult, Event};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
-use diesel_async::pooled_connection::AsyncDieselConnectionManager;
 use diesel_async::pooled_connection::deadpool::Pool;
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
 use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use futures_util::FutureExt;
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -32,8 +34,8 @@ pub const MAINTENANCE_LOCK: i64 = 0x6865_616c_7468_0003;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Opens a connection outside the pool, with a timeout.
-pub async fn connect(url: &str) -> Result<AsyncPgConnection, StoreError> {
-    match tokio::time::timeout(CONNECT_TIMEOUT, AsyncPgConnection::establish(url)).await {
+pub async fn connect(connector: &Connector) -> Result<AsyncPgConnection, StoreError> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, connector.connect()).await {
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(e)) => Err(StoreError::Open(format!("PostgreSQL: {e}"))),
         Err(_) => Err(StoreError::Open(format!(
@@ -43,8 +45,8 @@ pub async fn connect(url: &str) -> Result<AsyncPgConnection, StoreError> {
 }
 
 /// Runs pending migrations (one process at a time) and returns a pool.
-pub async fn open(url: &str, pool_size: usize) -> Result<PgPool, StoreError> {
-    let mut conn = connect(url).await?;
+pub async fn open(connector: &Connector, pool_size: usize) -> Result<PgPool, StoreError> {
+    let mut conn = connect(connector).await?;
     diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
         .execute(&mut conn)
         .await?;
@@ -59,7 +61,16 @@ pub async fn open(url: &str, pool_size: usize) -> Result<PgPool, StoreError> {
         .execute(&mut conn)
         .await?;
     migrated?;
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+    let mut config = ManagerConfig::<AsyncPgConnection>::default();
+    let pooled = connector.clone();
+    // The pool's own URL is unused: every connection comes from the
+    // connector, TLS settings and all.
+    config.custom_setup = Box::new(move |_url| {
+        let connector = pooled.clone();
+        async move { connector.connect().await }.boxed()
+    });
+    let manager =
+        AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config("postgres://", config);
     Pool::builder(manager)
         .max_size(pool_size)
         .wait_timeout(Some(CONNECT_TIMEOUT))

@@ -1,0 +1,328 @@
+//! Connecting to PostgreSQL, over TLS when the URL asks for it.
+//!
+//! Managed PostgreSQL services mostly refuse connections without TLS, and a
+//! monitor's database link crosses networks, so the URL takes libpq's
+//! parameters: `sslmode` (`disable`, `prefer`, the default as in libpq,
+//! `require`, `verify-full`) and `sslrootcert` (a PEM file of CAs trusted
+//! beside the system's). tokio-postgres knows neither `verify-full` nor
+//! `sslrootcert`, so both are taken out of the URL here and become a rustls
+//! configuration (ring, as everywhere in the binary).
+
+use diesel::ConnectionError;
+use diesel_async::AsyncPgConnection;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+/// How a connection uses TLS (libpq's `sslmode`, the values that matter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    /// Never.
+    Disable,
+    /// When the server offers it, without verifying its certificate.
+    Prefer,
+    /// Always, without verifying the certificate (encryption against
+    /// eavesdroppers, not against someone in the middle).
+    Require,
+    /// Always, with the certificate chain verified against the system's
+    /// roots and `sslrootcert`, and the host name checked.
+    VerifyFull,
+}
+
+/// A PostgreSQL URL, split into what tokio-postgres reads and the TLS
+/// settings this module applies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgTarget {
+    /// The URL without `sslmode` and `sslrootcert`.
+    driver_url: String,
+    /// The TLS mode.
+    pub mode: SslMode,
+    /// Extra trusted CAs (PEM).
+    pub root_cert: Option<PathBuf>,
+}
+
+impl PgTarget {
+    /// Splits `url`, or says what is wrong with its TLS parameters.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let mut parsed = url::Url::parse(url).map_err(|e| format!("bad PostgreSQL URL: {e}"))?;
+        let mut mode = SslMode::Prefer;
+        let mut root_cert = None;
+        let mut kept = Vec::new();
+        for (key, value) in parsed.query_pairs() {
+            match &*key {
+                "sslmode" => {
+                    mode = match &*value {
+                        "disable" => SslMode::Disable,
+                        "prefer" => SslMode::Prefer,
+                        "require" => SslMode::Require,
+                        "verify-full" => SslMode::VerifyFull,
+                        other => {
+                            return Err(format!(
+                                "sslmode {other:?} is not supported; use disable, prefer, \
+                                 require or verify-full"
+                            ));
+                        }
+                    }
+                }
+                "sslrootcert" => root_cert = Some(PathBuf::from(&*value)),
+                _ => kept.push((key.into_owned(), value.into_owned())),
+            }
+        }
+        if root_cert.is_some() && mode != SslMode::VerifyFull {
+            // libpq would verify the chain then; silently not verifying a
+            // certificate the operator named would be worse than refusing.
+            return Err("sslrootcert needs sslmode=verify-full".into());
+        }
+        if kept.is_empty() {
+            parsed.set_query(None);
+        } else {
+            parsed.query_pairs_mut().clear().extend_pairs(kept);
+        }
+        Ok(PgTarget {
+            driver_url: parsed.into(),
+            mode,
+            root_cert,
+        })
+    }
+}
+
+/// Makes connections to one PostgreSQL server; the TLS configuration is
+/// built once (the CA file read at start-up, so a bad one stops it).
+#[derive(Clone)]
+pub struct Connector {
+    target: PgTarget,
+    tls: Option<MakeRustlsConnect>,
+}
+
+/// The TLS settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    /// The URL's TLS parameters are wrong.
+    #[error("{0}")]
+    Url(String),
+    /// The CA file cannot be read or holds no certificate.
+    #[error("sslrootcert {path}: {why}")]
+    RootCert {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        why: String,
+    },
+    /// rustls refused the configuration.
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+impl Connector {
+    /// A connector for `url`.
+    pub fn new(url: &str) -> Result<Self, TlsSetupError> {
+        let target = PgTarget::parse(url).map_err(TlsSetupError::Url)?;
+        let tls = match target.mode {
+            SslMode::Disable => None,
+            SslMode::Prefer | SslMode::Require => Some(unverified()?),
+            SslMode::VerifyFull => Some(verified(target.root_cert.as_ref())?),
+        };
+        Ok(Connector {
+            target,
+            tls: tls.map(MakeRustlsConnect::new),
+        })
+    }
+
+    /// Opens one connection.
+    pub async fn connect(&self) -> Result<AsyncPgConnection, ConnectionError> {
+        // tokio-postgres says "error performing TLS handshake" and keeps
+        // the reason (an unknown issuer, a wrong name) in its source chain.
+        let bad = |e: tokio_postgres::Error| ConnectionError::BadConnection(with_causes(&e));
+        let mut config: tokio_postgres::Config = self.target.driver_url.parse().map_err(bad)?;
+        match &self.tls {
+            None => {
+                config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+                let (client, conn) = config.connect(tokio_postgres::NoTls).await.map_err(bad)?;
+                AsyncPgConnection::try_from_client_and_connection(client, conn).await
+            }
+            Some(tls) => {
+                config.ssl_mode(match self.target.mode {
+                    SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+                    _ => tokio_postgres::config::SslMode::Require,
+                });
+                let (client, conn) = config.connect(tls.clone()).await.map_err(bad)?;
+                AsyncPgConnection::try_from_client_and_connection(client, conn).await
+            }
+        }
+    }
+}
+
+/// An error's text followed by its sources', each once.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Verifies the chain against the system's roots and `root_cert`, and the
+/// host name, as rustls does by default.
+fn verified(root_cert: Option<&PathBuf>) -> Result<rustls::ClientConfig, TlsSetupError> {
+    let mut roots = rustls::RootCertStore::empty();
+    // A system without a CA bundle still works with sslrootcert alone.
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = root_cert {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .and_then(|it| it.collect())
+            .map_err(|e| TlsSetupError::RootCert {
+                path: path.clone(),
+                why: e.to_string(),
+            })?;
+        if certs.is_empty() {
+            return Err(TlsSetupError::RootCert {
+                path: path.clone(),
+                why: "no certificate in the file".into(),
+            });
+        }
+        for cert in certs {
+            roots.add(cert).map_err(|e| TlsSetupError::RootCert {
+                path: path.clone(),
+                why: e.to_string(),
+            })?;
+        }
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// Encrypts without judging the certificate (`prefer`, `require`).
+fn unverified() -> Result<rustls::ClientConfig, TlsSetupError> {
+    let provider = provider();
+    Ok(
+        rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+            .with_no_client_auth(),
+    )
+}
+
+/// Accepts any certificate but still checks the handshake's signatures, as
+/// libpq does for `sslmode=require`.
+#[derive(Debug)]
+struct AnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_parameters_leave_the_url_and_others_stay() {
+        let t = PgTarget::parse(
+            "postgres://u:p@db:5432/hm?sslmode=verify-full&sslrootcert=/etc/ca.pem&application_name=x",
+        )
+        .unwrap();
+        assert_eq!(t.mode, SslMode::VerifyFull);
+        assert_eq!(t.root_cert, Some(PathBuf::from("/etc/ca.pem")));
+        assert_eq!(t.driver_url, "postgres://u:p@db:5432/hm?application_name=x");
+        let plain = PgTarget::parse("postgres://db/hm").unwrap();
+        assert_eq!(plain.mode, SslMode::Prefer);
+        assert_eq!(plain.driver_url, "postgres://db/hm");
+        assert_eq!(
+            PgTarget::parse("postgres://db/hm?sslmode=require")
+                .unwrap()
+                .mode,
+            SslMode::Require
+        );
+    }
+
+    #[test]
+    fn unknown_modes_and_a_ca_without_verification_are_refused() {
+        for url in [
+            "postgres://db/hm?sslmode=verify-ca",
+            "postgres://db/hm?sslmode=allow",
+            "postgres://db/hm?sslmode=on",
+            "postgres://db/hm?sslmode=require&sslrootcert=/ca.pem",
+        ] {
+            assert!(PgTarget::parse(url).is_err(), "{url}");
+        }
+    }
+
+    #[test]
+    fn a_missing_or_empty_ca_file_is_an_error_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        for path in [dir.path().join("missing.pem"), empty] {
+            let url = format!(
+                "postgres://db/hm?sslmode=verify-full&sslrootcert={}",
+                path.display()
+            );
+            let err = Connector::new(&url).err().map(|e| e.to_string());
+            assert!(
+                err.as_deref().is_some_and(|e| e.starts_with("sslrootcert")),
+                "{err:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! TLS to PostgreSQL against the local server, which `.ci/run` gives a
+//! certificate for localhost and 127.0.0.1 signed by a CA it makes
+//! (`HEALTHMON_TEST_PG_CA` names the CA's PEM file). Without that variable
+//! the tests skip, and under CI they fail.
+
+mod common;
+
+use diesel::sql_types::{Bool, Nullable, Text};
+use diesel_async::RunQueryDsl;
+use healthmon::config::DatabaseUrl;
+use healthmon::store::Store;
+use healthmon::store::pg_connect::Connector;
+
+#[derive(diesel::QueryableByName)]
+struct Ssl {
+    #[diesel(sql_type = Bool)]
+    ssl: bool,
+    #[diesel(sql_type = Nullable<Text>)]
+    version: Option<String>,
+}
+
+/// Whether the connection `url` leads to is encrypted, and with which TLS.
+async fn ssl_of(url: &str) -> Result<(bool, Option<String>), String> {
+    let connector = Connector::new(url).map_err(|e| e.to_string())?;
+    let mut conn = connector.connect().await.map_err(|e| e.to_string())?;
+    let row: Ssl =
+        diesel::sql_query("SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .get_result(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+    Ok((row.ssl, row.version))
+}
+
+/// The test CA's file, or `None` (skip) when `.ci/run` did not set it up.
+fn test_ca() -> Option<String> {
+    match std::env::var("HEALTHMON_TEST_PG_CA") {
+        Ok(ca) if std::path::Path::new(&ca).is_file() => Some(ca),
+        _ => {
+            common::skip::skip(
+                "PostgreSQL with the test CA's certificate",
+                "HEALTHMON_TEST_PG_CA does not name a file; bash .ci/run sets it up",
+            );
+            None
+        }
+    }
+}
+
+fn with_params(url: &str, params: &str) -> String {
+    format!("{url}?{params}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_full_with_the_servers_ca_connects_encrypted_and_the_store_works() {
+    let Some(ca) = test_ca() else { return };
+    let Some(db) = common::pg_db().await else {
+        return;
+    };
+    let url = with_params(&db.url, &format!("sslmode=verify-full&sslrootcert={ca}"));
+    let (ssl, version) = ssl_of(&url).await.expect("a verified TLS connection");
+    assert!(ssl, "the connection is not encrypted");
+    assert!(version.is_some_and(|v| v.starts_with("TLSv1.")));
+
+    // The whole store, pool and migrations included, runs over it.
+    let store = Store::open(&DatabaseUrl::Postgres(url), 2)
+        .await
+        .expect("the store opens over verified TLS");
+    store.ping().await.expect("ping");
+    assert!(store.try_lead().await.expect("lock").is_some());
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_full_refuses_a_server_whose_ca_is_not_trusted() {
+    let Some(_ca) = test_ca() else { return };
+    let Some(db) = common::pg_db().await else {
+        return;
+    };
+    // The system's roots alone do not include the test CA.
+    let err = ssl_of(&with_params(&db.url, "sslmode=verify-full"))
+        .await
+        .expect_err("an unverified server was accepted");
+    assert!(
+        err.contains("certificate") || err.contains("UnknownIssuer"),
+        "{err}"
+    );
+    let err = Store::open(
+        &DatabaseUrl::Postgres(with_params(&db.url, "sslmode=verify-full")),
+        1,
+    )
+    .await
+    .err()
+    .expect("the store refused to open");
+    assert!(err.to_string().contains("PostgreSQL"), "{err}");
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn require_encrypts_without_a_ca_and_disable_does_not_encrypt() {
+    let Some(_ca) = test_ca() else { return };
+    let Some(db) = common::pg_db().await else {
+        return;
+    };
+    let (ssl, _) = ssl_of(&with_params(&db.url, "sslmode=require"))
+        .await
+        .expect("require connects");
+    assert!(ssl, "sslmode=require gave a plain connection");
+    let (ssl, _) = ssl_of(&with_params(&db.url, "sslmode=disable"))
+        .await
+        .expect("disable connects");
+    assert!(!ssl, "sslmode=disable gave an encrypted connection");
+    // libpq's default: encrypted when the server offers it.
+    let (ssl, _) = ssl_of(&db.url).await.expect("prefer connects");
+    assert!(ssl, "the default did not use the server's TLS");
+    db.drop_db().await;
+}
