@@ -10,6 +10,7 @@
 
 mod common;
 
+use common::maintenance::*;
 use common::skip::skip;
 use common::target::Target;
 use common::*;
@@ -781,35 +782,8 @@ async fn a_change_made_through_an_api_only_process_reaches_the_scheduler_without
     fleet.finish().await;
 }
 
-/// Log maintenance every second, logs kept 7 days.
-const MAINTAIN_OFTEN: [(&str, &str); 3] = [
-    ("HEALTHMON__LOGS__RETENTION_DAYS", "7"),
-    ("HEALTHMON__LOGS__ROLLUP_INTERVAL_S", "1"),
-    ("HEALTHMON__LOGS__MAINTENANCE_INTERVAL_S", "1"),
-];
 const RUNS_MAINTENANCE: &str = "this process runs log maintenance";
 const MAINTENANCE_STANDBY: &str = "another process runs log maintenance; standing by";
-const HOUR_MS: i64 = 3_600_000;
-const DAY_MS: i64 = 86_400_000;
-
-/// Writes `n` logs of `service` straight into the database, one a minute
-/// from `from` (epoch ms): latency `i + 1` ms for the `i`-th, DOWN when `i`
-/// is a multiple of `down_every` (0: never).
-async fn insert_logs(fleet: &Fleet, service: i64, from: i64, n: i64, down_every: i64) {
-    let sql = format!(
-        "INSERT INTO health_logs \
-         (service_id, status, latency_ms, status_code, error, scheduled_at, checked_at) \
-         SELECT {service}, CASE WHEN {down_every} > 0 AND i % GREATEST({down_every}, 1) = 0 \
-         THEN 'DOWN' ELSE 'UP' END, i + 1, 200, NULL, {from} + i * 60000, {from} + i * 60000 \
-         FROM generate_series(0, {n} - 1) AS g(i)"
-    );
-    fleet
-        .sql()
-        .await
-        .batch_execute(&sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-}
 
 /// Logs of `service` checked before `cutoff` still in the database.
 async fn logs_before(fleet: &Fleet, service: i64, cutoff: i64) -> i64 {
@@ -823,10 +797,14 @@ async fn logs_before(fleet: &Fleet, service: i64, cutoff: i64) -> i64 {
     .await
 }
 
-fn millis(rfc3339: &Value) -> i64 {
-    chrono::DateTime::parse_from_rfc3339(rfc3339.as_str().expect("a time"))
-        .expect("RFC 3339")
-        .timestamp_millis()
+/// Writes `sql` straight into the test's database.
+async fn write(fleet: &Fleet, sql: &str) {
+    fleet
+        .sql()
+        .await
+        .batch_execute(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -839,107 +817,22 @@ async fn log_maintenance_deletes_expired_logs_keeps_recent_ones_and_rolls_both_u
     let process = fleet.spawn_with("api,scheduler", &MAINTAIN_OFTEN);
     let worker = fleet.spawn("worker");
     // A service with history and no live checks, and one checked live.
-    let mut old = service("history", &target.url("/ok"), 60);
-    old["paused"] = Value::Bool(true);
-    let old = process.register(old).await["id"].as_i64().expect("id");
+    let history = History::new(register_history(&process).await);
     let live = process
         .register(service("live", &target.url("/ok"), 1))
         .await["id"]
         .as_i64()
         .expect("id");
-
-    // 40 logs in an hour ten days ago (every tenth DOWN), beyond the 7 days
-    // kept, and 30 in an hour two days ago.
-    let now = now_ms();
-    let expired_hour = now - 10 * DAY_MS - (now - 10 * DAY_MS).rem_euclid(HOUR_MS);
-    let kept_hour = now - 2 * DAY_MS - (now - 2 * DAY_MS).rem_euclid(HOUR_MS);
-    insert_logs(&fleet, old, expired_hour, 40, 10).await;
-    insert_logs(&fleet, old, kept_hour, 30, 0).await;
-    assert_eq!(logs_before(&fleet, old, now).await, 70);
-
-    within(LONG, "the expired logs deleted", || async {
-        (logs_before(&fleet, old, now - 7 * DAY_MS).await == 0).then_some(())
-    })
-    .await;
-    assert!(
-        process.log_text().contains("deleted_logs=40"),
-        "no maintenance pass reports the 40 expired logs deleted:\n{}",
-        process.log_text()
-    );
-    // The recent ones stay, and the API shows exactly them.
-    assert_eq!(logs_before(&fleet, old, now).await, 30);
-    let shown = process.logs(old, "limit=1000").await;
-    assert_eq!(shown.len(), 30, "{shown:?}");
-    assert!(
-        shown
-            .iter()
-            .all(|l| (kept_hour..kept_hour + HOUR_MS).contains(&millis(&l["checked_at"]))),
-        "{shown:?}"
-    );
-    // Both hours are counted in the rollups, the deleted one included.
-    // (Each insert is its own transaction, so the second may be rolled up a
-    // round after the first.)
-    let uptime = within(LONG, "both hours rolled up", || async {
-        let (status, uptime) = process
-            .get(&format!("/services/{old}/uptime?hours=2160"))
-            .await;
-        assert_eq!(status, 200, "{uptime}");
-        (uptime["totals"]["checks"] == 70).then_some(uptime)
-    })
-    .await;
-    let hours: Vec<(i64, &Value)> = uptime["hourly"]
-        .as_array()
-        .expect("hourly")
-        .iter()
-        .map(|h| (millis(&h["hour_start"]), h))
-        .collect();
-    assert_eq!(hours.len(), 2, "{uptime}");
-    let (start, expired) = hours[0];
-    assert_eq!(start, expired_hour, "{uptime}");
+    for sql in history.sql() {
+        write(&fleet, &sql).await;
+    }
+    history.assert_maintained(&process).await;
     assert_eq!(
-        (
-            &expired["checks"],
-            &expired["failures"],
-            &expired["max_latency_ms"],
-            &expired["mean_latency_ms"]
-        ),
-        (
-            &Value::from(40),
-            &Value::from(4),
-            &Value::from(40),
-            &Value::from(20.5)
-        ),
-        "{uptime}"
+        logs_before(&fleet, history.service, now_ms()).await,
+        30,
+        "the database holds more than the API shows"
     );
-    let (start, kept) = hours[1];
-    assert_eq!(start, kept_hour, "{uptime}");
-    assert_eq!(
-        (&kept["checks"], &kept["failures"], &kept["max_latency_ms"]),
-        (&Value::from(30), &Value::from(0), &Value::from(30)),
-        "{uptime}"
-    );
-    assert_eq!(uptime["totals"]["checks"], 70, "{uptime}");
-
-    // Live checks are rolled up too: once the service is paused, its
-    // rollups count every stored log.
-    eventually("three live checks", || async {
-        (process.logs(live, "limit=10").await.len() >= 3).then_some(())
-    })
-    .await;
-    let (status, body) = process
-        .send_json(
-            reqwest::Method::PATCH,
-            &format!("/services/{live}"),
-            serde_json::json!({"paused": true}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    within(LONG, "every live check rolled up", || async {
-        let logged = process.logs(live, "limit=1000").await.len() as i64;
-        let (_, uptime) = process.get(&format!("/services/{live}/uptime")).await;
-        (uptime["totals"]["checks"].as_i64() == Some(logged)).then_some(())
-    })
-    .await;
+    assert_live_checks_rolled_up(&process, live).await;
     drop((process, worker));
     fleet.finish().await;
 }
@@ -985,16 +878,18 @@ async fn one_process_of_two_runs_log_maintenance_and_the_other_takes_over_when_i
     .expect("insert a service");
     let service = service.n;
     let expired = now_ms() - 10 * DAY_MS;
-    insert_logs(&fleet, service, expired, 5, 0).await;
+    write(&fleet, &insert_logs_sql(service, expired, 5, 0)).await;
     within(LONG, "the holder to delete the expired logs", || async {
         (logs_before(&fleet, service, now_ms()).await == 0).then_some(())
     })
     .await;
-    assert!(
-        holder.log_text().contains("deleted_logs=5"),
-        "{}",
-        holder.log_text()
-    );
+    // The pass reports once it has also looked at the rollups.
+    within(
+        LONG,
+        "the holder's pass to report the 5 deleted",
+        || async { holder.log_text().contains("deleted_logs=5").then_some(()) },
+    )
+    .await;
     assert!(
         !standby.log_text().contains(RUNS_MAINTENANCE)
             && !standby.log_text().contains("log maintenance done"),
@@ -1008,16 +903,18 @@ async fn one_process_of_two_runs_log_maintenance_and_the_other_takes_over_when_i
         standby.log_text().contains(RUNS_MAINTENANCE).then_some(())
     })
     .await;
-    insert_logs(&fleet, service, expired, 5, 0).await;
+    write(&fleet, &insert_logs_sql(service, expired, 5, 0)).await;
     within(LONG, "the new holder to delete expired logs", || async {
         (logs_before(&fleet, service, now_ms()).await == 0).then_some(())
     })
     .await;
-    assert!(
-        standby.log_text().contains("deleted_logs=5"),
-        "{}",
-        standby.log_text()
-    );
+    // The pass reports once it has also looked at the rollups.
+    within(
+        LONG,
+        "the standby's pass to report the 5 deleted",
+        || async { standby.log_text().contains("deleted_logs=5").then_some(()) },
+    )
+    .await;
     drop((a, b, conn));
     fleet.finish().await;
 }

@@ -2,6 +2,7 @@
 //! SQLite file, and real HTTP targets on 127.0.0.1.
 #![allow(dead_code)]
 
+pub mod maintenance;
 pub mod measure;
 pub mod skip;
 pub mod target;
