@@ -402,3 +402,59 @@ async fn sigterm_while_the_database_is_locked_stores_the_waiting_checks_when_it_
         "the target answered {answered} checks, {stored} were stored"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgresql_write_errors_are_retried_and_every_answered_check_is_stored_once() {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+    let Some(db) = pg_db().await else { return };
+    let target = Target::start().await;
+    let m = Monitor::start_with(&[("HEALTHMON__DATABASE__URL", db.url.as_str())]);
+    let id = m.register(service("refused", &target.url("/ok"), 1)).await["id"]
+        .as_i64()
+        .expect("id");
+    eventually("a first stored log", || async {
+        (!m.logs(id, "").await.is_empty()).then_some(())
+    })
+    .await;
+
+    // The database starts refusing the recorder's inserts with an error
+    // (everything else, reads included, goes on).
+    let mut admin = AsyncPgConnection::establish(&db.url)
+        .await
+        .expect("connect");
+    admin
+        .batch_execute(
+            "CREATE FUNCTION refuse_writes() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'the test refuses this write'; END $$; \
+             CREATE TRIGGER refuse_writes BEFORE INSERT ON health_logs \
+             FOR EACH STATEMENT EXECUTE FUNCTION refuse_writes();",
+        )
+        .await
+        .expect("refuse writes");
+    let stored_at_fault = m.logs(id, "limit=1000").await.len();
+    let answered_at_fault = target.answered("/ok");
+    recorder_write_failed(&m).await;
+    eventually("two more checks answered during the fault", || async {
+        (target.answered("/ok") >= answered_at_fault + 2).then_some(())
+    })
+    .await;
+    assert_eq!(
+        m.logs(id, "limit=1000").await.len(),
+        stored_at_fault,
+        "a log was written through the fault"
+    );
+    assert!(
+        m.log_text().contains("the test refuses this write"),
+        "the recorder's warning names the database's error"
+    );
+    admin
+        .batch_execute("DROP TRIGGER refuse_writes ON health_logs;")
+        .await
+        .expect("accept writes again");
+
+    pause(&m, id).await;
+    let logs = every_answered_check_stored_once(&m, id, &target, "/ok").await;
+    assert!(logs.len() >= stored_at_fault + 2);
+    drop(m);
+    db.drop_db().await;
+}
