@@ -19,4 +19,5 @@ pub mod recorder;
 pub mod scheduler;
 pub mod store;
 pub mod supervise;
+pub mod tls;
 pub mod worker;

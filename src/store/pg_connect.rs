@@ -12,7 +12,6 @@ use diesel::ConnectionError;
 use diesel_async::AsyncPgConnection;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use std::path::PathBuf;
@@ -105,14 +104,9 @@ pub enum TlsSetupError {
     /// The URL's TLS parameters are wrong.
     #[error("{0}")]
     Url(String),
-    /// The CA file cannot be read or holds no certificate.
-    #[error("sslrootcert {path}: {why}")]
-    RootCert {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        why: String,
-    },
+    /// The CA file (`sslrootcert`) or the configuration cannot be used.
+    #[error("sslrootcert: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// rustls refused the configuration.
     #[error("TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
@@ -125,7 +119,7 @@ impl Connector {
         let tls = match target.mode {
             SslMode::Disable => None,
             SslMode::Prefer | SslMode::Require => Some(unverified()?),
-            SslMode::VerifyFull => Some(verified(target.root_cert.as_ref())?),
+            SslMode::VerifyFull => Some(crate::tls::verifying_client(target.root_cert.as_deref())?),
         };
         Ok(Connector {
             target,
@@ -172,47 +166,9 @@ fn with_causes(e: &dyn std::error::Error) -> String {
     text
 }
 
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-/// Verifies the chain against the system's roots and `root_cert`, and the
-/// host name, as rustls does by default.
-fn verified(root_cert: Option<&PathBuf>) -> Result<rustls::ClientConfig, TlsSetupError> {
-    let mut roots = rustls::RootCertStore::empty();
-    // A system without a CA bundle still works with sslrootcert alone.
-    for cert in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(cert);
-    }
-    if let Some(path) = root_cert {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-            .and_then(|it| it.collect())
-            .map_err(|e| TlsSetupError::RootCert {
-                path: path.clone(),
-                why: e.to_string(),
-            })?;
-        if certs.is_empty() {
-            return Err(TlsSetupError::RootCert {
-                path: path.clone(),
-                why: "no certificate in the file".into(),
-            });
-        }
-        for cert in certs {
-            roots.add(cert).map_err(|e| TlsSetupError::RootCert {
-                path: path.clone(),
-                why: e.to_string(),
-            })?;
-        }
-    }
-    Ok(rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
-}
-
 /// Encrypts without judging the certificate (`prefer`, `require`).
 fn unverified() -> Result<rustls::ClientConfig, TlsSetupError> {
-    let provider = provider();
+    let provider = crate::tls::provider();
     Ok(
         rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()?
