@@ -10,6 +10,7 @@ use crate::bus::{self, Bus};
 use crate::cli::Roles;
 use crate::config::{DatabaseUrl, Settings};
 use crate::http::limit::{RateLimiter, ServiceCount};
+use crate::http::ws::snapshot::Snapshots;
 use crate::http::{self, AppState};
 use crate::maintenance;
 use crate::recorder::{self, BatchLimits};
@@ -265,6 +266,7 @@ fn http_task(listener: std::net::TcpListener, store: Store, bus: Bus, settings: 
         settings.api.write_burst,
     ));
     let service_count = Arc::new(ServiceCount::default());
+    let snapshots = Arc::new(Snapshots::of_store(store.clone()));
     Task::new("http", Stage::Intake, move |token: CancellationToken| {
         let state = AppState {
             store: store.clone(),
@@ -279,6 +281,7 @@ fn http_task(listener: std::net::TcpListener, store: Store, bus: Bus, settings: 
             write_limit: Arc::clone(&write_limit),
             max_services,
             service_count: Arc::clone(&service_count),
+            snapshots: Arc::clone(&snapshots),
         };
         let listener = listener.try_clone();
         let server_settings = server_settings.clone();

@@ -9,6 +9,9 @@
 
 pub mod in_process;
 pub mod rabbitmq;
+mod resync;
+
+pub use resync::Resync;
 
 use crate::domain::event::ScheduleUpdate;
 use crate::domain::{CheckJob, CheckResult, Event};
@@ -210,7 +213,8 @@ impl Bus {
         }
     }
 
-    /// Subscribes to events, as JSON text.
+    /// Subscribes to events, as JSON text. Where events may have been lost
+    /// (a broker reconnect) the stream holds a [`Resync`] mark instead.
     pub fn subscribe_events(&self) -> broadcast::Receiver<EventText> {
         match self {
             Bus::InProcess(b) => b.subscribe_events(),

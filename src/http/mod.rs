@@ -52,6 +52,9 @@ pub struct AppState {
     pub max_services: i64,
     /// How many are, for that limit.
     pub service_count: Arc<limit::ServiceCount>,
+    /// Fresh snapshots for WebSocket clients after lost events, one store
+    /// read for all of them.
+    pub snapshots: Arc<ws::snapshot::Snapshots>,
 }
 
 async fn not_found() -> Result<HttpResponse, ApiError> {

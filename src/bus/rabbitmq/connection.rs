@@ -5,7 +5,7 @@
 
 use super::publisher::{ChanEvents, Publisher};
 use super::{Cleanup, Link, RabbitBus, SETUP_TIMEOUT, Session, name};
-use crate::bus::BusError;
+use crate::bus::{BusError, Resync};
 use crate::domain::Event;
 use crate::domain::event::ScheduleUpdate;
 use amqprs::callbacks::ConnectionCallback;
@@ -272,9 +272,21 @@ impl RabbitBus {
 
     /// Records which fanouts are bound; a (re)bound schedule subscription
     /// may have missed updates, so local subscribers are told to resync.
+    /// A re-bound events subscription has missed the events published while
+    /// it was away, so a [`Resync`] mark goes into the ring ahead of its
+    /// first event (this runs before the connection's messages are
+    /// forwarded). The first bind has no mark: nothing was subscribed before.
     fn mark_bound(&self, fanouts: &Fanouts) {
-        if fanouts.events.is_some() {
-            self.events_bound.store(true, Ordering::SeqCst);
+        if fanouts.events.is_some() && !self.events_bound.swap(true, Ordering::SeqCst) {
+            let rebinds = self.events_binds.fetch_add(1, Ordering::SeqCst);
+            if rebinds > 0 {
+                tracing::info!(
+                    generation = rebinds,
+                    "events were lost while away from RabbitMQ; clients resync"
+                );
+                // An error only means nobody is listening right now.
+                let _ = self.events.send(Resync(rebinds).text());
+            }
         }
         if fanouts.schedule.is_some() && !self.schedule_bound.swap(true, Ordering::SeqCst) {
             let _ = self.schedule.send(ScheduleUpdate::Resync);

@@ -106,7 +106,7 @@ use amqprs::channel::Channel;
 use amqprs::connection::{Connection, OpenConnectionArguments};
 use publisher::{Publisher, ResultsOut};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, broadcast, mpsc, watch};
@@ -268,6 +268,9 @@ pub struct RabbitBus {
     want_events: AtomicBool,
     want_schedule: AtomicBool,
     events_bound: AtomicBool,
+    /// How often the events subscription was bound, to number the
+    /// [`Resync`](crate::bus::Resync) marks of the re-binds.
+    events_binds: AtomicU64,
     schedule_bound: AtomicBool,
     wants_changed: Notify,
     cleanup_tx: mpsc::UnboundedSender<Cleanup>,
@@ -299,6 +302,7 @@ impl RabbitBus {
             want_events: AtomicBool::new(false),
             want_schedule: AtomicBool::new(false),
             events_bound: AtomicBool::new(false),
+            events_binds: AtomicU64::new(0),
             schedule_bound: AtomicBool::new(false),
             wants_changed: Notify::new(),
             cleanup_tx,

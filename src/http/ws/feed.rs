@@ -9,13 +9,23 @@
 //! waiting in the shared ring into one buffer. Events never pass through the
 //! session task, which only handles what the client sends, pings, and
 //! decides when to close.
+//!
+//! Where the ring holds a [`Resync`] mark (its process lost events to a
+//! broker reconnect), the feed sends `{"type":"resync"}` and a fresh
+//! snapshot before any event after the mark, so a dashboard never keeps a
+//! status whose change it missed. The snapshot is read after the mark, from
+//! [`Snapshots`], which reads once for every client of the process.
 
 use super::SNAPSHOT_FRAME_BYTES;
-use crate::bus::EventText;
+use super::snapshot::{Load, RESYNC_MESSAGE, Snapshots};
+use crate::bus::{EventText, Resync};
+use crate::http::log_budget::LogBudget;
 use actix_http::ws::{CloseCode, CloseReason, OpCode, Parser};
 use actix_web::web::{Bytes, BytesMut};
 use futures_util::Stream;
+use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -87,14 +97,39 @@ pub enum Ended {
     Lagged(u64),
     /// The event stream ended: the server is shutting down.
     Shutdown,
+    /// Events were lost and no fresh snapshot could be read to make up for
+    /// them; the client is better off reconnecting than staying stale.
+    NoSnapshot,
 }
 
+/// What reading the ring came to.
+enum Next {
+    /// The ring is empty for now (the feed is woken by the next event).
+    Wait,
+    /// A chunk is full; the rest waits for the next poll.
+    Full,
+    /// The ring holds a mark: events before it may have been lost.
+    Resync(Resync),
+    /// The connection must close.
+    End(Ended),
+}
+
+/// At most one line a second about snapshots that could not be read: every
+/// client of the process meets the same failure at once.
+static SNAPSHOT_ERRORS: LogBudget = LogBudget::new(1);
+
 /// The response body: the snapshot, then every event, with the session's
-/// control frames slipped in between.
+/// control frames slipped in between, and a fresh snapshot where events
+/// were lost.
 pub struct Feed {
     control: mpsc::Receiver<Control>,
-    /// The snapshot and how much of it has been sent.
-    snapshot: Option<(Bytes, usize)>,
+    /// Whole messages to send before the next event (snapshot pages, a
+    /// resync), and how much of the first has been sent.
+    outbox: VecDeque<Bytes>,
+    sent: usize,
+    /// The snapshot a resync waits for; no event is sent meanwhile.
+    awaiting: Option<Load>,
+    snapshots: Arc<Snapshots>,
     events: Ring,
     out: BytesMut,
     stall: Arc<Stall>,
@@ -107,12 +142,14 @@ pub struct Feed {
 }
 
 impl Feed {
-    /// A feed that sends `snapshot` as one message, then the events from
-    /// `events`, and the [`Link`] the session task steers it by.
+    /// A feed that sends the `snapshot` messages, then the events from
+    /// `events` (with a fresh snapshot from `snapshots` at each [`Resync`]
+    /// mark), and the [`Link`] the session task steers it by.
     pub fn new(
-        snapshot: String,
+        snapshot: Vec<Bytes>,
         events: broadcast::Receiver<EventText>,
         slot: OwnedSemaphorePermit,
+        snapshots: Arc<Snapshots>,
     ) -> (Self, Link) {
         let (tx, rx) = mpsc::channel(CONTROL_QUEUE);
         let stall = Arc::new(Stall {
@@ -122,7 +159,10 @@ impl Feed {
         let gone = CancellationToken::new();
         let feed = Feed {
             control: rx,
-            snapshot: Some((Bytes::from(snapshot), 0)),
+            outbox: snapshot.into(),
+            sent: 0,
+            awaiting: None,
+            snapshots,
             events: Ring {
                 rx: Some(events),
                 waiting: None,
@@ -143,41 +183,47 @@ impl Feed {
         )
     }
 
-    /// Frames the rest of the snapshot, or as much as fits in a chunk. A
-    /// snapshot larger than [`SNAPSHOT_FRAME_BYTES`] goes as a text frame
-    /// followed by continuations (a frame may end inside a UTF-8 character;
-    /// the message as a whole is valid, which is what WebSocket requires).
-    /// True once it is all out.
-    fn frame_snapshot(&mut self) -> bool {
-        let Some((whole, sent)) = self.snapshot.as_mut() else {
-            return true;
-        };
-        loop {
-            let end = (*sent + SNAPSHOT_FRAME_BYTES).min(whole.len());
-            let op = if *sent == 0 {
-                OpCode::Text
-            } else {
-                OpCode::Continue
-            };
-            let last = end == whole.len();
-            Parser::write_message(&mut self.out, &whole[*sent..end], op, last, false);
-            *sent = end;
-            if last {
-                self.snapshot = None;
-                return true;
+    /// Frames the queued messages, or as much as fits in a chunk. A message
+    /// larger than [`SNAPSHOT_FRAME_BYTES`] goes as a text frame followed by
+    /// continuations (a frame may end inside a UTF-8 character; the message
+    /// as a whole is valid, which is what WebSocket requires). True once
+    /// they are all out.
+    fn frame_outbox(&mut self) -> bool {
+        while let Some(whole) = self.outbox.front() {
+            loop {
+                let end = (self.sent + SNAPSHOT_FRAME_BYTES).min(whole.len());
+                let op = if self.sent == 0 {
+                    OpCode::Text
+                } else {
+                    OpCode::Continue
+                };
+                let last = end == whole.len();
+                Parser::write_message(&mut self.out, &whole[self.sent..end], op, last, false);
+                self.sent = end;
+                if last {
+                    break;
+                }
+                if self.out.len() >= CHUNK_BYTES {
+                    return false;
+                }
             }
+            self.outbox.pop_front();
+            self.sent = 0;
             if self.out.len() >= CHUNK_BYTES {
-                return false;
+                return self.outbox.is_empty();
             }
         }
+        true
     }
 
-    /// Frames the events waiting in the ring, up to a chunk. `Some` when the
-    /// feed must close the connection instead.
-    fn frame_events(&mut self, cx: &mut Context<'_>) -> Option<Ended> {
+    /// Frames the events waiting in the ring, up to a chunk or a mark.
+    fn frame_events(&mut self, cx: &mut Context<'_>) -> Next {
         while self.out.len() < CHUNK_BYTES {
             match self.events.poll_recv(cx) {
                 Poll::Ready(Ok(text)) => {
+                    if let Some(mark) = Resync::find(&text) {
+                        return Next::Resync(mark);
+                    }
                     Parser::write_message(
                         &mut self.out,
                         text.as_bytes(),
@@ -186,12 +232,54 @@ impl Feed {
                         false,
                     );
                 }
-                Poll::Ready(Err(RecvError::Lagged(missed))) => return Some(Ended::Lagged(missed)),
-                Poll::Ready(Err(RecvError::Closed)) => return Some(Ended::Shutdown),
-                Poll::Pending => break,
+                Poll::Ready(Err(RecvError::Lagged(missed))) => {
+                    return Next::End(Ended::Lagged(missed));
+                }
+                Poll::Ready(Err(RecvError::Closed)) => return Next::End(Ended::Shutdown),
+                Poll::Pending => return Next::Wait,
             }
         }
-        None
+        Next::Full
+    }
+
+    /// Frames what is due, up to a chunk: queued messages first, then
+    /// events. At a mark it queues the resync message and waits for a
+    /// snapshot read after the mark; events after the mark stay in the ring
+    /// until that snapshot is queued, so the client sees them after it.
+    /// `Some` when the feed must close the connection instead.
+    fn fill(&mut self, cx: &mut Context<'_>) -> Option<Ended> {
+        loop {
+            if !self.frame_outbox() {
+                return None;
+            }
+            if let Some(load) = self.awaiting.as_mut() {
+                match Pin::new(load).poll(cx) {
+                    Poll::Pending => return None,
+                    Poll::Ready(Ok(pages)) => {
+                        self.awaiting = None;
+                        self.outbox.extend(pages.iter().cloned());
+                        continue;
+                    }
+                    Poll::Ready(Err(error)) => {
+                        self.awaiting = None;
+                        if let Some(suppressed) = SNAPSHOT_ERRORS.take() {
+                            tracing::warn!(%error, suppressed,
+                                "cannot read the snapshot due after lost events; closing the WebSocket");
+                        }
+                        return Some(Ended::NoSnapshot);
+                    }
+                }
+            }
+            match self.frame_events(cx) {
+                Next::Wait | Next::Full => return None,
+                Next::Resync(mark) => {
+                    self.outbox
+                        .push_back(Bytes::from_static(RESYNC_MESSAGE.as_bytes()));
+                    self.awaiting = Some(self.snapshots.after(mark));
+                }
+                Next::End(ended) => return Some(ended),
+            }
+        }
     }
 
     fn close(&mut self, ended: Ended) {
@@ -201,6 +289,10 @@ impl Feed {
                 (CloseCode::Policy, "too slow: events were missed")
             }
             Ended::Shutdown => (CloseCode::Away, "server shutting down"),
+            Ended::NoSnapshot => (
+                CloseCode::Error,
+                "events were lost and no snapshot could be read",
+            ),
         };
         self.out.extend_from_slice(&close_frame(code, why));
         self.done = true;
@@ -296,8 +388,7 @@ impl Stream for Feed {
             }
         }
         if !this.done
-            && this.frame_snapshot()
-            && let Some(ended) = this.frame_events(cx)
+            && let Some(ended) = this.fill(cx)
         {
             this.close(ended);
         }
@@ -324,14 +415,30 @@ impl Drop for Feed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Service;
+    use crate::http::ws::snapshot::{PAGE_SERVICES, tests::service};
+    use futures_util::FutureExt;
+    use std::sync::atomic::AtomicUsize;
     use std::task::Waker;
     use std::time::Duration;
-    use tokio::sync::Semaphore;
+    use tokio::sync::{Semaphore, oneshot};
 
     fn slot() -> OwnedSemaphorePermit {
         Arc::new(Semaphore::new(1))
             .try_acquire_owned()
             .expect("a fresh semaphore has a permit")
+    }
+
+    /// A snapshot of one tiny message.
+    fn tiny() -> Vec<Bytes> {
+        vec![Bytes::from_static(b"{}")]
+    }
+
+    /// Snapshots for a feed whose ring holds no mark.
+    fn no_resync() -> Arc<Snapshots> {
+        Arc::new(Snapshots::new(Box::new(|| {
+            async { Err("no snapshot expected".to_owned()) }.boxed()
+        })))
     }
 
     /// Polls the feed once, as the dispatcher does when it can write.
@@ -364,7 +471,7 @@ mod tests {
     /// A feed on a ring of `ring` events, its tiny snapshot already sent.
     fn started(ring: usize) -> (broadcast::Sender<EventText>, Feed, Link) {
         let (tx, rx) = broadcast::channel(ring);
-        let (mut feed, link) = Feed::new("{}".into(), rx, slot());
+        let (mut feed, link) = Feed::new(tiny(), rx, slot(), no_resync());
         drain(&mut feed);
         (tx, feed, link)
     }
@@ -377,7 +484,8 @@ mod tests {
     fn a_large_snapshot_goes_as_one_fragmented_message_before_any_event() {
         let (tx, rx) = broadcast::channel(16);
         let snapshot = format!("{{\"services\":\"{}\"}}", "s".repeat(3 * CHUNK_BYTES));
-        let (mut feed, _link) = Feed::new(snapshot.clone(), rx, slot());
+        let (mut feed, _link) =
+            Feed::new(vec![Bytes::from(snapshot.clone())], rx, slot(), no_resync());
         tx.send(event(1)).ok();
         let (frames, ended) = drain(&mut feed);
         assert!(!ended);
@@ -488,7 +596,7 @@ mod tests {
         let slots = Arc::new(Semaphore::new(1));
         let held = Arc::clone(&slots).try_acquire_owned().expect("a permit");
         let (_tx, rx) = broadcast::channel(16);
-        let (feed, link) = Feed::new("{}".into(), rx, held);
+        let (feed, link) = Feed::new(tiny(), rx, held, no_resync());
         // The session giving up does not free the slot: the connection, and
         // whatever it has not sent, is still there.
         drop(link);
@@ -508,7 +616,7 @@ mod tests {
     fn a_stall_is_output_taken_and_not_come_back_for() {
         let pause = Duration::from_millis(30);
         let (tx, rx) = broadcast::channel(16);
-        let (mut feed, link) = Feed::new("{}".into(), rx, slot());
+        let (mut feed, link) = Feed::new(tiny(), rx, slot(), no_resync());
         // Drained to Pending: waiting for events is not a stall.
         drain(&mut feed);
         std::thread::sleep(pause);
@@ -522,5 +630,142 @@ mod tests {
         // Polled again: the socket took it.
         assert!(poll(&mut feed).is_pending());
         assert_eq!(link.stalled_for(), Duration::ZERO);
+    }
+
+    /// The messages a client reads from `frames`: fragments joined.
+    fn messages(frames: &[(bool, OpCode, Vec<u8>)]) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        let mut part = Vec::new();
+        for (fin, op, payload) in frames {
+            assert!(matches!(op, OpCode::Text | OpCode::Continue), "{op:?}");
+            part.extend_from_slice(payload);
+            if *fin {
+                let text = std::mem::take(&mut part);
+                out.push(serde_json::from_slice(&text).unwrap_or_else(|e| panic!("not JSON: {e}")));
+            }
+        }
+        out
+    }
+
+    /// Snapshots of `services`, counting reads, each read held until
+    /// `release` is sent when there is one.
+    fn snapshots_of(
+        services: Vec<Service>,
+        release: Option<oneshot::Receiver<()>>,
+    ) -> (Arc<Snapshots>, Arc<AtomicUsize>) {
+        let reads = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&reads);
+        let release = std::sync::Mutex::new(release);
+        let snapshots = Snapshots::new(Box::new(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let services = services.clone();
+            let gate = release.lock().ok().and_then(|mut r| r.take());
+            async move {
+                if let Some(gate) = gate {
+                    let _ = gate.await;
+                }
+                Ok(services)
+            }
+            .boxed()
+        }));
+        (Arc::new(snapshots), reads)
+    }
+
+    fn check(n: usize) -> serde_json::Value {
+        serde_json::json!({"type": "check", "n": n})
+    }
+
+    #[test]
+    fn a_mark_becomes_resync_then_a_fresh_snapshot_in_pages_before_the_events_after_it() {
+        let services: Vec<Service> = (1..=PAGE_SERVICES as i64 + 5).map(service).collect();
+        let (snapshots, reads) = snapshots_of(services, None);
+        let (tx, rx) = broadcast::channel(64);
+        let (mut feed, _link) = Feed::new(tiny(), rx, slot(), snapshots);
+        drain(&mut feed);
+        tx.send(event(1)).ok();
+        tx.send(Resync(1).text()).ok();
+        tx.send(event(2)).ok();
+        let (frames, ended) = drain(&mut feed);
+        assert!(!ended);
+        let got = messages(&frames);
+        assert_eq!(got.len(), 5, "event, resync, two pages, event: {got:?}");
+        assert_eq!(got[0], check(1));
+        assert_eq!(
+            got[1],
+            serde_json::json!({"type": "resync"}),
+            "the mark's number stays inside"
+        );
+        for (page, (len, last)) in got[2..4].iter().zip([(PAGE_SERVICES, false), (5, true)]) {
+            assert_eq!(page["type"], "snapshot");
+            assert_eq!(page["services"].as_array().map(Vec::len), Some(len));
+            assert_eq!(page["last"], last);
+        }
+        assert_eq!(got[2]["services"][0]["last_status"], "UP");
+        assert_eq!(got[4], check(2));
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn no_event_after_a_mark_goes_out_before_its_snapshot_is_read() {
+        let (release, gate) = oneshot::channel();
+        let (snapshots, _reads) = snapshots_of(vec![service(8)], Some(gate));
+        let (tx, rx) = broadcast::channel(64);
+        let (mut feed, _link) = Feed::new(tiny(), rx, slot(), snapshots);
+        drain(&mut feed);
+        tx.send(Resync(1).text()).ok();
+        tx.send(event(1)).ok();
+        // The resync goes at once; the event waits for the snapshot.
+        let (frames, ended) = drain(&mut feed);
+        assert!(!ended);
+        assert_eq!(messages(&frames), [serde_json::json!({"type": "resync"})]);
+        assert!(poll(&mut feed).is_pending());
+        release.send(()).ok();
+        let got = messages(&drain(&mut feed).0);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0]["services"][0]["id"], 8);
+        assert_eq!(got[0]["last"], true);
+        assert_eq!(got[1], check(1));
+    }
+
+    #[test]
+    fn every_client_at_a_mark_shares_one_read() {
+        let (release, gate) = oneshot::channel();
+        let (snapshots, reads) = snapshots_of(vec![service(1)], Some(gate));
+        let (tx, _) = broadcast::channel(64);
+        let mut feeds: Vec<(Feed, Link)> = (0..10)
+            .map(|_| Feed::new(tiny(), tx.subscribe(), slot(), Arc::clone(&snapshots)))
+            .collect();
+        for (feed, _) in &mut feeds {
+            drain(feed);
+        }
+        tx.send(Resync(3).text()).ok();
+        // Every feed meets the mark while the one read is under way.
+        for (feed, _) in &mut feeds {
+            assert_eq!(
+                messages(&drain(feed).0),
+                [serde_json::json!({"type": "resync"})]
+            );
+        }
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
+        release.send(()).ok();
+        for (feed, _) in &mut feeds {
+            let got = messages(&drain(feed).0);
+            assert_eq!(got.len(), 1, "{got:?}");
+            assert_eq!(got[0]["last"], true);
+        }
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_snapshot_that_cannot_be_read_closes_with_1011() {
+        let (tx, mut feed, _link) = started(16);
+        tx.send(Resync(1).text()).ok();
+        tx.send(event(1)).ok();
+        let (frames, ended) = drain(&mut feed);
+        assert!(ended);
+        assert_eq!(frames.len(), 2, "the resync, then the close: {frames:?}");
+        let (_, op, payload) = &frames[1];
+        assert_eq!(*op, OpCode::Close);
+        assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 1011);
     }
 }

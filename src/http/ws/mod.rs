@@ -11,6 +11,7 @@
 
 pub mod feed;
 mod inbound;
+pub mod snapshot;
 
 use super::AppState;
 use super::auth::Caller;
@@ -31,10 +32,11 @@ use tokio_util::sync::CancellationToken;
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often a session checks its client is still taking what it is sent.
 const STALL_CHECK: Duration = Duration::from_secs(1);
-/// Largest frame of the snapshot, which goes as one message in frames of
-/// this size. actix keeps a connection's write buffer at the largest size it
+/// Largest frame of a snapshot message (a page of up to
+/// [`snapshot::PAGE_SERVICES`] services), which goes in frames of this
+/// size. actix keeps a connection's write buffer at the largest size it
 /// ever held, so a snapshot in one frame (about 250 bytes per service: 25 MB
-/// at 100,000) stayed allocated for as long as its client was connected
+/// at 100,000, when it was one message) stayed allocated for as long as its client was connected
 /// (0.35 MB per client at 1,000 services). In fragments the buffer holds at
 /// most actix's write buffer (32 KiB) and a [`feed::CHUNK_BYTES`] chunk.
 pub const SNAPSHOT_FRAME_BYTES: usize = 4096;
@@ -42,14 +44,6 @@ pub const SNAPSHOT_FRAME_BYTES: usize = 4096;
 pub const MAX_INBOUND_PER_SEC: u32 = 50;
 /// Largest frame a client may send.
 pub const MAX_FRAME_BYTES: usize = 4096;
-
-/// The first message: every service, fields in the REST API's order.
-#[derive(serde::Serialize)]
-struct Snapshot<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    services: &'a [crate::domain::Service],
-}
 
 /// `GET /ws`: upgrades and starts the client's session.
 pub async fn connect(
@@ -70,14 +64,10 @@ pub async fn connect(
     // Subscribe before reading the snapshot so no event falls between them.
     let events = state.bus.subscribe_events();
     let services = state.store.list_services().await?;
-    let snapshot = serde_json::to_string(&Snapshot {
-        kind: "snapshot",
-        services: &services,
-    })
-    .map_err(crate::bus::BusError::from)?;
+    let snapshot = snapshot::pages(&services).map_err(crate::bus::BusError::from)?;
     let mut response = actix_http::ws::handshake(req.head())
         .map_err(|e| ApiError::BadRequest(format!("expected a WebSocket upgrade: {e}")))?;
-    let (feed, link) = Feed::new(snapshot, events, permit);
+    let (feed, link) = Feed::new(snapshot, events, permit, Arc::clone(&state.snapshots));
     let response = response
         .message_body(BodyStream::new(feed).boxed())
         .map_err(|e| ApiError::BadRequest(format!("expected a WebSocket upgrade: {e}")))?;

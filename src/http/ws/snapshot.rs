@@ -1,0 +1,228 @@
+//! The snapshot: every service, as `snapshot` messages of at most
+//! [`PAGE_SERVICES`] services each, the last with `"last": true`. A client
+//! gets one when it connects, and again after its API process lost events
+//! (a broker reconnect), so no dashboard keeps showing a stale status.
+//!
+//! Pages keep each message under a client's default 1 MiB limit (about 250
+//! bytes a service) however many services there are. After a reconnect
+//! every client of the process needs a snapshot at once; [`Snapshots`] reads
+//! the store once for all of them.
+
+use crate::bus::Resync;
+use crate::domain::Service;
+use actix_web::web::Bytes;
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared, WeakShared};
+use std::sync::{Arc, Mutex};
+
+/// Most services in one `snapshot` message.
+pub const PAGE_SERVICES: usize = 1000;
+
+/// The message a client gets where its process lost events, right before
+/// the fresh snapshot.
+pub const RESYNC_MESSAGE: &str = r#"{"type":"resync"}"#;
+
+/// One `snapshot` message.
+#[derive(serde::Serialize)]
+struct Page<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    services: &'a [Service],
+    last: bool,
+}
+
+/// The snapshot of `services` as whole messages (JSON text), in order. No
+/// services is still one message, so a client always sees `"last": true`.
+pub fn pages(services: &[Service]) -> Result<Vec<Bytes>, serde_json::Error> {
+    let count = services.len().div_ceil(PAGE_SERVICES).max(1);
+    let mut out = Vec::with_capacity(count);
+    for i in 0..count {
+        let start = i * PAGE_SERVICES;
+        let end = (start + PAGE_SERVICES).min(services.len());
+        let page = Page {
+            kind: "snapshot",
+            services: &services[start..end],
+            last: i + 1 == count,
+        };
+        out.push(Bytes::from(serde_json::to_vec(&page)?));
+    }
+    Ok(out)
+}
+
+/// A snapshot's messages, shared by every client that sends it.
+pub type Pages = Arc<[Bytes]>;
+
+/// Why a snapshot could not be made (the store's error, as text: every
+/// waiting client gets a copy).
+pub type LoadError = Arc<str>;
+
+/// Reading a snapshot.
+pub type Read = BoxFuture<'static, Result<Pages, LoadError>>;
+
+/// A snapshot being read, awaited by every client that needs it.
+pub type Load = Shared<Read>;
+
+/// Reads every service, in id order.
+pub type ListServices =
+    Box<dyn Fn() -> BoxFuture<'static, Result<Vec<Service>, String>> + Send + Sync>;
+
+/// Fresh snapshots after a [`Resync`] mark, one store read shared by every
+/// client of this process that meets the mark.
+pub struct Snapshots {
+    list: ListServices,
+    /// The latest read and the mark it was started after. Weak, so the
+    /// pages are freed once the last client has sent them.
+    latest: Mutex<Option<(Resync, WeakShared<Read>)>>,
+}
+
+impl Snapshots {
+    /// Snapshots read through `list`.
+    pub fn new(list: ListServices) -> Self {
+        Self {
+            list,
+            latest: Mutex::new(None),
+        }
+    }
+
+    /// Snapshots of `store`.
+    pub fn of_store(store: crate::store::Store) -> Self {
+        Self::new(Box::new(move || {
+            let store = store.clone();
+            async move { store.list_services().await.map_err(|e| e.to_string()) }.boxed()
+        }))
+    }
+
+    /// A snapshot read after `mark` entered the event ring: the one being
+    /// read or just read for this mark or a later one, if a client is still
+    /// using it, else a new read. A read started for an earlier mark may
+    /// predate this one's lost events, so it is never reused for it.
+    pub fn after(&self, mark: Resync) -> Load {
+        let mut latest = self
+            .latest
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((read_after, weak)) = latest.as_ref()
+            && *read_after >= mark
+            && let Some(load) = weak.upgrade()
+        {
+            return load;
+        }
+        let read = (self.list)();
+        let load = async move {
+            let services = read.await.map_err(LoadError::from)?;
+            let pages = pages(&services).map_err(|e| LoadError::from(e.to_string()))?;
+            Ok(Pages::from(pages))
+        }
+        .boxed()
+        .shared();
+        *latest = load.downgrade().map(|weak| (mark, weak));
+        load
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::domain::Status;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    pub(crate) fn service(id: i64) -> Service {
+        Service {
+            id,
+            name: format!("s{id}"),
+            url: "http://127.0.0.1:1/".into(),
+            interval: 30,
+            timeout: 10,
+            expected_statuses: None,
+            last_status: Status::Up,
+            last_check: None,
+            last_latency_ms: None,
+            paused: false,
+            created_at: 0,
+            updated_at: 0,
+            last_scheduled_at: None,
+            version: 0,
+        }
+    }
+
+    fn json(page: &Bytes) -> serde_json::Value {
+        serde_json::from_slice(page).unwrap_or_else(|e| panic!("not JSON: {e}"))
+    }
+
+    #[test]
+    fn pages_hold_at_most_a_thousand_services_and_only_the_last_says_so() {
+        let services: Vec<Service> = (1..=2500).map(service).collect();
+        let pages = pages(&services).expect("serialisable");
+        let sizes: Vec<usize> = pages
+            .iter()
+            .map(|p| json(p)["services"].as_array().map_or(0, Vec::len))
+            .collect();
+        assert_eq!(sizes, [1000, 1000, 500]);
+        let lasts: Vec<bool> = pages.iter().map(|p| json(p)["last"] == true).collect();
+        assert_eq!(lasts, [false, false, true]);
+        assert!(pages.iter().all(|p| json(p)["type"] == "snapshot"));
+        let ids: Vec<i64> = pages
+            .iter()
+            .flat_map(|p| json(p)["services"].as_array().cloned().unwrap_or_default())
+            .filter_map(|s| s["id"].as_i64())
+            .collect();
+        assert_eq!(
+            ids,
+            (1..=2500).collect::<Vec<_>>(),
+            "every service once, in order"
+        );
+    }
+
+    #[test]
+    fn no_services_is_one_last_empty_page() {
+        let pages = pages(&[]).expect("serialisable");
+        assert_eq!(pages.len(), 1);
+        assert_eq!(
+            json(&pages[0]),
+            serde_json::json!({"type": "snapshot", "services": [], "last": true})
+        );
+    }
+
+    /// Snapshots whose reads are counted.
+    fn counted() -> (Snapshots, Arc<AtomicUsize>) {
+        let reads = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&reads);
+        let snapshots = Snapshots::new(Box::new(move || {
+            let n = counter.fetch_add(1, Ordering::SeqCst) as i64 + 1;
+            async move { Ok(vec![service(n)]) }.boxed()
+        }));
+        (snapshots, reads)
+    }
+
+    #[test]
+    fn clients_at_one_mark_share_one_read_and_a_later_mark_reads_again() {
+        let (snapshots, reads) = counted();
+        let a = snapshots.after(Resync(1));
+        let b = snapshots.after(Resync(1));
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
+        let a = a.now_or_never().expect("ready").expect("read");
+        let b = b.now_or_never().expect("ready").expect("read");
+        assert!(Arc::ptr_eq(&a, &b), "the same pages");
+        // A later mark may have lost events the first read saw as current.
+        let c = snapshots.after(Resync(2));
+        assert_eq!(reads.load(Ordering::SeqCst), 2);
+        // A client still at the first mark may use the later read.
+        let d = snapshots.after(Resync(1));
+        assert_eq!(reads.load(Ordering::SeqCst), 2);
+        drop((c, d));
+        // Once nobody holds a read it is gone: a late client reads anew.
+        let _e = snapshots.after(Resync(2));
+        assert_eq!(reads.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn a_failed_read_reaches_every_waiting_client() {
+        let snapshots = Snapshots::new(Box::new(|| async { Err("store down".to_owned()) }.boxed()));
+        let a = snapshots.after(Resync(1));
+        let b = snapshots.after(Resync(1));
+        for load in [a, b] {
+            let failed = load.now_or_never().expect("ready");
+            assert_eq!(failed.err().as_deref(), Some("store down"));
+        }
+    }
+}
