@@ -435,6 +435,16 @@ impl Drop for PgOutage {
     }
 }
 
+/// The last 40 lines of `m`'s log that are not INFO or DEBUG.
+fn warnings(m: &Monitor) -> String {
+    let text = m.log_text();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.contains(" INFO ") && !l.contains(" DEBUG "))
+        .collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
 /// Answers to `/ok` of each target, in order.
 fn answered(targets: &[Target]) -> Vec<usize> {
     targets.iter().map(|t| t.answered("/ok")).collect()
@@ -535,7 +545,9 @@ async fn a_30_s_database_outage_stops_writes_but_not_checks_and_loses_nothing() 
         }
         assert!(
             started.elapsed() < LONG,
-            "stored UP logs per service {ups:?} never matched the requests answered {asked:?}"
+            "stored UP logs per service {ups:?} never matched the requests answered {asked:?}; \
+             the api,scheduler process's warnings:\n{}",
+            warnings(&api)
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
