@@ -42,6 +42,8 @@
 //! - `requests_at_targets`: requests the targets received for the window's
 //!   checks. The run fails its own sanity check (non-zero exit, `sanity`
 //!   says why) when they and the stored UP checks differ by more than 0.1 %;
+//! - `checks_due`: each service's slots in the window, found from the phase
+//!   of its stored checks (a service with none counts at the average rate);
 //! - `checks_dropped`: `due_not_stored` (checks due minus checks stored),
 //!   and how many healthmon reported dropping, by cause, from its INFO lines
 //!   "due checks dropped without running" logged from the window's start
@@ -693,6 +695,12 @@ struct StatusCount {
 }
 
 #[derive(diesel::QueryableByName)]
+struct Phase {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    first: i64,
+}
+
+#[derive(diesel::QueryableByName)]
 struct Id {
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     id: i64,
@@ -774,6 +782,35 @@ impl Store {
             }
         }
         Ok(stored)
+    }
+
+    /// Checks due in [from, to): each service's slots keep one phase
+    /// (registration time modulo the interval), so one stored check of the
+    /// window tells where all its slots fall, dropped ones included. A
+    /// service with no check stored in the window is counted at the
+    /// average rate (`services * window / interval` in all).
+    async fn due(
+        &self,
+        from: i64,
+        to: i64,
+        services: usize,
+        interval_ms: i64,
+    ) -> Result<f64, String> {
+        let sql = format!(
+            "SELECT MIN(scheduled_at) AS first FROM health_logs WHERE checked_at >= {from} \
+             AND scheduled_at >= {from} AND scheduled_at < {to} GROUP BY service_id"
+        );
+        let phases = load_rows!(self, sql, Phase)?;
+        let slots = |first: i64| {
+            // Slots first + k * interval (any integer k) in [from, to).
+            let lo = (from - first).div_euclid(interval_ms)
+                + i64::from((from - first).rem_euclid(interval_ms) != 0);
+            let hi = (to - 1 - first).div_euclid(interval_ms);
+            (hi - lo + 1).max(0)
+        };
+        let seen: i64 = phases.iter().map(|p| slots(p.first)).sum();
+        let unseen = services.saturating_sub(phases.len()) as f64;
+        Ok(seen as f64 + unseen * (to - from) as f64 / interval_ms as f64)
     }
 
     /// Rows of `health_logs` matching `condition` (integers only).
@@ -1283,7 +1320,9 @@ async fn measure(
     let checks = stored.total();
     let checked_in_window = store.count("checked_at", from, to).await?;
     let secs = (to - from) as f64 / 1000.0;
-    let due = o.services as f64 * secs / o.interval as f64;
+    let due = store
+        .due(from, to, o.services, o.interval as i64 * 1000)
+        .await?;
     let cpu = cpu1 - cpu0;
 
     let requests = window_arrivals(arrivals, from, to);
