@@ -34,7 +34,7 @@ impl Resync {
     }
 
     /// The mark `text` is, or `None` for an event. Cheap enough for every
-    /// event: an event's text differs from [`PREFIX`] by its tenth byte.
+    /// event: an event's text differs from the mark's by its tenth byte.
     pub fn find(text: &str) -> Option<Resync> {
         let n = text.strip_prefix(PREFIX)?.strip_suffix('}')?;
         n.parse().ok().map(Resync)

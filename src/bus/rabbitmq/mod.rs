@@ -26,7 +26,7 @@
 //! its longest-lived job's interval (at most the interval), so stale jobs die
 //! on the bus instead of piling up after an outage; workers drop the stale
 //! ones of a live message one by one. Events and schedule updates are the
-//! serde JSON of [`Event`] and [`ScheduleUpdate`], as in-process.
+//! serde JSON of [`Event`](crate::domain::Event) and [`ScheduleUpdate`], as in-process.
 //!
 //! # Why quorum queues, and why the consumer moves poison itself
 //!
@@ -64,7 +64,7 @@
 //! updates wait like jobs.
 //!
 //! Each queue consumer has its own channel with `basic_qos` = its prefetch;
-//! a [`Delivery`] acks on the channel it came from. A delivery dropped
+//! a [`Delivery`](crate::bus::Delivery) acks on the channel it came from. A delivery dropped
 //! without an ack is nacked back to the queue; a dropped consumer cancels
 //! and returns what it had buffered. The channel closes (returning anything
 //! still unacknowledged) once the consumer and all its deliveries are gone.
@@ -76,7 +76,9 @@
 //! a heartbeat of 10 s, connection and channel callbacks, and on every new
 //! connection it declares the topology and re-binds the fanout subscriptions
 //! (sending [`ScheduleUpdate::Resync`] to local schedule subscribers, which
-//! may have missed updates). A lost connection is retried with capped
+//! may have missed updates, and putting a [`Resync`](crate::bus::Resync)
+//! mark in the local event ring, where events were lost, so WebSocket
+//! clients get a fresh snapshot). A lost connection is retried with capped
 //! exponential backoff and jitter (100 ms doubling to 10 s). Queue consumers
 //! re-create themselves on the new connection the next time they are polled.
 //!
