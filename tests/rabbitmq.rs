@@ -611,7 +611,12 @@ async fn a_bad_url_is_refused_at_once() {
         events: 1,
         schedule: 1,
     };
-    for url in ["amqps://h/", "amqp://", "kafka://h/"] {
+    for url in [
+        "amqp://",
+        "kafka://h/",
+        "amqp://h/?cacertfile=/ca.pem",
+        "amqps://h/?cacertfile=/nonexistent/ca.pem",
+    ] {
         let opts = RabbitOptions::new(url, "p", 1, 1, caps);
         assert!(
             matches!(Bus::rabbit(opts), Err(BusError::InvalidUrl(_))),

@@ -1,15 +1,23 @@
-//! TLS to PostgreSQL against the local server, which `.ci/run` gives a
-//! certificate for localhost and 127.0.0.1 signed by a CA it makes
-//! (`HEALTHMON_TEST_PG_CA` names the CA's PEM file). Without that variable
-//! the tests skip, and under CI they fail.
+//! TLS to PostgreSQL and RabbitMQ against the local servers, which `.ci/run`
+//! gives a certificate for localhost and 127.0.0.1 signed by a CA it makes
+//! (`HEALTHMON_TEST_PG_CA` and `HEALTHMON_TEST_AMQPS_CA` name the CA's PEM
+//! file; RabbitMQ's amqps listener is 127.0.0.1:5671). Without those
+//! variables the tests skip, and under CI they fail.
 
 mod common;
 
 use diesel::sql_types::{Bool, Nullable, Text};
 use diesel_async::RunQueryDsl;
+use healthmon::bus::rabbitmq::{Names, RabbitOptions};
+use healthmon::bus::{Bus, BusError, Capacities};
 use healthmon::config::DatabaseUrl;
+use healthmon::domain::CheckJob;
+use healthmon::domain::time::now_ms;
 use healthmon::store::Store;
 use healthmon::store::pg_connect::Connector;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 #[derive(diesel::QueryableByName)]
 struct Ssl {
@@ -112,4 +120,99 @@ async fn require_encrypts_without_a_ca_and_disable_does_not_encrypt() {
     let (ssl, _) = ssl_of(&db.url).await.expect("prefer connects");
     assert!(ssl, "the default did not use the server's TLS");
     db.drop_db().await;
+}
+
+/// The amqps listener's CA, or `None` (skip) when `.ci/run` did not set it.
+fn amqps_ca() -> Option<String> {
+    match std::env::var("HEALTHMON_TEST_AMQPS_CA") {
+        Ok(ca) if std::path::Path::new(&ca).is_file() => Some(ca),
+        _ => {
+            common::skip::skip(
+                "RabbitMQ's amqps listener on 127.0.0.1:5671",
+                "HEALTHMON_TEST_AMQPS_CA does not name a file; bash .ci/run sets it up",
+            );
+            None
+        }
+    }
+}
+
+/// Deletes the queues and exchanges a test's prefix declared, over the
+/// plain listener.
+async fn delete_topology(prefix: &str) {
+    use amqprs::channel::{ExchangeDeleteArguments, QueueDeleteArguments};
+    use amqprs::connection::{Connection, OpenConnectionArguments};
+    let args = OpenConnectionArguments::new("127.0.0.1", 5672, "guest", "guest");
+    let Ok(conn) = Connection::open(&args).await else {
+        return;
+    };
+    if let Ok(ch) = conn.open_channel(None).await {
+        let names = Names::new(prefix);
+        for q in [&names.jobs, &names.results, &names.dead] {
+            let _ = ch.queue_delete(QueueDeleteArguments::new(q)).await;
+        }
+        for x in [&names.events, &names.schedule, &names.dead] {
+            let _ = ch.exchange_delete(ExchangeDeleteArguments::new(x)).await;
+        }
+    }
+    let _ = conn.close().await;
+}
+
+/// A bus on `url` with its connection task running.
+fn rabbit(url: &str, prefix: &str) -> (Bus, CancellationToken, JoinHandle<Result<(), BusError>>) {
+    let caps = Capacities {
+        jobs: 16,
+        results: 16,
+        events: 16,
+        schedule: 16,
+    };
+    let bus = Bus::rabbit(RabbitOptions::new(url, prefix, 2, 4, caps)).expect("a usable URL");
+    let token = CancellationToken::new();
+    let task = tokio::spawn(
+        bus.maintenance()
+            .expect("a broker bus has maintenance")
+            .run(token.clone()),
+    );
+    (bus, token, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqps_with_the_brokers_ca_carries_jobs_and_without_it_never_connects() {
+    let Some(ca) = amqps_ca() else { return };
+    let prefix = format!("t_tls_{}_{}", std::process::id(), now_ms());
+    let url = format!("amqps://guest:guest@127.0.0.1:5671/%2f?cacertfile={ca}");
+    let (bus, token, task) = rabbit(&url, &prefix);
+    assert!(
+        bus.ready(Duration::from_secs(20)).await,
+        "no verified TLS connection to the broker"
+    );
+    let mut jobs = bus.consume_jobs().expect("a consumer");
+    let job = CheckJob {
+        service_id: 7,
+        url: "http://127.0.0.1:1/".into(),
+        timeout_ms: 1000,
+        interval_ms: 60_000,
+        expected_statuses: None,
+        scheduled_at: now_ms(),
+    };
+    bus.publish_job(job).await.expect("published over TLS");
+    let got = tokio::time::timeout(Duration::from_secs(10), jobs.next())
+        .await
+        .expect("the job arrives")
+        .expect("a delivery");
+    assert_eq!(got.msg.service_id, 7);
+    got.ack().await.expect("ack");
+    drop(jobs);
+    delete_topology(&prefix).await;
+    token.cancel();
+    let _ = task.await;
+
+    // Without the CA the broker's certificate is not trusted: no connection.
+    let untrusted = "amqps://guest:guest@127.0.0.1:5671/%2f";
+    let (bus, token, task) = rabbit(untrusted, &format!("{prefix}_x"));
+    assert!(
+        !bus.ready(Duration::from_secs(3)).await,
+        "connected to a broker whose certificate is not trusted"
+    );
+    token.cancel();
+    let _ = task.await;
 }
