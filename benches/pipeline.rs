@@ -79,6 +79,12 @@
 //! The last line printed is one JSON object. The bench exits non-zero when
 //! nothing was stored or the sanity check failed. The bench process itself (targets, WebSocket clients)
 //! shares the machine's cores with healthmon; its CPU is not counted.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    reason = "test code: a panic is a failed test, and output is for the person running it"
+)]
 
 // A bench's root is benches/pipeline.rs: without `path`, `mod` looks in benches/.
 #[path = "pipeline/blackbox.rs"]

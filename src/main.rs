@@ -1,3 +1,6 @@
+//! The `healthmon` binary: reads the CLI and the configuration, then runs
+//! the chosen roles ([`healthmon::app`]) or a `keys` subcommand.
+
 use clap::Parser;
 use healthmon::cli::{Cli, Command, Roles};
 use healthmon::{app, config, keys};

@@ -1,6 +1,12 @@
 //! The REST API as a user sees it: every endpoint of the public contract
 //! (DESIGN.md, "REST API"), its bodies and headers, and every error it
 //! promises, against the real binary and real HTTP targets on 127.0.0.1.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    reason = "test code: a panic is a failed test, and output is for the person running it"
+)]
 
 mod common;
 

@@ -1,5 +1,11 @@
 //! What a check finds, seen through the API: UP/DOWN rules, latency,
 //! timeouts, redirects, body limits, and the error text.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    reason = "test code: a panic is a failed test, and output is for the person running it"
+)]
 
 mod common;
 

@@ -7,6 +7,12 @@
 //! one at a time (some stop the shared servers). Under CI they fail if the
 //! servers are missing; elsewhere they are skipped through
 //! [`common::skip::skip`], which no one can miss.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    reason = "test code: a panic is a failed test, and output is for the person running it"
+)]
 
 mod common;
 

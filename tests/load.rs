@@ -14,6 +14,12 @@
 //! It prints checks stored per second (counted in the database, not from a
 //! counter), schedule lag (check start minus due time) p50/p99/max, CPU
 //! seconds per 1,000 checks and the RSS of the monitor process.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    reason = "test code: a panic is a failed test, and output is for the person running it"
+)]
 
 mod common;
 

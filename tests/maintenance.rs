@@ -3,6 +3,12 @@
 //! binary deletes the expired ones, keeps the recent ones, and serves the
 //! hourly rollups of both. The fleet's version, with its lock, is in
 //! tests/fleet.rs.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    reason = "test code: a panic is a failed test, and output is for the person running it"
+)]
 
 mod common;
 

@@ -7,6 +7,12 @@
 //! broker-restart test (`rabbitmqctl stop_app` / `start_app`) takes the
 //! broker exclusively, so the other tests in this file wait for it (and it
 //! for them).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    reason = "test code: a panic is a failed test, and output is for the person running it"
+)]
 
 mod common;
 

@@ -7,6 +7,12 @@
 //! Under CI a missing server fails the test; elsewhere it is skipped
 //! through [`common::skip::skip`]. The test stops the shared broker, so it
 //! lives in its own binary (test binaries run one after another).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    reason = "test code: a panic is a failed test, and output is for the person running it"
+)]
 
 mod common;
 

@@ -1,6 +1,12 @@
 //! Storage and retention through the real binary: rollups count recorded
 //! checks into hours every few seconds, and `GET /services/{id}/uptime`
 //! serves them (the store-level promises are in tests/store.rs).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    reason = "test code: a panic is a failed test, and output is for the person running it"
+)]
 
 mod common;
 

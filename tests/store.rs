@@ -1,6 +1,12 @@
 //! The store's promises, driven directly: idempotent logs, transitions that
 //! only move forward, nothing left behind by a deleted service, and
 //! keyset pagination. One suite, run against SQLite and PostgreSQL.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    reason = "test code: a panic is a failed test, and output is for the person running it"
+)]
 
 mod common;
 

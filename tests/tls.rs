@@ -3,6 +3,12 @@
 //! (`HEALTHMON_TEST_PG_CA` and `HEALTHMON_TEST_AMQPS_CA` name the CA's PEM
 //! file; RabbitMQ's amqps listener is 127.0.0.1:5671). Without those
 //! variables the tests skip, and under CI they fail.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    reason = "test code: a panic is a failed test, and output is for the person running it"
+)]
 
 mod common;
 

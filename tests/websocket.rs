@@ -1,5 +1,11 @@
 //! `/ws`: snapshot, live check events, exactly one status_change per flip,
 //! and what happens to clients that misbehave.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    reason = "test code: a panic is a failed test, and output is for the person running it"
+)]
 
 mod common;
 

@@ -1,4 +1,8 @@
 //! Rows as the tables hold them, and their conversion to domain types.
+#![allow(
+    missing_docs,
+    reason = "each field is its table's column of the same name (schema.rs)"
+)]
 
 use super::batch::{StatusUpdate, Transition};
 use super::schema::{api_keys, health_logs, hourly_rollups, services, state_changes};

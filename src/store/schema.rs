@@ -1,5 +1,9 @@
 //! The tables, written once for every backend: only types that SQLite and
 //! PostgreSQL map alike (BigInt, Integer, Text, Bool; times as epoch ms).
+#![allow(
+    missing_docs,
+    reason = "diesel's table! macro generates a public type per column"
+)]
 
 diesel::table! {
     /// Registered services and their latest status.

@@ -185,7 +185,11 @@ impl RabbitBus {
                     "connected to RabbitMQ");
             }
             ever_up = true;
-            let cleanup = guard.cleanup.as_mut().expect("held while running");
+            // The guard holds the receiver from the start of `run` until
+            // its drop; without it there is nothing to serve.
+            let Some(cleanup) = guard.cleanup.as_mut() else {
+                break;
+            };
             let end = self.serve(&session, fanouts, cleanup, &token).await;
             self.events_bound.store(false, Ordering::SeqCst);
             self.schedule_bound.store(false, Ordering::SeqCst);

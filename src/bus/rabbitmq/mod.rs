@@ -376,6 +376,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+#[allow(
+    clippy::expect_used,
+    reason = "called only with fixed header names, far below AMQP's 255 bytes"
+)]
 fn name(s: &str) -> amqprs::FieldName {
     s.try_into().expect("a short header name")
 }
