@@ -7,8 +7,8 @@ use healthmon::{app, config, keys};
 use tracing_subscriber::EnvFilter;
 
 // Checks allocate and free small buffers from many threads; glibc's malloc
-// spent ~9% of the CPU on that (perf, 5,000 checks/s) and kept freed memory
-// in per-thread arenas.
+// showed in CPU profiles for it and kept freed memory in per-thread arenas
+// (BENCHMARKS.md, "What changed").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -48,9 +48,9 @@ async fn main() -> anyhow::Result<()> {
 
 /// SQLite (C) still allocates through glibc, which gives each thread that
 /// contends for the heap an arena of its own and keeps freed pages in each.
-/// SQLite runs on tokio's blocking threads, so with 100,000 services eight
-/// arenas held about 40 MB of a 150 MB RSS; two hold what one writer and the
-/// readers need.
+/// SQLite runs on tokio's blocking threads, so eight arenas held a large
+/// share of the RSS at scale (BENCHMARKS.md); two hold what one writer and
+/// the readers need.
 fn limit_c_heap_arenas() {
     #[cfg(target_env = "gnu")]
     // SAFETY: mallopt only sets a malloc tunable; it is called once, before

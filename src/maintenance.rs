@@ -12,10 +12,10 @@
 //!   `logs.rollup_retention_days`, in batches of [`DELETE_BATCH`], pausing
 //!   between batches (see [`BATCH_PAUSE`]).
 //!
-//! Rolling up often keeps each round small: at 5,000 checks/s, one round
-//! every five minutes (1.5 M logs) held the recorder back long enough that
-//! its backlog never drained on 2 cores (schedule lag p99 6.6-20 s), while
-//! 25,000 logs every five seconds is a few short transactions. Only logs
+//! Rolling up often keeps each round small: rare, large rounds held the
+//! recorder back long enough that its backlog never drained on 2 cores
+//! (BENCHMARKS.md, "What changed"), while a few seconds' worth of logs is a
+//! few short transactions. Only logs
 //! already rolled up are deleted (see [`Store::delete_logs_before`]), so no
 //! hour is lost.
 

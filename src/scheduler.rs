@@ -116,7 +116,7 @@ impl Schedule {
     ///
     /// Rebuilding from scratch instead would give a service that is due but
     /// not yet taken (late by the reload itself) its *next* slot, skipping a
-    /// check: about 1% of checks at 100,000 services. And it would hold two
+    /// check, more of them the more services there are. And it would hold two
     /// schedules at once.
     pub fn reconcile<'a>(
         &mut self,
@@ -225,8 +225,8 @@ pub enum SchedulerError {
     Bus(#[from] crate::bus::BusError),
 }
 
-/// Services read per query when (re)loading: loading all 100,000 at once
-/// every reconcile cost over 100 MB of RSS that the allocator kept.
+/// Services read per query when (re)loading: loading them all at once
+/// every reconcile left RSS the allocator kept (BENCHMARKS.md).
 const LOAD_PAGE: i64 = 2000;
 
 /// Loads (or, given a schedule, reconciles) every service from the store,

@@ -19,8 +19,8 @@
 //! job or result as a JSON object, or several as a JSON array: the
 //! scheduler's due jobs go up to [`JOBS_PER_MESSAGE`] to a message, and the
 //! results a process publishes while the previous message awaits its confirm
-//! go together, up to [`RESULTS_PER_MESSAGE`] (a message each cost the broker
-//! about a core at 3,000 checks/s). Consumers hand the items out one by one;
+//! go together, up to [`RESULTS_PER_MESSAGE`] (a message each made the broker
+//! the bottleneck; BENCHMARKS.md, "What changed"). Consumers hand the items out one by one;
 //! the message is acked once every item is, and returned whole if any is
 //! dropped unacked. A job message carries an `expiration` of what is left of
 //! its longest-lived job's interval (at most the interval), so stale jobs die
@@ -120,8 +120,8 @@ use uri::connection_args;
 const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Most jobs in one message. The prefetch counts messages, so a worker
-/// process may hold up to `jobs_prefetch` times this many jobs (a few MB),
-/// while a message per job cost the broker about a core at 3,000 checks/s.
+/// process may hold up to `jobs_prefetch` times this many jobs, while a
+/// message per job made the broker the bottleneck (BENCHMARKS.md).
 pub const JOBS_PER_MESSAGE: usize = 32;
 /// Most results in one message; a recorder process may hold up to
 /// `results_prefetch` times this many (about 300 bytes each).

@@ -35,9 +35,9 @@ const STALL_CHECK: Duration = Duration::from_secs(1);
 /// Largest frame of a snapshot message (a page of up to
 /// [`snapshot::PAGE_SERVICES`] services), which goes in frames of this
 /// size. actix keeps a connection's write buffer at the largest size it
-/// ever held, so a snapshot in one frame (about 250 bytes per service: 25 MB
-/// at 100,000, when it was one message) stayed allocated for as long as its client was connected
-/// (0.35 MB per client at 1,000 services). In fragments the buffer holds at
+/// ever held, so a snapshot in one frame stayed allocated, at its full size,
+/// for as long as its client was connected (BENCHMARKS.md has what that cost
+/// with 1,000 clients). In fragments the buffer holds at
 /// most actix's write buffer (32 KiB) and a [`feed::CHUNK_BYTES`] chunk.
 pub const SNAPSHOT_FRAME_BYTES: usize = 4096;
 /// Most messages a client may send per second before it is disconnected.
