@@ -117,7 +117,7 @@ impl App {
         };
         let bus = match &settings.queue.url {
             None => Bus::in_process(caps),
-            // Connects once its maintenance task runs (see `run`): a broker
+            // Connects once its keeper task runs (see `run`): a broker
             // that is down at start-up is waited for, not fatal.
             Some(url) => Bus::rabbit(bus::rabbitmq::RabbitOptions::new(
                 url.clone(),
@@ -173,9 +173,9 @@ impl App {
     /// down in order (see [`crate::supervise`]).
     pub async fn run(self, stop: impl Future<Output = ()>) -> Result<(), AppError> {
         let mut tasks = Vec::new();
-        if let Some(maintenance) = self.bus.maintenance() {
+        if let Some(keeper) = self.bus.keeper() {
             tasks.push(Task::new("bus", Stage::Transport, move |token| {
-                maintenance.run(token)
+                keeper.run(token)
             }));
         }
         if let (Some(listener), Some(store)) = (self.listener, &self.store) {

@@ -11,7 +11,7 @@
 //! services, so no change between the two is lost, and reloads everything
 //! from the store if it ever falls behind on updates.
 
-use crate::bus::Bus;
+use crate::bus::{Bus, ScheduleSignal};
 use crate::domain::event::ScheduleUpdate;
 use crate::domain::time::{Millis, now_ms};
 use crate::domain::{CheckJob, Service, ServiceSpec};
@@ -208,8 +208,6 @@ impl Schedule {
         match update {
             ScheduleUpdate::Upsert { id, spec } => self.upsert(id, spec, now),
             ScheduleUpdate::Remove { id } => self.remove(id),
-            // Handled by the caller, which has the store.
-            ScheduleUpdate::Resync => {}
         }
     }
 }
@@ -355,12 +353,12 @@ async fn run_active(
                 }
             }
             update = updates.recv() => match update {
-                Ok(ScheduleUpdate::Resync) => {
+                Ok(ScheduleSignal::Resync) => {
                     tracing::info!("schedule updates may have been missed; reloading from the store");
                     stale = true;
                     check_lead.reset_immediately();
                 }
-                Ok(update) => schedule.apply(update, now_ms()),
+                Ok(ScheduleSignal::Update(update)) => schedule.apply(update, now_ms()),
                 Err(RecvError::Lagged(missed)) => {
                     tracing::warn!(missed, "schedule updates lagged; reloading from the store");
                     stale = true;

@@ -25,7 +25,7 @@ use amqprs::connection::{Connection, OpenConnectionArguments};
 use healthmon::bus::rabbitmq::{
     JOBS_PER_MESSAGE, Names, RESULTS_PER_MESSAGE, RESULTS_QUEUED_MAX, RabbitOptions,
 };
-use healthmon::bus::{Bus, BusError, Capacities, Resync};
+use healthmon::bus::{Bus, BusError, Capacities, Resync, ScheduleSignal};
 use healthmon::domain::event::ScheduleUpdate;
 use healthmon::domain::time::now_ms;
 use healthmon::domain::{CheckJob, CheckResult, Event, Status};
@@ -109,7 +109,7 @@ fn options(url: &str, prefix: &str) -> RabbitOptions {
     opts
 }
 
-/// One "process": a bus and its supervised-style maintenance task.
+/// One "process": a bus and its supervised-style connection keeper task.
 struct Node {
     bus: Bus,
     token: CancellationToken,
@@ -119,16 +119,16 @@ struct Node {
 impl Node {
     async fn start(opts: RabbitOptions) -> Node {
         let bus = Bus::rabbit(opts).expect("a usable URL");
-        let maintenance = bus.maintenance().expect("a broker bus has maintenance");
+        let keeper = bus.keeper().expect("a broker bus has a keeper");
         let token = CancellationToken::new();
-        let task = tokio::spawn(maintenance.run(token.clone()));
+        let task = tokio::spawn(keeper.run(token.clone()));
         assert!(bus.ready(SOON).await, "the bus did not connect");
         Node { bus, token, task }
     }
 
     async fn stop(self) {
         self.token.cancel();
-        let ended = timeout(SOON, self.task).await.expect("maintenance stops");
+        let ended = timeout(SOON, self.task).await.expect("the keeper stops");
         ended.expect("no panic").expect("a clean stop");
         assert!(!self.bus.is_ready());
     }
@@ -516,7 +516,7 @@ async fn schedule_updates_fan_out_to_every_process() {
     // A new subscription may have missed updates: it starts with a resync.
     for rx in [&mut on_a, &mut on_b] {
         let first = timeout(SOON, rx.recv()).await.unwrap().unwrap();
-        assert_eq!(first, ScheduleUpdate::Resync);
+        assert_eq!(first, ScheduleSignal::Resync);
     }
     b.bus
         .publish_schedule(ScheduleUpdate::Remove { id: 42 })
@@ -524,7 +524,10 @@ async fn schedule_updates_fan_out_to_every_process() {
         .unwrap();
     for rx in [&mut on_a, &mut on_b] {
         let got = timeout(SOON, rx.recv()).await.unwrap().unwrap();
-        assert_eq!(got, ScheduleUpdate::Remove { id: 42 });
+        assert_eq!(
+            got,
+            ScheduleSignal::Update(ScheduleUpdate::Remove { id: 42 })
+        );
         assert!(timeout(QUIET, rx.recv()).await.is_err());
     }
     a.stop().await;
@@ -673,7 +676,7 @@ async fn the_bus_comes_back_by_itself_after_a_broker_restart() {
     assert!(node.bus.ready(SOON).await);
     assert_eq!(
         timeout(SOON, schedule.recv()).await.unwrap().unwrap(),
-        ScheduleUpdate::Resync
+        ScheduleSignal::Resync
     );
     let mut jobs = node.bus.consume_jobs().unwrap();
     node.bus.publish_job(job(1, 60_000)).await.unwrap();
@@ -715,7 +718,7 @@ async fn the_bus_comes_back_by_itself_after_a_broker_restart() {
     // Subscriptions are re-bound and the scheduler is told to resync.
     assert_eq!(
         timeout(SOON, schedule.recv()).await.unwrap().unwrap(),
-        ScheduleUpdate::Resync
+        ScheduleSignal::Resync
     );
     assert!(node.bus.ready(SOON).await);
 
@@ -773,7 +776,7 @@ impl std::io::Write for Captured {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_scheduler_keeps_publishing_due_checks_while_the_broker_is_unreachable() {
-    // No broker at all (nothing listens on port 1, and no maintenance task
+    // No broker at all (nothing listens on port 1, and no keeper task
     // runs): every publish gives up after its bounded wait.
     let mut opts = options("amqp://guest:guest@127.0.0.1:1/", &unique_prefix());
     opts.publish_timeout = Duration::from_millis(100);
@@ -832,7 +835,7 @@ async fn the_scheduler_keeps_publishing_due_checks_while_the_broker_is_unreachab
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_for_an_unreachable_broker_are_capped_and_fail_together() {
-    // No broker at all (nothing listens on port 1, and no maintenance task
+    // No broker at all (nothing listens on port 1, and no keeper task
     // runs): every result waits for a connection that never comes.
     let mut opts = options("amqp://guest:guest@127.0.0.1:1/%2f", &unique_prefix());
     let publish_timeout = Duration::from_secs(4);

@@ -5,7 +5,7 @@
 //! the [`Consumer`] puts it back when dropped. Fan-outs (events, schedule
 //! updates) are broadcast rings, bounded by construction.
 
-use super::{BusError, Capacities, EventText};
+use super::{BusError, Capacities, EventText, ScheduleSignal};
 use crate::domain::event::ScheduleUpdate;
 use crate::domain::{CheckJob, CheckResult};
 use std::sync::{Arc, Mutex};
@@ -20,7 +20,7 @@ pub struct InProcessBus {
     results_tx: mpsc::Sender<CheckResult>,
     results_rx: Slot<CheckResult>,
     events: broadcast::Sender<EventText>,
-    schedule: broadcast::Sender<ScheduleUpdate>,
+    schedule: broadcast::Sender<ScheduleSignal>,
 }
 
 impl InProcessBus {
@@ -69,10 +69,10 @@ impl InProcessBus {
     }
 
     pub(super) fn publish_schedule(&self, update: ScheduleUpdate) {
-        let _ = self.schedule.send(update);
+        let _ = self.schedule.send(ScheduleSignal::Update(update));
     }
 
-    pub(super) fn subscribe_schedule(&self) -> broadcast::Receiver<ScheduleUpdate> {
+    pub(super) fn subscribe_schedule(&self) -> broadcast::Receiver<ScheduleSignal> {
         self.schedule.subscribe()
     }
 }

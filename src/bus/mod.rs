@@ -3,9 +3,12 @@
 //! Four streams cross it: check jobs (scheduler -> one worker), results
 //! (worker -> one recorder), events (recorder -> every API process, as JSON
 //! text ready for WebSocket clients) and schedule updates (API -> scheduler).
-//! [`Bus`] is an enum so each backend is a variant: the in-process one, built
-//! on bounded tokio channels, and RabbitMQ ([`rabbitmq`]) for a fleet of
-//! processes.
+//! [`Bus`] hides which backend carries them: the in-process one, built on
+//! bounded tokio channels, or RabbitMQ ([`rabbitmq`]) for a fleet of
+//! processes. Nothing outside this module names a backend's types: a
+//! [`Delivery`] settles itself, a [`Consumer`] receives, a [`Keeper`] keeps
+//! a broker connection up, and the schedule stream carries
+//! [`ScheduleSignal`]s.
 
 pub mod in_process;
 pub mod rabbitmq;
@@ -18,6 +21,7 @@ use crate::domain::{CheckJob, CheckResult, Event};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 
 /// What can go wrong on the bus.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +44,18 @@ pub enum BusError {
     InvalidUrl(String),
 }
 
+/// What the schedule stream carries: the updates the API publishes, and,
+/// from the bus itself, word that some may have been lost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScheduleSignal {
+    /// A service's schedule changed.
+    Update(ScheduleUpdate),
+    /// Updates may have been missed (the broker subscription was bound
+    /// again after a reconnect): reload the whole schedule from the store.
+    /// Only the bus sends it; it never travels over a broker.
+    Resync,
+}
+
 /// A message taken from a queue, to acknowledge once its work is done.
 ///
 /// With a broker, an unacknowledged message is redelivered if the consumer
@@ -49,12 +65,12 @@ pub struct Delivery<T> {
     /// The message.
     pub msg: T,
     /// How to settle it with whatever delivered it.
-    pub acker: Acker,
+    acker: Acker,
 }
 
 /// Settles a delivery with its source.
 #[derive(Debug)]
-pub enum Acker {
+enum Acker {
     /// In-process: nothing to settle.
     None,
     /// A RabbitMQ delivery, acked on the channel it came from (and returned
@@ -64,7 +80,7 @@ pub enum Acker {
 
 impl<T> Delivery<T> {
     /// A delivery that needs no settling.
-    pub fn local(msg: T) -> Self {
+    pub(crate) fn local(msg: T) -> Self {
         Self {
             msg,
             acker: Acker::None,
@@ -80,13 +96,36 @@ impl<T> Delivery<T> {
     }
 }
 
-/// The bus a process uses.
+/// The bus a process uses. Cloning it is cheap: clones share one bus.
 #[derive(Clone)]
-pub enum Bus {
+pub struct Bus(Backend);
+
+/// Which backend carries the streams; private, so nothing outside the bus
+/// depends on the choice.
+#[derive(Clone)]
+enum Backend {
     /// Channels inside this process.
     InProcess(Arc<in_process::InProcessBus>),
     /// A RabbitMQ broker shared by every process.
     Rabbit(Arc<rabbitmq::RabbitBus>),
+}
+
+/// The task that keeps a broker connection up (connects, declares the
+/// topology, re-binds subscriptions, reconnects with backoff), to run under
+/// the supervisor in the transport stage. Not to be confused with log
+/// maintenance (`crate::maintenance`).
+#[derive(Clone)]
+pub struct Keeper(Arc<rabbitmq::RabbitBus>);
+
+impl Keeper {
+    /// Connects and keeps reconnecting until `token` is cancelled, then
+    /// closes the connection. Only one may run at a time per bus.
+    pub fn run(
+        &self,
+        token: CancellationToken,
+    ) -> impl Future<Output = Result<(), BusError>> + Send + use<> {
+        Arc::clone(&self.0).keep(token)
+    }
 }
 
 /// An event's JSON text. Every subscriber shares one copy: a clone is a
@@ -115,29 +154,40 @@ pub struct Capacities {
 impl Bus {
     /// An in-process bus with these capacities.
     pub fn in_process(caps: Capacities) -> Self {
-        Bus::InProcess(Arc::new(in_process::InProcessBus::new(caps)))
+        Bus(Backend::InProcess(Arc::new(in_process::InProcessBus::new(
+            caps,
+        ))))
     }
 
-    /// A RabbitMQ bus; it connects once its [`Bus::maintenance`] task runs.
+    /// A RabbitMQ bus; it connects once its [`Bus::keeper`] task runs.
     /// Fails only on an unusable URL.
     pub fn rabbit(opts: rabbitmq::RabbitOptions) -> Result<Self, BusError> {
-        Ok(Bus::Rabbit(Arc::new(rabbitmq::RabbitBus::new(opts)?)))
+        Ok(Bus(Backend::Rabbit(Arc::new(rabbitmq::RabbitBus::new(
+            opts,
+        )?))))
     }
 
-    /// The task that keeps a broker connection up, to run under the
+    /// The task that keeps the broker connection up, to run under the
     /// supervisor in the transport stage; `None` for the in-process bus.
-    pub fn maintenance(&self) -> Option<rabbitmq::Maintenance> {
-        match self {
-            Bus::InProcess(_) => None,
-            Bus::Rabbit(b) => Some(rabbitmq::Maintenance(Arc::clone(b))),
+    pub fn keeper(&self) -> Option<Keeper> {
+        match &self.0 {
+            Backend::InProcess(_) => None,
+            Backend::Rabbit(b) => Some(Keeper(Arc::clone(b))),
         }
+    }
+
+    /// The old name of [`Bus::keeper`], kept only until `tests/tls.rs`
+    /// (owned elsewhere) moves to the new one.
+    #[doc(hidden)]
+    pub fn maintenance(&self) -> Option<Keeper> {
+        self.keeper()
     }
 
     /// Queues a check job, waiting while the queue is full.
     pub async fn publish_job(&self, job: CheckJob) -> Result<(), BusError> {
-        match self {
-            Bus::InProcess(b) => b.publish_job(job).await,
-            Bus::Rabbit(b) => b.publish_job(job).await,
+        match &self.0 {
+            Backend::InProcess(b) => b.publish_job(job).await,
+            Backend::Rabbit(b) => b.publish_job(job).await,
         }
     }
 
@@ -147,38 +197,38 @@ impl Bus {
     /// `publish_job` for each. The first failure is returned; jobs before it
     /// may have been queued.
     pub async fn publish_jobs(&self, jobs: Vec<CheckJob>) -> Result<(), BusError> {
-        match self {
-            Bus::InProcess(b) => {
+        match &self.0 {
+            Backend::InProcess(b) => {
                 for job in jobs {
                     b.publish_job(job).await?;
                 }
                 Ok(())
             }
-            Bus::Rabbit(b) => b.publish_jobs(jobs).await,
+            Backend::Rabbit(b) => b.publish_jobs(jobs).await,
         }
     }
 
     /// Takes the job stream for this process's worker pool.
     pub fn consume_jobs(&self) -> Result<Consumer<CheckJob>, BusError> {
-        match self {
-            Bus::InProcess(b) => b.consume_jobs().map(Consumer::InProcess),
-            Bus::Rabbit(b) => Ok(Consumer::Rabbit(Box::new(b.consume_jobs()))),
+        match &self.0 {
+            Backend::InProcess(b) => b.consume_jobs().map(|c| Consumer(Source::InProcess(c))),
+            Backend::Rabbit(b) => Ok(Consumer(Source::Rabbit(Box::new(b.consume_jobs())))),
         }
     }
 
     /// Queues a result, waiting while the queue is full.
     pub async fn publish_result(&self, result: CheckResult) -> Result<(), BusError> {
-        match self {
-            Bus::InProcess(b) => b.publish_result(result).await,
-            Bus::Rabbit(b) => b.publish_result(result).await,
+        match &self.0 {
+            Backend::InProcess(b) => b.publish_result(result).await,
+            Backend::Rabbit(b) => b.publish_result(result).await,
         }
     }
 
     /// Takes the result stream for this process's recorder.
     pub fn consume_results(&self) -> Result<Consumer<CheckResult>, BusError> {
-        match self {
-            Bus::InProcess(b) => b.consume_results().map(Consumer::InProcess),
-            Bus::Rabbit(b) => Ok(Consumer::Rabbit(Box::new(b.consume_results()))),
+        match &self.0 {
+            Backend::InProcess(b) => b.consume_results().map(|c| Consumer(Source::InProcess(c))),
+            Backend::Rabbit(b) => Ok(Consumer(Source::Rabbit(Box::new(b.consume_results())))),
         }
     }
 
@@ -197,14 +247,14 @@ impl Bus {
             .iter()
             .map(|e| serde_json::to_string(e).map(EventText::from))
             .collect::<Result<Vec<_>, _>>()?;
-        match self {
-            Bus::InProcess(b) => {
+        match &self.0 {
+            Backend::InProcess(b) => {
                 for text in texts {
                     b.publish_event(text);
                 }
                 Ok(())
             }
-            Bus::Rabbit(b) => {
+            Backend::Rabbit(b) => {
                 for chunk in texts.chunks(EVENTS_PER_MESSAGE) {
                     b.publish_events(chunk).await?;
                 }
@@ -216,37 +266,39 @@ impl Bus {
     /// Subscribes to events, as JSON text. Where events may have been lost
     /// (a broker reconnect) the stream holds a [`Resync`] mark instead.
     pub fn subscribe_events(&self) -> broadcast::Receiver<EventText> {
-        match self {
-            Bus::InProcess(b) => b.subscribe_events(),
-            Bus::Rabbit(b) => b.subscribe_events(),
+        match &self.0 {
+            Backend::InProcess(b) => b.subscribe_events(),
+            Backend::Rabbit(b) => b.subscribe_events(),
         }
     }
 
     /// Tells the scheduler a service changed.
     pub async fn publish_schedule(&self, update: ScheduleUpdate) -> Result<(), BusError> {
-        match self {
-            Bus::InProcess(b) => {
+        match &self.0 {
+            Backend::InProcess(b) => {
                 b.publish_schedule(update);
                 Ok(())
             }
-            Bus::Rabbit(b) => b.publish_schedule(update).await,
+            Backend::Rabbit(b) => b.publish_schedule(update).await,
         }
     }
 
     /// Subscribes to schedule updates. A lagging subscriber gets
-    /// `RecvError::Lagged` and must reload the schedule from the store.
-    pub fn subscribe_schedule(&self) -> broadcast::Receiver<ScheduleUpdate> {
-        match self {
-            Bus::InProcess(b) => b.subscribe_schedule(),
-            Bus::Rabbit(b) => b.subscribe_schedule(),
+    /// `RecvError::Lagged`, and one that may have missed updates gets
+    /// [`ScheduleSignal::Resync`]; either must reload the schedule from the
+    /// store.
+    pub fn subscribe_schedule(&self) -> broadcast::Receiver<ScheduleSignal> {
+        match &self.0 {
+            Backend::InProcess(b) => b.subscribe_schedule(),
+            Backend::Rabbit(b) => b.subscribe_schedule(),
         }
     }
 
     /// Whether the bus can carry messages now (for `/readyz`).
     pub fn is_ready(&self) -> bool {
-        match self {
-            Bus::InProcess(_) => true,
-            Bus::Rabbit(b) => b.is_ready(),
+        match &self.0 {
+            Backend::InProcess(_) => true,
+            Backend::Rabbit(b) => b.is_ready(),
         }
     }
 
@@ -254,7 +306,7 @@ impl Bus {
     /// this process made is live on the broker (a broker-side subscription
     /// is bound shortly after `subscribe_*` returns). Whether it got there.
     pub async fn ready(&self, within: Duration) -> bool {
-        let Bus::Rabbit(b) = self else {
+        let Backend::Rabbit(b) = &self.0 else {
             return true;
         };
         let deadline = tokio::time::Instant::now() + within;
@@ -271,7 +323,10 @@ impl Bus {
 }
 
 /// The receiving end of a queue.
-pub enum Consumer<T> {
+pub struct Consumer<T>(Source<T>);
+
+/// Where a [`Consumer`] receives from.
+enum Source<T> {
     /// An in-process channel.
     InProcess(in_process::Consumer<T>),
     /// A RabbitMQ queue consumer.
@@ -281,17 +336,17 @@ pub enum Consumer<T> {
 impl<T> Consumer<T> {
     /// The next message, or `None` once the bus is closed.
     pub async fn next(&mut self) -> Option<Delivery<T>> {
-        match self {
-            Consumer::InProcess(c) => c.next().await.map(Delivery::local),
-            Consumer::Rabbit(c) => c.next().await,
+        match &mut self.0 {
+            Source::InProcess(c) => c.next().await.map(Delivery::local),
+            Source::Rabbit(c) => c.next().await,
         }
     }
 
     /// A message already waiting, without waiting for one.
     pub fn try_next(&mut self) -> Option<Delivery<T>> {
-        match self {
-            Consumer::InProcess(c) => c.try_next().map(Delivery::local),
-            Consumer::Rabbit(c) => c.try_next(),
+        match &mut self.0 {
+            Source::InProcess(c) => c.try_next().map(Delivery::local),
+            Source::Rabbit(c) => c.try_next(),
         }
     }
 }

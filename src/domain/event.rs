@@ -73,9 +73,6 @@ pub enum ScheduleUpdate {
         /// The service.
         id: i64,
     },
-    /// Updates may have been missed (a broker reconnect): reload the whole
-    /// schedule from the store.
-    Resync,
 }
 
 #[cfg(test)]

@@ -1,11 +1,11 @@
 //! The connection keeper: amqprs does not reconnect, so one supervised task
-//! ([`Maintenance::run`]) opens the connection, declares the topology, binds
+//! ([`Keeper::run`](crate::bus::Keeper::run)) opens the connection, declares the topology, binds
 //! the fanout subscriptions, forwards what they carry to the local rings,
 //! and on a lost connection tries again with capped, jittered backoff.
 
 use super::publisher::{ChanEvents, Publisher};
 use super::{Cleanup, Link, RabbitBus, SETUP_TIMEOUT, Session, name};
-use crate::bus::{BusError, Resync};
+use crate::bus::{BusError, Resync, ScheduleSignal};
 use crate::domain::Event;
 use crate::domain::event::ScheduleUpdate;
 use amqprs::callbacks::ConnectionCallback;
@@ -142,12 +142,16 @@ impl RabbitBus {
         Ok(())
     }
 
-    /// Keeps a connection up until `token` is cancelled.
-    async fn maintain(self: Arc<Self>, token: CancellationToken) -> Result<(), BusError> {
+    /// Keeps a connection up until `token` is cancelled (the body of
+    /// [`Keeper::run`](crate::bus::Keeper::run)).
+    pub(in crate::bus) async fn keep(
+        self: Arc<Self>,
+        token: CancellationToken,
+    ) -> Result<(), BusError> {
         let Some(cleanup) = self.cleanup_rx.lock().ok().and_then(|mut s| s.take()) else {
-            return Err(BusError::Busy("bus maintenance"));
+            return Err(BusError::Busy("broker connection keeper"));
         };
-        let mut guard = MaintenanceGuard {
+        let mut guard = KeeperGuard {
             bus: Arc::clone(&self),
             cleanup: Some(cleanup),
         };
@@ -293,7 +297,7 @@ impl RabbitBus {
             }
         }
         if fanouts.schedule.is_some() && !self.schedule_bound.swap(true, Ordering::SeqCst) {
-            let _ = self.schedule.send(ScheduleUpdate::Resync);
+            let _ = self.schedule.send(ScheduleSignal::Resync);
         }
     }
 
@@ -318,21 +322,21 @@ impl RabbitBus {
         let Some(body) = msg.content else { return };
         match serde_json::from_slice::<ScheduleUpdate>(&body) {
             Ok(update) => {
-                let _ = self.schedule.send(update);
+                let _ = self.schedule.send(ScheduleSignal::Update(update));
             }
             Err(e) => tracing::warn!(error = %e, "dropping an undecodable schedule update"),
         }
     }
 }
 
-/// Returns the cleanup receiver when the maintenance task ends, however it
-/// ends, so a restarted task can take it again.
-struct MaintenanceGuard {
+/// Returns the cleanup receiver when the keeper task ends, however it ends,
+/// so a restarted task can take it again.
+struct KeeperGuard {
     bus: Arc<RabbitBus>,
     cleanup: Option<mpsc::UnboundedReceiver<Cleanup>>,
 }
 
-impl Drop for MaintenanceGuard {
+impl Drop for KeeperGuard {
     fn drop(&mut self) {
         self.bus.events_bound.store(false, Ordering::SeqCst);
         self.bus.schedule_bound.store(false, Ordering::SeqCst);
@@ -347,21 +351,6 @@ impl Drop for MaintenanceGuard {
         if let (Some(rx), Ok(mut slot)) = (self.cleanup.take(), self.bus.cleanup_rx.lock()) {
             *slot = Some(rx);
         }
-    }
-}
-
-/// The connection-maintenance task of a RabbitMQ bus (see the module docs).
-#[derive(Clone)]
-pub struct Maintenance(pub(in crate::bus) Arc<RabbitBus>);
-
-impl Maintenance {
-    /// Connects and keeps reconnecting until `token` is cancelled, then
-    /// closes the connection. Only one may run at a time per bus.
-    pub fn run(
-        &self,
-        token: CancellationToken,
-    ) -> impl Future<Output = Result<(), BusError>> + Send + use<> {
-        Arc::clone(&self.0).maintain(token)
     }
 }
 

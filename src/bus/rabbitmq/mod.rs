@@ -26,7 +26,8 @@
 //! its longest-lived job's interval (at most the interval), so stale jobs die
 //! on the bus instead of piling up after an outage; workers drop the stale
 //! ones of a live message one by one. Events and schedule updates are the
-//! serde JSON of [`Event`](crate::domain::Event) and [`ScheduleUpdate`], as in-process.
+//! serde JSON of [`Event`](crate::domain::Event) and
+//! [`ScheduleUpdate`](crate::domain::event::ScheduleUpdate), as in-process.
 //!
 //! # Why quorum queues, and why the consumer moves poison itself
 //!
@@ -69,13 +70,14 @@
 //! and returns what it had buffered. The channel closes (returning anything
 //! still unacknowledged) once the consumer and all its deliveries are gone.
 //!
-//! # Connection maintenance
+//! # Keeping the connection
 //!
-//! amqprs does not reconnect. [`Maintenance::run`], a supervised task of the
-//! transport stage, owns the connection: `Connection::open` under a timeout,
+//! amqprs does not reconnect. The bus's [`Keeper`](crate::bus::Keeper), a
+//! supervised task of the transport stage, owns the connection: `Connection::open` under a timeout,
 //! a heartbeat of 10 s, connection and channel callbacks, and on every new
 //! connection it declares the topology and re-binds the fanout subscriptions
-//! (sending [`ScheduleUpdate::Resync`] to local schedule subscribers, which
+//! (sending [`ScheduleSignal::Resync`](crate::bus::ScheduleSignal::Resync)
+//! to local schedule subscribers, which
 //! may have missed updates, and putting a [`Resync`](crate::bus::Resync)
 //! mark in the local event ring, where events were lost, so WebSocket
 //! clients get a fresh snapshot). A lost connection is retried with capped
@@ -98,11 +100,9 @@ mod consumer;
 mod publisher;
 mod uri;
 
-pub use connection::Maintenance;
-pub use consumer::{AmqpAcker, QueueConsumer};
+pub(in crate::bus) use consumer::{AmqpAcker, QueueConsumer};
 
-use super::{BusError, Capacities, EventText};
-use crate::domain::event::ScheduleUpdate;
+use super::{BusError, Capacities, EventText, ScheduleSignal};
 use crate::domain::service::redact_url;
 use amqprs::channel::Channel;
 use amqprs::connection::{Connection, OpenConnectionArguments};
@@ -244,8 +244,8 @@ struct Session {
     blocked: Arc<AtomicBool>,
 }
 
-/// Work a `Drop` cannot do itself (it cannot await): done by the
-/// maintenance task.
+/// Work a `Drop` cannot do itself (it cannot await): done by the keeper
+/// task.
 enum Cleanup {
     /// A consumer went away: stop its deliveries and return what it had
     /// buffered but not handed out.
@@ -266,7 +266,7 @@ pub struct RabbitBus {
     opts: RabbitOptions,
     link: watch::Sender<Link>,
     events: broadcast::Sender<EventText>,
-    schedule: broadcast::Sender<ScheduleUpdate>,
+    schedule: broadcast::Sender<ScheduleSignal>,
     want_events: AtomicBool,
     want_schedule: AtomicBool,
     events_bound: AtomicBool,
@@ -281,8 +281,8 @@ pub struct RabbitBus {
 }
 
 impl RabbitBus {
-    /// Checks the URL and builds the (not yet connected) bus; run
-    /// [`Maintenance::run`] to connect.
+    /// Checks the URL and builds the (not yet connected) bus; run its
+    /// [`Keeper`](crate::bus::Keeper) to connect.
     pub fn new(opts: RabbitOptions) -> Result<Self, BusError> {
         let (mut args, endpoint) = connection_args(&opts.url, opts.heartbeat_s)?;
         args.connection_name(&format!(
@@ -344,7 +344,7 @@ impl RabbitBus {
         rx
     }
 
-    pub(in crate::bus) fn subscribe_schedule(&self) -> broadcast::Receiver<ScheduleUpdate> {
+    pub(in crate::bus) fn subscribe_schedule(&self) -> broadcast::Receiver<ScheduleSignal> {
         let rx = self.schedule.subscribe();
         if !self.want_schedule.swap(true, Ordering::SeqCst) {
             self.wants_changed.notify_one();
