@@ -4,6 +4,7 @@
 
 pub mod check;
 pub mod event;
+pub mod plan;
 pub mod service;
 pub mod status;
 pub mod time;

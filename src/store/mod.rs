@@ -6,7 +6,6 @@
 //! use and expands the same diesel expression for it. Adding PostgreSQL is a
 //! new variant, a pool constructor and a migrations folder.
 
-pub mod batch;
 pub mod models;
 pub mod pg_connect;
 pub mod postgres;

@@ -4,8 +4,8 @@
     reason = "each field is its table's column of the same name (schema.rs)"
 )]
 
-use super::batch::{StatusUpdate, Transition};
 use super::schema::{api_keys, health_logs, hourly_rollups, services, state_changes};
+use crate::domain::plan::{StatusUpdate, Transition};
 use crate::domain::time::{Millis, serde_rfc3339};
 use crate::domain::{CheckResult, Service, ServiceSpec, Status};
 use diesel::prelude::*;

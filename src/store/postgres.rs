@@ -4,7 +4,7 @@
 //! instead of failing.
 
 use super::StoreError;
-use super::batch;
+use crate::domain::plan;
 use super::pg_connect::Connector;
 use super::schema::services;
 use crate::domain::{CheckResult, Event};
@@ -91,7 +91,7 @@ struct Logged {
 /// Records a batch in one transaction of five statements, whatever its
 /// size: the batch's service rows are locked (in id order, so two recorders
 /// never deadlock) and read, the logs inserted from arrays with `unnest`,
-/// then the statuses and transitions [`batch::plan`] decides are written
+/// then the statuses and transitions [`plan::plan`] decides are written
 /// the same way. The row locks make the status update a compare-and-set: a
 /// second recorder waits for this one and then judges against its result.
 /// See [`super::Store::record`] for the promises.
@@ -100,8 +100,8 @@ pub async fn record(
     results: &[CheckResult],
 ) -> Result<Vec<Event>, diesel::result::Error> {
     conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-        let ids = batch::service_ids(results);
-        let rows: Vec<batch::Row> = services::table
+        let ids = plan::service_ids(results);
+        let rows: Vec<plan::Row> = services::table
             .filter(services::id.eq_any(&ids))
             .select((
                 services::id,
@@ -113,8 +113,8 @@ pub async fn record(
             .for_update()
             .load(conn)
             .await?;
-        let current = batch::current(rows);
-        let fresh: Vec<&CheckResult> = batch::distinct(results)
+        let current = plan::current(rows);
+        let fresh: Vec<&CheckResult> = plan::distinct(results)
             .into_iter()
             .filter(|r| current.contains_key(&r.service_id))
             .collect();
@@ -149,7 +149,7 @@ pub async fn record(
             .map(|l| (l.service_id, l.scheduled_at))
             .collect()
         };
-        let plan = batch::plan(
+        let plan = plan::plan(
             current,
             fresh
                 .into_iter()

@@ -2,7 +2,7 @@
 //! `SyncConnectionWrapper`s, migrations embedded and run at start.
 
 use super::StoreError;
-use super::batch;
+use crate::domain::plan;
 use super::models::{NewHealthLog, NewStateChange, StatusColumns};
 use super::schema::{health_logs, services, state_changes};
 use crate::domain::{CheckResult, Event};
@@ -93,8 +93,8 @@ fn pool(url: &str, size: usize) -> Result<SqlitePool, StoreError> {
 /// a thread hand-off each. See [`super::Store::record`] for the promises.
 pub fn record(conn: &mut SqliteConnection, results: &[CheckResult]) -> QueryResult<Vec<Event>> {
     conn.immediate_transaction(|conn| {
-        let ids = batch::service_ids(results);
-        let rows: Vec<batch::Row> = services::table
+        let ids = plan::service_ids(results);
+        let rows: Vec<plan::Row> = services::table
             .filter(services::id.eq_any(&ids))
             .select((
                 services::id,
@@ -103,9 +103,9 @@ pub fn record(conn: &mut SqliteConnection, results: &[CheckResult]) -> QueryResu
                 services::last_scheduled_at,
             ))
             .load(conn)?;
-        let current = batch::current(rows);
+        let current = plan::current(rows);
         let mut logged = Vec::with_capacity(results.len());
-        for r in batch::distinct(results) {
+        for r in plan::distinct(results) {
             if !current.contains_key(&r.service_id) {
                 continue;
             }
@@ -118,7 +118,7 @@ pub fn record(conn: &mut SqliteConnection, results: &[CheckResult]) -> QueryResu
                 logged.push(r);
             }
         }
-        let plan = batch::plan(current, logged);
+        let plan = plan::plan(current, logged);
         for u in &plan.updates {
             diesel::update(services::table.find(u.service_id))
                 .set(StatusColumns::from(u))

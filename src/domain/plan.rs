@@ -7,8 +7,8 @@
 //! recorder (three queries per result: each a thread hand-off on SQLite, a
 //! network round trip on PostgreSQL).
 
-use crate::domain::transition::{self, Effect};
-use crate::domain::{CheckResult, Event, Status};
+use super::transition::{self, Effect};
+use super::{CheckResult, Event, Status};
 use std::collections::HashMap;
 
 /// A service's row as the batch's transaction read it.
