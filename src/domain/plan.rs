@@ -1,9 +1,9 @@
-//! What a batch of results changes, worked out in memory.
+//! What a batch of results changes, worked out in memory: pure, no I/O.
 //!
-//! Both backends record a batch the same way: read (and, on PostgreSQL,
-//! lock) the rows of the batch's services once, insert the logs, then let
-//! [`plan`] decide the status updates, transitions and events, and write
-//! those in a few statements. A round trip per result was what limited the
+//! Both store backends record a batch the same way: read (and, on
+//! PostgreSQL, lock) the rows of the batch's services once, insert the logs,
+//! then let [`plan`] decide the status updates, transitions and events, and
+//! write those in a few statements. A round trip per result was what limited the
 //! recorder (three queries per result: each a thread hand-off on SQLite, a
 //! network round trip on PostgreSQL).
 
@@ -11,7 +11,8 @@ use super::transition::{self, Effect};
 use super::{CheckResult, Event, Status};
 use std::collections::HashMap;
 
-/// A service's row as the batch's transaction read it.
+/// A service as the batch's transaction read it: what a result is judged
+/// against.
 #[derive(Debug, Clone)]
 pub struct Current {
     /// The service's name, for events.
@@ -20,25 +21,6 @@ pub struct Current {
     pub status: Status,
     /// The `scheduled_at` of the result that set the status.
     pub scheduled_at: Option<i64>,
-}
-
-/// A service's row as a batch reads it: id, name, status, and the
-/// `scheduled_at` of the result that set the status.
-pub type Row = (i64, String, String, Option<i64>);
-
-/// The rows a batch read, by id.
-pub fn current(rows: Vec<Row>) -> HashMap<i64, Current> {
-    rows.into_iter()
-        .map(|(id, name, status, scheduled_at)| {
-            let status = status.parse().unwrap_or(Status::Pending);
-            let row = Current {
-                name,
-                status,
-                scheduled_at,
-            };
-            (id, row)
-        })
-        .collect()
 }
 
 /// A service's status after the batch.

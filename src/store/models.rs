@@ -5,11 +5,12 @@
 )]
 
 use super::schema::{api_keys, health_logs, hourly_rollups, services, state_changes};
-use crate::domain::plan::{StatusUpdate, Transition};
+use crate::domain::plan::{Current, StatusUpdate, Transition};
 use crate::domain::time::{Millis, serde_rfc3339};
 use crate::domain::{CheckResult, Service, ServiceSpec, Status};
 use diesel::prelude::*;
 use serde::Serialize;
+use std::collections::HashMap;
 
 /// A `services` row.
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -52,6 +53,26 @@ impl ServiceRow {
             version: self.version,
         }
     }
+}
+
+/// A service's row as a batch reads it: id, name, status, and the
+/// `scheduled_at` of the result that set the status.
+pub type CurrentRow = (i64, String, String, Option<i64>);
+
+/// The rows a batch read, by id, as [`crate::domain::plan::plan`] takes them. An
+/// unreadable status (a row edited by hand) counts as PENDING.
+pub fn current(rows: Vec<CurrentRow>) -> HashMap<i64, Current> {
+    rows.into_iter()
+        .map(|(id, name, status, scheduled_at)| {
+            let status = status.parse().unwrap_or(Status::Pending);
+            let row = Current {
+                name,
+                status,
+                scheduled_at,
+            };
+            (id, row)
+        })
+        .collect()
 }
 
 /// Columns written when a service is created.

@@ -4,9 +4,10 @@
 //! instead of failing.
 
 use super::StoreError;
-use crate::domain::plan;
+use super::models;
 use super::pg_connect::Connector;
 use super::schema::services;
+use crate::domain::plan;
 use crate::domain::{CheckResult, Event};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
@@ -101,7 +102,7 @@ pub async fn record(
 ) -> Result<Vec<Event>, diesel::result::Error> {
     conn.transaction::<_, diesel::result::Error, _>(async |conn| {
         let ids = plan::service_ids(results);
-        let rows: Vec<plan::Row> = services::table
+        let rows: Vec<models::CurrentRow> = services::table
             .filter(services::id.eq_any(&ids))
             .select((
                 services::id,
@@ -113,7 +114,7 @@ pub async fn record(
             .for_update()
             .load(conn)
             .await?;
-        let current = plan::current(rows);
+        let current = models::current(rows);
         let fresh: Vec<&CheckResult> = plan::distinct(results)
             .into_iter()
             .filter(|r| current.contains_key(&r.service_id))

@@ -2,9 +2,9 @@
 //! `SyncConnectionWrapper`s, migrations embedded and run at start.
 
 use super::StoreError;
-use crate::domain::plan;
-use super::models::{NewHealthLog, NewStateChange, StatusColumns};
+use super::models::{self, NewHealthLog, NewStateChange, StatusColumns};
 use super::schema::{health_logs, services, state_changes};
+use crate::domain::plan;
 use crate::domain::{CheckResult, Event};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
@@ -94,7 +94,7 @@ fn pool(url: &str, size: usize) -> Result<SqlitePool, StoreError> {
 pub fn record(conn: &mut SqliteConnection, results: &[CheckResult]) -> QueryResult<Vec<Event>> {
     conn.immediate_transaction(|conn| {
         let ids = plan::service_ids(results);
-        let rows: Vec<plan::Row> = services::table
+        let rows: Vec<models::CurrentRow> = services::table
             .filter(services::id.eq_any(&ids))
             .select((
                 services::id,
@@ -103,7 +103,7 @@ pub fn record(conn: &mut SqliteConnection, results: &[CheckResult]) -> QueryResu
                 services::last_scheduled_at,
             ))
             .load(conn)?;
-        let current = plan::current(rows);
+        let current = models::current(rows);
         let mut logged = Vec::with_capacity(results.len());
         for r in plan::distinct(results) {
             if !current.contains_key(&r.service_id) {
