@@ -1549,6 +1549,16 @@ async fn retention_figures(
 ) -> Result<serde_json::Value, String> {
     let round = |x: f64, d: i32| (x * 10f64.powi(d)).round() / 10f64.powi(d);
     let left = store.count_logs("id < 0").await?;
+    // Logs not yet counted into the hourly rollups: the pass rolls up until
+    // caught up before it deletes, and only rolled-up logs may go.
+    let backlog = load_rows!(
+        store,
+        "SELECT COALESCE((SELECT MAX(id) FROM health_logs), 0) \
+         - (SELECT last_log_id FROM rollup_progress) AS n",
+        Count
+    )?
+    .first()
+    .map_or(0, |c| c.n);
     // The pass's end line, from the process that ran it.
     let done = procs
         .iter()
@@ -1570,7 +1580,7 @@ async fn retention_figures(
     let p99 = |l: &Vec<i64>| (!l.is_empty()).then(|| percentile(l, 0.99));
     println!(
         "[{}] retention: {} synthetic rows ({} older than {} days); the pass deleted {deleted} in \
-         {:.1} s = {rate:.0} rows/s{}; {left} synthetic rows left",
+         {:.1} s = {rate:.0} rows/s{}; {left} synthetic rows left; {backlog} logs not yet rolled up",
         o.mode,
         p.filled.rows,
         p.filled.rows_due,
@@ -1602,6 +1612,7 @@ async fn retention_figures(
         "deletion_rows_per_s": rate.round(),
         "deletion_finished": pass_end.is_some(),
         "synthetic_rows_left": left,
+        "rollup_backlog_logs": backlog,
         "deletion_ended_in_window": pass_end.is_some_and(|e| (from..to).contains(&e)),
         "lag_p99_during_deletion_ms": p99(&during),
         "requests_during_deletion": during.len(),
