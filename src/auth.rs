@@ -9,9 +9,9 @@
 //! [`RELOAD_EVERY`]: that is how soon a new key works and a revoked one
 //! stops working (open WebSockets included).
 
+use crate::domain::api_key::NewApiKey;
 use crate::domain::time::now_ms;
 use crate::store::Store;
-use crate::store::models::NewApiKey;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};

@@ -12,7 +12,7 @@ mod common;
 
 use healthmon::config::DatabaseUrl;
 use healthmon::domain::{CheckResult, Event, ServiceSpec, Status};
-use healthmon::store::models::HourlyRollup;
+use healthmon::domain::uptime::HourlyRollup;
 use healthmon::store::{HOUR_MS, LogCursor, Store, Updated};
 
 async fn sqlite() -> (tempfile::TempDir, Store) {

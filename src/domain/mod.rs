@@ -2,13 +2,16 @@
 //!
 //! Nothing in here does I/O, so all of it is unit-tested beside the code.
 
+pub mod api_key;
 pub mod check;
 pub mod event;
+pub mod health_log;
 pub mod plan;
 pub mod service;
 pub mod status;
 pub mod time;
 pub mod transition;
+pub mod uptime;
 pub mod validate;
 
 pub use check::{CheckJob, CheckResult};

@@ -8,6 +8,10 @@ use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 /// Milliseconds since the Unix epoch, UTC.
 pub type Millis = i64;
 
+/// One hour in milliseconds: hourly rollups bucket
+/// `checked_at - checked_at % HOUR_MS`.
+pub const HOUR_MS: Millis = 3_600_000;
+
 /// The current time in epoch milliseconds.
 pub fn now_ms() -> Millis {
     Utc::now().timestamp_millis()

@@ -8,10 +8,9 @@
 use super::AppState;
 use super::problem::ApiError;
 use super::services::PathId;
-use crate::domain::time::{now_ms, serde_rfc3339};
+use crate::domain::time::{HOUR_MS, now_ms, serde_rfc3339};
+use crate::domain::uptime::HourlyRollup;
 use crate::domain::validate::FieldError;
-use crate::store::HOUR_MS;
-use crate::store::models::HourlyRollup;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 

@@ -6,19 +6,25 @@
 //! use and expands the same diesel expression for it. Adding PostgreSQL is a
 //! new variant, a pool constructor and a migrations folder.
 
-pub mod models;
+mod models;
 pub mod pg_connect;
 pub mod postgres;
-pub mod schema;
+mod schema;
 pub mod sqlite;
 
+pub use crate::domain::time::HOUR_MS;
+
 use crate::config::DatabaseUrl;
+use crate::domain::api_key::{ApiKey, NewApiKey};
+use crate::domain::health_log::HealthLog;
 use crate::domain::time::Millis;
+use crate::domain::uptime::HourlyRollup;
 use crate::domain::{CheckResult, Event, Service, ServiceSpec};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use models::{
-    ApiKeyRow, HealthLog, HourlyRollup, NewApiKey, NewServiceRow, ServiceChanges, ServiceRow,
+    ApiKeyRow, HealthLogRow, HourlyRollupRow, NewApiKeyRow, NewServiceRow, ServiceChanges,
+    ServiceRow,
 };
 use schema::{api_keys, health_logs, hourly_rollups, rollup_progress, services, state_changes};
 use std::sync::Arc;
@@ -354,7 +360,7 @@ impl Store {
     pub async fn create_key(&self, key: &NewApiKey<'_>) -> Result<bool, StoreError> {
         with_writer!(self, |conn| {
             let inserted = diesel::insert_into(api_keys::table)
-                .values(key)
+                .values(NewApiKeyRow::from(key))
                 .on_conflict_do_nothing()
                 .execute(conn)
                 .await?;
@@ -363,13 +369,14 @@ impl Store {
     }
 
     /// Every API key, by name.
-    pub async fn list_keys(&self) -> Result<Vec<ApiKeyRow>, StoreError> {
+    pub async fn list_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
         with_conn!(self, |conn| {
-            Ok(api_keys::table
+            let rows: Vec<ApiKeyRow> = api_keys::table
                 .select(ApiKeyRow::as_select())
                 .order(api_keys::name.asc())
                 .load(conn)
-                .await?)
+                .await?;
+            Ok(rows.into_iter().map(ApiKey::from).collect())
         })
     }
 
@@ -404,7 +411,7 @@ impl Store {
         with_conn!(self, |conn| {
             let mut query = health_logs::table
                 .filter(health_logs::service_id.eq(service_id))
-                .select(HealthLog::as_select())
+                .select(HealthLogRow::as_select())
                 .into_boxed();
             match cursor {
                 Some(LogCursor::BeforeTime(t)) => {
@@ -430,12 +437,12 @@ impl Store {
                 }
                 None => {}
             }
-            let logs = query
+            let rows: Vec<HealthLogRow> = query
                 .order((health_logs::checked_at.desc(), health_logs::id.desc()))
                 .limit(limit)
                 .load(conn)
                 .await?;
-            Ok(logs)
+            Ok(rows.into_iter().map(HealthLog::from).collect())
         })
     }
 
@@ -644,20 +651,18 @@ impl Store {
         to: Millis,
     ) -> Result<Vec<HourlyRollup>, StoreError> {
         with_conn!(self, |conn| {
-            Ok(hourly_rollups::table
+            let rows: Vec<HourlyRollupRow> = hourly_rollups::table
                 .filter(hourly_rollups::service_id.eq(service_id))
                 .filter(hourly_rollups::hour_start.ge(from))
                 .filter(hourly_rollups::hour_start.lt(to))
-                .select(HourlyRollup::as_select())
+                .select(HourlyRollupRow::as_select())
                 .order(hourly_rollups::hour_start.asc())
                 .load(conn)
-                .await?)
+                .await?;
+            Ok(rows.into_iter().map(HourlyRollup::from).collect())
         })
     }
 }
-
-/// One hour in milliseconds: rollups bucket `checked_at - checked_at % HOUR_MS`.
-pub const HOUR_MS: i64 = 3_600_000;
 
 /// What one [`Store::rollup`] did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

@@ -1,15 +1,18 @@
-//! Rows as the tables hold them, and their conversion to domain types.
+//! Rows as the tables hold them, and their conversion to and from domain
+//! types. Private to the store: nothing outside it sees a row.
 #![allow(
     missing_docs,
     reason = "each field is its table's column of the same name (schema.rs)"
 )]
 
 use super::schema::{api_keys, health_logs, hourly_rollups, services, state_changes};
+use crate::domain::api_key::{ApiKey, NewApiKey};
+use crate::domain::health_log::HealthLog;
 use crate::domain::plan::{Current, StatusUpdate, Transition};
-use crate::domain::time::{Millis, serde_rfc3339};
+use crate::domain::time::Millis;
+use crate::domain::uptime::HourlyRollup;
 use crate::domain::{CheckResult, Service, ServiceSpec, Status};
 use diesel::prelude::*;
-use serde::Serialize;
 use std::collections::HashMap;
 
 /// A `services` row.
@@ -135,25 +138,31 @@ impl<'a> ServiceChanges<'a> {
     }
 }
 
-/// A health log as stored and as the API returns it.
-#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Serialize)]
+/// A `health_logs` row, as far as the API shows it.
+#[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = health_logs)]
-pub struct HealthLog {
-    /// Row id; also the pagination cursor.
+pub struct HealthLogRow {
     pub id: i64,
-    /// The service checked.
     pub service_id: i64,
-    /// UP or DOWN.
     pub status: String,
-    /// Latency in milliseconds.
     pub latency_ms: i64,
-    /// HTTP status, when a response arrived.
     pub status_code: Option<i32>,
-    /// What went wrong.
     pub error: Option<String>,
-    /// When the check finished.
-    #[serde(serialize_with = "serde_rfc3339::serialize")]
     pub checked_at: i64,
+}
+
+impl From<HealthLogRow> for HealthLog {
+    fn from(r: HealthLogRow) -> Self {
+        Self {
+            id: r.id,
+            service_id: r.service_id,
+            status: r.status,
+            latency_ms: r.latency_ms,
+            status_code: r.status_code,
+            error: r.error,
+            checked_at: r.checked_at,
+        }
+    }
 }
 
 /// A log to insert.
@@ -230,59 +239,74 @@ impl From<&StatusUpdate> for StatusColumns {
     }
 }
 
-/// An API key as stored (the token itself is never stored).
-#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+/// An `api_keys` row.
+#[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = api_keys)]
 pub struct ApiKeyRow {
-    /// Row id.
     pub id: i64,
-    /// Unique name given at creation.
     pub name: String,
-    /// `read` or `write`.
     pub scope: String,
-    /// Hex SHA-256 of the token.
     pub token_hash: String,
-    /// Creation time.
     pub created_at: i64,
-    /// Last authenticated request (updated at most once a minute).
     pub last_used_at: Option<i64>,
+}
+
+impl From<ApiKeyRow> for ApiKey {
+    fn from(r: ApiKeyRow) -> Self {
+        Self {
+            id: r.id,
+            name: r.name,
+            scope: r.scope,
+            token_hash: r.token_hash,
+            created_at: r.created_at,
+            last_used_at: r.last_used_at,
+        }
+    }
 }
 
 /// A key to insert.
 #[derive(Debug, Insertable)]
 #[diesel(table_name = api_keys)]
-pub struct NewApiKey<'a> {
+pub struct NewApiKeyRow<'a> {
     pub name: &'a str,
     pub scope: &'a str,
     pub token_hash: &'a str,
     pub created_at: i64,
 }
 
-/// One service's checks in one hour, as `hourly_rollups` holds them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Queryable, Selectable, Insertable, QueryableByName)]
+impl<'a> From<&NewApiKey<'a>> for NewApiKeyRow<'a> {
+    fn from(k: &NewApiKey<'a>) -> Self {
+        Self {
+            name: k.name,
+            scope: k.scope,
+            token_hash: k.token_hash,
+            created_at: k.created_at,
+        }
+    }
+}
+
+/// An `hourly_rollups` row.
+#[derive(Debug, Clone, Copy, Queryable, Selectable)]
 #[diesel(table_name = hourly_rollups)]
-pub struct HourlyRollup {
-    /// The service.
+pub struct HourlyRollupRow {
     pub service_id: i64,
-    /// Start of the hour (epoch ms, a multiple of 3,600,000).
     pub hour_start: i64,
-    /// Checks counted.
     pub checks: i64,
-    /// Of those, checks that were not UP.
     pub failures: i64,
-    /// Sum of their latencies; the mean is `latency_sum_ms / checks`.
     pub latency_sum_ms: i64,
-    /// Highest latency.
     pub latency_max_ms: i64,
 }
 
-impl HourlyRollup {
-    /// Adds the checks counted in `other` (same service and hour).
-    pub fn absorb(&mut self, other: &HourlyRollup) {
-        self.checks += other.checks;
-        self.failures += other.failures;
-        self.latency_sum_ms += other.latency_sum_ms;
-        self.latency_max_ms = self.latency_max_ms.max(other.latency_max_ms);
+impl From<HourlyRollupRow> for HourlyRollup {
+    fn from(r: HourlyRollupRow) -> Self {
+        Self {
+            service_id: r.service_id,
+            hour_start: r.hour_start,
+            checks: r.checks,
+            failures: r.failures,
+            latency_sum_ms: r.latency_sum_ms,
+            latency_max_ms: r.latency_max_ms,
+        }
     }
 }
 

@@ -1,0 +1,24 @@
+//! A health log: one check's result as recorded.
+
+use super::time::{Millis, serde_rfc3339};
+use serde::Serialize;
+
+/// A recorded check, as the API returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HealthLog {
+    /// Its id; also the pagination cursor.
+    pub id: i64,
+    /// The service checked.
+    pub service_id: i64,
+    /// UP or DOWN.
+    pub status: String,
+    /// Latency in milliseconds.
+    pub latency_ms: i64,
+    /// HTTP status, when a response arrived.
+    pub status_code: Option<i32>,
+    /// What went wrong.
+    pub error: Option<String>,
+    /// When the check finished.
+    #[serde(serialize_with = "serde_rfc3339::serialize")]
+    pub checked_at: Millis,
+}
