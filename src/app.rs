@@ -119,13 +119,17 @@ impl App {
             None => Bus::in_process(caps),
             // Connects once its keeper task runs (see `run`): a broker
             // that is down at start-up is waited for, not fatal.
-            Some(url) => Bus::rabbit(bus::rabbitmq::RabbitOptions::new(
-                url.clone(),
-                settings.queue.prefix.clone(),
-                settings.worker.concurrency,
-                settings.recorder.batch_size * 2,
-                caps,
-            ))?,
+            Some(url) => {
+                let mut opts = bus::rabbitmq::RabbitOptions::new(
+                    url.clone(),
+                    settings.queue.prefix.clone(),
+                    settings.worker.concurrency,
+                    settings.recorder.batch_size * 2,
+                    caps,
+                );
+                opts.results_max = settings.queue.results_max;
+                Bus::rabbit(opts)?
+            }
         };
         let listener = if roles.api {
             Some(bind(settings.server.bind)?)

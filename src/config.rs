@@ -123,6 +123,11 @@ pub struct QueueSettings {
     pub url: Option<String>,
     /// Prefix of exchange and queue names.
     pub prefix: String,
+    /// Most results waiting on the broker's results queue (ready, not yet
+    /// taken by a recorder), e.g. through a database outage. At the bound
+    /// the broker refuses more and workers wait and retry, holding their
+    /// jobs: checks slow down, nothing is dropped.
+    pub results_max: usize,
 }
 
 /// `[worker]`
@@ -219,6 +224,7 @@ struct RawDatabase {
 struct RawQueue {
     url: String,
     prefix: String,
+    results_max: i64,
 }
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -427,6 +433,11 @@ pub fn parse_cidr_list(key: &str, raw: &str) -> Result<Vec<ipnet::IpNet>, Config
         .collect()
 }
 
+/// Smallest `queue.results_max`: one full message of results.
+const QUEUE_RESULTS_MAX_MIN: i64 = 64;
+/// Largest `queue.results_max`.
+const QUEUE_RESULTS_MAX_MAX: i64 = 100_000_000;
+
 fn validate(raw: Raw) -> Result<Settings, ConfigError> {
     let bind: SocketAddr = raw.server.bind.trim().parse().map_err(|_| {
         invalid(
@@ -497,6 +508,14 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
         queue: QueueSettings {
             url: queue_url,
             prefix,
+            // At least one message's worth; at most what a broker can hold
+            // (about 300 bytes a result: 100 million is ~30 GB).
+            results_max: in_range(
+                "queue.results_max",
+                raw.queue.results_max,
+                QUEUE_RESULTS_MAX_MIN,
+                QUEUE_RESULTS_MAX_MAX,
+            )? as usize,
         },
         worker: WorkerSettings {
             concurrency: in_range("worker.concurrency", raw.worker.concurrency, 1, 100_000)?
@@ -683,6 +702,22 @@ mod tests {
         for (key, value, named) in cases {
             let err = load_env(&[(key, value)]).unwrap_err().to_string();
             assert!(err.contains(named), "{key}={value} gave {err:?}");
+        }
+    }
+
+    #[test]
+    fn results_max_defaults_to_a_million_and_is_range_checked() {
+        let s = load_env(&[]).unwrap();
+        assert_eq!(s.queue.results_max, 1_000_000);
+        let s = load_env(&[("HEALTHMON__QUEUE__RESULTS_MAX", "64")]).unwrap();
+        assert_eq!(s.queue.results_max, 64);
+        let s = load_env(&[("HEALTHMON__QUEUE__RESULTS_MAX", "100000000")]).unwrap();
+        assert_eq!(s.queue.results_max, 100_000_000);
+        for bad in ["63", "0", "-1", "100000001", "lots"] {
+            let err = load_env(&[("HEALTHMON__QUEUE__RESULTS_MAX", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("results_max"), "{bad:?} gave {err:?}");
         }
     }
 

@@ -42,6 +42,10 @@ pub enum BusError {
     /// The broker URL cannot be used.
     #[error("queue.url: {0}")]
     InvalidUrl(String),
+    /// The queue is at its length limit and refused the message (nothing
+    /// was queued); publish again later.
+    #[error("the {0} queue is full")]
+    Full(&'static str),
 }
 
 /// What the schedule stream carries: the updates the API publishes, and,
@@ -216,7 +220,9 @@ impl Bus {
         }
     }
 
-    /// Queues a result, waiting while the queue is full.
+    /// Queues a result. In-process it waits while the channel is full; with
+    /// a broker a full results queue (`queue.results_max`) refuses it with
+    /// [`BusError::Full`], and the caller waits and tries again.
     pub async fn publish_result(&self, result: CheckResult) -> Result<(), BusError> {
         match &self.0 {
             Backend::InProcess(b) => b.publish_result(result).await,

@@ -2,15 +2,24 @@
 //! concurrency, publishes each result and only then acknowledges the job (so
 //! with a broker, a worker that dies mid-check leaves the job to be
 //! redelivered). Workers never touch the store.
+//!
+//! A result the bus does not take (the results queue is at
+//! `queue.results_max` while the database is down, or the broker is away)
+//! is offered again with backoff by the check's own task, which keeps its
+//! concurrency slot and its job unacknowledged meanwhile. So a backlog
+//! slows the pool down to what the recorders drain instead of piling up
+//! results somewhere, and no finished check is dropped.
 
 pub mod check;
 pub mod guard;
 
 use crate::bus::{Bus, BusError};
+use crate::domain::CheckResult;
 use crate::domain::time::now_ms;
 use crate::drops::{self, DropCause};
 pub use check::Checker;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -76,12 +85,14 @@ pub async fn run(
                 latency_ms = result.latency_ms,
                 "check done"
             );
-            match bus.publish_result(result).await {
+            match publish_until_taken(&bus, result).await {
                 Ok(()) => {
                     if let Err(e) = delivery.ack().await {
                         tracing::warn!(error = %e, "cannot acknowledge a job");
                     }
                 }
+                // The bus is shutting down: the job stays unacknowledged and
+                // comes back to a worker.
                 Err(e) => tracing::warn!(error = %e, "cannot publish a result"),
             }
             drop(permit);
@@ -103,4 +114,74 @@ pub async fn run(
     // The pending once-a-second report may not run once the runtime stops.
     drops::flush();
     Ok(())
+}
+
+/// First pause before a refused result is offered again.
+const RETRY_MIN: Duration = Duration::from_millis(50);
+/// Longest pause between offers: short enough that a drained queue is
+/// refilled within a couple of seconds, long enough that hundreds of
+/// waiting checks cost the broker little.
+const RETRY_MAX: Duration = Duration::from_secs(2);
+/// Least time between two warnings about waiting results, so a full queue
+/// and a whole pool waiting on it make a line every so often, not a flood.
+const WARN_EVERY_MS: i64 = 10_000;
+
+/// Checks of this process whose result waits for the bus to take it.
+static WAITING: AtomicUsize = AtomicUsize::new(0);
+/// When the last waiting warning was logged (epoch ms).
+static LAST_WARNED: AtomicI64 = AtomicI64::new(0);
+
+/// Publishes `result`, offering it again with capped, jittered backoff for
+/// as long as the bus refuses it (full or unavailable). Returns an error
+/// only for what waiting cannot mend: the bus closed, or an unencodable
+/// result. Shutdown ends the wait by cancelling the task (see [`run`]).
+async fn publish_until_taken(bus: &Bus, result: CheckResult) -> Result<(), BusError> {
+    let mut pause = RETRY_MIN;
+    // Dropped on return, or with the task if shutdown cancels it.
+    let mut waiting = None;
+    loop {
+        let refused = match bus.publish_result(result.clone()).await {
+            Ok(()) => return Ok(()),
+            Err(e @ (BusError::Closed | BusError::Encode(_))) => return Err(e),
+            Err(e) => e,
+        };
+        waiting.get_or_insert_with(Waiting::start);
+        let now = now_ms();
+        let last = LAST_WARNED.load(Ordering::Relaxed);
+        if now - last >= WARN_EVERY_MS
+            && LAST_WARNED
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(error = %refused, waiting = WAITING.load(Ordering::Relaxed),
+                "the bus does not take results; checks wait with their jobs unacknowledged");
+        }
+        tracing::debug!(service_id = result.service_id, error = %refused,
+            retry_in_ms = pause.as_millis() as u64, "offering a result again");
+        tokio::time::sleep(jitter(pause)).await;
+        pause = (pause * 2).min(RETRY_MAX);
+    }
+}
+
+/// Counts a check in [`WAITING`] while it lives (a cancelled task included).
+struct Waiting;
+
+impl Waiting {
+    fn start() -> Self {
+        WAITING.fetch_add(1, Ordering::Relaxed);
+        Waiting
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        WAITING.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A pause between `d / 2` and `d`, so checks refused together do not all
+/// come back at the same moment.
+fn jitter(d: Duration) -> Duration {
+    let half = d / 2;
+    half + half.mul_f64(fastrand::f64())
 }

@@ -52,8 +52,11 @@ impl RabbitBus {
             control
                 .register_callback(ChanEvents::plain("topology"))
                 .await?;
-            self.declare(&control).await?;
-            let _ = control.close().await;
+            // A refused results declare closes `control` (see `declare`).
+            self.declare(&conn, &control).await?;
+            if control.is_open() {
+                let _ = control.close().await;
+            }
             let publisher = Publisher::open(&conn).await?;
             let mut fanouts = Fanouts::default();
             self.bind_wanted(&conn, &mut fanouts).await?;
@@ -79,7 +82,7 @@ impl RabbitBus {
         }
     }
 
-    async fn declare(&self, ch: &Channel) -> Result<(), amqprs::error::Error> {
+    async fn declare(&self, conn: &Connection, ch: &Channel) -> Result<(), amqprs::error::Error> {
         let n = &self.names;
         for exchange in [&n.events, &n.schedule, &n.dead] {
             ch.exchange_declare(
@@ -90,17 +93,18 @@ impl RabbitBus {
             .await?;
         }
         let limit = i64::from(self.opts.max_deliveries.max(1)) * 2;
-        for queue in [&n.jobs, &n.results] {
+        let quorum = || {
             let mut args = FieldTable::new();
             args.insert(name("x-queue-type"), FieldValue::from("quorum"));
             args.insert(name("x-delivery-limit"), FieldValue::l(limit));
-            ch.queue_declare(
-                QueueDeclareArguments::durable_client_named(queue)
-                    .arguments(args)
-                    .finish(),
-            )
-            .await?;
-        }
+            args
+        };
+        ch.queue_declare(
+            QueueDeclareArguments::durable_client_named(&n.jobs)
+                .arguments(quorum())
+                .finish(),
+        )
+        .await?;
         let mut args = FieldTable::new();
         args.insert(name("x-max-length"), FieldValue::l(DEAD_MAX_LENGTH));
         ch.queue_declare(
@@ -111,6 +115,49 @@ impl RabbitBus {
         .await?;
         ch.queue_bind(QueueBindArguments::new(&n.dead, &n.dead, ""))
             .await?;
+        // Last, because a refusal closes the channel. The length limit makes
+        // the broker nack results beyond it (reject-publish, not drop-head:
+        // a dropped result would be a check lost), and the workers wait.
+        let mut args = quorum();
+        let max_messages = self.opts.results_max_messages();
+        args.insert(name("x-max-length"), FieldValue::l(max_messages));
+        args.insert(name("x-overflow"), FieldValue::from("reject-publish"));
+        let declared = ch
+            .queue_declare(
+                QueueDeclareArguments::durable_client_named(&n.results)
+                    .arguments(args)
+                    .finish(),
+            )
+            .await;
+        if let Err(refused) = declared {
+            // PRECONDITION_FAILED: the queue exists with other arguments (an
+            // earlier healthmon without the limit, or another
+            // `queue.results_max`), and a durable queue's arguments cannot
+            // change. Refusing to start would stop the whole fleet for a
+            // setting, so the queue is used as it is, if it is there, and
+            // the operator is told how to apply the limit.
+            let check = conn.open_channel(None).await?;
+            check
+                .register_callback(ChanEvents::plain("topology"))
+                .await?;
+            let exists = check
+                .queue_declare(
+                    QueueDeclareArguments::new(&n.results)
+                        .passive(true)
+                        .finish(),
+                )
+                .await;
+            if check.is_open() {
+                let _ = check.close().await;
+            }
+            if exists.is_err() {
+                return Err(refused);
+            }
+            tracing::warn!(queue = %n.results, max_messages, error = %refused,
+                "the results queue exists with other arguments, so it is used as it is and \
+                 queue.results_max may not bound it; apply it with a policy or re-create the \
+                 queue while it is empty (docs/scaling-out.md, \"Bounding the results backlog\")");
+        }
         Ok(())
     }
 

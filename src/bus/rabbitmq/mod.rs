@@ -9,7 +9,7 @@
 //! | name | kind | carries |
 //! |---|---|---|
 //! | `P.jobs` | durable quorum queue (default exchange) | check jobs, one worker each |
-//! | `P.results` | durable quorum queue (default exchange) | results, one recorder each |
+//! | `P.results` | durable quorum queue (default exchange), `x-max-length` from `queue.results_max`, `x-overflow: reject-publish` | results, one recorder each |
 //! | `P.events` | durable fanout exchange | events; each subscribing process binds one exclusive, auto-delete, server-named queue |
 //! | `P.schedule` | durable fanout exchange | schedule updates; same pattern |
 //! | `P.dead` | durable fanout exchange + durable queue | poison jobs and results |
@@ -51,6 +51,17 @@
 //! (twice `max_deliveries`) is a backstop that drops a message the consumer
 //! could not move. `P.dead` holds at most 100,000 messages (oldest dropped).
 //!
+//! # The results bound
+//!
+//! Results do not expire, so through a database outage they would pile up
+//! on `P.results` without end. The queue's length limit
+//! ([`RabbitOptions::results_max_messages`]) makes the broker nack a result
+//! message beyond it; [`BusError::Full`] goes back to the worker, which
+//! keeps its job and slot and offers the result again with backoff (see
+//! `crate::worker`). A queue declared earlier with other arguments makes the
+//! declare fail with `PRECONDITION_FAILED`; it is then used as it is, with a
+//! warning (docs/scaling-out.md says how to apply the bound).
+//!
 //! # Confirms and acks
 //!
 //! One publisher channel per connection runs in confirm mode. A publish
@@ -76,7 +87,7 @@
 //! supervised task of the transport stage, owns the connection: `Connection::open` under a timeout,
 //! a heartbeat of 10 s, connection and channel callbacks, and on every new
 //! connection it declares the topology and re-binds the fanout subscriptions
-//! (sending [`ScheduleSignal::Resync`](crate::bus::ScheduleSignal::Resync)
+//! (sending [`ScheduleSignal::Resync`]
 //! to local schedule subscribers, which
 //! may have missed updates, and putting a [`Resync`](crate::bus::Resync)
 //! mark in the local event ring, where events were lost, so WebSocket
@@ -154,6 +165,10 @@ pub struct RabbitOptions {
     pub publish_timeout: Duration,
     /// Deliveries a job or result gets before it is moved to `P.dead`.
     pub max_deliveries: u32,
+    /// Most results waiting on the results queue (`queue.results_max`);
+    /// applied as a limit of [`RabbitOptions::results_max_messages`]
+    /// messages with `x-overflow: reject-publish`.
+    pub results_max: usize,
     /// First reconnect delay (doubles up to `max_backoff`, with jitter).
     pub min_backoff: Duration,
     /// Longest reconnect delay.
@@ -162,7 +177,8 @@ pub struct RabbitOptions {
 
 impl RabbitOptions {
     /// Options with the usual timings: 5 s connect and publish timeouts,
-    /// 10 s heartbeat, 5 deliveries, backoff 100 ms to 10 s.
+    /// 10 s heartbeat, 5 deliveries, backoff 100 ms to 10 s, and
+    /// `queue.results_max`'s default of a million results.
     pub fn new(
         url: impl Into<String>,
         prefix: impl Into<String>,
@@ -181,9 +197,19 @@ impl RabbitOptions {
             heartbeat_s: 10,
             publish_timeout: Duration::from_secs(5),
             max_deliveries: 5,
+            results_max: 1_000_000,
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(10),
         }
+    }
+}
+
+impl RabbitOptions {
+    /// The results queue's `x-max-length`: `results_max` in messages of up
+    /// to [`RESULTS_PER_MESSAGE`] results (rounded up, at least one).
+    pub fn results_max_messages(&self) -> i64 {
+        let messages = self.results_max.div_ceil(RESULTS_PER_MESSAGE).max(1);
+        i64::try_from(messages).unwrap_or(i64::MAX)
     }
 }
 
@@ -194,6 +220,7 @@ impl fmt::Debug for RabbitOptions {
             .field("prefix", &self.prefix)
             .field("jobs_prefetch", &self.jobs_prefetch)
             .field("results_prefetch", &self.results_prefetch)
+            .field("results_max", &self.results_max)
             .finish_non_exhaustive()
     }
 }
@@ -404,5 +431,22 @@ mod tests {
             },
         );
         assert!(!format!("{opts:?}").contains("secret"));
+    }
+
+    #[test]
+    fn the_results_bound_counts_whole_messages() {
+        let caps = Capacities {
+            jobs: 1,
+            results: 1,
+            events: 1,
+            schedule: 1,
+        };
+        let mut opts = RabbitOptions::new("amqp://h/", "p", 1, 1, caps);
+        for (results, messages) in [(64, 1), (65, 2), (1_280, 20), (1_000_000, 15_625)] {
+            opts.results_max = results;
+            assert_eq!(opts.results_max_messages(), messages, "{results}");
+        }
+        opts.results_max = 0;
+        assert_eq!(opts.results_max_messages(), 1);
     }
 }

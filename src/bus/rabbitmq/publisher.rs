@@ -142,7 +142,7 @@ impl RabbitBus {
                 .with_app_id("healthmon")
                 .finish();
             let sent = self
-                .publish_confirmed("", &self.names.results, props, body)
+                .publish_confirmed_or_full("", &self.names.results, props, body, "results")
                 .await;
             // A failed send fails what is queued behind it too: it would
             // only wait its turn to fail the same way, 64 results per
@@ -156,6 +156,7 @@ impl RabbitBus {
                 let _ = waiter.send(match &sent {
                     Ok(()) => Ok(()),
                     Err(BusError::Closed) => Err(BusError::Closed),
+                    Err(BusError::Full(queue)) => Err(BusError::Full(queue)),
                     Err(_) => Err(BusError::Unavailable),
                 });
             }
@@ -215,6 +216,36 @@ impl RabbitBus {
         props: BasicProperties,
         body: Vec<u8>,
     ) -> Result<(), BusError> {
+        self.send_confirmed(exchange, routing_key, props, body, None)
+            .await
+    }
+
+    /// As [`RabbitBus::publish_confirmed`], to a queue with a length limit:
+    /// a nack means the queue is full (`x-overflow: reject-publish`), and is
+    /// returned at once as [`BusError::Full`] instead of being sent again,
+    /// so the caller can back off (a worker keeps its job meanwhile).
+    pub(super) async fn publish_confirmed_or_full(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        props: BasicProperties,
+        body: Vec<u8>,
+        queue: &'static str,
+    ) -> Result<(), BusError> {
+        self.send_confirmed(exchange, routing_key, props, body, Some(queue))
+            .await
+    }
+
+    /// The body of the two above; `full` names the queue whose nacks mean
+    /// it is full.
+    async fn send_confirmed(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        props: BasicProperties,
+        body: Vec<u8>,
+        full: Option<&'static str>,
+    ) -> Result<(), BusError> {
         let deadline = Instant::now() + self.opts.publish_timeout;
         let mut pause = Duration::from_millis(20);
         loop {
@@ -228,7 +259,10 @@ impl RabbitBus {
             let retry = match sent {
                 Ok(Some(confirm)) => match tokio::time::timeout_at(deadline, confirm).await {
                     Ok(Ok(true)) => return Ok(()),
-                    Ok(Ok(false)) => "the broker refused the message (nack)".to_owned(),
+                    Ok(Ok(false)) => match full {
+                        Some(queue) => return Err(BusError::Full(queue)),
+                        None => "the broker refused the message (nack)".to_owned(),
+                    },
                     Ok(Err(_)) => "the channel closed before the confirm".to_owned(),
                     Err(_) => return Err(BusError::Unavailable),
                 },
