@@ -1,6 +1,9 @@
-//! Log maintenance: keeps the store from growing forever.
+//! Log maintenance: health logs are rolled up into hourly counts and, once
+//! counted and expired, deleted, so the store does not grow forever. Its
+//! settings are the `logs.*` section. (Keeping the broker connection up is
+//! another job, `bus::Keeper`'s.)
 //!
-//! One process of the fleet (the holder of the maintenance lock among
+//! One process of the fleet (the holder of the log maintenance lock among
 //! processes with the scheduler role; with SQLite, the process) does two
 //! things on two clocks:
 //!
@@ -62,7 +65,7 @@ pub async fn run(
             lead = None;
         }
         if lead.is_none() {
-            match store.try_maintain().await {
+            match store.try_maintain_logs().await {
                 Ok(Some(got)) => {
                     tracing::info!("this process runs log maintenance");
                     standing_by = false;
@@ -76,7 +79,7 @@ pub async fn run(
                     continue;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot take the maintenance lock");
+                    tracing::warn!(error = %e, "cannot take the log maintenance lock");
                     continue;
                 }
             }

@@ -123,7 +123,7 @@ pub enum LogCursor {
 }
 
 /// The right to run the (one active) scheduler, or the (one) log
-/// maintenance: see [`Store::try_lead`] and [`Store::try_maintain`].
+/// maintenance: see [`Store::try_lead`] and [`Store::try_maintain_logs`].
 pub enum Leadership {
     /// SQLite: only one process uses the file, so it always leads.
     Sole,
@@ -198,8 +198,8 @@ impl Store {
 
     /// Tries to become the one process that runs log maintenance (hourly
     /// rollups and retention); `None` while another process does.
-    pub async fn try_maintain(&self) -> Result<Option<Leadership>, StoreError> {
-        self.try_lock(postgres::MAINTENANCE_LOCK).await
+    pub async fn try_maintain_logs(&self) -> Result<Option<Leadership>, StoreError> {
+        self.try_lock(postgres::LOG_MAINTENANCE_LOCK).await
     }
 
     async fn try_lock(&self, key: i64) -> Result<Option<Leadership>, StoreError> {

@@ -29,7 +29,7 @@ pub const MIGRATION_LOCK: i64 = 0x6865_616c_7468_0001;
 /// Held by the active scheduler.
 pub const SCHEDULER_LOCK: i64 = 0x6865_616c_7468_0002;
 /// Held by the process that runs log maintenance (rollups, retention).
-pub const MAINTENANCE_LOCK: i64 = 0x6865_616c_7468_0003;
+pub const LOG_MAINTENANCE_LOCK: i64 = 0x6865_616c_7468_0003;
 
 /// Longest wait for a new connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
