@@ -3,7 +3,8 @@
 //! restarts of the servers, log maintenance and its lock, and events across
 //! API processes.
 //!
-//! Each test gets a fresh database and its own queue prefix. Tests here run
+//! Each test gets a fresh database and its own queue prefix (a
+//! [`common::fleet::Fleet`], which removes them when dropped). Tests here run
 //! one at a time (some stop the shared servers). Under CI they fail if the
 //! servers are missing; elsewhere they are skipped through
 //! [`common::skip::skip`], which no one can miss.
@@ -16,21 +17,19 @@
 
 mod common;
 
+use common::broker::BrokerStopped;
+use common::fleet::{Fleet, PgOutage, can_stop_pg};
 use common::maintenance::*;
-use common::skip::skip;
 use common::target::Target;
 use common::*;
 use diesel::sql_types::{BigInt, Text};
-use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use diesel_async::SimpleAsyncConnection;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 /// Makes workers send the slot each check is for (`x-healthmon-scheduled-at`).
 const SCHEDULE_HEADER: [(&str, &str); 1] = [("HEALTHMON__CHECKS__SEND_SCHEDULE_HEADER", "true")];
@@ -39,91 +38,6 @@ const SCHEDULE_HEADER: [(&str, &str); 1] = [("HEALTHMON__CHECKS__SEND_SCHEDULE_H
 /// checks: these tests prove what happens, not how fast (that is the
 /// benchmark's job).
 const LONG: Duration = Duration::from_secs(60);
-
-fn broker_up() -> bool {
-    std::net::TcpStream::connect_timeout(
-        &"127.0.0.1:5672".parse().expect("addr"),
-        Duration::from_secs(2),
-    )
-    .is_ok()
-}
-
-/// A database and a queue prefix shared by the processes of one test.
-struct Fleet {
-    db: PgDb,
-    prefix: String,
-}
-
-impl Fleet {
-    async fn new() -> Option<Fleet> {
-        if !broker_up() {
-            skip("RabbitMQ at 127.0.0.1:5672", "no connection within 2 s");
-            return None;
-        }
-        let db = pg_db().await?;
-        let prefix = format!("t{}", db.url.rsplit('_').next().unwrap_or("x"));
-        Some(Fleet { db, prefix })
-    }
-
-    fn env(&self) -> Vec<(&str, &str)> {
-        vec![
-            ("HEALTHMON__DATABASE__URL", self.db.url.as_str()),
-            ("HEALTHMON__QUEUE__URL", AMQP),
-            ("HEALTHMON__QUEUE__PREFIX", self.prefix.as_str()),
-            ("RUST_LOG", "info,healthmon::worker=debug"),
-        ]
-    }
-
-    fn spawn(&self, roles: &str) -> Monitor {
-        self.spawn_with(roles, &[])
-    }
-
-    /// A process of `roles` with extra environment (later wins).
-    fn spawn_with(&self, roles: &str, extra: &[(&str, &str)]) -> Monitor {
-        let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
-        let mut args = vec!["--role", roles];
-        if !roles.contains("api") {
-            args.extend(["--health-bind", "127.0.0.1:0"]);
-        }
-        let mut env = self.env();
-        env.extend_from_slice(extra);
-        Monitor::start_args(dir, &env, &args)
-    }
-
-    /// A direct connection to the test's database, to look at or pre-fill
-    /// what the processes store.
-    async fn sql(&self) -> AsyncPgConnection {
-        AsyncPgConnection::establish(&self.db.url)
-            .await
-            .expect("connect to the test database")
-    }
-
-    /// Drops the database and this test's queues and exchanges.
-    async fn finish(self) {
-        use amqprs::channel::{ExchangeDeleteArguments, QueueDeleteArguments};
-        use amqprs::connection::{Connection, OpenConnectionArguments};
-        self.db.drop_db().await;
-        let args = OpenConnectionArguments::new("127.0.0.1", 5672, "guest", "guest");
-        if let Ok(conn) = Connection::open(&args).await
-            && let Ok(ch) = conn.open_channel(None).await
-        {
-            for q in ["jobs", "results", "dead"] {
-                let _ = ch
-                    .queue_delete(QueueDeleteArguments::new(&format!("{}.{q}", self.prefix)))
-                    .await;
-            }
-            for x in ["events", "schedule", "dead"] {
-                let _ = ch
-                    .exchange_delete(ExchangeDeleteArguments::new(&format!(
-                        "{}.{x}",
-                        self.prefix
-                    )))
-                    .await;
-            }
-            let _ = conn.close().await;
-        }
-    }
-}
 
 /// One stored health log, as the database has it.
 #[derive(diesel::QueryableByName, Debug)]
@@ -252,8 +166,6 @@ async fn an_api_scheduler_and_two_workers_check_every_service() {
     // Worker-only processes answer their probes on --health-bind.
     let probe = reqwest::get(w1.url("/readyz")).await.expect("probe");
     assert_eq!(probe.status(), 200);
-    drop((api, w1, w2));
-    fleet.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -278,7 +190,7 @@ async fn a_check_cut_short_by_a_killed_worker_is_redelivered_and_stored() {
     let killed_at = now_ms();
     // Its unacknowledged jobs wait on the bus for the next worker (they go
     // stale only an interval after their slot).
-    let w2 = fleet.spawn_with("worker", &SCHEDULE_HEADER);
+    let _w2 = fleet.spawn_with("worker", &SCHEDULE_HEADER);
     every_service_checked_after(
         &api,
         &ids,
@@ -322,16 +234,6 @@ async fn a_check_cut_short_by_a_killed_worker_is_redelivered_and_stored() {
             stored[id]
         );
     }
-    drop((api, w2));
-    fleet.finish().await;
-}
-
-/// Restarts RabbitMQ's application even if the test fails half-way.
-struct BrokerGuard;
-impl Drop for BrokerGuard {
-    fn drop(&mut self) {
-        let _ = Command::new("rabbitmqctl").arg("start_app").output();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -346,27 +248,14 @@ async fn the_fleet_recovers_from_a_broker_restart_by_itself() {
     let ids = register_many(&api, &target.url("/ok"), 5, 1).await;
     every_service_checked_after(&api, &ids, now_ms(), "checks before the restart").await;
 
-    let _guard = BrokerGuard;
-    let stop = Command::new("rabbitmqctl")
-        .arg("stop_app")
-        .output()
-        .expect("rabbitmqctl");
-    assert!(
-        stop.status.success(),
-        "{}",
-        String::from_utf8_lossy(&stop.stderr)
-    );
+    let stopped = BrokerStopped::now();
     eventually("readyz to report the bus down", || async {
         (api.get("/readyz").await.0 == 503).then_some(())
     })
     .await;
     // Reads keep working while the broker is away.
     assert_eq!(api.get("/services").await.0, 200);
-    let start = Command::new("rabbitmqctl")
-        .arg("start_app")
-        .output()
-        .expect("rabbitmqctl");
-    assert!(start.status.success());
+    stopped.start();
     let restarted = Instant::now();
     let back = now_ms();
     eventually("readyz to recover", || async {
@@ -382,63 +271,6 @@ async fn the_fleet_recovers_from_a_broker_restart_by_itself() {
             .status(),
         200
     );
-    drop((api, worker));
-    fleet.finish().await;
-}
-
-/// The local PostgreSQL cluster's version (its directory under
-/// /etc/postgresql), if this machine has one the tests may stop.
-fn pg_cluster_version() -> Option<String> {
-    std::fs::read_dir("/etc/postgresql")
-        .ok()?
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .next()
-}
-
-/// Whether a test may stop the local PostgreSQL cluster; skips (or under
-/// CI, fails) when there is none.
-fn can_stop_pg() -> bool {
-    if pg_cluster_version().is_some() {
-        return true;
-    }
-    skip(
-        "a local PostgreSQL cluster (pg_ctlcluster)",
-        "nothing under /etc/postgresql",
-    );
-    false
-}
-
-fn pg_cluster(action: &str) {
-    let version = pg_cluster_version().expect("a PostgreSQL cluster under /etc/postgresql");
-    let out = Command::new("pg_ctlcluster")
-        .args(["--skip-systemctl-redirect", &version, "main", action])
-        .output()
-        .expect("pg_ctlcluster");
-    // Starting a cluster that is already up fails harmlessly.
-    assert!(
-        out.status.success() || action == "start",
-        "pg_ctlcluster {action}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Stops PostgreSQL now and starts it again when dropped, even if the test
-/// fails half-way.
-struct PgOutage;
-
-impl PgOutage {
-    fn begin() -> PgOutage {
-        let guard = PgOutage;
-        pg_cluster("stop");
-        guard
-    }
-}
-
-impl Drop for PgOutage {
-    fn drop(&mut self) {
-        pg_cluster("start");
-    }
 }
 
 /// The last 40 lines of `m`'s log that are not INFO or DEBUG.
@@ -471,7 +303,7 @@ async fn a_30_s_database_outage_stops_writes_but_not_checks_and_loses_nothing() 
         targets.push(Target::start().await);
     }
     let api = fleet.spawn("api,scheduler");
-    let worker = fleet.spawn("worker");
+    let _worker = fleet.spawn("worker");
     let mut ids = Vec::new();
     for (i, t) in targets.iter().enumerate() {
         let svc = api
@@ -572,8 +404,6 @@ async fn a_30_s_database_outage_stops_writes_but_not_checks_and_loses_nothing() 
             "service {id}: {outage_logs} checks of the outage stored"
         );
     }
-    drop((api, worker));
-    fleet.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -585,7 +415,7 @@ async fn a_standby_scheduler_takes_over_when_the_active_one_is_killed() {
     let target = Target::start().await;
     let mut a = fleet.spawn("api,scheduler");
     let mut b = fleet.spawn("api,scheduler");
-    let worker = fleet.spawn("worker");
+    let _worker = fleet.spawn("worker");
     let ids = register_many(&a, &target.url("/ok"), 3, 1).await;
     let active_line = "this process is the active scheduler";
     eventually("one active scheduler", || async {
@@ -615,8 +445,6 @@ async fn a_standby_scheduler_takes_over_when_the_active_one_is_killed() {
         "standby took over and checked every service {:?} after the kill",
         killed.elapsed()
     );
-    drop((a, b, worker));
-    fleet.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -628,7 +456,7 @@ async fn a_websocket_on_one_api_sees_changes_made_through_another() {
     let target = Target::start().await;
     let first = fleet.spawn("api,scheduler");
     let second = fleet.spawn("api");
-    let worker = fleet.spawn("worker");
+    let _worker = fleet.spawn("worker");
     let mut ws = WsClient::connect(&second).await;
     ws.next_json().await.expect("snapshot");
     let svc = first
@@ -657,8 +485,6 @@ async fn a_websocket_on_one_api_sees_changes_made_through_another() {
             "status_change announced twice"
         );
     }
-    drop((first, second, worker));
-    fleet.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -672,7 +498,7 @@ async fn poison_messages_go_to_the_dead_letter_queue_and_checks_go_on() {
     };
     let target = Target::start().await;
     let api = fleet.spawn("api,scheduler");
-    let worker = fleet.spawn("worker");
+    let _worker = fleet.spawn("worker");
     let ids = register_many(&api, &target.url("/ok"), 3, 1).await;
     every_service_checked_after(&api, &ids, now_ms(), "checks before the poison").await;
 
@@ -708,8 +534,6 @@ async fn poison_messages_go_to_the_dead_letter_queue_and_checks_go_on() {
     .await;
     every_service_checked_after(&api, &ids, poisoned_at, "checks after the poison").await;
     let _ = conn.close().await;
-    drop((api, worker));
-    fleet.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -735,8 +559,6 @@ async fn processes_starting_together_on_a_new_database_all_come_up() {
         })
         .await;
     }
-    drop(processes);
-    fleet.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -748,7 +570,7 @@ async fn a_change_made_through_an_api_only_process_reaches_the_scheduler_without
     let target = Target::start().await;
     let scheduler = fleet.spawn("scheduler");
     let api = fleet.spawn("api");
-    let worker = fleet.spawn("worker");
+    let _worker = fleet.spawn("worker");
     // Give the scheduler its lock and its first load first, so the change
     // has to travel.
     eventually("the scheduler to lead", || async {
@@ -796,8 +618,6 @@ async fn a_change_made_through_an_api_only_process_reaches_the_scheduler_without
         loaded,
         "the change was found by a reload, not announced"
     );
-    drop((scheduler, api, worker));
-    fleet.finish().await;
 }
 
 const RUNS_MAINTENANCE: &str = "this process runs log maintenance";
@@ -833,7 +653,7 @@ async fn log_maintenance_deletes_expired_logs_keeps_recent_ones_and_rolls_both_u
     };
     let target = Target::start().await;
     let process = fleet.spawn_with("api,scheduler", &MAINTAIN_OFTEN);
-    let worker = fleet.spawn("worker");
+    let _worker = fleet.spawn("worker");
     // A service with history and no live checks, and one checked live.
     let history = History::new(register_history(&process).await);
     let live = process
@@ -851,8 +671,6 @@ async fn log_maintenance_deletes_expired_logs_keeps_recent_ones_and_rolls_both_u
         "the database holds more than the API shows"
     );
     assert_live_checks_rolled_up(&process, live).await;
-    drop((process, worker));
-    fleet.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -933,8 +751,6 @@ async fn one_process_of_two_runs_log_maintenance_and_the_other_takes_over_when_i
         || async { standby.log_text().contains("deleted_logs=5").then_some(()) },
     )
     .await;
-    drop((a, b, conn));
-    fleet.finish().await;
 }
 
 /// The values of the schedule header in the requests a target answered
@@ -977,7 +793,7 @@ async fn two_schedulers_never_both_publish_through_a_database_outage() {
             .then_some(())
     })
     .await;
-    let worker = fleet.spawn_with("worker", &header);
+    let _worker = fleet.spawn_with("worker", &header);
     let mut ids = Vec::new();
     for (i, t) in targets.iter().enumerate() {
         let svc = a
@@ -1044,8 +860,6 @@ async fn two_schedulers_never_both_publish_through_a_database_outage() {
              {doubled:?}"
         );
     }
-    drop((a, b, worker));
-    fleet.finish().await;
 }
 
 /// A TCP proxy to PostgreSQL for one process, which a test can cut: a
@@ -1146,7 +960,7 @@ async fn two_schedulers_never_both_publish_when_the_active_one_is_cut_off_from_t
             .then_some(())
     })
     .await;
-    let worker = fleet.spawn_with("worker", &SCHEDULE_HEADER);
+    let _worker = fleet.spawn_with("worker", &SCHEDULE_HEADER);
     let mut ids = Vec::new();
     for (i, t) in targets.iter().enumerate() {
         let svc = a
@@ -1190,6 +1004,4 @@ async fn two_schedulers_never_both_publish_when_the_active_one_is_cut_off_from_t
             a.log_text()
         );
     }
-    drop((a, b, worker));
-    fleet.finish().await;
 }

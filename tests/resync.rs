@@ -16,110 +16,15 @@
 
 mod common;
 
-use common::skip::skip;
+use common::broker::BrokerStopped;
+use common::fleet::Fleet;
 use common::target::Target;
 use common::*;
 use serde_json::{Value, json};
-use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 /// Long enough for a broker restart and the capped reconnect backoff (10 s).
 const LONG: Duration = Duration::from_secs(60);
-
-fn rabbitmqctl(cmd: &str) -> std::process::Output {
-    Command::new("rabbitmqctl")
-        .arg(cmd)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run rabbitmqctl {cmd}: {e}"))
-}
-
-/// The broker's application, stopped until this is dropped: it starts
-/// again even when the test fails half-way, so no later test finds the
-/// broker down.
-struct BrokerStopped;
-
-impl BrokerStopped {
-    fn now() -> BrokerStopped {
-        let out = rabbitmqctl("stop_app");
-        assert!(
-            out.status.success(),
-            "rabbitmqctl stop_app: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        BrokerStopped
-    }
-}
-
-impl Drop for BrokerStopped {
-    fn drop(&mut self) {
-        let out = rabbitmqctl("start_app");
-        if !out.status.success() && !std::thread::panicking() {
-            panic!(
-                "rabbitmqctl start_app: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-    }
-}
-
-/// A database and a queue prefix for the processes of this test.
-struct Servers {
-    db: PgDb,
-    prefix: String,
-}
-
-impl Servers {
-    async fn new() -> Option<Servers> {
-        let reachable = std::net::TcpStream::connect_timeout(
-            &"127.0.0.1:5672".parse().expect("addr"),
-            Duration::from_secs(2),
-        );
-        if let Err(e) = reachable {
-            skip("RabbitMQ at 127.0.0.1:5672", &e.to_string());
-            return None;
-        }
-        let db = pg_db().await?;
-        let prefix = format!("r{}", db.url.rsplit('_').next().unwrap_or("x"));
-        Some(Servers { db, prefix })
-    }
-
-    /// A process of `roles` on this test's database and queues.
-    fn spawn(&self, roles: &str) -> Monitor {
-        let env = [
-            ("HEALTHMON__DATABASE__URL", self.db.url.as_str()),
-            ("HEALTHMON__QUEUE__URL", AMQP),
-            ("HEALTHMON__QUEUE__PREFIX", self.prefix.as_str()),
-        ];
-        let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
-        Monitor::start_args(dir, &env, &["--role", roles])
-    }
-
-    /// Drops the database and this test's queues and exchanges.
-    async fn finish(self) {
-        use amqprs::channel::{ExchangeDeleteArguments, QueueDeleteArguments};
-        use amqprs::connection::{Connection, OpenConnectionArguments};
-        self.db.drop_db().await;
-        let args = OpenConnectionArguments::new("127.0.0.1", 5672, "guest", "guest");
-        if let Ok(conn) = Connection::open(&args).await
-            && let Ok(ch) = conn.open_channel(None).await
-        {
-            for q in ["jobs", "results", "dead"] {
-                let name = format!("{}.{q}", self.prefix);
-                let _ = ch.queue_delete(QueueDeleteArguments::new(&name)).await;
-            }
-            for x in ["events", "schedule", "dead"] {
-                let name = format!("{}.{x}", self.prefix);
-                let _ = ch
-                    .exchange_delete(ExchangeDeleteArguments::new(&name))
-                    .await;
-            }
-            let _ = conn.close().await;
-        }
-    }
-}
 
 /// A WebSocket client read all the time by a task of its own, so it answers
 /// the server's pings while the test is busy elsewhere (a client that does
@@ -201,13 +106,13 @@ async fn wait_ready(m: &Monitor, want: u16, what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_broker_restart_every_client_of_every_api_process_gets_resync_then_a_fresh_snapshot()
  {
-    let Some(servers) = Servers::new().await else {
+    let Some(fleet) = Fleet::new().await else {
         return;
     };
     let target = Target::start().await;
     // One process does everything; a second serves only the API.
-    let full = servers.spawn("all");
-    let api = servers.spawn("api");
+    let full = fleet.spawn("all");
+    let api = fleet.spawn("api");
     // Checked once now and not again within the test, so the status stays
     // what the test makes it.
     let svc = full
@@ -246,7 +151,7 @@ async fn after_a_broker_restart_every_client_of_every_api_process_gets_resync_th
     assert_eq!(status, 200, "{body}");
     {
         use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-        let mut sql = AsyncPgConnection::establish(&servers.db.url)
+        let mut sql = AsyncPgConnection::establish(&fleet.db.url)
             .await
             .expect("connect to the test database");
         diesel::sql_query(format!(
@@ -274,6 +179,4 @@ async fn after_a_broker_restart_every_client_of_every_api_process_gets_resync_th
         );
     }
     eprintln!("clients resynced {:?} after start_app", back.elapsed());
-    drop((full, api));
-    servers.finish().await;
 }

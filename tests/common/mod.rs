@@ -2,6 +2,8 @@
 //! SQLite file, and real HTTP targets on 127.0.0.1.
 #![allow(dead_code)]
 
+pub mod broker;
+pub mod fleet;
 pub mod maintenance;
 pub mod measure;
 pub mod skip;
@@ -478,7 +480,7 @@ pub async fn pg_db() -> Option<PgDb> {
 
 impl PgDb {
     /// Drops the database (and any connection still using it).
-    pub async fn drop_db(self) {
+    pub async fn drop_db(&self) {
         use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
         if let Ok(mut admin) = AsyncPgConnection::establish(&self.admin_url).await {
             let _ = diesel::sql_query(format!(
