@@ -5,6 +5,7 @@
 //! -> [`recorder`] -> [`store`] + events -> [`http::ws`]. [`domain`] holds
 //! the pure rules they share; [`app`] wires them under [`supervise`].
 
+pub mod alert;
 pub mod app;
 pub mod auth;
 pub mod bus;

@@ -1,0 +1,667 @@
+//! An alert in each channel's own format: a signed JSON body for webhooks,
+//! Slack blocks, a Discord embed, a Teams adaptive card, an ntfy message, a
+//! Telegram message, a PagerDuty Events API v2 event, a mail.
+//!
+//! Every message names the service, the change, since when, the reason code
+//! and the latest error. Text that comes from users or targets (names,
+//! error messages) is escaped for each format, and Discord is told to ping
+//! no one, so a service named `@everyone` cannot page a whole server.
+
+use super::channel::ChannelConfig;
+use super::sign::signature;
+use super::{Alert, AlertEvent};
+use crate::domain::time::to_rfc3339;
+use serde_json::{Value, json};
+
+/// Longest error text put in a message; chat services cap field sizes
+/// (Discord at 1,024 characters) and a page of HTML is no help at 3 a.m.
+pub const MAX_ERROR_CHARS: usize = 500;
+
+/// What a delivery sends.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delivery {
+    /// An HTTP POST.
+    Http(HttpRequest),
+    /// A mail.
+    Mail(Mail),
+}
+
+/// A POST to make. The URL may hold a credential (Slack, Telegram): it is
+/// never logged, only the host is.
+#[derive(Clone, PartialEq)]
+pub struct HttpRequest {
+    /// Where to POST.
+    pub url: String,
+    /// Headers besides `Content-Type: application/json`.
+    pub headers: Vec<(String, String)>,
+    /// The JSON body.
+    pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for HttpRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let host = url::Url::parse(&self.url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_default();
+        f.debug_struct("HttpRequest")
+            .field("host", &host)
+            .field("body_bytes", &self.body.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A mail to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mail {
+    /// The subject line.
+    pub subject: String,
+    /// The plain-text body.
+    pub body: String,
+}
+
+/// The request or mail `config` gets for `alert`, sent at `now_s` (unix
+/// seconds: the webhook timestamp, signed, so it changes per attempt while
+/// the delivery id stays).
+pub fn render(config: &ChannelConfig, alert: &Alert, now_s: i64) -> Delivery {
+    match config {
+        ChannelConfig::Webhook {
+            url,
+            secret,
+            api_base,
+        } => {
+            let body = webhook_body(alert);
+            let mut headers = vec![
+                ("X-Healthmon-Delivery".to_owned(), alert.id.to_string()),
+                ("X-Healthmon-Timestamp".to_owned(), now_s.to_string()),
+            ];
+            if let Some(secret) = secret {
+                headers.push((
+                    "X-Healthmon-Signature".to_owned(),
+                    signature(secret.expose().as_bytes(), now_s, &body),
+                ));
+            }
+            Delivery::Http(HttpRequest {
+                url: rebase(url, api_base.as_deref()),
+                headers,
+                body,
+            })
+        }
+        ChannelConfig::Slack { url, api_base } => Delivery::Http(post(
+            rebase(url.expose(), api_base.as_deref()),
+            &slack(alert),
+        )),
+        ChannelConfig::Discord { url, api_base } => Delivery::Http(post(
+            rebase(url.expose(), api_base.as_deref()),
+            &discord(alert),
+        )),
+        ChannelConfig::Teams { url, api_base } => Delivery::Http(post(
+            rebase(url.expose(), api_base.as_deref()),
+            &teams(alert),
+        )),
+        ChannelConfig::Ntfy {
+            api_base,
+            topic,
+            token,
+        } => {
+            let mut request = post(format!("{api_base}/"), &ntfy(alert, topic));
+            if let Some(token) = token {
+                request
+                    .headers
+                    .push(("Authorization".into(), format!("Bearer {}", token.expose())));
+            }
+            Delivery::Http(request)
+        }
+        ChannelConfig::Telegram {
+            api_base,
+            bot_token,
+            chat_id,
+        } => Delivery::Http(post(
+            format!("{api_base}/bot{}/sendMessage", bot_token.expose()),
+            &telegram(alert, chat_id),
+        )),
+        ChannelConfig::Pagerduty {
+            api_base,
+            routing_key,
+        } => Delivery::Http(post(
+            format!("{api_base}/v2/enqueue"),
+            &pagerduty(alert, routing_key.expose()),
+        )),
+        ChannelConfig::Email { .. } => Delivery::Mail(mail(alert)),
+    }
+}
+
+fn post(url: String, body: &Value) -> HttpRequest {
+    HttpRequest {
+        url,
+        headers: Vec::new(),
+        body: body.to_string().into_bytes(),
+    }
+}
+
+/// `url` with its scheme, host and port replaced by `api_base`'s.
+fn rebase(url: &str, api_base: Option<&str>) -> String {
+    let Some(base) = api_base else {
+        return url.to_owned();
+    };
+    match url::Url::parse(url) {
+        Ok(u) => {
+            let tail = match u.query() {
+                Some(q) => format!("{}?{q}", u.path()),
+                None => u.path().to_owned(),
+            };
+            format!("{}{tail}", base.trim_end_matches('/'))
+        }
+        Err(_) => url.to_owned(),
+    }
+}
+
+/// The webhook body of DESIGN.md: `id, event, service, old_status,
+/// new_status, at, check`.
+pub fn webhook_body(alert: &Alert) -> Vec<u8> {
+    json!({
+        "id": alert.id,
+        "event": alert.event.as_str(),
+        "service": alert.service,
+        "old_status": alert.old_status,
+        "new_status": alert.new_status,
+        "at": to_rfc3339(alert.at),
+        "since": to_rfc3339(alert.since),
+        "check": alert.check,
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// The facts every format lists, as (label, value) in order.
+fn facts(alert: &Alert) -> Vec<(&'static str, String)> {
+    let mut facts = vec![
+        ("Service", alert.service_name.clone()),
+        (
+            "Change",
+            format!("{} → {}", alert.old_status, alert.new_status),
+        ),
+        ("Since", to_rfc3339(alert.since)),
+    ];
+    if let Some(url) = alert.service.get("url").and_then(Value::as_str) {
+        // The API's form of the URL: any password is already `***`.
+        facts.insert(1, ("URL", url.to_owned()));
+    }
+    if let Some(reason) = alert.reason() {
+        facts.push(("Reason", reason.to_owned()));
+    }
+    if let Some(error) = &alert.error {
+        facts.push(("Error", truncate(error, MAX_ERROR_CHARS)));
+    }
+    facts
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &s[..cut]),
+        None => s.to_owned(),
+    }
+}
+
+/// Slack's mrkdwn escapes: `&`, `<` and `>` (links and mentions).
+fn slack_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn slack(alert: &Alert) -> Value {
+    let headline = alert.headline();
+    let fields: Vec<Value> = facts(alert)
+        .into_iter()
+        .map(|(k, v)| json!({"type": "mrkdwn", "text": format!("*{k}*\n{}", slack_escape(&v))}))
+        .collect();
+    json!({
+        "text": slack_escape(&headline),
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": truncate(&headline, 150)}},
+            // Slack takes at most 10 fields in a section.
+            {"type": "section", "fields": fields.into_iter().take(10).collect::<Vec<_>>()},
+            {"type": "context", "elements": [
+                {"type": "mrkdwn", "text": format!("healthmon · delivery {}", alert.id)}
+            ]}
+        ]
+    })
+}
+
+/// Discord embed colours: red, green, amber, blue.
+fn colour(event: AlertEvent) -> u32 {
+    match event {
+        AlertEvent::Down | AlertEvent::Reminder => 0xD7_3A_49,
+        AlertEvent::Up => 0x2E_A0_43,
+        AlertEvent::Degraded => 0xD2_99_22,
+        AlertEvent::Test => 0x3B_82_F6,
+    }
+}
+
+fn discord(alert: &Alert) -> Value {
+    let fields: Vec<Value> = facts(alert)
+        .into_iter()
+        .map(|(k, v)| {
+            let inline = !matches!(k, "Error" | "URL");
+            json!({"name": k, "value": truncate(&v, 1000), "inline": inline})
+        })
+        .collect();
+    json!({
+        "username": "healthmon",
+        // Names and errors are user text: mention no one, whatever they say.
+        "allowed_mentions": {"parse": []},
+        "embeds": [{
+            "title": truncate(&alert.headline(), 250),
+            "color": colour(alert.event),
+            "fields": fields,
+            "timestamp": to_rfc3339(alert.at),
+            "footer": {"text": format!("healthmon · delivery {}", alert.id)},
+        }]
+    })
+}
+
+fn teams(alert: &Alert) -> Value {
+    let colour = match alert.event {
+        AlertEvent::Down | AlertEvent::Reminder => "Attention",
+        AlertEvent::Up => "Good",
+        AlertEvent::Degraded => "Warning",
+        AlertEvent::Test => "Accent",
+    };
+    let facts: Vec<Value> = facts(alert)
+        .into_iter()
+        .map(|(k, v)| json!({"title": k, "value": v}))
+        .collect();
+    json!({
+        "type": "message",
+        "attachments": [{
+            "contentType": "application/vnd.microsoft.card.adaptive",
+            "content": {
+                "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                "type": "AdaptiveCard",
+                "version": "1.4",
+                "body": [
+                    {"type": "TextBlock", "size": "Large", "weight": "Bolder", "wrap": true,
+                     "color": colour, "text": alert.headline()},
+                    {"type": "FactSet", "facts": facts}
+                ]
+            }
+        }]
+    })
+}
+
+fn plain_text(alert: &Alert) -> String {
+    facts(alert)
+        .into_iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn ntfy(alert: &Alert, topic: &str) -> Value {
+    let (priority, tag) = match alert.event {
+        AlertEvent::Down => (5, "rotating_light"),
+        AlertEvent::Reminder => (4, "rotating_light"),
+        AlertEvent::Degraded => (3, "warning"),
+        AlertEvent::Up => (3, "white_check_mark"),
+        AlertEvent::Test => (2, "test_tube"),
+    };
+    json!({
+        "topic": topic,
+        "title": alert.headline(),
+        "message": plain_text(alert),
+        "priority": priority,
+        "tags": [tag, "healthmon"],
+    })
+}
+
+/// Telegram's HTML mode escapes: `&`, `<`, `>`.
+fn html_escape(s: &str) -> String {
+    slack_escape(s)
+}
+
+fn telegram(alert: &Alert, chat_id: &str) -> Value {
+    let mut text = format!("<b>{}</b>", html_escape(&alert.headline()));
+    for (k, v) in facts(alert) {
+        text.push_str(&format!("\n<b>{k}:</b> {}", html_escape(&v)));
+    }
+    json!({
+        "chat_id": chat_id,
+        "text": text,
+        "parse_mode": "HTML",
+        "disable_web_page_preview": true,
+    })
+}
+
+/// The dedup key that ties PagerDuty's trigger and resolve for a service.
+pub fn pagerduty_dedup_key(service_id: i64) -> String {
+    format!("healthmon-service-{service_id}")
+}
+
+fn pagerduty(alert: &Alert, routing_key: &str) -> Value {
+    let dedup_key = match alert.event {
+        // A test must not resolve (or be merged into) a real incident.
+        AlertEvent::Test => format!("healthmon-test-{}", alert.id),
+        _ => pagerduty_dedup_key(alert.service_id),
+    };
+    if alert.event == AlertEvent::Up {
+        return json!({
+            "routing_key": routing_key,
+            "event_action": "resolve",
+            "dedup_key": dedup_key,
+        });
+    }
+    let severity = match alert.event {
+        AlertEvent::Down | AlertEvent::Reminder => "critical",
+        AlertEvent::Degraded => "warning",
+        _ => "info",
+    };
+    let details: serde_json::Map<String, Value> = facts(alert)
+        .into_iter()
+        .map(|(k, v)| (k.to_lowercase(), Value::String(v)))
+        .collect();
+    json!({
+        "routing_key": routing_key,
+        "event_action": "trigger",
+        "dedup_key": dedup_key,
+        "payload": {
+            "summary": truncate(&alert.headline(), 1000),
+            "source": alert.service.get("url").and_then(Value::as_str).unwrap_or(&alert.service_name),
+            "severity": severity,
+            "timestamp": to_rfc3339(alert.at),
+            "component": alert.service_name,
+            "class": alert.reason().unwrap_or("status"),
+            "custom_details": details,
+        },
+        "client": "healthmon",
+    })
+}
+
+fn mail(alert: &Alert) -> Mail {
+    // Subjects are one line: a name cannot add headers.
+    let subject = format!("[healthmon] {}", alert.headline()).replace(['\r', '\n'], " ");
+    let body = format!(
+        "{}\n\n{}\n\nDelivery {} from healthmon.\n",
+        alert.headline(),
+        plain_text(alert),
+        alert.id
+    );
+    Mail { subject, body }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::channel::{ChannelConfig, Secret};
+    use crate::alert::sign::verify;
+    use crate::alert::tests::down_alert;
+
+    fn http(d: Delivery) -> (String, Vec<(String, String)>, Value) {
+        match d {
+            Delivery::Http(r) => {
+                let body = serde_json::from_slice(&r.body).expect("JSON body");
+                (r.url, r.headers, body)
+            }
+            Delivery::Mail(m) => panic!("a mail: {m:?}"),
+        }
+    }
+
+    fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn a_webhook_gets_the_contract_body_a_stable_id_and_a_valid_signature() {
+        let config = ChannelConfig::Webhook {
+            url: "https://hooks.example/in".into(),
+            secret: Some(Secret::new("s3")),
+            api_base: Some("http://127.0.0.1:9".into()),
+        };
+        let alert = down_alert();
+        let Delivery::Http(first) = render(&config, &alert, 1_700_000_700) else {
+            panic!("not http")
+        };
+        assert_eq!(first.url, "http://127.0.0.1:9/in");
+        let body: Value = serde_json::from_slice(&first.body).unwrap();
+        for key in [
+            "id",
+            "event",
+            "service",
+            "old_status",
+            "new_status",
+            "at",
+            "check",
+        ] {
+            assert!(body.get(key).is_some(), "{key} missing: {body}");
+        }
+        assert_eq!(body["event"], "down");
+        assert_eq!(
+            (body["old_status"].as_str(), body["new_status"].as_str()),
+            (Some("UP"), Some("DOWN"))
+        );
+        let sig = header(&first.headers, "X-Healthmon-Signature").unwrap();
+        assert!(verify(b"s3", 1_700_000_700, &first.body, sig));
+        // A retry later: same delivery id, new timestamp, still valid.
+        let Delivery::Http(retry) = render(&config, &alert, 1_700_000_760) else {
+            panic!("not http")
+        };
+        assert_eq!(header(&retry.headers, "X-Healthmon-Delivery"), Some("42"));
+        assert_eq!(
+            header(&retry.headers, "X-Healthmon-Timestamp"),
+            Some("1700000760")
+        );
+        let sig = header(&retry.headers, "X-Healthmon-Signature").unwrap();
+        assert!(verify(b"s3", 1_700_000_760, &retry.body, sig));
+        assert!(!format!("{retry:?}").contains("/in"), "Debug shows the URL");
+    }
+
+    #[test]
+    fn chat_messages_name_service_change_since_reason_and_error() {
+        let alert = down_alert();
+        let kinds = [
+            ChannelConfig::Slack {
+                url: Secret::new("https://hooks.slack.com/services/T/B/X"),
+                api_base: None,
+            },
+            ChannelConfig::Discord {
+                url: Secret::new("https://discord.com/api/webhooks/1/t"),
+                api_base: None,
+            },
+            ChannelConfig::Teams {
+                url: Secret::new("https://x.webhook.office.com/w"),
+                api_base: None,
+            },
+            ChannelConfig::Ntfy {
+                api_base: "https://ntfy.sh".into(),
+                topic: "ops".into(),
+                token: None,
+            },
+            ChannelConfig::Telegram {
+                api_base: "https://api.telegram.org".into(),
+                bot_token: Secret::new("1:A"),
+                chat_id: "5".into(),
+            },
+            ChannelConfig::Pagerduty {
+                api_base: "https://events.pagerduty.com".into(),
+                routing_key: Secret::new("R"),
+            },
+        ];
+        for config in kinds {
+            let (_, _, body) = http(render(&config, &alert, 0));
+            let text = body.to_string();
+            for needle in [
+                "api",
+                "UP",
+                "DOWN",
+                "timeout",
+                "no complete response",
+                "2023-11-14T22:23:20",
+            ] {
+                assert!(
+                    text.contains(needle),
+                    "{config:?}: {needle} missing in {text}"
+                );
+            }
+        }
+        let Delivery::Mail(m) = render(
+            &ChannelConfig::parse(
+                "email",
+                &json!({"host": "h", "from": "a@b.cd", "to": "c@d.ef"}),
+            )
+            .unwrap(),
+            &alert,
+            0,
+        ) else {
+            panic!("not a mail")
+        };
+        assert_eq!(m.subject, "[healthmon] api is DOWN (timeout)");
+        assert!(
+            m.body.contains("Reason: timeout") && m.body.contains("Since: 2023-11-14T22:23:20")
+        );
+    }
+
+    #[test]
+    fn each_format_is_the_one_its_service_reads() {
+        let alert = down_alert();
+        let (url, _, slack) = http(render(
+            &ChannelConfig::Slack {
+                url: Secret::new("https://hooks.slack.com/services/T/B/X"),
+                api_base: Some("http://127.0.0.1:1".into()),
+            },
+            &alert,
+            0,
+        ));
+        assert_eq!(url, "http://127.0.0.1:1/services/T/B/X");
+        assert_eq!(slack["blocks"][0]["type"], "header");
+        let (_, _, discord) = http(render(
+            &ChannelConfig::Discord {
+                url: Secret::new("https://d/api/webhooks/1/t"),
+                api_base: None,
+            },
+            &alert,
+            0,
+        ));
+        assert_eq!(discord["embeds"][0]["color"], 0xD7_3A_49);
+        assert_eq!(discord["allowed_mentions"]["parse"], json!([]));
+        let (url, _, tg) = http(render(
+            &ChannelConfig::Telegram {
+                api_base: "http://127.0.0.1:2".into(),
+                bot_token: Secret::new("9:Z"),
+                chat_id: "-1".into(),
+            },
+            &alert,
+            0,
+        ));
+        assert_eq!(url, "http://127.0.0.1:2/bot9:Z/sendMessage");
+        assert_eq!(
+            (tg["chat_id"].as_str(), tg["parse_mode"].as_str()),
+            (Some("-1"), Some("HTML"))
+        );
+        let (url, headers, ntfy) = http(render(
+            &ChannelConfig::Ntfy {
+                api_base: "http://127.0.0.1:3".into(),
+                topic: "ops".into(),
+                token: Some(Secret::new("tk")),
+            },
+            &alert,
+            0,
+        ));
+        assert_eq!(url, "http://127.0.0.1:3/");
+        assert_eq!(
+            (ntfy["topic"].as_str(), ntfy["priority"].as_i64()),
+            (Some("ops"), Some(5))
+        );
+        assert_eq!(header(&headers, "Authorization"), Some("Bearer tk"));
+    }
+
+    #[test]
+    fn pagerduty_triggers_on_down_and_resolves_on_up_with_one_key_per_service() {
+        let config = ChannelConfig::Pagerduty {
+            api_base: "http://127.0.0.1:4".into(),
+            routing_key: Secret::new("RK"),
+        };
+        let mut alert = down_alert();
+        let (url, _, trigger) = http(render(&config, &alert, 0));
+        assert_eq!(url, "http://127.0.0.1:4/v2/enqueue");
+        assert_eq!(trigger["event_action"], "trigger");
+        assert_eq!(trigger["routing_key"], "RK");
+        assert_eq!(trigger["payload"]["severity"], "critical");
+        alert.event = AlertEvent::Up;
+        let (_, _, resolve) = http(render(&config, &alert, 0));
+        assert_eq!(resolve["event_action"], "resolve");
+        assert_eq!(resolve["dedup_key"], trigger["dedup_key"]);
+        assert_eq!(resolve["dedup_key"], "healthmon-service-8");
+        alert.event = AlertEvent::Test;
+        let (_, _, test) = http(render(&config, &alert, 0));
+        assert_ne!(
+            test["dedup_key"], trigger["dedup_key"],
+            "a test would touch the incident"
+        );
+    }
+
+    #[test]
+    fn user_text_cannot_break_out_of_its_format() {
+        let mut alert = down_alert();
+        alert.service_name = "<!channel> & @everyone\r\nBcc: x@y.z".into();
+        alert.error = Some(format!("status: {}", "x".repeat(5000)));
+        let (_, _, slack) = http(render(
+            &ChannelConfig::Slack {
+                url: Secret::new("https://h/s"),
+                api_base: None,
+            },
+            &alert,
+            0,
+        ));
+        // mrkdwn (the fallback text, the fields) is escaped; the header is
+        // plain_text, which Slack shows as it is and never parses.
+        let mut mrkdwn = vec![slack["text"].clone()];
+        mrkdwn.extend(
+            slack["blocks"][1]["fields"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["text"].clone()),
+        );
+        for text in &mrkdwn {
+            assert!(!text.to_string().contains("<!channel>"), "{text}");
+        }
+        assert!(
+            mrkdwn[0]
+                .as_str()
+                .unwrap()
+                .starts_with("&lt;!channel&gt; &amp;")
+        );
+        assert_eq!(slack["blocks"][0]["text"]["type"], "plain_text");
+        let (_, _, tg) = http(render(
+            &ChannelConfig::Telegram {
+                api_base: "https://t".into(),
+                bot_token: Secret::new("1:A"),
+                chat_id: "5".into(),
+            },
+            &alert,
+            0,
+        ));
+        assert!(tg["text"].as_str().unwrap().contains("&lt;!channel&gt;"));
+        let Delivery::Mail(m) = render(
+            &ChannelConfig::parse(
+                "email",
+                &json!({"host": "h", "from": "a@b.cd", "to": "c@d.ef"}),
+            )
+            .unwrap(),
+            &alert,
+            0,
+        ) else {
+            panic!("not a mail")
+        };
+        assert!(
+            !m.subject.contains('\n') && !m.subject.contains('\r'),
+            "{:?}",
+            m.subject
+        );
+        // Long errors are cut, with a mark that they were.
+        assert!(m.body.len() < 2000 && m.body.contains('…'));
+    }
+}
