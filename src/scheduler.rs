@@ -264,6 +264,19 @@ pub async fn run(
     bus: Bus,
     shutdown: CancellationToken,
 ) -> Result<(), SchedulerError> {
+    let ran = lead_or_stand_by(store, bus, shutdown).await;
+    // Drops counted in the last second would otherwise go unreported: their
+    // once-a-second report may not run once the runtime stops.
+    drops::flush();
+    ran
+}
+
+/// The body of [`run`].
+async fn lead_or_stand_by(
+    store: Store,
+    bus: Bus,
+    shutdown: CancellationToken,
+) -> Result<(), SchedulerError> {
     let mut standing_by = false;
     loop {
         let lead = tokio::select! {
