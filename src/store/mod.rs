@@ -8,9 +8,9 @@
 
 mod models;
 pub mod pg_connect;
-pub mod postgres;
+mod postgres;
 mod schema;
-pub mod sqlite;
+mod sqlite;
 
 pub use crate::domain::time::HOUR_MS;
 

@@ -19,7 +19,7 @@ impl Store {
     /// two runs at once cannot count a log twice). A log recorded late, for
     /// an hour already rolled up, has a newer id and is added to that hour
     /// by the next run. Only ids no open transaction can still commit below
-    /// are read (see [`Store::settled_log_id`]), so no log is skipped.
+    /// are read (see `settled_log_id` below), so no log is skipped.
     pub async fn rollup(&self, chunk: i64) -> Result<RollupReport, StoreError> {
         self.rollup_while(chunk, || true).await
     }
