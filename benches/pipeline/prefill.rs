@@ -20,7 +20,12 @@
 //! `logs.retention_days` = `--retention-days` (7): its maintenance pass runs
 //! at start-up, so it deletes every synthetic row older than that while the
 //! checks go on. The benchmark reads when the pass ended from its
-//! "log maintenance done" line (`deleted_logs`, `elapsed_ms`).
+//! "log maintenance done" line (`deleted_logs`, `elapsed_ms`); if it has not
+//! ended by the time the window's checks are stored, it reports what was
+//! deleted so far (synthetic rows left) over the time since the restart.
+//! `rollup_backlog_logs` is how many logs were not rolled up yet then: a
+//! pass rolls up until caught up before it deletes, and rolls up nothing
+//! while it deletes.
 
 use super::Store;
 use std::time::Instant;
