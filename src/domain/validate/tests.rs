@@ -1,0 +1,279 @@
+//! Unit tests of body validation.
+
+use super::*;
+use serde_json::json;
+
+fn fields_of(errs: &[FieldError]) -> Vec<&str> {
+    errs.iter().map(|e| e.field.as_str()).collect()
+}
+
+#[test]
+fn accepts_the_original_notes_body() {
+    let spec = full_spec(&json!({
+        "name": "test register", "url": "https://www.google.com", "interval": 30, "Timeout": 20
+    }))
+    .unwrap();
+    assert_eq!(spec.name, "test register");
+    assert_eq!(spec.url, "https://www.google.com/");
+    assert_eq!((spec.interval, spec.timeout), (30, 20));
+    assert!(!spec.paused);
+}
+
+#[test]
+fn names_with_format_characters_or_nothing_visible_are_refused() {
+    for name in [
+        "\u{200B}",
+        "\u{200B}\u{2060}\u{FEFF}",
+        "\u{3164}",
+        " \u{2800} ",
+        "invoice\u{202E}gnp.exe",
+        "a\u{2066}b",
+        "zero\u{200D}width",
+    ] {
+        let errs =
+            full_spec(&json!({"name": name, "url": "http://x", "interval": 60})).expect_err(name);
+        assert_eq!(fields_of(&errs), ["name"], "{name:?}");
+    }
+    // Letters of any script, and emoji, are names.
+    for name in ["Zürich API", "東京", "API 🚀", "مرحبا"] {
+        let spec = full_spec(&json!({"name": name, "url": "http://x", "interval": 60}));
+        assert_eq!(spec.map(|s| s.name).ok().as_deref(), Some(name));
+    }
+}
+
+#[test]
+fn control_characters_and_port_0_in_urls_are_refused_not_rewritten() {
+    for url in [
+        "http://exa\nmple.com/",
+        "http://example.com/a\rb",
+        "http://example.com/\u{0}",
+        "http://example.com/\ta",
+        "http://example.com/\n",
+        "http://example.com:0/",
+    ] {
+        let err = check_url(url).expect_err(url);
+        assert!(
+            err.contains("control") || err.contains("port"),
+            "{url:?}: {err}"
+        );
+    }
+    assert_eq!(
+        check_url(" http://example.com:1/ ").as_deref(),
+        Ok("http://example.com:1/")
+    );
+}
+
+#[test]
+fn timeout_defaults_to_ten_capped_by_interval() {
+    let a = full_spec(&json!({"name": "a", "url": "http://x", "interval": 60})).unwrap();
+    assert_eq!(a.timeout, 10);
+    let b = full_spec(&json!({"name": "a", "url": "http://x", "interval": 3})).unwrap();
+    assert_eq!(b.timeout, 3);
+}
+
+#[test]
+fn reports_every_bad_field_by_name() {
+    let errs = full_spec(&json!({
+        "name": "", "url": "ftp://x", "interval": 0, "timeout": "5", "colour": "red"
+    }))
+    .unwrap_err();
+    let mut f = fields_of(&errs);
+    f.sort();
+    assert_eq!(f, ["colour", "interval", "name", "timeout", "url"]);
+}
+
+#[test]
+fn missing_required_fields_are_named() {
+    let errs = full_spec(&json!({})).unwrap_err();
+    assert_eq!(fields_of(&errs), ["name", "url", "interval"]);
+}
+
+#[test]
+fn bounds_are_inclusive_and_enforced() {
+    let base = |name: &str, interval: i64, timeout: i64| {
+        full_spec(
+            &json!({"name": name, "url": "http://x", "interval": interval, "timeout": timeout}),
+        )
+    };
+    assert!(base(&"n".repeat(200), 86_400, 1).is_ok());
+    assert_eq!(
+        fields_of(&base(&"n".repeat(201), 30, 10).unwrap_err()),
+        ["name"]
+    );
+    assert_eq!(fields_of(&base("n", 86_401, 10).unwrap_err()), ["interval"]);
+    assert_eq!(fields_of(&base("n", 30, 31).unwrap_err()), ["timeout"]);
+    assert_eq!(fields_of(&base("n", 30, 0).unwrap_err()), ["timeout"]);
+    assert!(base("n", 1, 1).is_ok());
+}
+
+#[test]
+fn fractional_and_huge_numbers_are_rejected() {
+    let errs = full_spec(&json!({"name": "a", "url": "http://x", "interval": 1.5})).unwrap_err();
+    assert_eq!(fields_of(&errs), ["interval"]);
+    let errs = full_spec(&json!({"name": "a", "url": "http://x", "interval": 1e30})).unwrap_err();
+    assert_eq!(fields_of(&errs), ["interval"]);
+}
+
+#[test]
+fn urls_must_be_absolute_http_with_host() {
+    assert!(check_url("https://example.com/health").is_ok());
+    assert!(check_url("http://127.0.0.1:8080").is_ok());
+    assert!(check_url("example.com").is_err());
+    assert!(check_url("javascript:alert(1)").is_err());
+    assert!(check_url("file:///etc/passwd").is_err());
+    assert!(check_url("http://").is_err());
+    let long = format!("http://example.com/{}", "a".repeat(MAX_URL_LEN));
+    assert!(check_url(&long).is_err());
+}
+
+#[test]
+fn read_only_and_duplicate_fields_are_errors() {
+    let errs = full_spec(&json!({
+        "id": 3, "name": "a", "url": "http://x", "interval": 5, "timeout": 1, "TIMEOUT": 2
+    }))
+    .unwrap_err();
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(
+        errs.iter()
+            .any(|e| e.field == "id" && e.message.contains("read-only"))
+    );
+}
+
+#[test]
+fn non_objects_are_rejected() {
+    assert!(full_spec(&json!([1, 2])).is_err());
+    assert!(full_spec(&json!("x")).is_err());
+}
+
+#[test]
+fn patch_merges_and_revalidates_the_whole() {
+    let cur =
+        full_spec(&json!({"name": "a", "url": "http://x", "interval": 30, "timeout": 20})).unwrap();
+    let p = patch_spec(&cur, &json!({"name": "b"})).unwrap();
+    assert_eq!((p.name.as_str(), p.interval, p.timeout), ("b", 30, 20));
+    let errs = patch_spec(&cur, &json!({"interval": 10})).unwrap_err();
+    assert_eq!(
+        fields_of(&errs),
+        ["timeout"],
+        "lowering interval below timeout fails"
+    );
+    let p = patch_spec(
+        &cur,
+        &json!({"paused": true, "expected_statuses": [503, 200, 200]}),
+    )
+    .unwrap();
+    assert!(p.paused);
+    assert_eq!(p.expected_statuses, Some(vec![200, 503]));
+    let p = patch_spec(&p, &json!({"expected_statuses": null})).unwrap();
+    assert_eq!(p.expected_statuses, None);
+    assert!(patch_spec(&cur, &json!({"name": null})).is_err());
+}
+
+mod properties {
+    use super::super::*;
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(vec![
+                "name",
+                "url",
+                "interval",
+                "timeout",
+                "Timeout",
+                "PAUSED",
+                "paused",
+                "expected_statuses",
+                "id",
+                "last_status",
+                "colour",
+                "",
+            ])
+            .prop_map(str::to_owned),
+            "[a-zA-Z_]{1,12}",
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            (-5i64..100_000).prop_map(Value::from),
+            any::<f64>().prop_map(|f| json!(f)),
+            ".{0,210}".prop_map(Value::from),
+            prop::sample::select(vec![
+                "http://127.0.0.1:8080/health",
+                "https://example.com",
+                "ftp://x",
+                "x",
+                " http://a ",
+                "http://user:pw@host/",
+                "http://[::1]:9/",
+            ])
+            .prop_map(Value::from),
+            prop::collection::vec(0u64..700, 0..5).prop_map(|v| json!(v)),
+        ]
+    }
+
+    fn body() -> impl Strategy<Value = Value> {
+        prop::collection::vec((key(), value()), 0..8)
+            .prop_map(|pairs| Value::Object(pairs.into_iter().collect()))
+    }
+
+    fn as_json(spec: &ServiceSpec) -> Value {
+        json!({
+            "name": spec.name, "url": spec.url, "interval": spec.interval,
+            "timeout": spec.timeout, "paused": spec.paused,
+            "expected_statuses": spec.expected_statuses,
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn any_body_is_accepted_and_round_trips_or_rejected_naming_fields(b in body()) {
+            match full_spec(&b) {
+                Ok(spec) => {
+                    let n = spec.name.chars().count();
+                    prop_assert!((1..=MAX_NAME_CHARS).contains(&n));
+                    prop_assert!(check_url(&spec.url).is_ok());
+                    prop_assert!((MIN_INTERVAL_S..=MAX_INTERVAL_S).contains(&spec.interval));
+                    prop_assert!(spec.timeout >= 1 && spec.timeout <= spec.interval);
+                    prop_assert_eq!(full_spec(&as_json(&spec)), Ok(spec));
+                }
+                Err(errors) => {
+                    prop_assert!(!errors.is_empty());
+                    let keys: Vec<&String> = b.as_object().map(|m| m.keys().collect()).unwrap_or_default();
+                    for e in &errors {
+                        let named = keys.iter().any(|k| **k == e.field)
+                            || ["name", "url", "interval", "timeout"].contains(&e.field.as_str());
+                        prop_assert!(named, "error names no field of the body: {:?}", e);
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn a_patch_never_yields_an_invalid_service(b in body()) {
+            let current = full_spec(&json!({"name": "a", "url": "http://x", "interval": 30})).unwrap();
+            if let Ok(spec) = patch_spec(&current, &b) {
+                prop_assert!(spec.timeout >= 1 && spec.timeout <= spec.interval);
+                prop_assert_eq!(full_spec(&as_json(&spec)), Ok(spec));
+            }
+        }
+
+        /// Stand-in for a fuzz target: whatever bytes arrive as a body,
+        /// parsing and validation answer without panicking.
+        #[test]
+        fn arbitrary_request_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
+                let _ = full_spec(&v);
+                let current = full_spec(&json!({"name": "a", "url": "http://x", "interval": 30})).unwrap();
+                let _ = patch_spec(&current, &v);
+            }
+        }
+    }
+}
