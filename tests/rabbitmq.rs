@@ -1,8 +1,9 @@
 //! The RabbitMQ bus against a real broker (127.0.0.1:5672 unless
 //! `HEALTHMON_TEST_RABBITMQ_URL` says otherwise), at the library level.
 //!
-//! Each test uses its own `queue.prefix` (`t_<unique>`) and deletes its
-//! queues and exchanges at the end. Under CI an unreachable broker fails the
+//! Each test uses its own `queue.prefix` (`t_<unique>`) through a
+//! [`BusFixture`], which stops its buses and deletes their queues and
+//! exchanges when dropped. Under CI an unreachable broker fails the
 //! tests; elsewhere they are skipped through `common::skip`. The
 //! broker-restart test (`rabbitmqctl stop_app` / `start_app`) takes the
 //! broker exclusively, so the other tests in this file wait for it (and it
@@ -17,11 +18,9 @@
 mod common;
 
 use amqprs::BasicProperties;
-use amqprs::channel::{
-    BasicGetArguments, BasicPublishArguments, Channel, ExchangeDeleteArguments,
-    QueueDeclareArguments, QueueDeleteArguments,
-};
-use amqprs::connection::{Connection, OpenConnectionArguments};
+use amqprs::channel::{BasicGetArguments, BasicPublishArguments, Channel, QueueDeclareArguments};
+use amqprs::connection::Connection;
+use common::broker::{BrokerStopped, BusFixture, raw_args, unique_prefix};
 use healthmon::bus::rabbitmq::{
     JOBS_PER_MESSAGE, Names, RESULTS_PER_MESSAGE, RESULTS_QUEUED_MAX, RabbitOptions,
 };
@@ -30,10 +29,8 @@ use healthmon::domain::event::ScheduleUpdate;
 use healthmon::domain::time::now_ms;
 use healthmon::domain::{CheckJob, CheckResult, Event, Status};
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 use tokio::sync::RwLock;
-use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
 
@@ -48,27 +45,6 @@ static BROKER: RwLock<()> = RwLock::const_new(());
 
 fn url() -> String {
     std::env::var("HEALTHMON_TEST_RABBITMQ_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned())
-}
-
-/// Plain connection arguments for the test's own amqprs connections.
-fn raw_args(url: &str) -> OpenConnectionArguments {
-    let u = url::Url::parse(url).expect("a valid test broker URL");
-    let vhost = match u.path() {
-        "" | "/" | "/%2f" | "/%2F" => "/".to_owned(),
-        p => p[1..].to_owned(),
-    };
-    let mut args = OpenConnectionArguments::new(
-        u.host_str().unwrap_or("127.0.0.1"),
-        u.port().unwrap_or(5672),
-        if u.username().is_empty() {
-            "guest"
-        } else {
-            u.username()
-        },
-        u.password().unwrap_or("guest"),
-    );
-    args.virtual_host(&vhost);
-    args
 }
 
 /// The broker URL, or `None` (skip) when it is unreachable outside CI.
@@ -87,14 +63,17 @@ async fn broker() -> Option<String> {
     None
 }
 
-fn unique_prefix() -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "t_{}_{}_{}",
-        std::process::id(),
-        now_ms(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+/// A prefix of the test's own on the broker, shared with the other tests
+/// but the restart test; `None` when the test was skipped.
+async fn fixture() -> Option<BusFixture> {
+    let url = broker().await?;
+    Some(BusFixture::new(&url).holding(BROKER.read().await))
+}
+
+/// The same, with the broker to this test alone (it restarts it).
+async fn exclusive_fixture() -> Option<BusFixture> {
+    let url = broker().await?;
+    Some(BusFixture::new(&url).holding(BROKER.write().await))
 }
 
 fn options(url: &str, prefix: &str) -> RabbitOptions {
@@ -107,31 +86,6 @@ fn options(url: &str, prefix: &str) -> RabbitOptions {
     let mut opts = RabbitOptions::new(url, prefix, 4, 16, caps);
     opts.publish_timeout = Duration::from_secs(2);
     opts
-}
-
-/// One "process": a bus and its supervised-style connection keeper task.
-struct Node {
-    bus: Bus,
-    token: CancellationToken,
-    task: JoinHandle<Result<(), BusError>>,
-}
-
-impl Node {
-    async fn start(opts: RabbitOptions) -> Node {
-        let bus = Bus::rabbit(opts).expect("a usable URL");
-        let keeper = bus.keeper().expect("a broker bus has a keeper");
-        let token = CancellationToken::new();
-        let task = tokio::spawn(keeper.run(token.clone()));
-        assert!(bus.ready(SOON).await, "the bus did not connect");
-        Node { bus, token, task }
-    }
-
-    async fn stop(self) {
-        self.token.cancel();
-        let ended = timeout(SOON, self.task).await.expect("the keeper stops");
-        ended.expect("no panic").expect("a clean stop");
-        assert!(!self.bus.is_ready());
-    }
 }
 
 fn job(id: i64, interval_ms: i64) -> CheckJob {
@@ -200,28 +154,15 @@ async fn wait_count(ch: &Channel, queue: &str, want: u32) {
     }
 }
 
-/// Deletes what a test's prefix declared.
-async fn delete_topology(url: &str, prefix: &str) {
-    let names = Names::new(prefix);
-    let (conn, ch) = raw_channel(url).await;
-    for q in [&names.jobs, &names.results, &names.dead] {
-        let _ = ch.queue_delete(QueueDeleteArguments::new(q)).await;
-    }
-    for x in [&names.events, &names.schedule, &names.dead] {
-        let _ = ch.exchange_delete(ExchangeDeleteArguments::new(x)).await;
-    }
-    let _ = conn.close().await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_is_delivered_once_and_comes_back_when_its_consumer_goes_away() {
-    let Some(url) = broker().await else { return };
-    let _shared = BROKER.read().await;
-    let prefix = unique_prefix();
-    let node = Node::start(options(&url, &prefix)).await;
+    let Some(mut fx) = fixture().await else {
+        return;
+    };
+    let node = fx.start_ready(options(&fx.url, &fx.prefix)).await;
 
-    node.bus.publish_job(job(1, 60_000)).await.unwrap();
-    let mut first = node.bus.consume_jobs().unwrap();
+    node.publish_job(job(1, 60_000)).await.unwrap();
+    let mut first = node.consume_jobs().unwrap();
     let d = timeout(SOON, first.next()).await.unwrap().unwrap();
     assert_eq!(d.msg.service_id, 1);
     assert!(
@@ -232,7 +173,7 @@ async fn a_job_is_delivered_once_and_comes_back_when_its_consumer_goes_away() {
     // The consumer goes (a worker dies mid-check) with the job unacked.
     drop(first);
     drop(d);
-    let mut second = node.bus.consume_jobs().unwrap();
+    let mut second = node.consume_jobs().unwrap();
     let again = timeout(SOON, second.next()).await.unwrap().unwrap();
     assert_eq!(again.msg.service_id, 1, "the unacked job is redelivered");
     again.ack().await.unwrap();
@@ -240,37 +181,33 @@ async fn a_job_is_delivered_once_and_comes_back_when_its_consumer_goes_away() {
     drop(second);
 
     // Acked for good: a new consumer gets nothing.
-    let mut third = node.bus.consume_jobs().unwrap();
+    let mut third = node.consume_jobs().unwrap();
     assert!(timeout(QUIET, third.next()).await.is_err());
-    drop(third);
-    node.stop().await;
-    delete_topology(&url, &prefix).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_published_together_all_arrive_once() {
-    let Some(url) = broker().await else { return };
-    let _shared = BROKER.read().await;
-    let prefix = unique_prefix();
-    let node = Node::start(options(&url, &prefix)).await;
+    let Some(mut fx) = fixture().await else {
+        return;
+    };
+    let node = fx.start_ready(options(&fx.url, &fx.prefix)).await;
 
     let t = Instant::now();
-    node.bus
-        .publish_jobs((0..1500).map(|id| job(id, 60_000)).collect())
+    node.publish_jobs((0..1500).map(|id| job(id, 60_000)).collect())
         .await
         .unwrap();
     let published = t.elapsed();
     // They travel many to a message: a message each cost the broker a core
     // at 3,000 checks/s.
-    let (conn, ch) = raw_channel(&url).await;
+    let (conn, ch) = raw_channel(&fx.url).await;
     wait_count(
         &ch,
-        &Names::new(&prefix).jobs,
+        &Names::new(&fx.prefix).jobs,
         1500_usize.div_ceil(JOBS_PER_MESSAGE) as u32,
     )
     .await;
     let _ = conn.close().await;
-    let mut c = node.bus.consume_jobs().unwrap();
+    let mut c = node.consume_jobs().unwrap();
     let mut seen = vec![false; 1500];
     for _ in 0..1500 {
         let d = timeout(SOON, c.next()).await.unwrap().unwrap();
@@ -281,22 +218,19 @@ async fn jobs_published_together_all_arrive_once() {
     }
     assert!(timeout(QUIET, c.next()).await.is_err());
     eprintln!("1,500 confirmed jobs published together in {published:?}");
-    drop(c);
-    node.stop().await;
-    delete_topology(&url, &prefix).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_are_delivered_once_and_come_back_when_unacked() {
-    let Some(url) = broker().await else { return };
-    let _shared = BROKER.read().await;
-    let prefix = unique_prefix();
-    let node = Node::start(options(&url, &prefix)).await;
+    let Some(mut fx) = fixture().await else {
+        return;
+    };
+    let node = fx.start_ready(options(&fx.url, &fx.prefix)).await;
 
     for id in 1..=3 {
-        node.bus.publish_result(result(id)).await.unwrap();
+        node.publish_result(result(id)).await.unwrap();
     }
-    let mut first = node.bus.consume_results().unwrap();
+    let mut first = node.consume_results().unwrap();
     let mut got = vec![timeout(SOON, first.next()).await.unwrap().unwrap()];
     // The recorder's batching path: what has arrived, without waiting.
     let deadline = Instant::now() + SOON;
@@ -336,41 +270,38 @@ async fn results_are_delivered_once_and_come_back_when_unacked() {
     // The consumer goes with them unacked: the next consumer gets them.
     drop(first);
     drop(back);
-    let mut second = node.bus.consume_results().unwrap();
+    let mut second = node.consume_results().unwrap();
     for _ in 0..2 {
         let d = timeout(SOON, second.next()).await.unwrap().unwrap();
         assert_ne!(d.msg.service_id, acked_id);
         d.ack().await.unwrap();
     }
     assert!(timeout(QUIET, second.next()).await.is_err());
-    drop(second);
-    node.stop().await;
-    delete_topology(&url, &prefix).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_published_at_once_share_messages_and_an_unacked_one_brings_its_message_back() {
-    let Some(url) = broker().await else { return };
-    let _shared = BROKER.read().await;
-    let prefix = unique_prefix();
-    let mut opts = options(&url, &prefix);
+    let Some(mut fx) = fixture().await else {
+        return;
+    };
+    let mut opts = options(&fx.url, &fx.prefix);
     opts.results_prefetch = 1000;
-    let node = Node::start(opts).await;
+    let node = fx.start_ready(opts).await;
 
     const N: i64 = 300;
-    let sent = futures_util::future::join_all((0..N).map(|id| node.bus.publish_result(result(id))));
+    let sent = futures_util::future::join_all((0..N).map(|id| node.publish_result(result(id))));
     for published in timeout(SOON, sent).await.expect("confirmed in time") {
         published.expect("published");
     }
-    let (conn, ch) = raw_channel(&url).await;
-    let messages = ready_count(&ch, &Names::new(&prefix).results).await;
+    let (conn, ch) = raw_channel(&fx.url).await;
+    let messages = ready_count(&ch, &Names::new(&fx.prefix).results).await;
     let _ = conn.close().await;
     assert!(
         messages >= (N as usize).div_ceil(RESULTS_PER_MESSAGE) as u32 && messages < N as u32 / 4,
         "{N} results published at once took {messages} messages"
     );
 
-    let mut c = node.bus.consume_results().unwrap();
+    let mut c = node.consume_results().unwrap();
     let mut got = Vec::new();
     let mut seen = vec![false; N as usize];
     while got.len() < N as usize {
@@ -411,51 +342,45 @@ async fn results_published_at_once_share_messages_and_an_unacked_one_brings_its_
         d.ack().await.unwrap();
     }
     assert!(timeout(QUIET, c.next()).await.is_err(), "settled for good");
-    drop(c);
-    node.stop().await;
-    delete_topology(&url, &prefix).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_job_expires_on_the_bus() {
-    let Some(url) = broker().await else { return };
-    let _shared = BROKER.read().await;
-    let prefix = unique_prefix();
-    let node = Node::start(options(&url, &prefix)).await;
+    let Some(mut fx) = fixture().await else {
+        return;
+    };
+    let node = fx.start_ready(options(&fx.url, &fx.prefix)).await;
 
-    node.bus.publish_job(job(1, 200)).await.unwrap();
+    node.publish_job(job(1, 200)).await.unwrap();
     // The job's life is its interval, 200 ms; it is looked for at 500 ms.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    node.bus.publish_job(job(2, 60_000)).await.unwrap();
-    let mut c = node.bus.consume_jobs().unwrap();
+    node.publish_job(job(2, 60_000)).await.unwrap();
+    let mut c = node.consume_jobs().unwrap();
     let d = timeout(SOON, c.next()).await.unwrap().unwrap();
     assert_eq!(d.msg.service_id, 2, "the expired job is never delivered");
     d.ack().await.unwrap();
     assert!(timeout(QUIET, c.next()).await.is_err());
 
     // Expired jobs are dropped, not dead-lettered.
-    let (conn, ch) = raw_channel(&url).await;
-    assert_eq!(ready_count(&ch, &Names::new(&prefix).dead).await, 0);
+    let (conn, ch) = raw_channel(&fx.url).await;
+    assert_eq!(ready_count(&ch, &Names::new(&fx.prefix).dead).await, 0);
     let _ = conn.close().await;
-    drop(c);
-    node.stop().await;
-    delete_topology(&url, &prefix).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_reach_every_process_once() {
-    let Some(url) = broker().await else { return };
-    let _shared = BROKER.read().await;
-    let prefix = unique_prefix();
-    let a = Node::start(options(&url, &prefix)).await;
-    let b = Node::start(options(&url, &prefix)).await;
-    let mut on_a = a.bus.subscribe_events();
-    let mut on_b = b.bus.subscribe_events();
-    assert!(a.bus.ready(SOON).await && b.bus.ready(SOON).await);
+    let Some(mut fx) = fixture().await else {
+        return;
+    };
+    let a = fx.start_ready(options(&fx.url, &fx.prefix)).await;
+    let b = fx.start_ready(options(&fx.url, &fx.prefix)).await;
+    let mut on_a = a.subscribe_events();
+    let mut on_b = b.subscribe_events();
+    assert!(a.ready(SOON).await && b.ready(SOON).await);
 
     let ev = event(8);
     let want = serde_json::to_string(&ev).unwrap();
-    a.bus.publish_event(&ev).await.unwrap();
+    a.publish_event(&ev).await.unwrap();
     for rx in [&mut on_a, &mut on_b] {
         let got = timeout(SOON, rx.recv()).await.unwrap().unwrap();
         assert_eq!(&*got, want, "the same JSON as in-process");
@@ -464,23 +389,20 @@ async fn events_reach_every_process_once() {
             "each process sees an event once"
         );
     }
-    a.stop().await;
-    b.stop().await;
-    delete_topology(&url, &prefix).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_of_events_arrives_whole_and_in_order_as_separate_events() {
-    let Some(url) = broker().await else { return };
-    let _shared = BROKER.read().await;
-    let prefix = unique_prefix();
-    let a = Node::start(options(&url, &prefix)).await;
+    let Some(mut fx) = fixture().await else {
+        return;
+    };
+    let a = fx.start_ready(options(&fx.url, &fx.prefix)).await;
     // Room for the whole batch: a message's events arrive at once.
-    let mut roomy = options(&url, &prefix);
+    let mut roomy = options(&fx.url, &fx.prefix);
     roomy.caps.events = 1024;
-    let b = Node::start(roomy).await;
-    let mut on_b = b.bus.subscribe_events();
-    assert!(a.bus.ready(SOON).await && b.bus.ready(SOON).await);
+    let b = fx.start_ready(roomy).await;
+    let mut on_b = b.subscribe_events();
+    assert!(a.ready(SOON).await && b.ready(SOON).await);
 
     // More than one message's worth, and an error text with a newline in it
     // (JSON escapes it, so it cannot split an event).
@@ -488,7 +410,7 @@ async fn a_batch_of_events_arrives_whole_and_in_order_as_separate_events() {
     if let Event::Check { error, .. } = &mut events[0] {
         *error = Some("line one\nline two".into());
     }
-    a.bus.publish_events(&events).await.unwrap();
+    a.publish_events(&events).await.unwrap();
     for ev in &events {
         let got = timeout(SOON, on_b.recv()).await.unwrap().unwrap();
         assert_eq!(&*got, serde_json::to_string(ev).unwrap());
@@ -497,29 +419,25 @@ async fn a_batch_of_events_arrives_whole_and_in_order_as_separate_events() {
         timeout(QUIET, on_b.recv()).await.is_err(),
         "no more, no repeats"
     );
-    a.stop().await;
-    b.stop().await;
-    delete_topology(&url, &prefix).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schedule_updates_fan_out_to_every_process() {
-    let Some(url) = broker().await else { return };
-    let _shared = BROKER.read().await;
-    let prefix = unique_prefix();
-    let a = Node::start(options(&url, &prefix)).await;
-    let b = Node::start(options(&url, &prefix)).await;
-    let mut on_a = a.bus.subscribe_schedule();
-    let mut on_b = b.bus.subscribe_schedule();
-    assert!(a.bus.ready(SOON).await && b.bus.ready(SOON).await);
+    let Some(mut fx) = fixture().await else {
+        return;
+    };
+    let a = fx.start_ready(options(&fx.url, &fx.prefix)).await;
+    let b = fx.start_ready(options(&fx.url, &fx.prefix)).await;
+    let mut on_a = a.subscribe_schedule();
+    let mut on_b = b.subscribe_schedule();
+    assert!(a.ready(SOON).await && b.ready(SOON).await);
 
     // A new subscription may have missed updates: it starts with a resync.
     for rx in [&mut on_a, &mut on_b] {
         let first = timeout(SOON, rx.recv()).await.unwrap().unwrap();
         assert_eq!(first, ScheduleSignal::Resync);
     }
-    b.bus
-        .publish_schedule(ScheduleUpdate::Remove { id: 42 })
+    b.publish_schedule(ScheduleUpdate::Remove { id: 42 })
         .await
         .unwrap();
     for rx in [&mut on_a, &mut on_b] {
@@ -530,21 +448,18 @@ async fn schedule_updates_fan_out_to_every_process() {
         );
         assert!(timeout(QUIET, rx.recv()).await.is_err());
     }
-    a.stop().await;
-    b.stop().await;
-    delete_topology(&url, &prefix).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_goes_to_the_dead_letter_queue_and_the_line_moves_on() {
-    let Some(url) = broker().await else { return };
-    let _shared = BROKER.read().await;
-    let prefix = unique_prefix();
-    let names = Names::new(&prefix);
-    let node = Node::start(options(&url, &prefix)).await;
+    let Some(mut fx) = fixture().await else {
+        return;
+    };
+    let names = Names::new(&fx.prefix);
+    let node = fx.start_ready(options(&fx.url, &fx.prefix)).await;
 
     // Garbage, published by something that is not healthmon.
-    let (conn, ch) = raw_channel(&url).await;
+    let (conn, ch) = raw_channel(&fx.url).await;
     let garbage = b"{not json".to_vec();
     ch.basic_publish(
         BasicProperties::default().with_delivery_mode(2).finish(),
@@ -554,9 +469,9 @@ async fn poison_goes_to_the_dead_letter_queue_and_the_line_moves_on() {
     .await
     .unwrap();
     wait_count(&ch, &names.jobs, 1).await;
-    node.bus.publish_job(job(7, 60_000)).await.unwrap();
+    node.publish_job(job(7, 60_000)).await.unwrap();
 
-    let mut c = node.bus.consume_jobs().unwrap();
+    let mut c = node.consume_jobs().unwrap();
     let d = timeout(SOON, c.next()).await.unwrap().unwrap();
     assert_eq!(d.msg.service_id, 7, "the good job behind the garbage");
     d.ack().await.unwrap();
@@ -572,7 +487,7 @@ async fn poison_goes_to_the_dead_letter_queue_and_the_line_moves_on() {
 
     // A job that keeps coming back (its check kills the worker, say) is
     // delivered `max_deliveries` (5) times, then moved aside.
-    node.bus.publish_job(job(9, 60_000)).await.unwrap();
+    node.publish_job(job(9, 60_000)).await.unwrap();
     let mut deliveries = 0;
     while let Ok(Some(d)) = timeout(Duration::from_secs(2), c.next()).await {
         assert_eq!(d.msg.service_id, 9);
@@ -592,14 +507,11 @@ async fn poison_goes_to_the_dead_letter_queue_and_the_line_moves_on() {
     assert!(header(&props, "x-healthmon-reason").starts_with("delivered more than"));
 
     // And the line still moves.
-    node.bus.publish_job(job(10, 60_000)).await.unwrap();
+    node.publish_job(job(10, 60_000)).await.unwrap();
     let d = timeout(SOON, c.next()).await.unwrap().unwrap();
     assert_eq!(d.msg.service_id, 10);
     d.ack().await.unwrap();
     let _ = conn.close().await;
-    drop(c);
-    node.stop().await;
-    delete_topology(&url, &prefix).await;
 }
 
 fn header(props: &BasicProperties, key: &str) -> String {
@@ -634,26 +546,6 @@ async fn a_bad_url_is_refused_at_once() {
     }
 }
 
-/// Runs `rabbitmqctl start_app` on drop unless disarmed, so a failing
-/// restart test never leaves the broker stopped.
-struct StartAppOnDrop(bool);
-
-impl Drop for StartAppOnDrop {
-    fn drop(&mut self) {
-        if self.0 {
-            let _ = rabbitmqctl("start_app");
-        }
-    }
-}
-
-fn rabbitmqctl(cmd: &str) -> std::process::ExitStatus {
-    Command::new("rabbitmqctl")
-        .arg(cmd)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run rabbitmqctl {cmd}: {e}"))
-}
-
 async fn until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -> Duration {
     let start = Instant::now();
     while !cond() {
@@ -665,21 +557,21 @@ async fn until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -> D
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bus_comes_back_by_itself_after_a_broker_restart() {
-    let Some(url) = broker().await else { return };
-    let _exclusive = BROKER.write().await;
-    let prefix = unique_prefix();
-    let mut opts = options(&url, &prefix);
+    let Some(mut fx) = exclusive_fixture().await else {
+        return;
+    };
+    let mut opts = options(&fx.url, &fx.prefix);
     opts.publish_timeout = Duration::from_secs(1);
-    let node = Node::start(opts).await;
-    let mut schedule = node.bus.subscribe_schedule();
-    let mut events = node.bus.subscribe_events();
-    assert!(node.bus.ready(SOON).await);
+    let node = fx.start_ready(opts).await;
+    let mut schedule = node.subscribe_schedule();
+    let mut events = node.subscribe_events();
+    assert!(node.ready(SOON).await);
     assert_eq!(
         timeout(SOON, schedule.recv()).await.unwrap().unwrap(),
         ScheduleSignal::Resync
     );
-    let mut jobs = node.bus.consume_jobs().unwrap();
-    node.bus.publish_job(job(1, 60_000)).await.unwrap();
+    let mut jobs = node.consume_jobs().unwrap();
+    node.publish_job(job(1, 60_000)).await.unwrap();
     timeout(SOON, jobs.next())
         .await
         .unwrap()
@@ -688,30 +580,28 @@ async fn the_bus_comes_back_by_itself_after_a_broker_restart() {
         .await
         .unwrap();
 
-    let mut guard = StartAppOnDrop(true);
     let stopping = Instant::now();
-    assert!(rabbitmqctl("stop_app").success());
+    let stopped = BrokerStopped::now();
     let stop_app_took = stopping.elapsed();
     let down_after_return = until("is_ready goes false", Duration::from_secs(30), || {
-        !node.bus.is_ready()
+        !node.is_ready()
     })
     .await;
 
     // While the broker is away, publishing fails in bounded time.
     let t = Instant::now();
-    let sent = node.bus.publish_job(job(2, 60_000)).await;
+    let sent = node.publish_job(job(2, 60_000)).await;
     assert!(matches!(sent, Err(BusError::Unavailable)), "{sent:?}");
     let publish_wait = t.elapsed();
     // Bounded by the 1 s publish timeout; the slack is for a loaded machine.
     assert!(publish_wait < SOON, "{publish_wait:?}");
-    assert!(node.bus.publish_event(&event(1)).await.is_err());
+    assert!(node.publish_event(&event(1)).await.is_err());
 
     let starting = Instant::now();
-    assert!(rabbitmqctl("start_app").success());
-    guard.0 = false;
+    stopped.start();
     let start_app_took = starting.elapsed();
     let after_return = until("is_ready comes back", Duration::from_secs(60), || {
-        node.bus.is_ready()
+        node.is_ready()
     })
     .await;
 
@@ -720,11 +610,11 @@ async fn the_bus_comes_back_by_itself_after_a_broker_restart() {
         timeout(SOON, schedule.recv()).await.unwrap().unwrap(),
         ScheduleSignal::Resync
     );
-    assert!(node.bus.ready(SOON).await);
+    assert!(node.ready(SOON).await);
 
     // Publishing and consuming work again, with the same consumer.
     let t = Instant::now();
-    node.bus.publish_job(job(3, 60_000)).await.unwrap();
+    node.publish_job(job(3, 60_000)).await.unwrap();
     let d = timeout(SOON, jobs.next()).await.unwrap().unwrap();
     assert_eq!(d.msg.service_id, 3);
     d.ack().await.unwrap();
@@ -734,7 +624,7 @@ async fn the_bus_comes_back_by_itself_after_a_broker_restart() {
     let mark = timeout(SOON, events.recv()).await.unwrap().unwrap();
     assert_eq!(Resync::find(&mark), Some(Resync(1)), "{mark}");
     let ev = event(4);
-    node.bus.publish_event(&ev).await.unwrap();
+    node.publish_event(&ev).await.unwrap();
     let got = timeout(SOON, events.recv()).await.unwrap().unwrap();
     assert_eq!(&*got, serde_json::to_string(&ev).unwrap());
     eprintln!(
@@ -743,9 +633,6 @@ async fn the_bus_comes_back_by_itself_after_a_broker_restart() {
          publish gave up after {publish_wait:?}; start_app took {start_app_took:?}, ready again \
          {after_return:?} after it returned; first job round trip after {first_job:?}"
     );
-    drop(jobs);
-    node.stop().await;
-    delete_topology(&url, &prefix).await;
 }
 
 /// Log lines written through a `tracing` subscriber, kept for assertions.

@@ -12,18 +12,17 @@
 
 mod common;
 
+use common::broker::{AMQP, BusFixture};
 use diesel::sql_types::{Bool, Nullable, Text};
 use diesel_async::RunQueryDsl;
-use healthmon::bus::rabbitmq::{Names, RabbitOptions};
-use healthmon::bus::{Bus, BusError, Capacities};
+use healthmon::bus::Capacities;
+use healthmon::bus::rabbitmq::RabbitOptions;
 use healthmon::config::DatabaseUrl;
 use healthmon::domain::CheckJob;
 use healthmon::domain::time::now_ms;
 use healthmon::store::Store;
 use healthmon::store::pg_connect::Connector;
 use std::time::Duration;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 #[derive(diesel::QueryableByName)]
 struct Ssl {
@@ -142,51 +141,24 @@ fn amqps_ca() -> Option<String> {
     }
 }
 
-/// Deletes the queues and exchanges a test's prefix declared, over the
-/// plain listener.
-async fn delete_topology(prefix: &str) {
-    use amqprs::channel::{ExchangeDeleteArguments, QueueDeleteArguments};
-    use amqprs::connection::{Connection, OpenConnectionArguments};
-    let args = OpenConnectionArguments::new("127.0.0.1", 5672, "guest", "guest");
-    let Ok(conn) = Connection::open(&args).await else {
-        return;
-    };
-    if let Ok(ch) = conn.open_channel(None).await {
-        let names = Names::new(prefix);
-        for q in [&names.jobs, &names.results, &names.dead] {
-            let _ = ch.queue_delete(QueueDeleteArguments::new(q)).await;
-        }
-        for x in [&names.events, &names.schedule, &names.dead] {
-            let _ = ch.exchange_delete(ExchangeDeleteArguments::new(x)).await;
-        }
-    }
-    let _ = conn.close().await;
-}
-
-/// A bus on `url` with its connection task running.
-fn rabbit(url: &str, prefix: &str) -> (Bus, CancellationToken, JoinHandle<Result<(), BusError>>) {
+/// Options for a bus on `url` with room for a few messages.
+fn options(url: &str, prefix: &str) -> RabbitOptions {
     let caps = Capacities {
         jobs: 16,
         results: 16,
         events: 16,
         schedule: 16,
     };
-    let bus = Bus::rabbit(RabbitOptions::new(url, prefix, 2, 4, caps)).expect("a usable URL");
-    let token = CancellationToken::new();
-    let task = tokio::spawn(
-        bus.maintenance()
-            .expect("a broker bus has maintenance")
-            .run(token.clone()),
-    );
-    (bus, token, task)
+    RabbitOptions::new(url, prefix, 2, 4, caps)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn amqps_with_the_brokers_ca_carries_jobs_and_without_it_never_connects() {
     let Some(ca) = amqps_ca() else { return };
-    let prefix = format!("t_tls_{}_{}", std::process::id(), now_ms());
+    // What the test declares is deleted over the plain listener.
+    let mut fx = BusFixture::new(AMQP);
     let url = format!("amqps://guest:guest@127.0.0.1:5671/%2f?cacertfile={ca}");
-    let (bus, token, task) = rabbit(&url, &prefix);
+    let bus = fx.start(options(&url, &fx.prefix));
     assert!(
         bus.ready(Duration::from_secs(20)).await,
         "no verified TLS connection to the broker"
@@ -207,18 +179,12 @@ async fn amqps_with_the_brokers_ca_carries_jobs_and_without_it_never_connects() 
         .expect("a delivery");
     assert_eq!(got.msg.service_id, 7);
     got.ack().await.expect("ack");
-    drop(jobs);
-    delete_topology(&prefix).await;
-    token.cancel();
-    let _ = task.await;
 
     // Without the CA the broker's certificate is not trusted: no connection.
     let untrusted = "amqps://guest:guest@127.0.0.1:5671/%2f";
-    let (bus, token, task) = rabbit(untrusted, &format!("{prefix}_x"));
+    let bus = fx.start(options(untrusted, &format!("{}_x", fx.prefix)));
     assert!(
         !bus.ready(Duration::from_secs(3)).await,
         "connected to a broker whose certificate is not trusted"
     );
-    token.cancel();
-    let _ = task.await;
 }

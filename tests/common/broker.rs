@@ -4,9 +4,13 @@
 
 use amqprs::channel::{ExchangeDeleteArguments, QueueDeleteArguments};
 use amqprs::connection::{Connection, OpenConnectionArguments};
-use healthmon::bus::rabbitmq::Names;
+use healthmon::bus::rabbitmq::{Names, RabbitOptions};
+use healthmon::bus::{Bus, BusError};
 use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 /// The local broker, as the processes under test are given it.
 pub const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -63,23 +67,135 @@ pub async fn delete_topology(url: &str, prefix: &str) {
 
 /// Runs `cleanup` to its end from a `Drop`, on a thread of its own with a
 /// runtime of its own (the test's runtime may be the one dropping), giving
-/// up after 15 s so a missing server cannot hang the test.
+/// up after 15 s so a missing server cannot hang the test. On a
+/// multi-threaded test runtime the dropping worker hands its other tasks
+/// on first, so tasks the cleanup waits for keep running.
 pub fn clean_up_now<F: Future<Output = ()> + Send>(cleanup: F) {
-    std::thread::scope(|s| {
-        let _ = s
-            .spawn(|| {
-                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                else {
-                    return;
-                };
-                rt.block_on(async {
-                    let _ = tokio::time::timeout(Duration::from_secs(15), cleanup).await;
-                });
-            })
-            .join();
-    });
+    let on_thread = || {
+        std::thread::scope(|s| {
+            let _ = s
+                .spawn(|| {
+                    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    else {
+                        return;
+                    };
+                    rt.block_on(async {
+                        let _ = tokio::time::timeout(Duration::from_secs(15), cleanup).await;
+                    });
+                })
+                .join();
+        });
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(on_thread);
+        }
+        _ => on_thread(),
+    }
+}
+
+/// A queue prefix no other test (of this or another binary) uses.
+pub fn unique_prefix() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "t_{}_{}_{}",
+        std::process::id(),
+        healthmon::domain::time::now_ms(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A test's own queue prefix on the broker at `url`, and the buses (each
+/// one "process") started on it. A guard: dropped, it stops every bus's
+/// connection task, checks that each stopped cleanly (unless the test is
+/// failing already), and deletes the prefix's queues and exchanges.
+pub struct BusFixture {
+    /// Where the buses connect by default, and where the topology is
+    /// deleted from.
+    pub url: String,
+    pub prefix: String,
+    buses: Vec<Started>,
+    /// Held until the fixture is cleaned up (say, a lock on the broker).
+    _hold: Option<Box<dyn Send + Sync>>,
+}
+
+/// A bus a fixture started, and its connection task.
+struct Started {
+    bus: Bus,
+    token: CancellationToken,
+    task: JoinHandle<Result<(), BusError>>,
+}
+
+impl BusFixture {
+    /// A fresh prefix on the broker at `url`.
+    pub fn new(url: &str) -> BusFixture {
+        BusFixture {
+            url: url.to_owned(),
+            prefix: unique_prefix(),
+            buses: Vec::new(),
+            _hold: None,
+        }
+    }
+
+    /// Keeps `guard` until after the clean-up.
+    pub fn holding(mut self, guard: impl Send + Sync + 'static) -> BusFixture {
+        self._hold = Some(Box::new(guard));
+        self
+    }
+
+    /// A bus with its connection task running; it need not be connected.
+    pub fn start(&mut self, opts: RabbitOptions) -> Bus {
+        let bus = Bus::rabbit(opts).expect("a usable URL");
+        let keeper = bus.keeper().expect("a broker bus has a keeper");
+        let token = CancellationToken::new();
+        let task = tokio::spawn(keeper.run(token.clone()));
+        self.buses.push(Started {
+            bus: bus.clone(),
+            token,
+            task,
+        });
+        bus
+    }
+
+    /// A bus connected within 10 s (or the test fails).
+    pub async fn start_ready(&mut self, opts: RabbitOptions) -> Bus {
+        let bus = self.start(opts);
+        assert!(
+            bus.ready(Duration::from_secs(10)).await,
+            "the bus did not connect"
+        );
+        bus
+    }
+}
+
+impl Drop for BusFixture {
+    fn drop(&mut self) {
+        let failing = std::thread::panicking();
+        let buses = std::mem::take(&mut self.buses);
+        let (url, prefix) = (&self.url, &self.prefix);
+        let mut unclean = Vec::new();
+        clean_up_now(async {
+            for Started { bus, token, task } in buses {
+                token.cancel();
+                match tokio::time::timeout(Duration::from_secs(10), task).await {
+                    Ok(Ok(Ok(()))) if !bus.is_ready() => {}
+                    Ok(Ok(Ok(()))) => unclean.push("still ready after its stop".to_owned()),
+                    Ok(Ok(Err(e))) => unclean.push(format!("stopped with {e:?}")),
+                    Ok(Err(e)) => unclean.push(format!("panicked: {e}")),
+                    Err(_) => unclean.push("did not stop within 10 s".to_owned()),
+                }
+            }
+            delete_topology(url, prefix).await;
+        });
+        if !failing {
+            assert!(
+                unclean.is_empty(),
+                "a bus did not stop cleanly: {unclean:?}"
+            );
+        }
+    }
 }
 
 /// Runs `rabbitmqctl <cmd>` quietly.
