@@ -9,6 +9,8 @@
 //! [`RELOAD_EVERY`]: that is how soon a new key works and a revoked one
 //! stops working (open WebSockets included).
 
+pub use crate::domain::api_key::Scope;
+
 use crate::domain::api_key::NewApiKey;
 use crate::domain::time::now_ms;
 use crate::store::Store;
@@ -22,34 +24,6 @@ pub const RELOAD_EVERY: Duration = Duration::from_secs(2);
 pub const TOUCH_EVERY: Duration = Duration::from_secs(60);
 /// The prefix of every token.
 pub const TOKEN_PREFIX: &str = "hm_";
-
-/// What a key may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    /// Reads only: GET, HEAD, OPTIONS and the WebSocket.
-    Read,
-    /// Everything.
-    Write,
-}
-
-impl Scope {
-    /// The stored spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::Read => "read",
-            Scope::Write => "write",
-        }
-    }
-
-    /// Parses `read` or `write`.
-    pub fn parse(s: &str) -> Option<Scope> {
-        match s {
-            "read" => Some(Scope::Read),
-            "write" => Some(Scope::Write),
-            _ => None,
-        }
-    }
-}
 
 /// Key management failures.
 #[derive(Debug, thiserror::Error)]
@@ -117,7 +91,7 @@ pub async fn create_key(store: &Store, name: &str, scope: Scope) -> Result<Strin
     let created = store
         .create_key(&NewApiKey {
             name,
-            scope: scope.as_str(),
+            scope,
             token_hash: &hash,
             created_at: now_ms(),
         })

@@ -269,7 +269,7 @@ impl From<ApiKeyRow> for ApiKey {
 #[diesel(table_name = api_keys)]
 pub struct NewApiKeyRow<'a> {
     pub name: &'a str,
-    pub scope: &'a str,
+    pub scope: &'static str,
     pub token_hash: &'a str,
     pub created_at: i64,
 }
@@ -278,7 +278,7 @@ impl<'a> From<&NewApiKey<'a>> for NewApiKeyRow<'a> {
     fn from(k: &NewApiKey<'a>) -> Self {
         Self {
             name: k.name,
-            scope: k.scope,
+            scope: k.scope.as_str(),
             token_hash: k.token_hash,
             created_at: k.created_at,
         }
