@@ -1477,7 +1477,10 @@ async fn measure(
     // The run's own sanity check: every request a target answered (200)
     // should be a stored UP check, and no UP check without a request.
     let gap = (requests_at_targets - stored.up).abs();
-    let allowed = SANITY_TOLERANCE * requests_at_targets.max(stored.up) as f64;
+    // At least one check of slack: in a short run (the smoke run has 150
+    // checks) a single check that reached its target and then ran out of
+    // its 1 s timeout on a loaded machine is not a counting error.
+    let allowed = (SANITY_TOLERANCE * requests_at_targets.max(stored.up) as f64).max(1.0);
     let sanity = if requests_at_targets == 0 {
         Some("no request reached the targets in the window".to_owned())
     } else if gap as f64 > allowed {
