@@ -4,6 +4,7 @@
 
 pub mod api_key;
 pub mod check;
+pub mod confirm;
 pub mod event;
 pub mod health_log;
 pub mod plan;
