@@ -35,6 +35,13 @@ pub const DELETE_BATCH: i64 = 1_000;
 /// database (SQLite's one write lock) at most a third of the time while a
 /// backlog is cleared.
 pub const BATCH_PAUSE: Duration = Duration::from_millis(10);
+/// Longest a round of rollups runs before it yields, and so the longest a
+/// pass's deleting runs: a round that never caught up (a store receiving
+/// logs faster than a paced rollup counts them) used to keep the pass from
+/// ever reaching its deletes, and a pass with millions of expired logs kept
+/// rollups waiting for the whole of it. Each round does its share and the
+/// next tick goes on where it stopped.
+pub const ROUND_BUDGET: Duration = Duration::from_secs(2);
 /// Logs counted per rollup transaction: small enough that SQLite's write
 /// lock is held for a few tens of milliseconds at a time (at 100,000
 /// services each log of a chunk is its own service-hour, so a chunk is as
@@ -52,6 +59,7 @@ pub async fn run(
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let retention_every = Duration::from_secs(settings.maintenance_interval_s);
     let mut last_retention: Option<Instant> = None;
+    let mut unfinished = false;
     let mut lead: Option<Leadership> = None;
     let mut standing_by = false;
     loop {
@@ -84,7 +92,10 @@ pub async fn run(
                 }
             }
         }
-        let retention_due = last_retention.is_none_or(|at| at.elapsed() >= retention_every);
+        // A pass cut short by its budget goes on at the next tick, not an
+        // interval later.
+        let retention_due =
+            unfinished || last_retention.is_none_or(|at| at.elapsed() >= retention_every);
         let done = if retention_due {
             pass(&store, &settings, &shutdown).await
         } else {
@@ -94,11 +105,16 @@ pub async fn run(
                     rolled_up_to_log_id = r.upto_log_id,
                     "rolled up"
                 );
+                Finished::Yes
             })
         };
         match done {
-            Ok(()) if retention_due => last_retention = Some(Instant::now()),
-            Ok(()) => {}
+            Ok(Finished::Yes) if retention_due => {
+                last_retention = Some(Instant::now());
+                unfinished = false;
+            }
+            Ok(Finished::Yes) => {}
+            Ok(Finished::No) => unfinished = true,
             Err(e) => {
                 tracing::warn!(error = %e, "log maintenance failed; retrying at the next tick")
             }
@@ -106,12 +122,22 @@ pub async fn run(
     }
 }
 
+/// Whether a pass got through all its work or ran out of its budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finished {
+    /// Every expired log and rollup went.
+    Yes,
+    /// Some are left for the next round.
+    No,
+}
+
 /// Counts new logs into the hourly rollups one chunk at a time, pausing
 /// between chunks (twice the chunk's time, at least [`BATCH_PAUSE`]) so the
 /// recorder gets the database in between, until every settled log is
-/// counted or shutdown.
+/// counted, [`ROUND_BUDGET`] is spent, or shutdown.
 async fn roll_up(store: &Store, shutdown: &CancellationToken) -> Result<RollupReport, StoreError> {
     let mut total = RollupReport::default();
+    let round = Instant::now();
     loop {
         let started = Instant::now();
         let mut one_chunk = true;
@@ -121,7 +147,7 @@ async fn roll_up(store: &Store, shutdown: &CancellationToken) -> Result<RollupRe
         total.hours += report.hours;
         total.upto_log_id = report.upto_log_id;
         total.caught_up = report.caught_up;
-        if report.caught_up {
+        if report.caught_up || round.elapsed() >= ROUND_BUDGET {
             return Ok(total);
         }
         tokio::select! {
@@ -131,32 +157,42 @@ async fn roll_up(store: &Store, shutdown: &CancellationToken) -> Result<RollupRe
     }
 }
 
-/// One full pass: roll up, then delete expired logs until none are left or
-/// shutdown.
+/// One pass: a round of rollups, then expired logs and rollups deleted,
+/// each for at most [`ROUND_BUDGET`]. Only logs already rolled up are
+/// deleted, so the rollups need not have caught up for the expired ones
+/// (counted long ago) to go.
 pub async fn pass(
     store: &Store,
     settings: &LogsSettings,
     shutdown: &CancellationToken,
-) -> Result<(), StoreError> {
+) -> Result<Finished, StoreError> {
     let started = Instant::now();
     let rolled = roll_up(store, shutdown).await?;
     if shutdown.is_cancelled() {
-        // Logs not yet rolled up are never deleted anyway; stop here.
-        return Ok(());
+        return Ok(Finished::No);
     }
     let now = now_ms();
     let cutoff = now - i64::from(settings.retention_days) * DAY_MS;
-    let (deleted, batches) =
+    let (deleted, batches, logs_done) =
         paced_deletes(shutdown, || store.delete_logs_before(cutoff, DELETE_BATCH)).await?;
     let rollup_cutoff = now - i64::from(settings.rollup_retention_days) * DAY_MS;
-    let (deleted_rollups, _) = paced_deletes(shutdown, || {
-        store.delete_rollups_before(rollup_cutoff, DELETE_BATCH)
-    })
-    .await?;
+    let (deleted_rollups, _, rollups_done) = if logs_done {
+        paced_deletes(shutdown, || {
+            store.delete_rollups_before(rollup_cutoff, DELETE_BATCH)
+        })
+        .await?
+    } else {
+        (0, 0, false)
+    };
+    let finished = if logs_done && rollups_done {
+        Finished::Yes
+    } else {
+        Finished::No
+    };
     let elapsed_ms = started.elapsed().as_millis() as u64;
     if rolled.hours == 0 && deleted == 0 && deleted_rollups == 0 {
         tracing::debug!(elapsed_ms, "log maintenance: nothing to do");
-        return Ok(());
+        return Ok(finished);
     }
     tracing::info!(
         rollup_rows = rolled.hours,
@@ -167,40 +203,43 @@ pub async fn pass(
         retention_days = settings.retention_days,
         rollup_retention_days = settings.rollup_retention_days,
         elapsed_ms,
+        finished = finished == Finished::Yes,
         "log maintenance done"
     );
-    Ok(())
+    Ok(finished)
 }
 
 /// One day in milliseconds.
 const DAY_MS: i64 = 86_400_000;
 
 /// Runs `delete` (one batch of at most [`DELETE_BATCH`]) until a batch comes
-/// back short or shutdown, pausing between batches; returns what went and in
-/// how many batches.
+/// back short, [`ROUND_BUDGET`] is spent, or shutdown, pausing between
+/// batches; returns what went, in how many batches, and whether nothing is
+/// left.
 async fn paced_deletes<F, Fut>(
     shutdown: &CancellationToken,
     mut delete: F,
-) -> Result<(usize, u64), StoreError>
+) -> Result<(usize, u64, bool), StoreError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<usize, StoreError>>,
 {
+    let round = Instant::now();
     let mut deleted = 0usize;
     let mut batches = 0u64;
-    while !shutdown.is_cancelled() {
+    while !shutdown.is_cancelled() && round.elapsed() < ROUND_BUDGET {
         let batch_started = Instant::now();
         let n = delete().await?;
         let pause = BATCH_PAUSE.max(batch_started.elapsed() * 2);
         deleted += n;
         batches += 1;
         if (n as i64) < DELETE_BATCH {
-            break;
+            return Ok((deleted, batches, true));
         }
         tokio::select! {
             () = shutdown.cancelled() => break,
             () = tokio::time::sleep(pause) => {}
         }
     }
-    Ok((deleted, batches))
+    Ok((deleted, batches, false))
 }
