@@ -203,7 +203,7 @@ impl App {
             // Rollups and retention: one process of the fleet at a time (its
             // own lock), among those that may schedule.
             let (maintained, logs) = (store.clone(), self.settings.logs.clone());
-            tasks.push(Task::new("maintenance", Stage::Intake, move |token| {
+            tasks.push(Task::new("log maintenance", Stage::Intake, move |token| {
                 maintenance::run(maintained.clone(), logs.clone(), token)
             }));
             let (store, bus) = (store.clone(), self.bus.clone());

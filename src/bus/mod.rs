@@ -180,13 +180,6 @@ impl Bus {
         }
     }
 
-    /// The old name of [`Bus::keeper`], kept only until `tests/tls.rs`
-    /// (owned elsewhere) moves to the new one.
-    #[doc(hidden)]
-    pub fn maintenance(&self) -> Option<Keeper> {
-        self.keeper()
-    }
-
     /// Queues a check job, waiting while the queue is full.
     pub async fn publish_job(&self, job: CheckJob) -> Result<(), BusError> {
         match &self.0 {

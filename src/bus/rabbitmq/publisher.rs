@@ -270,7 +270,7 @@ impl RabbitBus {
                 Err(e) => e.to_string(),
             };
             tracing::debug!(exchange, routing_key, reason = %retry, "publishing again");
-            // Give the maintenance task a moment to notice a dead connection.
+            // Give the keeper task a moment to notice a dead connection.
             tokio::time::sleep_until((Instant::now() + pause).min(deadline)).await;
             pause = (pause * 2).min(Duration::from_millis(500));
         }
