@@ -1,17 +1,8 @@
 //! Storage and retention through the real binary: rollups count recorded
 //! checks into hours every few seconds, and `GET /services/{id}/uptime`
 //! serves them (the store-level promises are in tests/store.rs).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stdout,
-    reason = "test code: a panic is a failed test, and output is for the person running it"
-)]
+use crate::helpers::*;
 
-mod common;
-
-use common::target::Target;
-use common::{Monitor, eventually, service};
 use serde_json::Value;
 
 /// A monitor that rolls up every second and deletes expired logs only once
@@ -200,7 +191,7 @@ async fn figures_rollup_and_retention_of_a_million_logs() {
     .expect("fill task");
     measure("sqlite", &store, logs).await;
 
-    let Some(db) = common::pg_db().await else {
+    let Some(db) = pg_db().await else {
         return;
     };
     let store = Store::open(&DatabaseUrl::Postgres(db.url.clone()), 4)

@@ -1,16 +1,8 @@
 //! Connection-level limits: idle and slowloris connections do not starve the
 //! API, slow senders are cut off after the request timeout, and oversized
 //! headers are refused.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stdout,
-    reason = "test code: a panic is a failed test, and output is for the person running it"
-)]
+use crate::helpers::*;
 
-mod common;
-
-use common::*;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -1,16 +1,8 @@
 //! What a check finds, seen through the API: UP/DOWN rules, latency,
 //! timeouts, redirects, body limits, and the error text.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stdout,
-    reason = "test code: a panic is a failed test, and output is for the person running it"
-)]
+use crate::helpers::*;
 
-mod common;
-
-use common::target::{Target, TestCa};
-use common::*;
+use crate::common::target::TestCa;
 use serde_json::{Value, json};
 
 /// Registers `url` (interval 2 s, timeout 1 s unless given) and returns its

@@ -1,16 +1,8 @@
 //! Access: API keys from the CLI, 401/403 as problem+json, the WebSocket's
 //! token forms, revocation, the refusal to serve a network address openly,
 //! and the write limits.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stdout,
-    reason = "test code: a panic is a failed test, and output is for the person running it"
-)]
+use crate::helpers::*;
 
-mod common;
-
-use common::*;
 use futures_util::StreamExt;
 use reqwest::Method;
 use serde_json::json;

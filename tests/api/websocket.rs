@@ -1,16 +1,7 @@
 //! `/ws`: snapshot, live check events, exactly one status_change per flip,
 //! and what happens to clients that misbehave.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stdout,
-    reason = "test code: a panic is a failed test, and output is for the person running it"
-)]
+use crate::helpers::*;
 
-mod common;
-
-use common::target::Target;
-use common::*;
 use futures_util::SinkExt;
 use serde_json::Value;
 use std::sync::Arc;

@@ -1,16 +1,7 @@
 //! The process as an operator sees it: start-up errors, graceful stop,
 //! restarts, and `kill -9` at a bad moment.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stdout,
-    reason = "test code: a panic is a failed test, and output is for the person running it"
-)]
+use crate::helpers::*;
 
-mod common;
-
-use common::target::Target;
-use common::*;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

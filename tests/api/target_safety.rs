@@ -7,17 +7,8 @@
 //! connection is made; every case that could connect if the guard failed
 //! points at loopback (0.0.0.0, ::ffff:127.0.0.1, localhost, 127.0.0.2), and
 //! asserts that the target saw no request.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stdout,
-    reason = "test code: a panic is a failed test, and output is for the person running it"
-)]
+use crate::helpers::*;
 
-mod common;
-
-use common::target::Target;
-use common::*;
 use serde_json::{Value, json};
 
 const BLOCK_PRIVATE: (&str, &str) = ("HEALTHMON__CHECKS__BLOCK_PRIVATE", "true");

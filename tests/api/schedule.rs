@@ -1,16 +1,7 @@
 //! Changes through the API reach the schedule at once: PATCH, PUT, pause and
 //! DELETE, observed as requests arriving (or not) at real targets.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stdout,
-    reason = "test code: a panic is a failed test, and output is for the person running it"
-)]
+use crate::helpers::*;
 
-mod common;
-
-use common::target::Target;
-use common::*;
 use reqwest::Method;
 use serde_json::json;
 use std::time::{Duration, Instant};

@@ -1,16 +1,7 @@
 //! What a worker sends to a target, and what it reports about checks it
 //! drops: the real binary against real targets on 127.0.0.1.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stdout,
-    reason = "test code: a panic is a failed test, and output is for the person running it"
-)]
+use crate::helpers::*;
 
-mod common;
-
-use common::target::Target;
-use common::*;
 use serde_json::json;
 
 const HEADER: &str = "x-healthmon-scheduled-at";

@@ -3,18 +3,9 @@
 //! binary deletes the expired ones, keeps the recent ones, and serves the
 //! hourly rollups of both. The fleet's version, with its lock, is in
 //! tests/fleet.rs.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stdout,
-    reason = "test code: a panic is a failed test, and output is for the person running it"
-)]
+use crate::helpers::*;
 
-mod common;
-
-use common::maintenance::*;
-use common::target::Target;
-use common::{Monitor, service};
+use crate::common::maintenance::*;
 
 /// Runs `sql` on the monitor's SQLite file from outside, as another writer
 /// would (waiting for the monitor's write lock).

@@ -1,0 +1,28 @@
+//! The embedded-mode suites in one test binary (one link, not a dozen):
+//! the real `healthmon` binary with a SQLite store, driven over HTTP and
+//! WebSocket. A file per resource or concern; shared helpers in
+//! `helpers.rs` (which re-exports `tests/common/`).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    reason = "test code: a panic is a failed test, and output is for the person running it"
+)]
+
+#[path = "../common/mod.rs"]
+mod common;
+mod helpers;
+
+mod auth;
+mod checks;
+mod health;
+mod lifecycle;
+mod limits;
+mod logs;
+mod maintenance;
+mod retention;
+mod schedule;
+mod services;
+mod target_safety;
+mod websocket;
+mod worker;
