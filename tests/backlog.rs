@@ -16,20 +16,17 @@
 
 mod common;
 
-use amqprs::channel::{QueueDeclareArguments, QueueDeleteArguments};
-use amqprs::connection::{Connection, OpenConnectionArguments};
-use common::skip::skip;
+use amqprs::channel::QueueDeclareArguments;
+use amqprs::connection::Connection;
+use common::fleet::{Fleet, PgOutage, can_stop_pg};
 use common::target::Target;
 use common::*;
 use diesel::sql_types::BigInt;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use futures_util::StreamExt;
 use std::collections::BTreeMap;
-use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 /// Services, each checked every second: about 1,000 checks a second.
 const SERVICES: usize = 1000;
 /// The results bound: 1,280 results, so 20 messages of up to 64.
@@ -39,55 +36,6 @@ const OUTAGE: Duration = Duration::from_secs(60);
 /// A bound for waits around the outage; the test proves what happens, not
 /// how fast.
 const LONG: Duration = Duration::from_secs(60);
-
-fn broker_up() -> bool {
-    std::net::TcpStream::connect_timeout(
-        &"127.0.0.1:5672".parse().expect("addr"),
-        Duration::from_secs(2),
-    )
-    .is_ok()
-}
-
-/// The local PostgreSQL cluster's version, if there is one to stop.
-fn pg_cluster_version() -> Option<String> {
-    std::fs::read_dir("/etc/postgresql")
-        .ok()?
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .next()
-}
-
-fn pg_cluster(action: &str) {
-    let version = pg_cluster_version().expect("a PostgreSQL cluster under /etc/postgresql");
-    let out = Command::new("pg_ctlcluster")
-        .args(["--skip-systemctl-redirect", &version, "main", action])
-        .output()
-        .expect("pg_ctlcluster");
-    // Starting a cluster that is already up fails harmlessly.
-    assert!(
-        out.status.success() || action == "start",
-        "pg_ctlcluster {action}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Stops PostgreSQL now and starts it again when dropped, even if the test
-/// panics half-way.
-struct PgOutage;
-
-impl PgOutage {
-    fn begin() -> PgOutage {
-        let guard = PgOutage;
-        pg_cluster("stop");
-        guard
-    }
-}
-
-impl Drop for PgOutage {
-    fn drop(&mut self) {
-        pg_cluster("start");
-    }
-}
 
 #[derive(diesel::QueryableByName)]
 struct PerService {
@@ -162,27 +110,15 @@ async fn send_all(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_60_s_database_outage_at_1000_checks_a_second_stays_within_the_results_bound() {
-    if pg_cluster_version().is_none() {
-        skip(
-            "a local PostgreSQL cluster (pg_ctlcluster)",
-            "nothing under /etc/postgresql",
-        );
+    if !can_stop_pg() {
         return;
     }
-    if !broker_up() {
-        skip("RabbitMQ at 127.0.0.1:5672", "no connection within 2 s");
-        return;
-    }
-    let Some(db) = pg_db().await else {
+    let Some(fleet) = Fleet::new().await else {
         return;
     };
-    let prefix = format!("t{}", db.url.rsplit('_').next().unwrap_or("x"));
-    let results_queue = format!("{prefix}.results");
+    let results_queue = format!("{}.results", fleet.prefix);
     let results_max = RESULTS_MAX.to_string();
     let env = [
-        ("HEALTHMON__DATABASE__URL", db.url.as_str()),
-        ("HEALTHMON__QUEUE__URL", AMQP),
-        ("HEALTHMON__QUEUE__PREFIX", prefix.as_str()),
         ("HEALTHMON__QUEUE__RESULTS_MAX", results_max.as_str()),
         // Registering a thousand services is a burst of writes.
         ("HEALTHMON__API__WRITE_RATE_PER_S", "0"),
@@ -191,16 +127,8 @@ async fn a_60_s_database_outage_at_1000_checks_a_second_stays_within_the_results
         ("RUST_LOG", "info"),
     ];
     let target = Target::start().await;
-    let api = Monitor::start_args(
-        Arc::new(tempfile::tempdir().expect("tempdir")),
-        &env,
-        &["--role", "api,scheduler"],
-    );
-    let worker = Monitor::start_args(
-        Arc::new(tempfile::tempdir().expect("tempdir")),
-        &env,
-        &["--role", "worker", "--health-bind", "127.0.0.1:0"],
-    );
+    let api = fleet.spawn_with("api,scheduler", &env);
+    let _worker = fleet.spawn_with("worker", &env);
     let bodies = (0..SERVICES)
         .map(|i| {
             (
@@ -214,7 +142,7 @@ async fn a_60_s_database_outage_at_1000_checks_a_second_stays_within_the_results
 
     // Every service checked and stored: the pipeline runs.
     eventually("a stored log for every service", || async {
-        let stored = stored_per_service(&db.url).await?;
+        let stored = stored_per_service(&fleet.db.url).await?;
         (stored.len() == SERVICES).then_some(())
     })
     .await;
@@ -228,14 +156,7 @@ async fn a_60_s_database_outage_at_1000_checks_a_second_stays_within_the_results
         "the fleet checks too slowly to test: {normal_rate:.0}/s"
     );
 
-    let conn = Connection::open(&OpenConnectionArguments::new(
-        "127.0.0.1",
-        5672,
-        "guest",
-        "guest",
-    ))
-    .await
-    .expect("a test connection to RabbitMQ");
+    let conn = common::broker::connection().await;
     let outage = PgOutage::begin();
     let down_at = Instant::now();
     let mut peak = 0;
@@ -310,7 +231,7 @@ async fn a_60_s_database_outage_at_1000_checks_a_second_stays_within_the_results
     let started = Instant::now();
     let mut last_mismatch = String::new();
     loop {
-        if let Some(stored) = stored_per_service(&db.url).await {
+        if let Some(stored) = stored_per_service(&fleet.db.url).await {
             let mismatched: Vec<String> = ids
                 .iter()
                 .enumerate()
@@ -340,17 +261,5 @@ async fn a_60_s_database_outage_at_1000_checks_a_second_stays_within_the_results
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
-    drop((api, worker));
-    let ch = conn.open_channel(None).await.expect("a channel");
-    let _ = ch
-        .queue_delete(QueueDeleteArguments::new(&results_queue))
-        .await;
-    let _ = ch
-        .queue_delete(QueueDeleteArguments::new(&format!("{prefix}.jobs")))
-        .await;
-    let _ = ch
-        .queue_delete(QueueDeleteArguments::new(&format!("{prefix}.dead")))
-        .await;
     let _ = conn.close().await;
-    db.drop_db().await;
 }

@@ -87,25 +87,6 @@ async fn count(fleet: &Fleet, sql: &str) -> i64 {
         .n
 }
 
-/// Polls `check` until it returns `Some`, failing the test after `limit`.
-async fn within<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn register_many(api: &Monitor, url: &str, n: usize, interval: i64) -> Vec<i64> {
     let mut ids = Vec::new();
     for i in 0..n {
@@ -491,7 +472,6 @@ async fn a_websocket_on_one_api_sees_changes_made_through_another() {
 async fn poison_messages_go_to_the_dead_letter_queue_and_checks_go_on() {
     use amqprs::BasicProperties;
     use amqprs::channel::{BasicPublishArguments, QueueDeclareArguments};
-    use amqprs::connection::{Connection, OpenConnectionArguments};
     let _serial = SERIAL.lock().await;
     let Some(fleet) = Fleet::new().await else {
         return;
@@ -503,14 +483,7 @@ async fn poison_messages_go_to_the_dead_letter_queue_and_checks_go_on() {
     every_service_checked_after(&api, &ids, now_ms(), "checks before the poison").await;
 
     // Garbage from something that is not healthmon, on both work queues.
-    let conn = Connection::open(&OpenConnectionArguments::new(
-        "127.0.0.1",
-        5672,
-        "guest",
-        "guest",
-    ))
-    .await
-    .expect("connect");
+    let conn = common::broker::connection().await;
     let ch = conn.open_channel(None).await.expect("channel");
     for queue in ["jobs", "results"] {
         ch.basic_publish(
@@ -763,6 +736,44 @@ fn requested_slots(target: &Target) -> Vec<i64> {
         .collect()
 }
 
+/// Two schedulers and three targets: `a` (API and scheduler, with
+/// `a_env`) leads, as it starts alone; `b` stands by; a worker; a service
+/// per target, each checked since. Every process sends the slot it checks
+/// (`SCHEDULE_HEADER`).
+async fn leader_and_standby(
+    fleet: &Fleet,
+    a_env: &[(&str, &str)],
+) -> (Monitor, Monitor, Monitor, Vec<Target>, Vec<i64>) {
+    let mut targets = Vec::new();
+    for _ in 0..3 {
+        targets.push(Target::start().await);
+    }
+    let a = fleet.spawn_with("api,scheduler", a_env);
+    eventually("the first scheduler to lead", || async {
+        a.log_text()
+            .contains("this process is the active scheduler")
+            .then_some(())
+    })
+    .await;
+    let b = fleet.spawn_with("scheduler", &SCHEDULE_HEADER);
+    eventually("the second scheduler to stand by", || async {
+        b.log_text()
+            .contains("another scheduler is active; standing by")
+            .then_some(())
+    })
+    .await;
+    let _worker = fleet.spawn_with("worker", &SCHEDULE_HEADER);
+    let mut ids = Vec::new();
+    for (i, t) in targets.iter().enumerate() {
+        let svc = a
+            .register(service(&format!("svc{i}"), &t.url("/ok"), 1))
+            .await;
+        ids.push(svc["id"].as_i64().expect("id"));
+    }
+    every_service_checked_after(&a, &ids, now_ms(), "checks before the fault").await;
+    (a, b, _worker, targets, ids)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_schedulers_never_both_publish_through_a_database_outage() {
     let _serial = SERIAL.lock().await;
@@ -772,36 +783,7 @@ async fn two_schedulers_never_both_publish_through_a_database_outage() {
     let Some(fleet) = Fleet::new().await else {
         return;
     };
-    // Each check request says which slot it checks.
-    let header = SCHEDULE_HEADER;
-    let mut targets = Vec::new();
-    for _ in 0..3 {
-        targets.push(Target::start().await);
-    }
-    // `a` leads (it starts alone), `b` stands by.
-    let a = fleet.spawn_with("api,scheduler", &header);
-    eventually("the first scheduler to lead", || async {
-        a.log_text()
-            .contains("this process is the active scheduler")
-            .then_some(())
-    })
-    .await;
-    let b = fleet.spawn_with("scheduler", &header);
-    eventually("the second scheduler to stand by", || async {
-        b.log_text()
-            .contains("another scheduler is active; standing by")
-            .then_some(())
-    })
-    .await;
-    let _worker = fleet.spawn_with("worker", &header);
-    let mut ids = Vec::new();
-    for (i, t) in targets.iter().enumerate() {
-        let svc = a
-            .register(service(&format!("svc{i}"), &t.url("/ok"), 1))
-            .await;
-        ids.push(svc["id"].as_i64().expect("id"));
-    }
-    every_service_checked_after(&a, &ids, now_ms(), "checks before the outage").await;
+    let (a, b, _worker, targets, ids) = leader_and_standby(&fleet, &SCHEDULE_HEADER).await;
 
     let outage = PgOutage::begin();
     let before = answered(&targets);
@@ -934,41 +916,15 @@ async fn two_schedulers_never_both_publish_when_the_active_one_is_cut_off_from_t
     };
     let proxy = PgProxy::start().await;
     let through_proxy = proxy.url(&fleet.db.url);
-    let mut targets = Vec::new();
-    for _ in 0..3 {
-        targets.push(Target::start().await);
-    }
-    // `a` reaches the database through the proxy, leads (it starts alone),
-    // and checks go through its API; `b` stands by.
-    let a = fleet.spawn_with(
-        "api,scheduler",
+    // `a` reaches the database through the proxy.
+    let (a, b, _worker, targets, ids) = leader_and_standby(
+        &fleet,
         &[
             SCHEDULE_HEADER[0],
             ("HEALTHMON__DATABASE__URL", through_proxy.as_str()),
         ],
-    );
-    eventually("the first scheduler to lead", || async {
-        a.log_text()
-            .contains("this process is the active scheduler")
-            .then_some(())
-    })
+    )
     .await;
-    let b = fleet.spawn_with("scheduler", &SCHEDULE_HEADER);
-    eventually("the second scheduler to stand by", || async {
-        b.log_text()
-            .contains("another scheduler is active; standing by")
-            .then_some(())
-    })
-    .await;
-    let _worker = fleet.spawn_with("worker", &SCHEDULE_HEADER);
-    let mut ids = Vec::new();
-    for (i, t) in targets.iter().enumerate() {
-        let svc = a
-            .register(service(&format!("svc{i}"), &t.url("/ok"), 1))
-            .await;
-        ids.push(svc["id"].as_i64().expect("id"));
-    }
-    every_service_checked_after(&a, &ids, now_ms(), "checks before the partition").await;
 
     // `a` loses the database (its lock goes with its connection); `b` does
     // not, and takes the lock.

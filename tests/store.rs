@@ -11,8 +11,8 @@
 mod common;
 
 use healthmon::config::DatabaseUrl;
-use healthmon::domain::{CheckResult, Event, ServiceSpec, Status};
 use healthmon::domain::uptime::HourlyRollup;
+use healthmon::domain::{CheckResult, Event, ServiceSpec, Status};
 use healthmon::store::{HOUR_MS, LogCursor, Store, Updated};
 
 async fn sqlite() -> (tempfile::TempDir, Store) {
@@ -46,8 +46,6 @@ macro_rules! on_every_backend {
                     .await
                     .expect("open PostgreSQL store");
                     super::$name(store.clone()).await;
-                    drop(store);
-                    db.drop_db().await;
                 }
             )*
         }

@@ -79,7 +79,6 @@ async fn verify_full_with_the_servers_ca_connects_encrypted_and_the_store_works(
         .expect("the store opens over verified TLS");
     store.ping().await.expect("ping");
     assert!(store.try_lead().await.expect("lock").is_some());
-    db.drop_db().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,7 +103,6 @@ async fn verify_full_refuses_a_server_whose_ca_is_not_trusted() {
     .err()
     .expect("the store refused to open");
     assert!(err.to_string().contains("PostgreSQL"), "{err}");
-    db.drop_db().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,7 +122,6 @@ async fn require_encrypts_without_a_ca_and_disable_does_not_encrypt() {
     // libpq's default: encrypted when the server offers it.
     let (ssl, _) = ssl_of(&db.url).await.expect("prefer connects");
     assert!(ssl, "the default did not use the server's TLS");
-    db.drop_db().await;
 }
 
 /// The amqps listener's CA, or `None` (skip) when `.ci/run` did not set it.

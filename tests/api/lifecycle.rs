@@ -452,6 +452,4 @@ async fn postgresql_write_errors_are_retried_and_every_answered_check_is_stored_
     pause(&m, id).await;
     let logs = every_answered_check_stored_once(&m, id, &target, "/ok").await;
     assert!(logs.len() >= stored_at_fault + 2);
-    drop(m);
-    db.drop_db().await;
 }

@@ -159,7 +159,7 @@ async fn uptime_answers_404_for_unknown_services_and_400_for_bad_hours() {
 
 /// Figures, not a pass/fail test: how long rolling up and deleting a
 /// million logs takes on each backend, and how long a recorder batch waits
-/// meanwhile. `cargo test --release --test retention figures -- --ignored
+/// meanwhile. `cargo test --release --test api retention::figures -- --ignored
 /// --nocapture` (`HEALTHMON_FIGURES_LOGS` sets the number of logs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement; run by hand"]
@@ -207,8 +207,6 @@ async fn figures_rollup_and_retention_of_a_million_logs() {
             .expect("fill");
     }
     measure("postgres", &store, logs).await;
-    drop(store);
-    db.drop_db().await;
 }
 
 /// 1,000 services and `logs` logs, 2% DOWN, one every 10 ms from a fixed

@@ -2,6 +2,7 @@
 //! guest/guest): whether it is there, deleting what a test's queue prefix
 //! declared, and stopping its application for a restart test.
 
+use super::clean_up_now;
 use amqprs::channel::{ExchangeDeleteArguments, QueueDeleteArguments};
 use amqprs::connection::{Connection, OpenConnectionArguments};
 use healthmon::bus::rabbitmq::{Names, RabbitOptions};
@@ -47,6 +48,14 @@ pub fn raw_args(url: &str) -> OpenConnectionArguments {
     args
 }
 
+/// A test's own connection to the local broker, to look at or meddle with
+/// what the processes under test declared.
+pub async fn connection() -> Connection {
+    Connection::open(&raw_args(AMQP))
+        .await
+        .expect("a test connection to RabbitMQ")
+}
+
 /// Deletes the queues and exchanges `prefix` declared on the broker at
 /// `url`. Best effort: a broker that is away has nothing to delete now.
 pub async fn delete_topology(url: &str, prefix: &str) {
@@ -63,37 +72,6 @@ pub async fn delete_topology(url: &str, prefix: &str) {
         }
     }
     let _ = conn.close().await;
-}
-
-/// Runs `cleanup` to its end from a `Drop`, on a thread of its own with a
-/// runtime of its own (the test's runtime may be the one dropping), giving
-/// up after 15 s so a missing server cannot hang the test. On a
-/// multi-threaded test runtime the dropping worker hands its other tasks
-/// on first, so tasks the cleanup waits for keep running.
-pub fn clean_up_now<F: Future<Output = ()> + Send>(cleanup: F) {
-    let on_thread = || {
-        std::thread::scope(|s| {
-            let _ = s
-                .spawn(|| {
-                    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                    else {
-                        return;
-                    };
-                    rt.block_on(async {
-                        let _ = tokio::time::timeout(Duration::from_secs(15), cleanup).await;
-                    });
-                })
-                .join();
-        });
-    };
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(on_thread);
-        }
-        _ => on_thread(),
-    }
 }
 
 /// A queue prefix no other test (of this or another binary) uses.

@@ -7,9 +7,9 @@
 //! drops its database and deletes its queues and exchanges. A test has no
 //! tear-down to write.
 
-use super::broker::{AMQP, clean_up_now, delete_topology, reachable};
+use super::broker::{AMQP, delete_topology, reachable};
 use super::skip::skip;
-use super::{Monitor, PgDb, pg_db};
+use super::{Monitor, PgDb, clean_up_now, pg_db};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -94,10 +94,8 @@ impl Drop for Fleet {
                     .status();
             }
         }
-        clean_up_now(async {
-            self.db.drop_db().await;
-            delete_topology(AMQP, &self.prefix).await;
-        });
+        clean_up_now(delete_topology(AMQP, &self.prefix));
+        // Then `db` drops the database.
     }
 }
 

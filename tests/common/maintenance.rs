@@ -1,4 +1,4 @@
-//! Log maintenance fixtures shared by the embedded (tests/maintenance.rs)
+//! Log maintenance fixtures shared by the embedded (tests/api/maintenance.rs)
 //! and distributed (tests/fleet.rs) tests: a service's history written
 //! straight into the store, partly beyond `logs.retention_days`, and what
 //! the API must show once maintenance ran over it.

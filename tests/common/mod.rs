@@ -289,7 +289,17 @@ pub fn run_to_exit(env: &[(&str, &str)], args: &[&str]) -> (ExitStatus, String) 
 }
 
 /// Polls `check` until it returns `Some`, failing the test at the deadline.
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    within(DEADLINE, what, check).await
+}
+
+/// Polls `check` until it returns `Some`, failing the test after `limit`
+/// (for waits that span a server outage, longer than [`DEADLINE`]).
+pub async fn within<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -299,7 +309,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for: {what}");
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -427,7 +440,39 @@ pub fn create_key(dir: &TempDir, name: &str, scope: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-/// A throwaway PostgreSQL database for one test.
+/// Runs `cleanup` to its end from a `Drop`, on a thread of its own with a
+/// runtime of its own (the test's runtime may be the one dropping), giving
+/// up after 15 s so a missing server cannot hang the test. On a
+/// multi-threaded test runtime the dropping worker hands its other tasks
+/// on first, so tasks the cleanup waits for keep running.
+pub fn clean_up_now<F: Future<Output = ()> + Send>(cleanup: F) {
+    let on_thread = || {
+        std::thread::scope(|s| {
+            let _ = s
+                .spawn(|| {
+                    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    else {
+                        return;
+                    };
+                    rt.block_on(async {
+                        let _ = tokio::time::timeout(Duration::from_secs(15), cleanup).await;
+                    });
+                })
+                .join();
+        });
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(on_thread);
+        }
+        _ => on_thread(),
+    }
+}
+
+/// A throwaway PostgreSQL database for one test, dropped (with any
+/// connection still using it) when this guard is.
 pub struct PgDb {
     pub url: String,
     admin_url: String,
@@ -478,8 +523,15 @@ pub async fn pg_db() -> Option<PgDb> {
     })
 }
 
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        clean_up_now(self.drop_db());
+    }
+}
+
 impl PgDb {
-    /// Drops the database (and any connection still using it).
+    /// Drops the database (and any connection still using it). Dropping
+    /// the guard does it; calling this first does no harm.
     pub async fn drop_db(&self) {
         use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
         if let Ok(mut admin) = AsyncPgConnection::establish(&self.admin_url).await {
