@@ -1552,8 +1552,8 @@ async fn retention_figures(
 ) -> Result<serde_json::Value, String> {
     let round = |x: f64, d: i32| (x * 10f64.powi(d)).round() / 10f64.powi(d);
     let left = store.count_logs("id < 0").await?;
-    // Logs not yet counted into the hourly rollups: the pass rolls up until
-    // caught up before it deletes, and only rolled-up logs may go.
+    // Logs not yet counted into the hourly rollups (only rolled-up logs may
+    // be deleted, so a backlog here is uptime data lagging, not lost).
     let backlog = load_rows!(
         store,
         "SELECT COALESCE((SELECT MAX(id) FROM health_logs), 0) \
@@ -1562,28 +1562,29 @@ async fn retention_figures(
     )?
     .first()
     .map_or(0, |c| c.n);
-    // The pass's end line, from the process that ran it.
-    let done = procs
+    // Maintenance deletes in rounds (a few seconds each, every rollup
+    // tick), so the deletion is what the store lost, and it ended at the
+    // last round that deleted, if no due row is left.
+    let deleted = p.filled.rows - left;
+    let finished = left <= p.filled.rows - p.filled.rows_due;
+    let last_round = procs
         .iter()
         .flat_map(|proc| proc.noted(MAINTENANCE_LINE))
-        .find_map(|(at, line)| {
-            let deleted: i64 = log_field(&line, "deleted_logs")?.parse().ok()?;
-            let elapsed: i64 = log_field(&line, "elapsed_ms")?.parse().ok()?;
-            (deleted > 0).then_some((at, deleted, elapsed))
-        });
-    let (deleted, deletion_ms, pass_end) = match done {
-        Some((at, deleted, elapsed)) => (deleted, elapsed, Some(at)),
-        // Still deleting: what went so far, over the time since the start.
-        None => (p.filled.rows - left, now_ms() - p.restarted_at, None),
-    };
+        .filter_map(|(at, line)| {
+            let n: i64 = log_field(&line, "deleted_logs")?.parse().ok()?;
+            (n > 0).then_some(at)
+        })
+        .max();
+    let pass_end = if finished { last_round } else { None };
+    let deletion_ms = pass_end.unwrap_or_else(now_ms) - p.restarted_at;
     let rate = deleted as f64 / (deletion_ms.max(1) as f64 / 1000.0);
     let end = pass_end.unwrap_or(i64::MAX);
     let during = sorted_lags(requests, |s| s < end);
     let after = sorted_lags(requests, |s| s >= end);
     let p99 = |l: &Vec<i64>| (!l.is_empty()).then(|| percentile(l, 0.99));
     println!(
-        "[{}] retention: {} synthetic rows ({} older than {} days); the pass deleted {deleted} in \
-         {:.1} s = {rate:.0} rows/s{}; {left} synthetic rows left; {backlog} logs not yet rolled up",
+        "[{}] retention: {} synthetic rows ({} older than {} days); maintenance deleted {deleted} \
+         in {:.1} s = {rate:.0} rows/s{}; {left} synthetic rows left; {backlog} logs not yet rolled up",
         o.mode,
         p.filled.rows,
         p.filled.rows_due,
