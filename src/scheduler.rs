@@ -14,7 +14,7 @@
 use crate::bus::{Bus, ScheduleSignal};
 use crate::domain::event::ScheduleUpdate;
 use crate::domain::time::{Millis, now_ms};
-use crate::domain::{CheckJob, Service, ServiceSpec};
+use crate::domain::{CheckJob, Service, ServiceId, ServiceSpec};
 use crate::drops::{self, DropCause};
 use crate::store::Store;
 use std::cmp::Reverse;
@@ -32,8 +32,8 @@ struct Entry {
 /// Next-due times of every enabled service.
 #[derive(Debug, Default)]
 pub struct Schedule {
-    heap: BinaryHeap<Reverse<(Millis, i64, u64)>>,
-    entries: HashMap<i64, Entry>,
+    heap: BinaryHeap<Reverse<(Millis, ServiceId, u64)>>,
+    entries: HashMap<ServiceId, Entry>,
     next_generation: u64,
     /// Slots passed over by [`Schedule::take_due`] since the last
     /// [`Schedule::take_skipped`]: due, never to be checked.
@@ -56,7 +56,7 @@ impl Schedule {
         self.entries.is_empty()
     }
 
-    fn push(&mut self, id: i64, spec: ServiceSpec, due: Millis) {
+    fn push(&mut self, id: ServiceId, spec: ServiceSpec, due: Millis) {
         self.next_generation += 1;
         let generation = self.next_generation;
         self.entries.insert(id, Entry { spec, generation });
@@ -90,7 +90,7 @@ impl Schedule {
     /// Applies a created or changed service. A change to what is checked
     /// (URL, interval, timeout, expected statuses) or an unpause makes it due
     /// now; a rename keeps its slot; a pause removes it.
-    pub fn upsert(&mut self, id: i64, spec: ServiceSpec, now: Millis) {
+    pub fn upsert(&mut self, id: ServiceId, spec: ServiceSpec, now: Millis) {
         if spec.paused {
             self.remove(id);
             return;
@@ -122,7 +122,7 @@ impl Schedule {
         &mut self,
         services: impl IntoIterator<Item = &'a Service>,
         now: Millis,
-        present: &mut HashSet<i64>,
+        present: &mut HashSet<ServiceId>,
     ) {
         for svc in services {
             present.insert(svc.id);
@@ -135,7 +135,7 @@ impl Schedule {
     }
 
     /// Ends a reconcile: drops every service not seen in it.
-    pub fn reconcile_end(&mut self, present: &HashSet<i64>) {
+    pub fn reconcile_end(&mut self, present: &HashSet<ServiceId>) {
         self.entries.retain(|id, _| present.contains(id));
         // Stale heap entries would otherwise pile up over many reloads.
         if self.heap.len() > 2 * self.entries.len() + 1024 {
@@ -146,7 +146,7 @@ impl Schedule {
     }
 
     /// Drops a service; its stale heap entries are skipped when reached.
-    pub fn remove(&mut self, id: i64) {
+    pub fn remove(&mut self, id: ServiceId) {
         self.entries.remove(&id);
     }
 
@@ -236,7 +236,7 @@ async fn load_all(store: &Store, schedule: &mut Schedule) -> Result<(), Schedule
     loop {
         let page = store.services_after(after, LOAD_PAGE).await?;
         let Some(last) = page.last() else { break };
-        after = last.id;
+        after = last.id.get();
         schedule.reconcile(&page, now_ms(), &mut present);
         if (page.len() as i64) < LOAD_PAGE {
             break;
@@ -425,7 +425,7 @@ mod tests {
     /// A service as the store returns it, every 10 s.
     fn stored(id: i64, url: &str, last_scheduled_at: Option<i64>) -> Service {
         Service {
-            id,
+            id: ServiceId(id),
             name: "s".into(),
             url: url.into(),
             interval: 10,
@@ -443,15 +443,15 @@ mod tests {
     }
 
     fn ids(jobs: &[CheckJob]) -> Vec<i64> {
-        jobs.iter().map(|j| j.service_id).collect()
+        jobs.iter().map(|j| j.service_id.get()).collect()
     }
 
     #[test]
     fn jobs_come_out_in_due_order() {
         let mut s = Schedule::new();
-        s.upsert(1, spec(10), 3_000);
-        s.upsert(2, spec(10), 1_000);
-        s.upsert(3, spec(10), 2_000);
+        s.upsert(ServiceId(1), spec(10), 3_000);
+        s.upsert(ServiceId(2), spec(10), 1_000);
+        s.upsert(ServiceId(3), spec(10), 2_000);
         assert_eq!(s.next_due(), Some(1_000));
         assert_eq!(ids(&s.take_due(2_500)), [2, 3]);
         assert_eq!(ids(&s.take_due(3_000)), [1]);
@@ -460,7 +460,7 @@ mod tests {
     #[test]
     fn next_run_is_previous_scheduled_time_plus_interval_without_drift() {
         let mut s = Schedule::new();
-        s.upsert(1, spec(5), 0);
+        s.upsert(ServiceId(1), spec(5), 0);
         let mut scheduled = Vec::new();
         // Wake-ups arrive late by varying amounts; the slots do not move.
         for late in [0, 130, 20, 999, 7] {
@@ -474,8 +474,8 @@ mod tests {
     #[test]
     fn a_stall_yields_one_job_per_service_not_a_burst() {
         let mut s = Schedule::new();
-        s.upsert(1, spec(1), 0);
-        s.upsert(2, spec(2), 0);
+        s.upsert(ServiceId(1), spec(1), 0);
+        s.upsert(ServiceId(2), spec(2), 0);
         let jobs = s.take_due(10_500);
         assert_eq!(ids(&jobs), [1, 2]);
         assert_eq!(
@@ -494,7 +494,7 @@ mod tests {
     #[test]
     fn on_time_wake_ups_skip_nothing() {
         let mut s = Schedule::new();
-        s.upsert(1, spec(1), 0);
+        s.upsert(ServiceId(1), spec(1), 0);
         for now in [0, 1_000, 2_400, 3_999] {
             s.take_due(now);
         }
@@ -507,12 +507,12 @@ mod tests {
     #[test]
     fn delete_and_pause_take_effect_at_once() {
         let mut s = Schedule::new();
-        s.upsert(1, spec(1), 0);
-        s.upsert(2, spec(1), 0);
-        s.remove(1);
+        s.upsert(ServiceId(1), spec(1), 0);
+        s.upsert(ServiceId(2), spec(1), 0);
+        s.remove(ServiceId(1));
         let mut paused = spec(1);
         paused.paused = true;
-        s.upsert(2, paused, 0);
+        s.upsert(ServiceId(2), paused, 0);
         assert!(s.take_due(5_000).is_empty());
         assert_eq!(s.next_due(), None);
         assert!(s.is_empty());
@@ -521,15 +521,15 @@ mod tests {
     #[test]
     fn changing_what_is_checked_makes_it_due_now_but_a_rename_does_not() {
         let mut s = Schedule::new();
-        s.upsert(1, spec(60), 0);
+        s.upsert(ServiceId(1), spec(60), 0);
         assert_eq!(s.take_due(0).len(), 1);
         let mut renamed = spec(60);
         renamed.name = "new".into();
-        s.upsert(1, renamed, 1_000);
+        s.upsert(ServiceId(1), renamed, 1_000);
         assert_eq!(s.next_due(), Some(60_000));
         let mut moved = spec(60);
         moved.url = "http://127.0.0.1:2/".into();
-        s.upsert(1, moved, 2_000);
+        s.upsert(ServiceId(1), moved, 2_000);
         let jobs = s.take_due(2_000);
         assert_eq!(jobs.len(), 1);
         assert_eq!(jobs[0].url, "http://127.0.0.1:2/");
@@ -555,9 +555,9 @@ mod tests {
         // Checked one slot ago, its result not yet recorded.
         let svc = |id: i64, url: &str| stored(id, url, Some(90_000));
         let mut s = Schedule::new();
-        s.upsert(1, svc(1, "http://a/").spec(), 100_000);
-        s.upsert(2, svc(2, "http://b/").spec(), 100_000);
-        s.upsert(3, svc(3, "http://c/").spec(), 100_000);
+        s.upsert(ServiceId(1), svc(1, "http://a/").spec(), 100_000);
+        s.upsert(ServiceId(2), svc(2, "http://b/").spec(), 100_000);
+        s.upsert(ServiceId(3), svc(3, "http://c/").spec(), 100_000);
         // The reload runs 50 ms after all three fell due, before any was taken.
         // In two pages.
         let mut present = HashSet::new();
@@ -568,7 +568,7 @@ mod tests {
         let jobs = s.take_due(100_050);
         let mut got: Vec<(i64, i64)> = jobs
             .iter()
-            .map(|j| (j.service_id, j.scheduled_at))
+            .map(|j| (j.service_id.get(), j.scheduled_at))
             .collect();
         got.sort_unstable();
         assert_eq!(
@@ -586,7 +586,7 @@ mod tests {
         let mut sp = spec(30);
         sp.timeout = 20;
         sp.expected_statuses = Some(vec![204]);
-        s.upsert(9, sp, 500);
+        s.upsert(ServiceId(9), sp, 500);
         let job = &s.take_due(500)[0];
         assert_eq!(
             (
@@ -595,7 +595,7 @@ mod tests {
                 job.interval_ms,
                 job.scheduled_at
             ),
-            (9, 20_000, 30_000, 500)
+            (ServiceId(9), 20_000, 30_000, 500)
         );
         assert_eq!(job.expected_statuses, Some(vec![204]));
     }

@@ -27,7 +27,7 @@ use healthmon::bus::rabbitmq::{
 use healthmon::bus::{Bus, BusError, Capacities, Resync, ScheduleSignal};
 use healthmon::domain::event::ScheduleUpdate;
 use healthmon::domain::time::now_ms;
-use healthmon::domain::{CheckJob, CheckResult, Event, Status};
+use healthmon::domain::{CheckJob, CheckResult, Event, ServiceId, Status};
 use std::process::Command;
 use std::time::Duration;
 use tokio::sync::RwLock;
@@ -90,7 +90,7 @@ fn options(url: &str, prefix: &str) -> RabbitOptions {
 
 fn job(id: i64, interval_ms: i64) -> CheckJob {
     CheckJob {
-        service_id: id,
+        service_id: ServiceId(id),
         url: "http://127.0.0.1:1/".into(),
         timeout_ms: 1000,
         interval_ms,
@@ -101,7 +101,7 @@ fn job(id: i64, interval_ms: i64) -> CheckJob {
 
 fn result(id: i64) -> CheckResult {
     CheckResult {
-        service_id: id,
+        service_id: ServiceId(id),
         scheduled_at: now_ms(),
         status: Status::Up,
         latency_ms: 3,
@@ -113,7 +113,7 @@ fn result(id: i64) -> CheckResult {
 
 fn event(id: i64) -> Event {
     Event::Check {
-        service_id: id,
+        service_id: ServiceId(id),
         name: format!("svc{id}"),
         status: Status::Down,
         latency: 5,
@@ -164,7 +164,7 @@ async fn a_job_is_delivered_once_and_comes_back_when_its_consumer_goes_away() {
     node.publish_job(job(1, 60_000)).await.unwrap();
     let mut first = node.consume_jobs().unwrap();
     let d = timeout(SOON, first.next()).await.unwrap().unwrap();
-    assert_eq!(d.msg.service_id, 1);
+    assert_eq!(d.msg.service_id.get(), 1);
     assert!(
         timeout(QUIET, first.next()).await.is_err(),
         "a job is delivered once"
@@ -175,7 +175,11 @@ async fn a_job_is_delivered_once_and_comes_back_when_its_consumer_goes_away() {
     drop(d);
     let mut second = node.consume_jobs().unwrap();
     let again = timeout(SOON, second.next()).await.unwrap().unwrap();
-    assert_eq!(again.msg.service_id, 1, "the unacked job is redelivered");
+    assert_eq!(
+        again.msg.service_id.get(),
+        1,
+        "the unacked job is redelivered"
+    );
     again.ack().await.unwrap();
     assert!(timeout(QUIET, second.next()).await.is_err());
     drop(second);
@@ -211,7 +215,7 @@ async fn jobs_published_together_all_arrive_once() {
     let mut seen = vec![false; 1500];
     for _ in 0..1500 {
         let d = timeout(SOON, c.next()).await.unwrap().unwrap();
-        let id = d.msg.service_id as usize;
+        let id = d.msg.service_id.get() as usize;
         assert!(!seen[id], "job {id} twice");
         seen[id] = true;
         d.ack().await.unwrap();
@@ -243,7 +247,7 @@ async fn results_are_delivered_once_and_come_back_when_unacked() {
             }
         }
     }
-    let mut ids: Vec<i64> = got.iter().map(|d| d.msg.service_id).collect();
+    let mut ids: Vec<i64> = got.iter().map(|d| d.msg.service_id.get()).collect();
     ids.sort_unstable();
     assert_eq!(ids, [1, 2, 3]);
     assert!(timeout(QUIET, first.next()).await.is_err());
@@ -251,14 +255,14 @@ async fn results_are_delivered_once_and_come_back_when_unacked() {
     // Ack one; drop the others unacked (the recorder could not commit).
     let mut got = got.into_iter();
     let acked = got.next().unwrap();
-    let acked_id = acked.msg.service_id;
+    let acked_id = acked.msg.service_id.get();
     acked.ack().await.unwrap();
     drop(got);
     let mut back = Vec::new();
     for _ in 0..2 {
         back.push(timeout(SOON, first.next()).await.unwrap().unwrap());
     }
-    let mut back_ids: Vec<i64> = back.iter().map(|d| d.msg.service_id).collect();
+    let mut back_ids: Vec<i64> = back.iter().map(|d| d.msg.service_id.get()).collect();
     back_ids.sort_unstable();
     let mut want: Vec<i64> = [1, 2, 3].into_iter().filter(|i| *i != acked_id).collect();
     want.sort_unstable();
@@ -273,7 +277,7 @@ async fn results_are_delivered_once_and_come_back_when_unacked() {
     let mut second = node.consume_results().unwrap();
     for _ in 0..2 {
         let d = timeout(SOON, second.next()).await.unwrap().unwrap();
-        assert_ne!(d.msg.service_id, acked_id);
+        assert_ne!(d.msg.service_id.get(), acked_id);
         d.ack().await.unwrap();
     }
     assert!(timeout(QUIET, second.next()).await.is_err());
@@ -309,7 +313,7 @@ async fn results_published_at_once_share_messages_and_an_unacked_one_brings_its_
             .await
             .expect("every result")
             .unwrap();
-        let id = d.msg.service_id as usize;
+        let id = d.msg.service_id.get() as usize;
         assert!(!seen[id], "result {id} twice");
         seen[id] = true;
         got.push(d);
@@ -320,7 +324,7 @@ async fn results_published_at_once_share_messages_and_an_unacked_one_brings_its_
     // the others. The message that held it comes back whole (its other
     // results are stored again, which the store ignores); no other does.
     let lost = got.remove(N as usize / 2);
-    let lost_id = lost.msg.service_id;
+    let lost_id = lost.msg.service_id.get();
     drop(lost);
     for d in got {
         d.ack().await.unwrap();
@@ -329,7 +333,7 @@ async fn results_published_at_once_share_messages_and_an_unacked_one_brings_its_
     while let Ok(Some(d)) = timeout(QUIET, c.next()).await {
         back.push(d);
     }
-    let ids: Vec<i64> = back.iter().map(|d| d.msg.service_id).collect();
+    let ids: Vec<i64> = back.iter().map(|d| d.msg.service_id.get()).collect();
     assert!(
         ids.contains(&lost_id),
         "the dropped result came back: {ids:?}"
@@ -357,7 +361,11 @@ async fn a_stale_job_expires_on_the_bus() {
     node.publish_job(job(2, 60_000)).await.unwrap();
     let mut c = node.consume_jobs().unwrap();
     let d = timeout(SOON, c.next()).await.unwrap().unwrap();
-    assert_eq!(d.msg.service_id, 2, "the expired job is never delivered");
+    assert_eq!(
+        d.msg.service_id.get(),
+        2,
+        "the expired job is never delivered"
+    );
     d.ack().await.unwrap();
     assert!(timeout(QUIET, c.next()).await.is_err());
 
@@ -437,14 +445,14 @@ async fn schedule_updates_fan_out_to_every_process() {
         let first = timeout(SOON, rx.recv()).await.unwrap().unwrap();
         assert_eq!(first, ScheduleSignal::Resync);
     }
-    b.publish_schedule(ScheduleUpdate::Remove { id: 42 })
+    b.publish_schedule(ScheduleUpdate::Remove { id: ServiceId(42) })
         .await
         .unwrap();
     for rx in [&mut on_a, &mut on_b] {
         let got = timeout(SOON, rx.recv()).await.unwrap().unwrap();
         assert_eq!(
             got,
-            ScheduleSignal::Update(ScheduleUpdate::Remove { id: 42 })
+            ScheduleSignal::Update(ScheduleUpdate::Remove { id: ServiceId(42) })
         );
         assert!(timeout(QUIET, rx.recv()).await.is_err());
     }
@@ -473,7 +481,7 @@ async fn poison_goes_to_the_dead_letter_queue_and_the_line_moves_on() {
 
     let mut c = node.consume_jobs().unwrap();
     let d = timeout(SOON, c.next()).await.unwrap().unwrap();
-    assert_eq!(d.msg.service_id, 7, "the good job behind the garbage");
+    assert_eq!(d.msg.service_id.get(), 7, "the good job behind the garbage");
     d.ack().await.unwrap();
     wait_count(&ch, &names.dead, 1).await;
     let (_, props, body) = ch
@@ -490,7 +498,7 @@ async fn poison_goes_to_the_dead_letter_queue_and_the_line_moves_on() {
     node.publish_job(job(9, 60_000)).await.unwrap();
     let mut deliveries = 0;
     while let Ok(Some(d)) = timeout(Duration::from_secs(2), c.next()).await {
-        assert_eq!(d.msg.service_id, 9);
+        assert_eq!(d.msg.service_id.get(), 9);
         deliveries += 1;
         assert!(deliveries <= 5, "delivered more than 5 times");
         drop(d); // unacked: back to the queue
@@ -503,13 +511,13 @@ async fn poison_goes_to_the_dead_letter_queue_and_the_line_moves_on() {
         .unwrap()
         .expect("a dead letter");
     let dead: CheckJob = serde_json::from_slice(&body).unwrap();
-    assert_eq!(dead.service_id, 9);
+    assert_eq!(dead.service_id, ServiceId(9));
     assert!(header(&props, "x-healthmon-reason").starts_with("delivered more than"));
 
     // And the line still moves.
     node.publish_job(job(10, 60_000)).await.unwrap();
     let d = timeout(SOON, c.next()).await.unwrap().unwrap();
-    assert_eq!(d.msg.service_id, 10);
+    assert_eq!(d.msg.service_id.get(), 10);
     d.ack().await.unwrap();
     let _ = conn.close().await;
 }
@@ -616,7 +624,7 @@ async fn the_bus_comes_back_by_itself_after_a_broker_restart() {
     let t = Instant::now();
     node.publish_job(job(3, 60_000)).await.unwrap();
     let d = timeout(SOON, jobs.next()).await.unwrap().unwrap();
-    assert_eq!(d.msg.service_id, 3);
+    assert_eq!(d.msg.service_id.get(), 3);
     d.ack().await.unwrap();
     let first_job = t.elapsed();
     // Events published while the broker was away are lost: the ring marks

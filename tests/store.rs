@@ -12,7 +12,7 @@ mod common;
 
 use healthmon::config::DatabaseUrl;
 use healthmon::domain::uptime::HourlyRollup;
-use healthmon::domain::{CheckResult, Event, ServiceSpec, Status};
+use healthmon::domain::{CheckResult, Event, ServiceId, ServiceSpec, Status};
 use healthmon::store::{HOUR_MS, LogCursor, Store, Updated};
 
 async fn sqlite() -> (tempfile::TempDir, Store) {
@@ -79,7 +79,7 @@ fn spec(name: &str) -> ServiceSpec {
     }
 }
 
-fn result(id: i64, scheduled_at: i64, status: Status) -> CheckResult {
+fn result(id: ServiceId, scheduled_at: i64, status: Status) -> CheckResult {
     CheckResult {
         service_id: id,
         scheduled_at,
@@ -258,7 +258,7 @@ async fn a_stale_version_is_a_conflict_not_a_lost_update(store: Store) {
         .expect("update");
     assert!(matches!(second, Updated::Conflict), "{second:?}");
     let missing = store
-        .update_service(9999, &spec("c"), 2, Some(0))
+        .update_service(ServiceId(9999), &spec("c"), 2, Some(0))
         .await
         .expect("update");
     assert!(matches!(missing, Updated::NotFound));
@@ -357,7 +357,7 @@ async fn concurrent_recorders_leave_the_newest_status_and_one_transition_each(st
 }
 
 /// A result checked at `at` (also its due time) with this latency.
-fn log_at(id: i64, at: i64, status: Status, latency_ms: i64) -> CheckResult {
+fn log_at(id: ServiceId, at: i64, status: Status, latency_ms: i64) -> CheckResult {
     CheckResult {
         latency_ms,
         checked_at: at,
@@ -365,7 +365,7 @@ fn log_at(id: i64, at: i64, status: Status, latency_ms: i64) -> CheckResult {
     }
 }
 
-fn hour(service_id: i64, hour_start: i64, latencies: &[(Status, i64)]) -> HourlyRollup {
+fn hour(service_id: ServiceId, hour_start: i64, latencies: &[(Status, i64)]) -> HourlyRollup {
     HourlyRollup {
         service_id,
         hour_start,

@@ -162,7 +162,7 @@ async fn amqps_with_the_brokers_ca_carries_jobs_and_without_it_never_connects() 
     );
     let mut jobs = bus.consume_jobs().expect("a consumer");
     let job = CheckJob {
-        service_id: 7,
+        service_id: healthmon::domain::ServiceId(7),
         url: "http://127.0.0.1:1/".into(),
         timeout_ms: 1000,
         interval_ms: 60_000,
@@ -174,7 +174,7 @@ async fn amqps_with_the_brokers_ca_carries_jobs_and_without_it_never_connects() 
         .await
         .expect("the job arrives")
         .expect("a delivery");
-    assert_eq!(got.msg.service_id, 7);
+    assert_eq!(got.msg.service_id, healthmon::domain::ServiceId(7));
     got.ack().await.expect("ack");
 
     // Without the CA the broker's certificate is not trusted: no connection.

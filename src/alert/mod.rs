@@ -10,8 +10,8 @@ pub mod channel;
 pub mod render;
 pub mod sign;
 
-use crate::domain::Status;
 use crate::domain::time::Millis;
+use crate::domain::{ServiceId, Status};
 use serde::Serialize;
 
 /// Why an alert is sent (the webhook body's `event`).
@@ -60,7 +60,7 @@ pub struct Alert {
     /// Why it is sent.
     pub event: AlertEvent,
     /// The service's id.
-    pub service_id: i64,
+    pub service_id: ServiceId,
     /// The service's name.
     pub service_name: String,
     /// The service as the API shows it (password in its URL as `***`).
@@ -140,7 +140,7 @@ pub(crate) mod tests {
         Alert {
             id: 42,
             event: AlertEvent::Down,
-            service_id: 8,
+            service_id: ServiceId(8),
             service_name: "api".into(),
             service: serde_json::json!({"id": 8, "name": "api", "url": "https://api.example/health"}),
             old_status: Status::Up,

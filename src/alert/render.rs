@@ -10,6 +10,7 @@
 use super::channel::ChannelConfig;
 use super::sign::signature;
 use super::{Alert, AlertEvent};
+use crate::domain::ServiceId;
 use crate::domain::time::to_rfc3339;
 use serde_json::{Value, json};
 
@@ -334,7 +335,7 @@ fn telegram(alert: &Alert, chat_id: &str) -> Value {
 }
 
 /// The dedup key that ties PagerDuty's trigger and resolve for a service.
-pub fn pagerduty_dedup_key(service_id: i64) -> String {
+pub fn pagerduty_dedup_key(service_id: ServiceId) -> String {
     format!("healthmon-service-{service_id}")
 }
 

@@ -119,6 +119,7 @@ impl<T> Drop for Consumer<T> {
 mod tests {
     use super::super::Bus;
     use super::*;
+    use crate::domain::ServiceId;
 
     fn caps(n: usize) -> Capacities {
         Capacities {
@@ -131,7 +132,7 @@ mod tests {
 
     fn job(id: i64) -> CheckJob {
         CheckJob {
-            service_id: id,
+            service_id: ServiceId(id),
             url: "http://127.0.0.1:1/".into(),
             timeout_ms: 1000,
             interval_ms: 1000,
@@ -148,7 +149,7 @@ mod tests {
         drop(first);
         let mut again = bus.consume_jobs().unwrap();
         bus.publish_job(job(7)).await.unwrap();
-        assert_eq!(again.next().await.unwrap().msg.service_id, 7);
+        assert_eq!(again.next().await.unwrap().msg.service_id, ServiceId(7));
     }
 
     #[tokio::test]
@@ -162,7 +163,7 @@ mod tests {
         );
         assert!(third.await.is_err(), "the third job must wait for room");
         let mut c = bus.consume_jobs().unwrap();
-        assert_eq!(c.next().await.unwrap().msg.service_id, 1);
+        assert_eq!(c.next().await.unwrap().msg.service_id, ServiceId(1));
         bus.publish_job(job(3)).await.unwrap();
     }
 
@@ -172,7 +173,7 @@ mod tests {
         let mut a = bus.subscribe_events();
         let mut b = bus.subscribe_events();
         let ev = crate::domain::Event::Check {
-            service_id: 1,
+            service_id: ServiceId(1),
             name: "x".into(),
             status: crate::domain::Status::Up,
             latency: 1,

@@ -4,6 +4,7 @@
 //! same bytes. A job holds everything a worker needs; workers never read the
 //! store.
 
+use super::service::ServiceId;
 use super::status::Status;
 use super::time::Millis;
 use serde::{Deserialize, Serialize};
@@ -12,7 +13,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckJob {
     /// The service being checked.
-    pub service_id: i64,
+    pub service_id: ServiceId,
     /// URL to request (with credentials, never logged as is).
     pub url: String,
     /// Limit on the whole check, request to end of body.
@@ -37,7 +38,7 @@ impl CheckJob {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckResult {
     /// The service checked.
-    pub service_id: i64,
+    pub service_id: ServiceId,
     /// When the check was due (idempotency key with `service_id`).
     pub scheduled_at: Millis,
     /// UP or DOWN.
@@ -84,7 +85,7 @@ mod tests {
     #[test]
     fn job_is_stale_after_one_interval() {
         let job = CheckJob {
-            service_id: 1,
+            service_id: ServiceId(1),
             url: "http://x/".into(),
             timeout_ms: 1000,
             interval_ms: 5000,

@@ -1,7 +1,7 @@
 //! Messages that fan out: events for WebSocket clients, and schedule updates
 //! for the scheduler.
 
-use super::service::ServiceSpec;
+use super::service::{ServiceId, ServiceSpec};
 use super::status::Status;
 use super::time::{Millis, serde_rfc3339};
 use serde::{Deserialize, Serialize};
@@ -13,7 +13,7 @@ pub enum Event {
     /// A check was recorded.
     Check {
         /// The service checked.
-        service_id: i64,
+        service_id: ServiceId,
         /// Its name at the time.
         name: String,
         /// UP or DOWN.
@@ -34,7 +34,7 @@ pub enum Event {
     /// A service's status flipped.
     StatusChange {
         /// The service.
-        service_id: i64,
+        service_id: ServiceId,
         /// Its name at the time.
         name: String,
         /// Status before.
@@ -64,14 +64,14 @@ pub enum ScheduleUpdate {
     /// Created or changed: schedule with these settings (paused removes it).
     Upsert {
         /// The service.
-        id: i64,
+        id: ServiceId,
         /// Its settings now.
         spec: ServiceSpec,
     },
     /// Deleted: drop it from the schedule.
     Remove {
         /// The service.
-        id: i64,
+        id: ServiceId,
     },
 }
 
@@ -82,7 +82,7 @@ mod tests {
     #[test]
     fn status_change_has_the_original_notes_fields() {
         let e = Event::StatusChange {
-            service_id: 8,
+            service_id: ServiceId(8),
             name: "api".into(),
             old_status: Status::Up,
             new_status: Status::Down,
@@ -103,7 +103,7 @@ mod tests {
     #[test]
     fn check_event_shape() {
         let e = Event::Check {
-            service_id: 8,
+            service_id: ServiceId(8),
             name: "api".into(),
             status: Status::Up,
             latency: 12,

@@ -1,5 +1,6 @@
 //! A health log: one check's result as recorded.
 
+use super::service::ServiceId;
 use super::time::{Millis, serde_rfc3339};
 use serde::Serialize;
 
@@ -9,7 +10,7 @@ pub struct HealthLog {
     /// Its id; also the pagination cursor.
     pub id: i64,
     /// The service checked.
-    pub service_id: i64,
+    pub service_id: ServiceId,
     /// UP or DOWN.
     pub status: String,
     /// Latency in milliseconds.

@@ -17,5 +17,5 @@ pub mod validate;
 
 pub use check::{CheckJob, CheckResult};
 pub use event::Event;
-pub use service::{Service, ServiceSpec};
+pub use service::{Service, ServiceId, ServiceSpec};
 pub use status::Status;

@@ -7,6 +7,7 @@
 //! recorder (three queries per result: each a thread hand-off on SQLite, a
 //! network round trip on PostgreSQL).
 
+use super::service::ServiceId;
 use super::transition::{self, Effect};
 use super::{CheckResult, Event, Status};
 use std::collections::HashMap;
@@ -27,7 +28,7 @@ pub struct Current {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusUpdate {
     /// The service.
-    pub service_id: i64,
+    pub service_id: ServiceId,
     /// Its new status.
     pub status: Status,
     /// When the deciding check ran.
@@ -42,7 +43,7 @@ pub struct StatusUpdate {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transition {
     /// The service.
-    pub service_id: i64,
+    pub service_id: ServiceId,
     /// From.
     pub old: Status,
     /// To.
@@ -76,11 +77,11 @@ pub struct Plan {
 /// against the status the previous one left: a late result is history
 /// only, and every transition is recorded once.
 pub fn plan<'a>(
-    mut current: HashMap<i64, Current>,
+    mut current: HashMap<ServiceId, Current>,
     logged: impl IntoIterator<Item = &'a CheckResult>,
 ) -> Plan {
     let mut plan = Plan::default();
-    let mut moved: HashMap<i64, StatusUpdate> = HashMap::new();
+    let mut moved: HashMap<ServiceId, StatusUpdate> = HashMap::new();
     for r in logged {
         let Some(row) = current.get_mut(&r.service_id) else {
             continue;
@@ -147,8 +148,8 @@ pub fn distinct(results: &[CheckResult]) -> Vec<&CheckResult> {
 }
 
 /// The batch's service ids, sorted, without repeats.
-pub fn service_ids(results: &[CheckResult]) -> Vec<i64> {
-    let mut ids: Vec<i64> = results.iter().map(|r| r.service_id).collect();
+pub fn service_ids(results: &[CheckResult]) -> Vec<ServiceId> {
+    let mut ids: Vec<ServiceId> = results.iter().map(|r| r.service_id).collect();
     ids.sort_unstable();
     ids.dedup();
     ids
@@ -160,7 +161,7 @@ mod tests {
 
     fn result(id: i64, at: i64, status: Status) -> CheckResult {
         CheckResult {
-            service_id: id,
+            service_id: ServiceId(id),
             scheduled_at: at,
             status,
             latency_ms: 5,
@@ -170,9 +171,9 @@ mod tests {
         }
     }
 
-    fn rows(status: Status, at: Option<i64>) -> HashMap<i64, Current> {
+    fn rows(status: Status, at: Option<i64>) -> HashMap<ServiceId, Current> {
         HashMap::from([(
-            1,
+            ServiceId(1),
             Current {
                 name: "api".into(),
                 status,
@@ -226,6 +227,6 @@ mod tests {
         let kept = distinct(&batch);
         assert_eq!(kept.len(), 2);
         assert_eq!(kept[0].status, Status::Down);
-        assert_eq!(service_ids(&batch), [1]);
+        assert_eq!(service_ids(&batch), [ServiceId(1)]);
     }
 }

@@ -4,6 +4,26 @@ use super::status::Status;
 use super::time::{Millis, serde_rfc3339};
 use serde::{Deserialize, Serialize};
 
+/// A service's id: stable, never reused, positive. A type of its own so a
+/// service id cannot be passed where a log id, a key id or a count is
+/// meant; on the wire and in the store it is the plain integer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ServiceId(pub i64);
+
+impl ServiceId {
+    /// The integer, for the store and for URLs.
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl std::fmt::Display for ServiceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// The fields a user sets on a service (everything but identity and status).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceSpec {
@@ -25,7 +45,7 @@ pub struct ServiceSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Service {
     /// Stable id, never reused.
-    pub id: i64,
+    pub id: ServiceId,
     /// Human-readable name.
     pub name: String,
     /// Target URL, with any password shown as `***`.
@@ -117,7 +137,7 @@ mod tests {
     #[test]
     fn serialized_service_hides_password_and_uses_contract_fields() {
         let svc = Service {
-            id: 1,
+            id: ServiceId(1),
             name: "api".into(),
             url: "http://u:pw@127.0.0.1:1/".into(),
             interval: 30,

@@ -1,5 +1,6 @@
 //! Uptime: checks counted per service and hour, and what they add up to.
 
+use super::service::ServiceId;
 use super::time::{Millis, serde_rfc3339};
 use serde::Serialize;
 
@@ -8,7 +9,7 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HourlyRollup {
     /// The service.
-    pub service_id: i64,
+    pub service_id: ServiceId,
     /// Start of the hour (epoch ms, a multiple of [`super::time::HOUR_MS`]).
     pub hour_start: Millis,
     /// Checks counted.
@@ -74,7 +75,7 @@ pub struct Hour {
 #[derive(Debug, Serialize)]
 pub struct UptimeReport {
     /// The service.
-    pub service_id: i64,
+    pub service_id: ServiceId,
     /// Hours covered, the current one included.
     pub hours: i64,
     /// Start of the first hour covered.
@@ -91,7 +92,7 @@ pub struct UptimeReport {
 
 /// Builds the answer from rollups of the window.
 pub fn report(
-    service_id: i64,
+    service_id: ServiceId,
     hours: i64,
     from: i64,
     to: i64,
@@ -128,7 +129,7 @@ mod tests {
     #[test]
     fn totals_sum_hours_and_means_come_from_sums() {
         let row = |hour_start, checks, failures, sum, max| HourlyRollup {
-            service_id: 1,
+            service_id: ServiceId(1),
             hour_start,
             checks,
             failures,
@@ -136,7 +137,7 @@ mod tests {
             latency_max_ms: max,
         };
         let r = report(
-            1,
+            ServiceId(1),
             2,
             0,
             HOUR_MS,
@@ -146,7 +147,7 @@ mod tests {
         assert_eq!(r.totals.uptime_ratio, Some(0.75));
         assert_eq!(r.totals.mean_latency_ms, Some(16.25));
         assert_eq!(r.hourly[0].uptime.mean_latency_ms, Some(20.0));
-        let empty = report(1, 2, 0, HOUR_MS, &[]);
+        let empty = report(ServiceId(1), 2, 0, HOUR_MS, &[]);
         assert_eq!(empty.totals.uptime_ratio, None);
         assert_eq!(empty.totals.max_latency_ms, None);
     }

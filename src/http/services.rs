@@ -5,6 +5,7 @@
 use super::AppState;
 use super::body::read_json;
 use super::problem::ApiError;
+use crate::domain::ServiceId;
 use crate::domain::event::ScheduleUpdate;
 use crate::domain::time::now_ms;
 use crate::domain::validate;
@@ -16,7 +17,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 /// canonical decimal names a service: the router would turn `%35%37`, and
 /// Rust's parser `057` or `+57`, into 57, giving one service many URLs that
 /// caches, proxies' access rules and audit logs would see as different.
-pub struct PathId(pub i64);
+pub struct PathId(pub ServiceId);
 
 impl actix_web::FromRequest for PathId {
     type Error = ApiError;
@@ -26,7 +27,7 @@ impl actix_web::FromRequest for PathId {
         // The raw path, before the router's percent-decoding; every route
         // with an id has it as the second segment.
         let raw = req.uri().path().split('/').nth(2).unwrap_or_default();
-        std::future::ready(parse_id(raw).map(PathId))
+        std::future::ready(parse_id(raw).map(|id| PathId(ServiceId(id))))
     }
 }
 
@@ -41,7 +42,7 @@ fn parse_id(raw: &str) -> Result<i64, ApiError> {
         .ok_or_else(|| ApiError::NotFound(format!("no service with id {raw:?}")))
 }
 
-fn not_found(id: i64) -> ApiError {
+fn not_found(id: ServiceId) -> ApiError {
     ApiError::NotFound(format!("no service with id {id}"))
 }
 
@@ -63,7 +64,7 @@ pub async fn create(
     }
     let svc = state.store.create_service(&spec, now_ms()).await?;
     state.service_count.add(1).await;
-    tracing::info!(service_id = svc.id, name = %svc.name, "service registered");
+    tracing::info!(service_id = svc.id.get(), name = %svc.name, "service registered");
     tell_scheduler(
         &state,
         ScheduleUpdate::Upsert {
@@ -155,7 +156,7 @@ pub async fn update(
 
 async fn save(
     state: &AppState,
-    id: i64,
+    id: ServiceId,
     spec: crate::domain::ServiceSpec,
 ) -> Result<HttpResponse, ApiError> {
     match state
@@ -170,7 +171,7 @@ async fn save(
 
 /// Tells the scheduler about a saved change and answers with the service.
 async fn announce(state: &AppState, svc: crate::domain::Service) -> Result<HttpResponse, ApiError> {
-    tracing::info!(service_id = svc.id, "service updated");
+    tracing::info!(service_id = svc.id.get(), "service updated");
     tell_scheduler(
         state,
         ScheduleUpdate::Upsert {
@@ -191,7 +192,7 @@ pub async fn delete(
         return Err(not_found(id));
     }
     state.service_count.add(-1).await;
-    tracing::info!(service_id = id, "service deleted");
+    tracing::info!(service_id = id.get(), "service deleted");
     tell_scheduler(&state, ScheduleUpdate::Remove { id }).await;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -17,7 +17,7 @@ pub use crate::domain::time::HOUR_MS;
 use crate::config::DatabaseUrl;
 use crate::domain::health_log::HealthLog;
 use crate::domain::time::Millis;
-use crate::domain::{CheckResult, Event, Service, ServiceSpec};
+use crate::domain::{CheckResult, Event, Service, ServiceId, ServiceSpec};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use models::{HealthLogRow, NewServiceRow, ServiceChanges, ServiceRow};
@@ -269,7 +269,8 @@ impl Store {
     }
 
     /// One service.
-    pub async fn get_service(&self, id: i64) -> Result<Option<Service>, StoreError> {
+    pub async fn get_service(&self, id: ServiceId) -> Result<Option<Service>, StoreError> {
+        let id = id.get();
         with_conn!(self, |conn| {
             let row: Option<ServiceRow> = services::table
                 .find(id)
@@ -285,11 +286,12 @@ impl Store {
     /// still at that version (a compare-and-set for read-modify-write).
     pub async fn update_service(
         &self,
-        id: i64,
+        id: ServiceId,
         spec: &ServiceSpec,
         now: Millis,
         if_version: Option<i64>,
     ) -> Result<Updated, StoreError> {
+        let id = id.get();
         let changes = ServiceChanges::new(spec, now);
         let bump = services::version.eq(services::version + 1);
         with_writer!(self, |conn| {
@@ -329,7 +331,8 @@ impl Store {
 
     /// Deletes a service with its logs, transitions and hourly rollups;
     /// false if it did not exist.
-    pub async fn delete_service(&self, id: i64) -> Result<bool, StoreError> {
+    pub async fn delete_service(&self, id: ServiceId) -> Result<bool, StoreError> {
+        let id = id.get();
         with_writer!(self, |conn| {
             let deleted = conn
                 .transaction::<_, diesel::result::Error, _>(async |conn| {
@@ -359,10 +362,11 @@ impl Store {
     /// A page of a service's logs, newest first.
     pub async fn list_logs(
         &self,
-        service_id: i64,
+        service_id: ServiceId,
         limit: i64,
         cursor: Option<LogCursor>,
     ) -> Result<Vec<HealthLog>, StoreError> {
+        let service_id = service_id.get();
         with_conn!(self, |conn| {
             let mut query = health_logs::table
                 .filter(health_logs::service_id.eq(service_id))

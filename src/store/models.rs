@@ -11,7 +11,7 @@ use crate::domain::health_log::HealthLog;
 use crate::domain::plan::{Current, StatusUpdate, Transition};
 use crate::domain::time::Millis;
 use crate::domain::uptime::HourlyRollup;
-use crate::domain::{CheckResult, Service, ServiceSpec, Status};
+use crate::domain::{CheckResult, Service, ServiceId, ServiceSpec, Status};
 use diesel::prelude::*;
 use std::collections::HashMap;
 
@@ -40,7 +40,7 @@ impl ServiceRow {
     /// hand) shows as PENDING rather than failing the whole listing.
     pub fn into_service(self) -> Service {
         Service {
-            id: self.id,
+            id: ServiceId(self.id),
             name: self.name,
             url: self.url,
             interval: self.interval_s,
@@ -64,7 +64,7 @@ pub type CurrentRow = (i64, String, String, Option<i64>);
 
 /// The rows a batch read, by id, as [`crate::domain::plan::plan`] takes them. An
 /// unreadable status (a row edited by hand) counts as PENDING.
-pub fn current(rows: Vec<CurrentRow>) -> HashMap<i64, Current> {
+pub fn current(rows: Vec<CurrentRow>) -> HashMap<ServiceId, Current> {
     rows.into_iter()
         .map(|(id, name, status, scheduled_at)| {
             let status = status.parse().unwrap_or(Status::Pending);
@@ -73,7 +73,7 @@ pub fn current(rows: Vec<CurrentRow>) -> HashMap<i64, Current> {
                 status,
                 scheduled_at,
             };
-            (id, row)
+            (ServiceId(id), row)
         })
         .collect()
 }
@@ -155,7 +155,7 @@ impl From<HealthLogRow> for HealthLog {
     fn from(r: HealthLogRow) -> Self {
         Self {
             id: r.id,
-            service_id: r.service_id,
+            service_id: ServiceId(r.service_id),
             status: r.status,
             latency_ms: r.latency_ms,
             status_code: r.status_code,
@@ -182,7 +182,7 @@ impl<'a> NewHealthLog<'a> {
     /// The log of a check result.
     pub fn from_result(r: &'a CheckResult) -> Self {
         Self {
-            service_id: r.service_id,
+            service_id: r.service_id.get(),
             status: r.status.as_str(),
             latency_ms: r.latency_ms,
             status_code: r.status_code.map(i32::from),
@@ -208,7 +208,7 @@ pub struct NewStateChange {
 impl From<&Transition> for NewStateChange {
     fn from(t: &Transition) -> Self {
         Self {
-            service_id: t.service_id,
+            service_id: t.service_id.get(),
             old_status: t.old.as_str(),
             new_status: t.new.as_str(),
             latency_ms: t.latency_ms,
@@ -300,7 +300,7 @@ pub struct HourlyRollupRow {
 impl From<HourlyRollupRow> for HourlyRollup {
     fn from(r: HourlyRollupRow) -> Self {
         Self {
-            service_id: r.service_id,
+            service_id: ServiceId(r.service_id),
             hour_start: r.hour_start,
             checks: r.checks,
             failures: r.failures,

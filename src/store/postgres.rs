@@ -8,7 +8,7 @@ use super::models;
 use super::pg_connect::Connector;
 use super::schema::services;
 use crate::domain::plan;
-use crate::domain::{CheckResult, Event};
+use crate::domain::{CheckResult, Event, ServiceId};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
 use diesel_async::pooled_connection::deadpool::Pool;
@@ -101,7 +101,10 @@ pub async fn record(
     results: &[CheckResult],
 ) -> Result<Vec<Event>, diesel::result::Error> {
     conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-        let ids = plan::service_ids(results);
+        let ids: Vec<i64> = plan::service_ids(results)
+            .into_iter()
+            .map(ServiceId::get)
+            .collect();
         let rows: Vec<models::CurrentRow> = services::table
             .filter(services::id.eq_any(&ids))
             .select((
@@ -130,7 +133,7 @@ pub async fn record(
                  ON CONFLICT (service_id, scheduled_at) DO NOTHING \
                  RETURNING service_id, scheduled_at",
             )
-            .bind::<Array<BigInt>, _>(fresh.iter().map(|r| r.service_id).collect::<Vec<_>>())
+            .bind::<Array<BigInt>, _>(fresh.iter().map(|r| r.service_id.get()).collect::<Vec<_>>())
             .bind::<Array<Text>, _>(fresh.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
             .bind::<Array<BigInt>, _>(fresh.iter().map(|r| r.latency_ms).collect::<Vec<_>>())
             .bind::<Array<Nullable<Integer>>, _>(
@@ -154,7 +157,7 @@ pub async fn record(
             current,
             fresh
                 .into_iter()
-                .filter(|r| logged.contains(&(r.service_id, r.scheduled_at))),
+                .filter(|r| logged.contains(&(r.service_id.get(), r.scheduled_at))),
         );
         if !plan.updates.is_empty() {
             let u = &plan.updates;
@@ -164,7 +167,7 @@ pub async fn record(
                  FROM unnest($1::int8[], $2::text[], $3::int8[], $4::int8[], $5::int8[]) \
                  AS u(id, status, checked_at, latency_ms, scheduled_at) WHERE s.id = u.id",
             )
-            .bind::<Array<BigInt>, _>(u.iter().map(|u| u.service_id).collect::<Vec<_>>())
+            .bind::<Array<BigInt>, _>(u.iter().map(|u| u.service_id.get()).collect::<Vec<_>>())
             .bind::<Array<Text>, _>(u.iter().map(|u| u.status.as_str()).collect::<Vec<_>>())
             .bind::<Array<BigInt>, _>(u.iter().map(|u| u.checked_at).collect::<Vec<_>>())
             .bind::<Array<BigInt>, _>(u.iter().map(|u| u.latency_ms).collect::<Vec<_>>())
@@ -181,7 +184,7 @@ pub async fn record(
                  $5::int8[], $6::int8[]) \
                  ON CONFLICT (service_id, scheduled_at) DO NOTHING",
             )
-            .bind::<Array<BigInt>, _>(t.iter().map(|t| t.service_id).collect::<Vec<_>>())
+            .bind::<Array<BigInt>, _>(t.iter().map(|t| t.service_id.get()).collect::<Vec<_>>())
             .bind::<Array<Text>, _>(t.iter().map(|t| t.old.as_str()).collect::<Vec<_>>())
             .bind::<Array<Text>, _>(t.iter().map(|t| t.new.as_str()).collect::<Vec<_>>())
             .bind::<Array<BigInt>, _>(t.iter().map(|t| t.latency_ms).collect::<Vec<_>>())

@@ -4,6 +4,7 @@
 use super::models::HourlyRollupRow;
 use super::schema::{health_logs, hourly_rollups, rollup_progress};
 use super::{Backend, HOUR_MS, Store, StoreError};
+use crate::domain::ServiceId;
 use crate::domain::time::Millis;
 use crate::domain::uptime::HourlyRollup;
 use diesel::prelude::*;
@@ -183,10 +184,11 @@ impl Store {
     /// first. Hours without checks have no row.
     pub async fn rollups(
         &self,
-        service_id: i64,
+        service_id: ServiceId,
         from: Millis,
         to: Millis,
     ) -> Result<Vec<HourlyRollup>, StoreError> {
+        let service_id = service_id.get();
         with_conn!(self, |conn| {
             let rows: Vec<HourlyRollupRow> = hourly_rollups::table
                 .filter(hourly_rollups::service_id.eq(service_id))

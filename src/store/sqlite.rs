@@ -5,7 +5,7 @@ use super::StoreError;
 use super::models::{self, NewHealthLog, NewStateChange, StatusColumns};
 use super::schema::{health_logs, services, state_changes};
 use crate::domain::plan;
-use crate::domain::{CheckResult, Event};
+use crate::domain::{CheckResult, Event, ServiceId};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sqlite::SqliteConnection;
@@ -93,7 +93,10 @@ fn pool(url: &str, size: usize) -> Result<SqlitePool, StoreError> {
 /// a thread hand-off each. See [`super::Store::record`] for the promises.
 pub fn record(conn: &mut SqliteConnection, results: &[CheckResult]) -> QueryResult<Vec<Event>> {
     conn.immediate_transaction(|conn| {
-        let ids = plan::service_ids(results);
+        let ids: Vec<i64> = plan::service_ids(results)
+            .into_iter()
+            .map(ServiceId::get)
+            .collect();
         let rows: Vec<models::CurrentRow> = services::table
             .filter(services::id.eq_any(&ids))
             .select((
@@ -120,7 +123,7 @@ pub fn record(conn: &mut SqliteConnection, results: &[CheckResult]) -> QueryResu
         }
         let plan = plan::plan(current, logged);
         for u in &plan.updates {
-            diesel::update(services::table.find(u.service_id))
+            diesel::update(services::table.find(u.service_id.get()))
                 .set(StatusColumns::from(u))
                 .execute(conn)?;
         }

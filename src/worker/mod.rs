@@ -66,7 +66,10 @@ pub async fn run(
         if delivery.msg.is_stale(now_ms()) {
             // Counted, and reported at INFO once a second with the others
             // (see crate::drops); a line per job would flood the log.
-            tracing::debug!(service_id = delivery.msg.service_id, "dropping a stale job");
+            tracing::debug!(
+                service_id = delivery.msg.service_id.get(),
+                "dropping a stale job"
+            );
             drops::record(DropCause::StaleAtWorker, 1);
             // A failed ack (the broker connection just went) only means the
             // job comes back, stale again, to be dropped then.
@@ -80,7 +83,7 @@ pub async fn run(
         in_flight.spawn(async move {
             let result = checker.run(&delivery.msg).await;
             tracing::debug!(
-                service_id = result.service_id,
+                service_id = result.service_id.get(),
                 status = %result.status,
                 latency_ms = result.latency_ms,
                 "check done"
@@ -156,7 +159,7 @@ async fn publish_until_taken(bus: &Bus, result: CheckResult) -> Result<(), BusEr
             tracing::warn!(error = %refused, waiting = WAITING.load(Ordering::Relaxed),
                 "the bus does not take results; checks wait with their jobs unacknowledged");
         }
-        tracing::debug!(service_id = result.service_id, error = %refused,
+        tracing::debug!(service_id = result.service_id.get(), error = %refused,
             retry_in_ms = pause.as_millis() as u64, "offering a result again");
         tokio::time::sleep(jitter(pause)).await;
         pause = (pause * 2).min(RETRY_MAX);

@@ -228,7 +228,7 @@ fn fill_sql(logs: i64, with: &str, from: &str) -> String {
 }
 
 async fn measure(backend: &str, store: &healthmon::store::Store, logs: i64) {
-    use healthmon::domain::{CheckResult, Status};
+    use healthmon::domain::{CheckResult, ServiceId, Status};
     use std::time::{Duration, Instant};
     let started = Instant::now();
     let report = store.rollup(50_000).await.expect("rollup");
@@ -244,7 +244,7 @@ async fn measure(backend: &str, store: &healthmon::store::Store, logs: i64) {
             while !stop.is_cancelled() {
                 let batch: Vec<CheckResult> = (0..100)
                     .map(|k| CheckResult {
-                        service_id: 1 + k,
+                        service_id: ServiceId(1 + k),
                         scheduled_at: at,
                         status: Status::Up,
                         latency_ms: 1,

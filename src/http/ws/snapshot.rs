@@ -10,6 +10,8 @@
 
 use crate::bus::Resync;
 use crate::domain::Service;
+#[cfg(test)]
+use crate::domain::ServiceId;
 use actix_web::web::Bytes;
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared, WeakShared};
@@ -128,7 +130,7 @@ pub(crate) mod tests {
 
     pub(crate) fn service(id: i64) -> Service {
         Service {
-            id,
+            id: ServiceId(id),
             name: format!("s{id}"),
             url: "http://127.0.0.1:1/".into(),
             interval: 30,
