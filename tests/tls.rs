@@ -44,18 +44,27 @@ async fn ssl_of(url: &str) -> Result<(bool, Option<String>), String> {
     Ok((row.ssl, row.version))
 }
 
-/// The test CA's file, or `None` (skip) when `.ci/run` did not set it up.
-fn test_ca() -> Option<String> {
-    match std::env::var("HEALTHMON_TEST_PG_CA") {
+/// The CA file named by `var`, or `None` (skip) when `.ci/run` did not set
+/// up `what` (under CI that fails the test).
+fn ca_from(var: &str, what: &str) -> Option<String> {
+    match std::env::var(var) {
         Ok(ca) if std::path::Path::new(&ca).is_file() => Some(ca),
         _ => {
             common::skip::skip(
-                "PostgreSQL with the test CA's certificate",
-                "HEALTHMON_TEST_PG_CA does not name a file; bash .ci/run sets it up",
+                what,
+                &format!("{var} does not name a file; bash .ci/run sets it up"),
             );
             None
         }
     }
+}
+
+/// The CA of the PostgreSQL server's certificate.
+fn test_ca() -> Option<String> {
+    ca_from(
+        "HEALTHMON_TEST_PG_CA",
+        "PostgreSQL with the test CA's certificate",
+    )
 }
 
 fn with_params(url: &str, params: &str) -> String {
@@ -124,18 +133,12 @@ async fn require_encrypts_without_a_ca_and_disable_does_not_encrypt() {
     assert!(ssl, "the default did not use the server's TLS");
 }
 
-/// The amqps listener's CA, or `None` (skip) when `.ci/run` did not set it.
+/// The CA of the broker's amqps listener.
 fn amqps_ca() -> Option<String> {
-    match std::env::var("HEALTHMON_TEST_AMQPS_CA") {
-        Ok(ca) if std::path::Path::new(&ca).is_file() => Some(ca),
-        _ => {
-            common::skip::skip(
-                "RabbitMQ's amqps listener on 127.0.0.1:5671",
-                "HEALTHMON_TEST_AMQPS_CA does not name a file; bash .ci/run sets it up",
-            );
-            None
-        }
-    }
+    ca_from(
+        "HEALTHMON_TEST_AMQPS_CA",
+        "RabbitMQ's amqps listener on 127.0.0.1:5671",
+    )
 }
 
 /// Options for a bus on `url` with room for a few messages.
