@@ -27,9 +27,12 @@ const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 /// Per-connection settings. WAL lets readers run beside the one writer;
 /// `synchronous=NORMAL` is durable against a process crash (kill -9) and only
 /// risks the last transactions on power loss; `busy_timeout` makes a second
-/// writer wait instead of failing.
-const PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-     PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;";
+/// writer wait instead of failing. It comes first: `journal_mode` needs a
+/// lock, and without a busy handler a new pool connection failed at once
+/// ("database is locked", a 503 to the client) whenever the writer held the
+/// file at that moment, which a loaded machine made frequent.
+const PRAGMAS: &str = "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
+     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;";
 
 /// The pools of one database file: readers, and the one writer.
 pub struct SqlitePools {
