@@ -3,6 +3,7 @@
 //! Nothing in here does I/O, so all of it is unit-tested beside the code.
 
 pub mod api_key;
+pub mod channel;
 pub mod check;
 pub mod confirm;
 pub mod event;
@@ -15,6 +16,7 @@ pub mod transition;
 pub mod uptime;
 pub mod validate;
 
+pub use channel::ChannelId;
 pub use check::{CheckJob, CheckResult};
 pub use event::Event;
 pub use service::{Service, ServiceId, ServiceSpec};

@@ -108,8 +108,10 @@ macro_rules! with_writer {
     };
 }
 
+mod channels;
 mod keys;
 mod rollups;
+mod windows;
 
 pub use rollups::RollupReport;
 
@@ -200,6 +202,12 @@ impl Store {
     /// rollups and retention); `None` while another process does.
     pub async fn try_maintain_logs(&self) -> Result<Option<Leadership>, StoreError> {
         self.try_lock(postgres::LOG_MAINTENANCE_LOCK).await
+    }
+
+    /// Tries to become the one process that delivers alerts from the
+    /// outbox; `None` while another process does.
+    pub async fn try_send_alerts(&self) -> Result<Option<Leadership>, StoreError> {
+        self.try_lock(postgres::ALERT_SENDER_LOCK).await
     }
 
     async fn try_lock(&self, key: i64) -> Result<Option<Leadership>, StoreError> {

@@ -30,6 +30,8 @@ pub const MIGRATION_LOCK: i64 = 0x6865_616c_7468_0001;
 pub const SCHEDULER_LOCK: i64 = 0x6865_616c_7468_0002;
 /// Held by the process that runs log maintenance (rollups, retention).
 pub const LOG_MAINTENANCE_LOCK: i64 = 0x6865_616c_7468_0003;
+/// Held by the one alert sender of a fleet.
+pub const ALERT_SENDER_LOCK: i64 = 0x6865_616c_7468_0004;
 
 /// Longest wait for a new connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -22,6 +22,10 @@ diesel::table! {
         created_at -> BigInt,
         updated_at -> BigInt,
         version -> BigInt,
+        failure_threshold -> Integer,
+        success_threshold -> Integer,
+        retry_interval_s -> Nullable<BigInt>,
+        channel_ids -> Nullable<Text>,
     }
 }
 
@@ -88,7 +92,61 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Where alerts go: a kind and its settings (secrets included, as JSON).
+    channels (id) {
+        id -> BigInt,
+        name -> Text,
+        kind -> Text,
+        config -> Text,
+        all_services -> Bool,
+        remind_every_s -> BigInt,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// The outbox: one row per (status change, channel), and its delivery.
+    alerts (id) {
+        id -> BigInt,
+        service_id -> Nullable<BigInt>,
+        channel_id -> BigInt,
+        event -> Text,
+        old_status -> Text,
+        new_status -> Text,
+        scheduled_at -> BigInt,
+        payload -> Text,
+        state -> Text,
+        attempts -> Integer,
+        last_error -> Nullable<Text>,
+        created_at -> BigInt,
+        sent_at -> Nullable<BigInt>,
+        next_attempt_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// Maintenance windows: one-off (start, end) or recurring (cron).
+    maintenance_windows (id) {
+        id -> BigInt,
+        name -> Text,
+        service_ids -> Nullable<Text>,
+        tag -> Nullable<Text>,
+        start_at -> Nullable<BigInt>,
+        end_at -> Nullable<BigInt>,
+        cron -> Nullable<Text>,
+        duration_s -> Nullable<BigInt>,
+        timezone -> Nullable<Text>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
+    channels,
+    alerts,
+    maintenance_windows,
     services,
     health_logs,
     state_changes,
