@@ -2,8 +2,10 @@
 //! Handlers are thin: parse, call the store or bus, map errors once
 //! ([`problem::ApiError`]).
 
+pub mod alerts;
 pub mod auth;
 pub mod body;
+pub mod channels;
 pub mod health;
 pub mod limit;
 pub mod log_budget;
@@ -11,6 +13,7 @@ pub mod logs;
 pub mod problem;
 pub mod services;
 pub mod uptime;
+pub mod windows;
 pub mod ws;
 
 use crate::bus::Bus;
@@ -122,6 +125,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(ws::connect))
             .default_service(other_methods("GET, OPTIONS")),
     );
+    // Each of these resources mounts its own routes.
+    channels::routes(cfg);
+    alerts::routes(cfg);
+    windows::routes(cfg);
 }
 
 /// Longest the kernel keeps a connection whose peer acknowledges nothing, or
