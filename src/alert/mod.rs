@@ -12,44 +12,8 @@ pub mod sign;
 
 use crate::domain::time::Millis;
 use crate::domain::{ServiceId, Status};
-use serde::Serialize;
 
-/// Why an alert is sent (the webhook body's `event`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AlertEvent {
-    /// The service went DOWN.
-    Down,
-    /// It came back (resolved), after being down for a while.
-    Up,
-    /// It passed but crossed a soft limit (slow, certificate expiring).
-    Degraded,
-    /// It is still DOWN; sent every `remind_every_s` of the channel.
-    Reminder,
-    /// `POST /channels/{id}/test`.
-    Test,
-}
-
-impl AlertEvent {
-    /// The event's name, as the webhook body spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AlertEvent::Down => "down",
-            AlertEvent::Up => "up",
-            AlertEvent::Degraded => "degraded",
-            AlertEvent::Reminder => "reminder",
-            AlertEvent::Test => "test",
-        }
-    }
-
-    /// Whether the news is bad (colours, priorities, PagerDuty's action).
-    pub fn is_problem(self) -> bool {
-        matches!(
-            self,
-            AlertEvent::Down | AlertEvent::Reminder | AlertEvent::Degraded
-        )
-    }
-}
+pub use crate::domain::outbox::AlertEvent;
 
 /// One alert, with everything any channel's message names.
 #[derive(Debug, Clone, PartialEq)]

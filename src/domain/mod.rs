@@ -8,6 +8,7 @@ pub mod check;
 pub mod confirm;
 pub mod event;
 pub mod health_log;
+pub mod outbox;
 pub mod plan;
 pub mod service;
 pub mod status;

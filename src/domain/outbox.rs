@@ -1,0 +1,135 @@
+//! The alert outbox's records, as the recorder writes them and the sender
+//! reads them: which alert, and what its message needs that could change
+//! before it is delivered (frozen at the status change).
+
+use super::status::Status;
+use super::time::Millis;
+use serde::{Deserialize, Serialize};
+use std::str::FromStr;
+
+/// Why an alert is sent (the webhook body's `event`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertEvent {
+    /// The service went DOWN.
+    Down,
+    /// It came back (resolved), after being down for a while.
+    Up,
+    /// It passed but crossed a soft limit (slow, certificate expiring).
+    Degraded,
+    /// It is still DOWN; sent every `remind_every_s` of the channel.
+    Reminder,
+    /// `POST /channels/{id}/test`.
+    Test,
+}
+
+impl AlertEvent {
+    /// The event's name, as the webhook body spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertEvent::Down => "down",
+            AlertEvent::Up => "up",
+            AlertEvent::Degraded => "degraded",
+            AlertEvent::Reminder => "reminder",
+            AlertEvent::Test => "test",
+        }
+    }
+
+    /// Whether the news is bad (colours, priorities, PagerDuty's action).
+    pub fn is_problem(self) -> bool {
+        matches!(
+            self,
+            AlertEvent::Down | AlertEvent::Reminder | AlertEvent::Degraded
+        )
+    }
+}
+
+impl FromStr for AlertEvent {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "down" => AlertEvent::Down,
+            "up" => AlertEvent::Up,
+            "degraded" => AlertEvent::Degraded,
+            "reminder" => AlertEvent::Reminder,
+            "test" => AlertEvent::Test,
+            other => return Err(format!("unknown alert event {other:?}")),
+        })
+    }
+}
+
+/// The alert a status change makes, if any: DOWN from anything is `down`,
+/// UP or DEGRADED after DOWN is `up` (resolved), DEGRADED after UP is
+/// `degraded`. A first result (from PENDING) that is not DOWN tells no one
+/// anything new.
+pub fn event_for(old: Status, new: Status) -> Option<AlertEvent> {
+    match (old, new) {
+        (_, Status::Down) if old != Status::Down => Some(AlertEvent::Down),
+        (Status::Down, Status::Up) => Some(AlertEvent::Up),
+        _ => None,
+    }
+}
+
+/// The deciding check, as it was logged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckSnapshot {
+    /// The health log's id, when known.
+    pub id: Option<i64>,
+    /// UP or DOWN.
+    pub status: Status,
+    /// Latency in milliseconds.
+    pub latency_ms: i64,
+    /// HTTP status, when a response arrived.
+    pub status_code: Option<u16>,
+    /// What went wrong, starting with its reason code.
+    pub error: Option<String>,
+    /// When the check finished.
+    pub checked_at: Millis,
+    /// When it was due.
+    pub scheduled_at: Millis,
+}
+
+/// What an outbox row keeps besides its columns (the `payload` JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AlertPayload {
+    /// The service's name at the change.
+    pub service_name: String,
+    /// Since when the service was in the state the alert is about: for `up`
+    /// and `reminder`, when it went DOWN (so the outage's length is known);
+    /// otherwise the change's own time.
+    pub since: Option<Millis>,
+    /// The check that decided the change (none for tests and reminders).
+    pub check: Option<CheckSnapshot>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn down_and_recovery_alert_and_a_first_up_does_not() {
+        assert_eq!(event_for(Status::Up, Status::Down), Some(AlertEvent::Down));
+        assert_eq!(
+            event_for(Status::Pending, Status::Down),
+            Some(AlertEvent::Down)
+        );
+        assert_eq!(event_for(Status::Down, Status::Up), Some(AlertEvent::Up));
+        assert_eq!(event_for(Status::Pending, Status::Up), None);
+        assert_eq!(event_for(Status::Down, Status::Down), None);
+    }
+
+    #[test]
+    fn event_names_read_back() {
+        for e in [
+            AlertEvent::Down,
+            AlertEvent::Up,
+            AlertEvent::Degraded,
+            AlertEvent::Reminder,
+            AlertEvent::Test,
+        ] {
+            assert_eq!(e.as_str().parse::<AlertEvent>(), Ok(e));
+        }
+        assert!("storm".parse::<AlertEvent>().is_err());
+    }
+}
