@@ -16,6 +16,7 @@ pub mod time;
 pub mod transition;
 pub mod uptime;
 pub mod validate;
+pub mod window;
 
 pub use channel::ChannelId;
 pub use check::{CheckJob, CheckResult};
