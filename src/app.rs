@@ -5,6 +5,8 @@
 //! runs; [`App::run`] hands the tasks of the chosen roles to the supervisor
 //! and returns when they have all stopped.
 
+use crate::alert::deliver::Deliverer;
+use crate::alert::sender::Sender;
 use crate::auth::KeyRing;
 use crate::bus::{self, Bus};
 use crate::cli::Roles;
@@ -73,6 +75,8 @@ pub struct App {
     /// Liveness/readiness for processes without the API (`--health-bind`).
     probe_listener: Option<std::net::TcpListener>,
     checker: Option<Checker>,
+    /// The alert sender, in processes that may schedule.
+    sender: Option<Sender>,
 }
 
 impl App {
@@ -150,9 +154,21 @@ impl App {
         } else {
             None
         };
+        let sender = match (&store, roles.scheduler) {
+            (Some(store), true) => {
+                let policy =
+                    AddressPolicy::new(settings.checks.block_private, &settings.checks.allow_cidrs);
+                let alerts = &settings.alerts;
+                let deliverer =
+                    Deliverer::new(policy, alerts.http_timeout, alerts.max_response_bytes)?;
+                Some(Sender::new(store.clone(), deliverer, alerts.clone()))
+            }
+            _ => None,
+        };
         Ok(Self {
             settings,
             roles,
+            sender,
             store,
             bus,
             listener,
@@ -209,6 +225,13 @@ impl App {
             let (store, bus) = (store.clone(), self.bus.clone());
             tasks.push(Task::new("scheduler", Stage::Intake, move |token| {
                 scheduler::run(store.clone(), bus.clone(), token)
+            }));
+        }
+        if let Some(sender) = self.sender {
+            // One per fleet (its own lock), among the processes that may
+            // schedule; a standby takes over when the holder dies.
+            tasks.push(Task::new("alert sender", Stage::Intake, move |token| {
+                sender.clone().run(token)
             }));
         }
         if let Some(checker) = self.checker {

@@ -4,6 +4,9 @@
 //! Every value is validated here so a bad one stops start-up with one line
 //! naming its key, instead of surfacing later from deep inside a task.
 
+mod alerts;
+
+pub use alerts::AlertsSettings;
 use config::{Config, Environment, File, FileFormat};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -70,6 +73,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// Log retention and hourly rollups.
     pub logs: LogsSettings,
+    /// Alert delivery.
+    pub alerts: AlertsSettings,
 }
 
 /// `[logs]`: how long raw health logs are kept, and how often the
@@ -204,6 +209,7 @@ struct Raw {
     api: RawApi,
     auth: RawAuth,
     logs: RawLogs,
+    alerts: alerts::RawAlerts,
 }
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -594,6 +600,7 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
                 86_400,
             )? as u64,
         },
+        alerts: raw.alerts.validate()?,
     })
 }
 

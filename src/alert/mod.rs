@@ -7,7 +7,9 @@
 //! Delivery (the outbox, retries, the sender) builds on it.
 
 pub mod channel;
+pub mod deliver;
 pub mod render;
+pub mod sender;
 pub mod sign;
 
 use crate::domain::time::Millis;

@@ -110,9 +110,11 @@ macro_rules! with_writer {
 
 mod channels;
 mod keys;
+mod outbox;
 mod rollups;
 mod windows;
 
+pub use outbox::{ChannelRecord, DownService, Earlier, NewOutboxRow, OutboxRow};
 pub use rollups::RollupReport;
 
 /// Where a page of logs starts (exclusive).

@@ -217,8 +217,9 @@ fn redirect_policy(policy: Arc<AddressPolicy>) -> reqwest::redirect::Policy {
 /// keeps only the addresses the policy allows, so a DNS answer cannot lead a
 /// check to a blocked address. With none left, resolution fails with the
 /// first [`Blocked`] address.
-struct GuardedResolver {
-    policy: Arc<AddressPolicy>,
+pub(crate) struct GuardedResolver {
+    /// The rules every resolved address must pass.
+    pub(crate) policy: Arc<AddressPolicy>,
 }
 
 impl reqwest::dns::Resolve for GuardedResolver {
@@ -253,7 +254,7 @@ impl reqwest::dns::Resolve for GuardedResolver {
 
 /// The [`Blocked`] address somewhere in an error's chain: from the resolver
 /// or the redirect policy.
-fn find_blocked(e: &reqwest::Error) -> Option<&Blocked> {
+pub(crate) fn find_blocked(e: &reqwest::Error) -> Option<&Blocked> {
     find_source::<Blocked>(e)
 }
 
@@ -288,7 +289,7 @@ fn wraps_tls_error(io: &std::io::Error) -> bool {
 
 /// Says what went wrong in words a person can act on. The URL is left out:
 /// it may carry a password.
-fn describe(e: &reqwest::Error) -> String {
+pub(crate) fn describe(e: &reqwest::Error) -> String {
     if let Some(blocked) = find_blocked(e) {
         return blocked.to_string();
     }

@@ -6,6 +6,7 @@ pub mod broker;
 pub mod fleet;
 pub mod maintenance;
 pub mod measure;
+pub mod receiver;
 pub mod skip;
 pub mod target;
 

@@ -1,0 +1,407 @@
+//! The alert sender's side of the outbox: due alerts in, delivery outcomes
+//! out, reminders written. Only one sender runs per fleet (an advisory
+//! lock), so a claim is a plain read: no row locks.
+
+use super::schema::{alerts, channels, services, state_changes};
+use super::{Backend, Store, StoreError};
+use crate::domain::time::Millis;
+use crate::domain::{ChannelId, ServiceId};
+use diesel::dsl::max;
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+/// A pending outbox row, as the sender reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = alerts)]
+pub struct OutboxRow {
+    /// The delivery id.
+    pub id: i64,
+    /// The service; `None` for a channel test.
+    pub service_id: Option<i64>,
+    /// Where it goes.
+    pub channel_id: i64,
+    /// `down`, `up`, `reminder`, ...
+    pub event: String,
+    /// Status before the change.
+    pub old_status: String,
+    /// Status after it.
+    pub new_status: String,
+    /// Due time of the deciding check (of a reminder: its slot).
+    pub scheduled_at: i64,
+    /// [`crate::domain::outbox::AlertPayload`] as JSON.
+    pub payload: String,
+    /// Attempts made so far.
+    pub attempts: i32,
+    /// Why the last attempt failed, or why it is held.
+    pub last_error: Option<String>,
+    /// When it was written.
+    pub created_at: i64,
+    /// When it may next be tried.
+    pub next_attempt_at: i64,
+}
+
+impl OutboxRow {
+    /// The service, if the alert is about one.
+    pub fn service(&self) -> Option<ServiceId> {
+        self.service_id.map(ServiceId)
+    }
+
+    /// The channel.
+    pub fn channel(&self) -> ChannelId {
+        ChannelId(self.channel_id)
+    }
+}
+
+/// A channel as the sender needs it. `config` holds secrets: never log it.
+#[derive(Clone, Queryable, Selectable)]
+#[diesel(table_name = channels)]
+pub struct ChannelRecord {
+    /// Its id.
+    pub id: i64,
+    /// Its kind (`webhook`, `slack`, ...).
+    pub kind: String,
+    /// Its settings as JSON, secrets included.
+    pub config: String,
+    /// Whether every service alerts it.
+    pub all_services: bool,
+    /// Seconds between reminders while a service is DOWN; 0 is never.
+    pub remind_every_s: i64,
+}
+
+impl std::fmt::Debug for ChannelRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelRecord")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("remind_every_s", &self.remind_every_s)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A service that is DOWN, for reminders.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownService {
+    /// Its id.
+    pub id: ServiceId,
+    /// Its name now.
+    pub name: String,
+    /// Its own channels (`channel_ids`), besides the `all_services` ones.
+    pub channels: Vec<ChannelId>,
+    /// When it went DOWN (its newest change to DOWN).
+    pub down_since: Millis,
+}
+
+/// A new outbox row the sender writes (reminders).
+#[derive(Debug, Clone, PartialEq, Eq, Insertable)]
+#[diesel(table_name = alerts)]
+pub struct NewOutboxRow {
+    /// The service.
+    pub service_id: Option<i64>,
+    /// The channel.
+    pub channel_id: i64,
+    /// The event.
+    pub event: String,
+    /// Status before.
+    pub old_status: String,
+    /// Status after.
+    pub new_status: String,
+    /// What makes it unique with service, channel and event.
+    pub scheduled_at: i64,
+    /// The payload JSON.
+    pub payload: String,
+    /// `pending`.
+    pub state: String,
+    /// 0.
+    pub attempts: i32,
+    /// When written.
+    pub created_at: i64,
+    /// When due.
+    pub next_attempt_at: i64,
+}
+
+/// What an earlier alert of the same service and channel came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Earlier {
+    /// The row's id.
+    pub id: i64,
+    /// `pending`, `sent` or `failed`.
+    pub state: String,
+    /// Its last error.
+    pub last_error: Option<String>,
+    /// When it may next be tried.
+    pub next_attempt_at: Millis,
+}
+
+impl Store {
+    /// At most `limit` pending alerts due at `now`, oldest due first.
+    pub async fn due_alerts(&self, now: Millis, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
+        with_conn!(self, |conn| {
+            Ok(alerts::table
+                .filter(alerts::state.eq("pending"))
+                .filter(alerts::next_attempt_at.le(now))
+                .order((alerts::next_attempt_at.asc(), alerts::id.asc()))
+                .limit(limit.max(1))
+                .select(OutboxRow::as_select())
+                .load(conn)
+                .await?)
+        })
+    }
+
+    /// The channels with these ids (a deleted one is missing).
+    pub async fn channels_by_id(&self, ids: &[i64]) -> Result<Vec<ChannelRecord>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        with_conn!(self, |conn| {
+            Ok(channels::table
+                .filter(channels::id.eq_any(ids))
+                .select(ChannelRecord::as_select())
+                .load(conn)
+                .await?)
+        })
+    }
+
+    /// Channels that want reminders.
+    pub async fn reminder_channels(&self) -> Result<Vec<ChannelRecord>, StoreError> {
+        with_conn!(self, |conn| {
+            Ok(channels::table
+                .filter(channels::remind_every_s.gt(0))
+                .order(channels::id.asc())
+                .select(ChannelRecord::as_select())
+                .load(conn)
+                .await?)
+        })
+    }
+
+    /// Marks alerts delivered, one attempt more each (a grouped storm
+    /// message delivers several at once). Only pending rows change: one a
+    /// channel deletion failed meanwhile stays failed.
+    pub async fn alerts_sent(&self, ids: &[i64], now: Millis) -> Result<(), StoreError> {
+        with_writer!(self, |conn| {
+            diesel::update(
+                alerts::table
+                    .filter(alerts::id.eq_any(ids))
+                    .filter(alerts::state.eq("pending")),
+            )
+            .set((
+                alerts::state.eq("sent"),
+                alerts::sent_at.eq(Some(now)),
+                alerts::attempts.eq(alerts::attempts + 1),
+                alerts::last_error.eq(None::<String>),
+            ))
+            .execute(conn)
+            .await?;
+            Ok(())
+        })
+    }
+
+    /// Records a failed attempt of these alerts; they are tried again at
+    /// `next_at`.
+    pub async fn alerts_retry(
+        &self,
+        ids: &[i64],
+        error: &str,
+        next_at: Millis,
+    ) -> Result<(), StoreError> {
+        with_writer!(self, |conn| {
+            diesel::update(
+                alerts::table
+                    .filter(alerts::id.eq_any(ids))
+                    .filter(alerts::state.eq("pending")),
+            )
+            .set((
+                alerts::attempts.eq(alerts::attempts + 1),
+                alerts::last_error.eq(Some(error)),
+                alerts::next_attempt_at.eq(next_at),
+            ))
+            .execute(conn)
+            .await?;
+            Ok(())
+        })
+    }
+
+    /// Gives up on these alerts; `attempted` counts the attempt that made
+    /// it final (false when none was made: a deleted channel, a hold).
+    pub async fn alerts_failed(
+        &self,
+        ids: &[i64],
+        error: &str,
+        attempted: bool,
+    ) -> Result<(), StoreError> {
+        let add = i32::from(attempted);
+        with_writer!(self, |conn| {
+            diesel::update(
+                alerts::table
+                    .filter(alerts::id.eq_any(ids))
+                    .filter(alerts::state.eq("pending")),
+            )
+            .set((
+                alerts::state.eq("failed"),
+                alerts::attempts.eq(alerts::attempts + add),
+                alerts::last_error.eq(Some(error)),
+            ))
+            .execute(conn)
+            .await?;
+            Ok(())
+        })
+    }
+
+    /// Puts alerts off until `until` without counting an attempt, saying
+    /// why in `last_error` (a maintenance hold, waiting for an earlier
+    /// alert, a storm's pause).
+    pub async fn alerts_defer(
+        &self,
+        ids: &[i64],
+        until: Millis,
+        why: &str,
+    ) -> Result<(), StoreError> {
+        with_writer!(self, |conn| {
+            diesel::update(
+                alerts::table
+                    .filter(alerts::id.eq_any(ids))
+                    .filter(alerts::state.eq("pending")),
+            )
+            .set((
+                alerts::next_attempt_at.eq(until),
+                alerts::last_error.eq(Some(why)),
+            ))
+            .execute(conn)
+            .await?;
+            Ok(())
+        })
+    }
+
+    /// Alerts (tests aside) written for `channel` since `since`, whatever
+    /// became of them: the storm count.
+    pub async fn channel_alerts_since(
+        &self,
+        channel: ChannelId,
+        since: Millis,
+    ) -> Result<i64, StoreError> {
+        let channel = channel.get();
+        with_conn!(self, |conn| {
+            Ok(alerts::table
+                .filter(alerts::channel_id.eq(channel))
+                .filter(alerts::created_at.ge(since))
+                .filter(alerts::event.ne("test"))
+                .count()
+                .get_result(conn)
+                .await?)
+        })
+    }
+
+    /// The newest alert of `event` for (service, channel) whose change came
+    /// before (`later` false) or after (`later` true) `scheduled_at`.
+    pub async fn neighbour_alert(
+        &self,
+        service: ServiceId,
+        channel: ChannelId,
+        event: &str,
+        scheduled_at: Millis,
+        later: bool,
+    ) -> Result<Option<Earlier>, StoreError> {
+        let (service, channel) = (service.get(), channel.get());
+        let row: Option<(i64, String, Option<String>, i64)> = with_conn!(self, |conn| {
+            let query = alerts::table
+                .filter(alerts::service_id.eq(service))
+                .filter(alerts::channel_id.eq(channel))
+                .filter(alerts::event.eq(event))
+                .select((
+                    alerts::id,
+                    alerts::state,
+                    alerts::last_error,
+                    alerts::next_attempt_at,
+                ))
+                .into_boxed();
+            let query = if later {
+                query
+                    .filter(alerts::scheduled_at.gt(scheduled_at))
+                    .order(alerts::scheduled_at.asc())
+            } else {
+                query
+                    .filter(alerts::scheduled_at.lt(scheduled_at))
+                    .order(alerts::scheduled_at.desc())
+            };
+            query.first(conn).await.optional()?
+        });
+        Ok(row.map(|(id, state, last_error, next_attempt_at)| Earlier {
+            id,
+            state,
+            last_error,
+            next_attempt_at,
+        }))
+    }
+
+    /// At most `limit` DOWN services with ids above `after`, by id, with
+    /// when each went DOWN (those with no recorded change to DOWN left out).
+    pub async fn down_services_after(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<(Vec<DownService>, Option<i64>), StoreError> {
+        let rows: Vec<(i64, String, Option<String>)> = with_conn!(self, |conn| {
+            services::table
+                .filter(services::last_status.eq("DOWN"))
+                .filter(services::id.gt(after))
+                .order(services::id.asc())
+                .limit(limit.max(1))
+                .select((services::id, services::name, services::channel_ids))
+                .load(conn)
+                .await?
+        });
+        let last = rows.last().map(|r| r.0);
+        if rows.is_empty() {
+            return Ok((Vec::new(), None));
+        }
+        let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
+        let since: Vec<(i64, Option<i64>)> = with_conn!(self, |conn| {
+            state_changes::table
+                .filter(state_changes::service_id.eq_any(&ids))
+                .filter(state_changes::new_status.eq("DOWN"))
+                .group_by(state_changes::service_id)
+                .select((state_changes::service_id, max(state_changes::changed_at)))
+                .load(conn)
+                .await?
+        });
+        let since: std::collections::HashMap<i64, i64> = since
+            .into_iter()
+            .filter_map(|(id, at)| at.map(|at| (id, at)))
+            .collect();
+        let services = rows
+            .into_iter()
+            .filter_map(|(id, name, channel_ids)| {
+                let down_since = *since.get(&id)?;
+                let channels = channel_ids
+                    .as_deref()
+                    .and_then(|text| serde_json::from_str::<Vec<i64>>(text).ok())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(ChannelId)
+                    .collect();
+                Some(DownService {
+                    id: ServiceId(id),
+                    name,
+                    channels,
+                    down_since,
+                })
+            })
+            .collect();
+        Ok((services, last))
+    }
+
+    /// Writes outbox rows, skipping any already there (the unique key of
+    /// service, channel, event and scheduled_at); how many were new.
+    pub async fn insert_alerts(&self, rows: &[NewOutboxRow]) -> Result<usize, StoreError> {
+        let mut inserted = 0;
+        for row in rows {
+            inserted += with_writer!(self, |conn| {
+                diesel::insert_into(alerts::table)
+                    .values(row)
+                    .on_conflict_do_nothing()
+                    .execute(conn)
+                    .await?
+            });
+        }
+        Ok(inserted)
+    }
+}
