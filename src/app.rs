@@ -294,6 +294,10 @@ fn http_task(listener: std::net::TcpListener, store: Store, bus: Bus, settings: 
     ));
     let service_count = Arc::new(ServiceCount::default());
     let snapshots = Arc::new(Snapshots::of_store(store.clone()));
+    let address_policy = Arc::new(AddressPolicy::new(
+        settings.checks.block_private,
+        &settings.checks.allow_cidrs,
+    ));
     Task::new("http", Stage::Intake, move |token: CancellationToken| {
         let state = AppState {
             store: store.clone(),
@@ -309,6 +313,7 @@ fn http_task(listener: std::net::TcpListener, store: Store, bus: Bus, settings: 
             max_services,
             service_count: Arc::clone(&service_count),
             snapshots: Arc::clone(&snapshots),
+            address_policy: Arc::clone(&address_policy),
         };
         let listener = listener.try_clone();
         let server_settings = server_settings.clone();

@@ -2,8 +2,10 @@
 //!
 //! Nothing in here does I/O, so all of it is unit-tested beside the code.
 
+pub mod alert_view;
 pub mod api_key;
 pub mod channel;
+pub mod channel_spec;
 pub mod check;
 pub mod confirm;
 pub mod event;

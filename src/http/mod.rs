@@ -58,6 +58,9 @@ pub struct AppState {
     /// Fresh snapshots for WebSocket clients after lost events, one store
     /// read for all of them.
     pub snapshots: Arc<ws::snapshot::Snapshots>,
+    /// Target safety (`[checks]`), for refusing a channel whose settings
+    /// name a blocked literal address.
+    pub address_policy: Arc<crate::worker::guard::AddressPolicy>,
 }
 
 async fn not_found() -> Result<HttpResponse, ApiError> {

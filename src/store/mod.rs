@@ -108,6 +108,7 @@ macro_rules! with_writer {
     };
 }
 
+mod alerts;
 mod channels;
 mod keys;
 mod outbox;
@@ -115,6 +116,8 @@ mod rollups;
 mod windows;
 
 pub use outbox::{ChannelRecord, DownService, Earlier, NewOutboxRow, OutboxRow};
+pub use alerts::TEST_SERVICE_NAME;
+pub use channels::{CHANNEL_DELETED, ChannelSaved};
 pub use rollups::RollupReport;
 
 /// Where a page of logs starts (exclusive).

@@ -13,7 +13,9 @@
 mod common;
 mod helpers;
 
+mod alerts;
 mod auth;
+mod channels;
 mod checks;
 mod health;
 mod lifecycle;
