@@ -695,6 +695,10 @@ async fn the_scheduler_keeps_publishing_due_checks_while_the_broker_is_unreachab
         timeout: 1,
         paused: false,
         expected_statuses: None,
+        failure_threshold: 1,
+        success_threshold: 1,
+        retry_interval: None,
+        channels: Vec::new(),
     };
     store.create_service(&spec, now_ms()).await.unwrap();
     // The scheduler runs on this thread (polled below, not spawned), so a

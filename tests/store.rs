@@ -76,6 +76,10 @@ fn spec(name: &str) -> ServiceSpec {
         timeout: 5,
         paused: false,
         expected_statuses: None,
+        failure_threshold: 1,
+        success_threshold: 1,
+        retry_interval: None,
+        channels: Vec::new(),
     }
 }
 

@@ -1,5 +1,7 @@
 //! A monitored service: what the user asked for and what we last saw.
 
+use super::channel::ChannelId;
+use super::confirm::Thresholds;
 use super::status::Status;
 use super::time::{Millis, serde_rfc3339};
 use serde::{Deserialize, Serialize};
@@ -39,6 +41,40 @@ pub struct ServiceSpec {
     pub paused: bool,
     /// Response statuses that count as UP; `None` means 200-399.
     pub expected_statuses: Option<Vec<u16>>,
+    /// Failing rounds in a row that make the service DOWN (1..=100).
+    /// Defaulted on the wire so a schedule update from an older process
+    /// still reads.
+    #[serde(default = "one")]
+    pub failure_threshold: u32,
+    /// Passing rounds in a row that make it UP again (1..=100).
+    #[serde(default = "one")]
+    pub success_threshold: u32,
+    /// Seconds to the next check while a failure is unconfirmed; `None`
+    /// follows the interval (so changing the interval moves it too).
+    #[serde(default)]
+    pub retry_interval: Option<i64>,
+    /// The service's own alert channels (besides the `all_services` ones).
+    #[serde(default)]
+    pub channels: Vec<ChannelId>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl ServiceSpec {
+    /// How many rounds in a row change the status.
+    pub fn thresholds(&self) -> Thresholds {
+        Thresholds {
+            failure: self.failure_threshold,
+            success: self.success_threshold,
+        }
+    }
+
+    /// The retry interval in effect, in seconds.
+    pub fn effective_retry_interval(&self) -> i64 {
+        self.retry_interval.unwrap_or(self.interval)
+    }
 }
 
 /// A service as the API returns it.
@@ -57,6 +93,19 @@ pub struct Service {
     pub timeout: i64,
     /// Response statuses that count as UP; `null` means 200-399.
     pub expected_statuses: Option<Vec<u16>>,
+    /// Failing rounds in a row that make it DOWN.
+    pub failure_threshold: u32,
+    /// Passing rounds in a row that make it UP again.
+    pub success_threshold: u32,
+    /// Seconds to the next check while a failure is unconfirmed: the one in
+    /// effect, so the interval when none was set.
+    pub retry_interval: i64,
+    /// The retry interval as set (`None`: follow the interval); what a
+    /// PATCH merges into.
+    #[serde(skip)]
+    pub retry_interval_set: Option<i64>,
+    /// Its own alert channels' ids.
+    pub channels: Vec<ChannelId>,
     /// Result of the most recent check, or PENDING.
     pub last_status: Status,
     /// When the most recent check finished.
@@ -90,6 +139,10 @@ impl Service {
             timeout: self.timeout,
             paused: self.paused,
             expected_statuses: self.expected_statuses.clone(),
+            failure_threshold: self.failure_threshold,
+            success_threshold: self.success_threshold,
+            retry_interval: self.retry_interval_set,
+            channels: self.channels.clone(),
         }
     }
 }
@@ -143,6 +196,11 @@ mod tests {
             interval: 30,
             timeout: 10,
             expected_statuses: None,
+            failure_threshold: 1,
+            success_threshold: 1,
+            retry_interval: 30,
+            retry_interval_set: None,
+            channels: Vec::new(),
             last_status: Status::Pending,
             last_check: None,
             last_latency_ms: None,
@@ -158,6 +216,9 @@ mod tests {
         assert!(v["last_check"].is_null());
         assert_eq!(v["created_at"], "1970-01-01T00:00:00.000Z");
         assert!(v.get("last_scheduled_at").is_none());
+        assert!(v.get("retry_interval_set").is_none());
+        assert_eq!(v["retry_interval"], 30, "the interval when none is set");
+        assert_eq!(v["channels"], serde_json::json!([]));
         for key in [
             "id",
             "name",
@@ -170,6 +231,10 @@ mod tests {
             "paused",
             "created_at",
             "updated_at",
+            "failure_threshold",
+            "success_threshold",
+            "retry_interval",
+            "channels",
         ] {
             assert!(v.get(key).is_some(), "missing {key}");
         }

@@ -24,15 +24,24 @@ pub enum Effect {
     },
 }
 
+/// Whether a result due at `scheduled_at` is newer than the one behind the
+/// status shown (due at `current_at`), so it becomes the service's last
+/// check; an older one is history only.
+pub fn advances(current_at: Option<Millis>, scheduled_at: Millis) -> bool {
+    current_at.is_none_or(|t| t < scheduled_at)
+}
+
 /// Judges a result due at `scheduled_at` with `status` against the service's
-/// status `current`, which came from the result due at `current_at`.
+/// status `current`, which came from the result due at `current_at`: the
+/// rule with both thresholds at 1 (see [`super::confirm`] for the general
+/// one, which the recorder applies).
 pub fn judge(
     current: Status,
     current_at: Option<Millis>,
     scheduled_at: Millis,
     status: Status,
 ) -> Effect {
-    if current_at.is_some_and(|t| t >= scheduled_at) {
+    if !advances(current_at, scheduled_at) {
         return Effect::HistoryOnly;
     }
     Effect::Advance {

@@ -5,6 +5,7 @@
 //! original notes' spelling (`"Timeout"`) is accepted: field names match
 //! case-insensitively.
 
+use super::channel::ChannelId;
 use super::service::ServiceSpec;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -21,6 +22,10 @@ pub const MAX_INTERVAL_S: i64 = 86_400;
 pub const DEFAULT_TIMEOUT_S: i64 = 10;
 /// Most entries in `expected_statuses`.
 pub const MAX_EXPECTED_STATUSES: usize = 32;
+/// Largest `failure_threshold` and `success_threshold` (the store's CHECK).
+pub const MAX_THRESHOLD: u32 = 100;
+/// Most entries in `channels`.
+pub const MAX_CHANNELS: usize = 32;
 
 /// One bad field and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -41,13 +46,17 @@ impl FieldError {
     }
 }
 
-const WRITABLE: [&str; 6] = [
+const WRITABLE: [&str; 10] = [
     "name",
     "url",
     "interval",
     "timeout",
     "paused",
     "expected_statuses",
+    "failure_threshold",
+    "success_threshold",
+    "retry_interval",
+    "channels",
 ];
 const READ_ONLY: [&str; 7] = [
     "id",
@@ -274,6 +283,65 @@ fn check_expected(
     Some(Some(codes))
 }
 
+fn check_threshold(field: &str, v: &Value, errors: &mut Vec<FieldError>) -> Option<u32> {
+    match v.as_u64() {
+        Some(n) if (1..=u64::from(MAX_THRESHOLD)).contains(&n) => Some(n as u32),
+        _ => {
+            errors.push(FieldError::new(
+                field,
+                format!("must be a whole number of rounds from 1 to {MAX_THRESHOLD}"),
+            ));
+            None
+        }
+    }
+}
+
+/// `null` is the default: follow the interval.
+fn check_retry(field: &str, v: &Value, errors: &mut Vec<FieldError>) -> Option<Option<i64>> {
+    if v.is_null() {
+        return Some(None);
+    }
+    check_seconds(field, v, MIN_INTERVAL_S, MAX_INTERVAL_S, errors).map(Some)
+}
+
+/// A list of channel ids, without repeats, in the order given; `null` is
+/// none. Whether each channel exists is the API's question (it needs the
+/// store).
+fn check_channels(field: &str, v: &Value, errors: &mut Vec<FieldError>) -> Option<Vec<ChannelId>> {
+    if v.is_null() {
+        return Some(Vec::new());
+    }
+    let Some(items) = v.as_array() else {
+        errors.push(FieldError::new(field, "must be a list of channel ids"));
+        return None;
+    };
+    if items.len() > MAX_CHANNELS {
+        errors.push(FieldError::new(
+            field,
+            format!("must list at most {MAX_CHANNELS} channels"),
+        ));
+        return None;
+    }
+    let mut ids: Vec<ChannelId> = Vec::with_capacity(items.len());
+    for item in items {
+        match item.as_i64() {
+            Some(id) if id >= 1 => {
+                if !ids.contains(&ChannelId(id)) {
+                    ids.push(ChannelId(id));
+                }
+            }
+            _ => {
+                errors.push(FieldError::new(
+                    field,
+                    "channel ids must be positive integers",
+                ));
+                return None;
+            }
+        }
+    }
+    Some(ids)
+}
+
 fn check_paused(field: &str, v: &Value, errors: &mut Vec<FieldError>) -> Option<bool> {
     match v.as_bool() {
         Some(b) => Some(b),
@@ -287,7 +355,8 @@ fn check_paused(field: &str, v: &Value, errors: &mut Vec<FieldError>) -> Option<
 /// Validates a body that sets every field: `POST /services` and `PUT`.
 ///
 /// `name`, `url` and `interval` are required; `timeout` defaults to
-/// `min(10, interval)`, `paused` to false, `expected_statuses` to null.
+/// `min(10, interval)`, `paused` to false, `expected_statuses` to null, the
+/// thresholds to 1, `retry_interval` to the interval and `channels` to none.
 pub fn full_spec(body: &Value) -> Result<ServiceSpec, Vec<FieldError>> {
     let mut errors = Vec::new();
     let Some(fields) = collect_fields(body, &mut errors) else {
@@ -324,13 +393,42 @@ pub fn full_spec(body: &Value) -> Result<ServiceSpec, Vec<FieldError>> {
         Some((f, v)) => check_expected(f, v, &mut errors),
         None => Some(None),
     };
+    let threshold = |name: &str, errors: &mut Vec<FieldError>| match fields.get(name) {
+        Some((f, v)) if !v.is_null() => check_threshold(f, v, errors),
+        _ => Some(1),
+    };
+    let failure_threshold = threshold("failure_threshold", &mut errors);
+    let success_threshold = threshold("success_threshold", &mut errors);
+    let retry_interval = match fields.get("retry_interval") {
+        Some((f, v)) => check_retry(f, v, &mut errors),
+        None => Some(None),
+    };
+    let channels = match fields.get("channels") {
+        Some((f, v)) => check_channels(f, v, &mut errors),
+        None => Some(Vec::new()),
+    };
     finish(
-        name, url, interval, timeout, paused, expected, &fields, errors,
+        Parts {
+            name,
+            url,
+            interval,
+            timeout,
+            paused,
+            expected,
+            failure_threshold,
+            success_threshold,
+            retry_interval,
+            channels,
+        },
+        &fields,
+        errors,
     )
 }
 
 /// Validates a partial update (`PATCH`) against the current settings.
-/// The merged result must be valid as a whole (timeout ≤ interval).
+/// The merged result must be valid as a whole (timeout and retry interval
+/// ≤ interval). `null` resets a threshold, the retry interval or the
+/// channels to its default.
 pub fn patch_spec(current: &ServiceSpec, body: &Value) -> Result<ServiceSpec, Vec<FieldError>> {
     let mut errors = Vec::new();
     let Some(fields) = collect_fields(body, &mut errors) else {
@@ -368,23 +466,59 @@ pub fn patch_spec(current: &ServiceSpec, body: &Value) -> Result<ServiceSpec, Ve
         Some((f, v)) => check_expected(f, v, &mut errors),
         None => Some(current.expected_statuses.clone()),
     };
+    let threshold = |name: &str, now: u32, errors: &mut Vec<FieldError>| match fields.get(name) {
+        Some((_, v)) if v.is_null() => Some(1),
+        Some((f, v)) => check_threshold(f, v, errors),
+        None => Some(now),
+    };
+    let failure_threshold = threshold("failure_threshold", current.failure_threshold, &mut errors);
+    let success_threshold = threshold("success_threshold", current.success_threshold, &mut errors);
+    let retry_interval = match fields.get("retry_interval") {
+        Some((f, v)) => check_retry(f, v, &mut errors),
+        None => Some(current.retry_interval),
+    };
+    let channels = match fields.get("channels") {
+        Some((f, v)) => check_channels(f, v, &mut errors),
+        None => Some(current.channels.clone()),
+    };
     finish(
-        name, url, interval, timeout, paused, expected, &fields, errors,
+        Parts {
+            name,
+            url,
+            interval,
+            timeout,
+            paused,
+            expected,
+            failure_threshold,
+            success_threshold,
+            retry_interval,
+            channels,
+        },
+        &fields,
+        errors,
     )
 }
 
-#[allow(clippy::too_many_arguments)]
-fn finish(
+/// Each field's outcome; `None` when it was bad (and said so).
+struct Parts {
     name: Option<String>,
     url: Option<String>,
     interval: Option<i64>,
     timeout: Option<i64>,
     paused: Option<bool>,
     expected: Option<Option<Vec<u16>>>,
+    failure_threshold: Option<u32>,
+    success_threshold: Option<u32>,
+    retry_interval: Option<Option<i64>>,
+    channels: Option<Vec<ChannelId>>,
+}
+
+fn finish(
+    p: Parts,
     fields: &Fields<'_>,
     mut errors: Vec<FieldError>,
 ) -> Result<ServiceSpec, Vec<FieldError>> {
-    if let (Some(i), Some(t)) = (interval, timeout)
+    if let (Some(i), Some(t)) = (p.interval, p.timeout)
         && t > i
     {
         let field = fields.get("timeout").map_or("timeout", |(f, _)| f);
@@ -393,21 +527,41 @@ fn finish(
             format!("must not exceed the interval ({t} s > {i} s)"),
         ));
     }
-    match (name, url, interval, timeout, paused, expected) {
-        (
-            Some(name),
-            Some(url),
-            Some(interval),
-            Some(timeout),
-            Some(paused),
-            Some(expected_statuses),
-        ) if errors.is_empty() => Ok(ServiceSpec {
+    if let (Some(i), Some(Some(r))) = (p.interval, p.retry_interval)
+        && r > i
+    {
+        // A retry later than the next round would never run.
+        let field = fields
+            .get("retry_interval")
+            .map_or("retry_interval", |(f, _)| f);
+        errors.push(FieldError::new(
+            field,
+            format!("must not exceed the interval ({r} s > {i} s)"),
+        ));
+    }
+    match p {
+        Parts {
+            name: Some(name),
+            url: Some(url),
+            interval: Some(interval),
+            timeout: Some(timeout),
+            paused: Some(paused),
+            expected: Some(expected_statuses),
+            failure_threshold: Some(failure_threshold),
+            success_threshold: Some(success_threshold),
+            retry_interval: Some(retry_interval),
+            channels: Some(channels),
+        } if errors.is_empty() => Ok(ServiceSpec {
             name,
             url,
             interval,
             timeout,
             paused,
             expected_statuses,
+            failure_threshold,
+            success_threshold,
+            retry_interval,
+            channels,
         }),
         _ => Err(errors),
     }

@@ -5,10 +5,10 @@
 use super::AppState;
 use super::body::read_json;
 use super::problem::ApiError;
-use crate::domain::ServiceId;
 use crate::domain::event::ScheduleUpdate;
 use crate::domain::time::now_ms;
 use crate::domain::validate;
+use crate::domain::{ChannelId, ServiceId};
 use crate::store::Updated;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -54,6 +54,7 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let body = read_json(&req, payload).await?;
     let spec = validate::full_spec(&body).map_err(ApiError::Validation)?;
+    channels_exist(&state, &spec.channels, &[]).await?;
     // Checked before the insert, so concurrent registrations may overshoot
     // the limit by a few; it guards against runaway scripts, not races.
     if state.service_count.get(&state.store).await? >= state.max_services {
@@ -76,6 +77,30 @@ pub async fn create(
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/services/{}", svc.id)))
         .json(svc))
+}
+
+/// Refuses channel ids that name no channel (422 naming `channels`), but
+/// for those in `kept`: a channel deleted after a service listed it is
+/// ignored when alerting, and must not block an unrelated PATCH.
+async fn channels_exist(
+    state: &AppState,
+    ids: &[ChannelId],
+    kept: &[ChannelId],
+) -> Result<(), ApiError> {
+    let new: Vec<ChannelId> = ids
+        .iter()
+        .copied()
+        .filter(|id| !kept.contains(id))
+        .collect();
+    let unknown = state.store.unknown_channels(&new).await?;
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = unknown.iter().map(ToString::to_string).collect();
+    Err(ApiError::Validation(vec![validate::FieldError::new(
+        "channels",
+        format!("no channel with id {}", list.join(", ")),
+    )]))
 }
 
 /// Announces a committed change to the scheduler. The change is already in
@@ -110,6 +135,7 @@ pub async fn replace(
 ) -> Result<HttpResponse, ApiError> {
     let body = read_json(&req, payload).await?;
     let spec = validate::full_spec(&body).map_err(ApiError::Validation)?;
+    channels_exist(&state, &spec.channels, &[]).await?;
     save(&state, id, spec).await
 }
 
@@ -135,6 +161,7 @@ pub async fn update(
             .await?
             .ok_or_else(|| not_found(id))?;
         let spec = validate::patch_spec(&current.spec(), &body).map_err(ApiError::Validation)?;
+        channels_exist(&state, &spec.channels, &current.channels).await?;
         if spec == current.spec() {
             // Nothing changes, so nothing is written (updated_at stays).
             return Ok(HttpResponse::Ok().json(current));
@@ -144,7 +171,7 @@ pub async fn update(
             .update_service(id, &spec, now_ms(), Some(current.version))
             .await?
         {
-            Updated::Saved(svc) => return announce(&state, svc).await,
+            Updated::Saved(svc) => return announce(&state, *svc).await,
             Updated::NotFound => return Err(not_found(id)),
             Updated::Conflict => continue,
         }
@@ -164,7 +191,7 @@ async fn save(
         .update_service(id, &spec, now_ms(), None)
         .await?
     {
-        Updated::Saved(svc) => announce(state, svc).await,
+        Updated::Saved(svc) => announce(state, *svc).await,
         Updated::NotFound | Updated::Conflict => Err(not_found(id)),
     }
 }

@@ -10,6 +10,10 @@ fn spec(interval: i64) -> ServiceSpec {
         timeout: 1,
         paused: false,
         expected_statuses: None,
+        failure_threshold: 1,
+        success_threshold: 1,
+        retry_interval: None,
+        channels: Vec::new(),
     }
 }
 
@@ -22,6 +26,11 @@ fn stored(id: i64, url: &str, last_scheduled_at: Option<i64>) -> Service {
         interval: 10,
         timeout: 1,
         expected_statuses: None,
+        failure_threshold: 1,
+        success_threshold: 1,
+        retry_interval: 10,
+        retry_interval_set: None,
+        channels: Vec::new(),
         last_status: crate::domain::Status::Up,
         last_check: None,
         last_latency_ms: None,

@@ -162,11 +162,24 @@ impl Leadership {
     }
 }
 
+/// What recording a batch did, to announce once it has committed.
+#[derive(Debug, Default)]
+pub struct Recorded {
+    /// `check` and `status_change` events, in order.
+    pub events: Vec<Event>,
+    /// Services whose failure is not confirmed yet: the scheduler checks
+    /// them again at these times.
+    pub retries: Vec<crate::domain::plan::Retry>,
+    /// Outbox rows written (the sender may start at once).
+    pub alerts: usize,
+}
+
 /// The outcome of [`Store::update_service`].
 #[derive(Debug)]
 pub enum Updated {
-    /// Written; the service as it is now.
-    Saved(Service),
+    /// Written; the service as it is now (boxed: it is large beside the
+    /// other outcomes).
+    Saved(Box<Service>),
     /// No such service.
     NotFound,
     /// The service changed since the version the caller read.
@@ -323,7 +336,7 @@ impl Store {
                     .optional()?,
             };
             if let Some(row) = row {
-                return Ok(Updated::Saved(row.into_service()));
+                return Ok(Updated::Saved(Box::new(row.into_service())));
             }
             if if_version.is_none() {
                 return Ok(Updated::NotFound);
@@ -420,27 +433,40 @@ impl Store {
 
     /// Records a batch of results in one transaction and returns the events
     /// they produce, in order, to publish once this has committed.
+    /// [`Store::record_batch`] tells the rest.
+    pub async fn record(&self, results: &[CheckResult]) -> Result<Vec<Event>, StoreError> {
+        Ok(self.record_batch(results).await?.events)
+    }
+
+    /// Records a batch of results in one transaction: their logs, the
+    /// services' statuses, transitions and the alerts they make (outbox
+    /// rows, one per change and channel). Returns what to announce once it
+    /// has committed.
     ///
     /// Idempotent: a result whose (service, scheduled_at) is already logged is
-    /// skipped whole. A result for a deleted service leaves nothing. The
-    /// service's status moves only forward in scheduled time, by a
+    /// skipped whole, and an alert is unique on (service, channel, event,
+    /// due time). A result for a deleted service leaves nothing. The
+    /// service's last check moves only forward in scheduled time, by a
     /// compare-and-set on `last_scheduled_at`, so a late result is logged but
-    /// never reorders transitions, and each transition is recorded once.
-    pub async fn record(&self, results: &[CheckResult]) -> Result<Vec<Event>, StoreError> {
+    /// never reorders transitions, and each transition is recorded once. Its
+    /// status follows the thresholds (`domain::confirm`) over the newest
+    /// rounds by due time.
+    pub async fn record_batch(&self, results: &[CheckResult]) -> Result<Recorded, StoreError> {
         if results.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Recorded::default());
         }
+        let now = crate::domain::time::now_ms();
         match &*self.backend {
             Backend::Sqlite(pools) => {
                 let mut writer = pools.writer.get().await?;
                 let results = results.to_vec();
                 Ok(writer
-                    .spawn_blocking(move |conn| sqlite::record(conn, &results))
+                    .spawn_blocking(move |conn| sqlite::record(conn, &results, now))
                     .await?)
             }
             Backend::Postgres { pool, .. } => {
                 let mut conn = pool.get().await?;
-                Ok(postgres::record(&mut conn, results).await?)
+                Ok(postgres::record(&mut conn, results, now).await?)
             }
         }
     }

@@ -5,15 +5,16 @@
     reason = "each field is its table's column of the same name (schema.rs)"
 )]
 
-use super::schema::{api_keys, health_logs, hourly_rollups, services, state_changes};
+use super::schema::{alerts, api_keys, health_logs, hourly_rollups, services, state_changes};
 use crate::domain::api_key::{ApiKey, NewApiKey};
+use crate::domain::confirm::Thresholds;
 use crate::domain::health_log::HealthLog;
-use crate::domain::plan::{Current, StatusUpdate, Transition};
+use crate::domain::plan::{self, Current, OutboxRow, Plan, StatusUpdate, Transition};
 use crate::domain::time::Millis;
 use crate::domain::uptime::HourlyRollup;
-use crate::domain::{CheckResult, Service, ServiceId, ServiceSpec, Status};
+use crate::domain::{ChannelId, CheckResult, Service, ServiceId, ServiceSpec, Status};
 use diesel::prelude::*;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// A `services` row.
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -33,6 +34,10 @@ pub struct ServiceRow {
     pub created_at: i64,
     pub updated_at: i64,
     pub version: i64,
+    pub failure_threshold: i32,
+    pub success_threshold: i32,
+    pub retry_interval_s: Option<i64>,
+    pub channel_ids: Option<String>,
 }
 
 impl ServiceRow {
@@ -46,6 +51,11 @@ impl ServiceRow {
             interval: self.interval_s,
             timeout: self.timeout_s,
             expected_statuses: decode_statuses(self.expected_statuses.as_deref()),
+            failure_threshold: threshold(self.failure_threshold),
+            success_threshold: threshold(self.success_threshold),
+            retry_interval: self.retry_interval_s.unwrap_or(self.interval_s),
+            retry_interval_set: self.retry_interval_s,
+            channels: decode_channels(self.channel_ids.as_deref()),
             last_status: self.last_status.parse().unwrap_or(Status::Pending),
             last_check: self.last_check,
             last_latency_ms: self.last_latency_ms,
@@ -58,24 +68,76 @@ impl ServiceRow {
     }
 }
 
-/// A service's row as a batch reads it: id, name, status, and the
-/// `scheduled_at` of the result that set the status.
-pub type CurrentRow = (i64, String, String, Option<i64>);
+/// A service's row as a batch reads it: what its results are judged
+/// against.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = services)]
+pub struct CurrentRow {
+    pub id: i64,
+    pub name: String,
+    pub last_status: String,
+    pub last_scheduled_at: Option<i64>,
+    pub interval_s: i64,
+    pub failure_threshold: i32,
+    pub success_threshold: i32,
+    pub retry_interval_s: Option<i64>,
+    pub channel_ids: Option<String>,
+}
 
-/// The rows a batch read, by id, as [`crate::domain::plan::plan`] takes them. An
-/// unreadable status (a row edited by hand) counts as PENDING.
+/// The rows a batch read, by id, as [`crate::domain::plan::plan`] takes
+/// them. An unreadable status (a row edited by hand) counts as PENDING.
 pub fn current(rows: Vec<CurrentRow>) -> HashMap<ServiceId, Current> {
     rows.into_iter()
-        .map(|(id, name, status, scheduled_at)| {
-            let status = status.parse().unwrap_or(Status::Pending);
+        .map(|r| {
+            let interval_ms = r.interval_s.saturating_mul(1000);
+            // A retry at the interval or later is just the next round.
+            let retry_ms = r
+                .retry_interval_s
+                .map(|s| s.saturating_mul(1000))
+                .filter(|ms| *ms >= 1 && *ms < interval_ms);
             let row = Current {
-                name,
-                status,
-                scheduled_at,
+                name: r.name,
+                status: r.last_status.parse().unwrap_or(Status::Pending),
+                scheduled_at: r.last_scheduled_at,
+                thresholds: Thresholds {
+                    failure: threshold(r.failure_threshold),
+                    success: threshold(r.success_threshold),
+                },
+                retry_ms,
+                channels: decode_channels(r.channel_ids.as_deref()),
             };
-            (ServiceId(id), row)
+            (ServiceId(r.id), row)
         })
         .collect()
+}
+
+/// Newest rounds as read, `(scheduled_at, status)`; an unreadable status
+/// (a row edited by hand) is left out.
+pub fn rounds(rows: Vec<(i64, String)>) -> Vec<(Millis, Status)> {
+    rows.into_iter()
+        .filter_map(|(at, s)| Some((at, s.parse().ok()?)))
+        .collect()
+}
+
+/// The outbox rows of a batch's plan, given the channels read for it
+/// (`(id, all_services)`: the listed ones that exist and every
+/// all-services one) and when its services last went DOWN.
+pub fn outbox_rows(
+    plan: &Plan,
+    channels: Vec<(i64, bool)>,
+    down_since: Vec<(i64, Option<i64>)>,
+) -> Vec<OutboxRow> {
+    let existing: HashSet<ChannelId> = channels.iter().map(|(id, _)| ChannelId(*id)).collect();
+    let all: Vec<ChannelId> = channels
+        .iter()
+        .filter(|(_, all)| *all)
+        .map(|(id, _)| ChannelId(*id))
+        .collect();
+    let since: HashMap<ServiceId, Millis> = down_since
+        .into_iter()
+        .filter_map(|(id, at)| Some((ServiceId(id), at?)))
+        .collect();
+    plan::outbox_rows(&plan.alerts, &existing, &all, &since)
 }
 
 /// Columns written when a service is created.
@@ -91,6 +153,10 @@ pub struct NewServiceRow<'a> {
     pub last_status: &'static str,
     pub created_at: i64,
     pub updated_at: i64,
+    pub failure_threshold: i32,
+    pub success_threshold: i32,
+    pub retry_interval_s: Option<i64>,
+    pub channel_ids: Option<String>,
 }
 
 impl<'a> NewServiceRow<'a> {
@@ -106,6 +172,10 @@ impl<'a> NewServiceRow<'a> {
             last_status: Status::Pending.as_str(),
             created_at: now,
             updated_at: now,
+            failure_threshold: spec.failure_threshold as i32,
+            success_threshold: spec.success_threshold as i32,
+            retry_interval_s: spec.retry_interval,
+            channel_ids: encode_channels(&spec.channels),
         }
     }
 }
@@ -121,6 +191,10 @@ pub struct ServiceChanges<'a> {
     pub expected_statuses: Option<String>,
     pub paused: bool,
     pub updated_at: i64,
+    pub failure_threshold: i32,
+    pub success_threshold: i32,
+    pub retry_interval_s: Option<i64>,
+    pub channel_ids: Option<String>,
 }
 
 impl<'a> ServiceChanges<'a> {
@@ -134,6 +208,10 @@ impl<'a> ServiceChanges<'a> {
             expected_statuses: encode_statuses(spec.expected_statuses.as_deref()),
             paused: spec.paused,
             updated_at: now,
+            failure_threshold: spec.failure_threshold as i32,
+            success_threshold: spec.success_threshold as i32,
+            retry_interval_s: spec.retry_interval,
+            channel_ids: encode_channels(&spec.channels),
         }
     }
 }
@@ -216,6 +294,45 @@ impl From<&Transition> for NewStateChange {
             changed_at: t.changed_at,
         }
     }
+}
+
+/// An outbox row to insert (state, attempts and the rest keep their
+/// defaults: pending, never tried).
+#[derive(Debug, Insertable)]
+#[diesel(table_name = alerts)]
+pub struct NewAlertRow {
+    pub service_id: Option<i64>,
+    pub channel_id: i64,
+    pub event: &'static str,
+    pub old_status: &'static str,
+    pub new_status: &'static str,
+    pub scheduled_at: i64,
+    pub payload: String,
+    pub created_at: i64,
+    pub next_attempt_at: i64,
+}
+
+impl NewAlertRow {
+    /// The row for `row`, due at once.
+    pub fn new(row: &OutboxRow, now: Millis) -> Self {
+        Self {
+            service_id: Some(row.service_id.get()),
+            channel_id: row.channel_id.get(),
+            event: row.event.as_str(),
+            old_status: row.old.as_str(),
+            new_status: row.new.as_str(),
+            scheduled_at: row.scheduled_at,
+            payload: payload_json(row),
+            created_at: now,
+            next_attempt_at: now,
+        }
+    }
+}
+
+/// The payload column: `AlertPayload` as JSON (it always serializes; the
+/// fallback only keeps the row writable).
+pub fn payload_json(row: &OutboxRow) -> String {
+    serde_json::to_string(&row.payload).unwrap_or_else(|_| String::from("{}"))
 }
 
 /// The status columns a recorded result sets.
@@ -324,9 +441,39 @@ pub fn decode_statuses(text: Option<&str>) -> Option<Vec<u16>> {
     (!list.is_empty()).then_some(list)
 }
 
+/// A threshold column as the domain counts it; the store's CHECK keeps it
+/// in 1..=100, and a row edited past it counts as 1.
+fn threshold(column: i32) -> u32 {
+    u32::try_from(column).ok().filter(|n| *n >= 1).unwrap_or(1)
+}
+
+/// Stores channel ids as a JSON array (`"[1,2]"`), `NULL` when there are none.
+pub fn encode_channels(ids: &[ChannelId]) -> Option<String> {
+    (!ids.is_empty()).then(|| serde_json::to_string(ids).unwrap_or_default())
+}
+
+/// Reads a list written by [`encode_channels`]; anything unreadable is none.
+pub fn decode_channels(text: Option<&str>) -> Vec<ChannelId> {
+    text.and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn channel_lists_round_trip_and_none_is_null() {
+        let enc = encode_channels(&[ChannelId(3), ChannelId(1)]);
+        assert_eq!(enc.as_deref(), Some("[3,1]"));
+        assert_eq!(
+            decode_channels(enc.as_deref()),
+            [ChannelId(3), ChannelId(1)]
+        );
+        assert_eq!(encode_channels(&[]), None);
+        assert!(decode_channels(None).is_empty());
+        assert!(decode_channels(Some("garbage")).is_empty());
+    }
 
     #[test]
     fn status_lists_round_trip() {

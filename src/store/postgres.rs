@@ -3,12 +3,14 @@
 //! start under an advisory lock, so processes starting together take turns
 //! instead of failing.
 
-use super::StoreError;
 use super::models;
 use super::pg_connect::Connector;
-use super::schema::services;
-use crate::domain::plan;
-use crate::domain::{CheckResult, Event, ServiceId};
+use super::schema::{channels, services, state_changes};
+use super::{Recorded, StoreError};
+use crate::domain::plan::{self, History, Logged};
+use crate::domain::time::Millis;
+use crate::domain::{CheckResult, ServiceId, Status};
+use diesel::dsl::max;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
 use diesel_async::pooled_connection::deadpool::Pool;
@@ -16,7 +18,7 @@ use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfi
 use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use futures_util::FutureExt;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// The pool of PostgreSQL connections.
@@ -84,24 +86,39 @@ pub async fn open(connector: &Connector, pool_size: usize) -> Result<PgPool, Sto
 }
 
 #[derive(diesel::QueryableByName)]
-struct Logged {
+struct LoggedRow {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
     #[diesel(sql_type = BigInt)]
     service_id: i64,
     #[diesel(sql_type = BigInt)]
     scheduled_at: i64,
 }
 
-/// Records a batch in one transaction of five statements, whatever its
+#[derive(diesel::QueryableByName)]
+struct Round {
+    #[diesel(sql_type = BigInt)]
+    service_id: i64,
+    #[diesel(sql_type = BigInt)]
+    scheduled_at: i64,
+    #[diesel(sql_type = Text)]
+    status: String,
+}
+
+/// Records a batch in one transaction of a few statements, whatever its
 /// size: the batch's service rows are locked (in id order, so two recorders
 /// never deadlock) and read, the logs inserted from arrays with `unnest`,
-/// then the statuses and transitions [`plan::plan`] decides are written
-/// the same way. The row locks make the status update a compare-and-set: a
-/// second recorder waits for this one and then judges against its result.
-/// See [`super::Store::record`] for the promises.
+/// the newest rounds read for the services whose thresholds need them (one
+/// statement), then the statuses, transitions and outbox rows
+/// [`plan::plan`] decides are written the same way (the channels read once
+/// for a batch that alerts). The row locks make the status update a
+/// compare-and-set: a second recorder waits for this one and then judges
+/// against its result. See [`super::Store::record_batch`] for the promises.
 pub async fn record(
     conn: &mut AsyncPgConnection,
     results: &[CheckResult],
-) -> Result<Vec<Event>, diesel::result::Error> {
+    now: Millis,
+) -> Result<Recorded, diesel::result::Error> {
     conn.transaction::<_, diesel::result::Error, _>(async |conn| {
         let ids: Vec<i64> = plan::service_ids(results)
             .into_iter()
@@ -109,12 +126,7 @@ pub async fn record(
             .collect();
         let rows: Vec<models::CurrentRow> = services::table
             .filter(services::id.eq_any(&ids))
-            .select((
-                services::id,
-                services::name,
-                services::last_status,
-                services::last_scheduled_at,
-            ))
+            .select(models::CurrentRow::as_select())
             .order(services::id.asc())
             .for_update()
             .load(conn)
@@ -124,8 +136,8 @@ pub async fn record(
             .into_iter()
             .filter(|r| current.contains_key(&r.service_id))
             .collect();
-        let logged: HashSet<(i64, i64)> = if fresh.is_empty() {
-            HashSet::new()
+        let logged: HashMap<(i64, i64), i64> = if fresh.is_empty() {
+            HashMap::new()
         } else {
             diesel::sql_query(
                 "INSERT INTO health_logs \
@@ -133,7 +145,7 @@ pub async fn record(
                  SELECT * FROM unnest($1::int8[], $2::text[], $3::int8[], $4::int4[], \
                  $5::text[], $6::int8[], $7::int8[]) \
                  ON CONFLICT (service_id, scheduled_at) DO NOTHING \
-                 RETURNING service_id, scheduled_at",
+                 RETURNING id, service_id, scheduled_at",
             )
             .bind::<Array<BigInt>, _>(fresh.iter().map(|r| r.service_id.get()).collect::<Vec<_>>())
             .bind::<Array<Text>, _>(fresh.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
@@ -149,18 +161,51 @@ pub async fn record(
             )
             .bind::<Array<BigInt>, _>(fresh.iter().map(|r| r.scheduled_at).collect::<Vec<_>>())
             .bind::<Array<BigInt>, _>(fresh.iter().map(|r| r.checked_at).collect::<Vec<_>>())
-            .load::<Logged>(conn)
+            .load::<LoggedRow>(conn)
             .await?
             .into_iter()
-            .map(|l| (l.service_id, l.scheduled_at))
+            .map(|l| ((l.service_id, l.scheduled_at), l.id))
             .collect()
         };
-        let plan = plan::plan(
-            current,
-            fresh
-                .into_iter()
-                .filter(|r| logged.contains(&(r.service_id.get(), r.scheduled_at))),
-        );
+        let logged: Vec<Logged> = fresh
+            .into_iter()
+            .filter_map(|r| {
+                let id = logged.get(&(r.service_id.get(), r.scheduled_at))?;
+                Some(Logged {
+                    result: r,
+                    log_id: Some(*id),
+                })
+            })
+            .collect();
+        let wanted = plan::history_wanted(&current, logged.iter().map(|l| l.result));
+        let mut history = History::new();
+        if !wanted.is_empty() {
+            // Each service's newest rounds down its (service_id,
+            // scheduled_at) index, in one statement.
+            let rounds: Vec<Round> = diesel::sql_query(
+                "SELECT l.service_id, l.scheduled_at, l.status \
+                 FROM unnest($1::int8[], $2::int8[]) AS w(id, n) \
+                 CROSS JOIN LATERAL (SELECT h.service_id, h.scheduled_at, h.status \
+                 FROM health_logs h WHERE h.service_id = w.id \
+                 ORDER BY h.scheduled_at DESC LIMIT w.n) AS l",
+            )
+            .bind::<Array<BigInt>, _>(wanted.iter().map(|(id, _)| id.get()).collect::<Vec<_>>())
+            .bind::<Array<BigInt>, _>(wanted.iter().map(|(_, n)| *n).collect::<Vec<_>>())
+            .load(conn)
+            .await?;
+            let mut by_service: HashMap<ServiceId, Vec<(i64, String)>> = HashMap::new();
+            for r in rounds {
+                by_service
+                    .entry(ServiceId(r.service_id))
+                    .or_default()
+                    .push((r.scheduled_at, r.status));
+            }
+            for (id, mut rows) in by_service {
+                rows.sort_unstable_by_key(|(at, _)| std::cmp::Reverse(*at));
+                history.insert(id, models::rounds(rows));
+            }
+        }
+        let plan = plan::plan(current, logged, &history);
         if !plan.updates.is_empty() {
             let u = &plan.updates;
             diesel::sql_query(
@@ -177,6 +222,43 @@ pub async fn record(
             .execute(conn)
             .await?;
         }
+        // Read before this batch's transitions are in: an `up` after a DOWN
+        // recorded earlier needs that DOWN, not one later in the batch.
+        let outbox = if plan.alerts.is_empty() {
+            Vec::new()
+        } else {
+            let listed: Vec<i64> = plan
+                .listed_channels()
+                .into_iter()
+                .map(|c| c.get())
+                .collect();
+            let found: Vec<(i64, bool)> = channels::table
+                .filter(
+                    channels::all_services
+                        .eq(true)
+                        .or(channels::id.eq_any(&listed)),
+                )
+                .select((channels::id, channels::all_services))
+                .load(conn)
+                .await?;
+            let since_ids: Vec<i64> = plan
+                .since_wanted()
+                .into_iter()
+                .map(ServiceId::get)
+                .collect();
+            let since: Vec<(i64, Option<i64>)> = if since_ids.is_empty() {
+                Vec::new()
+            } else {
+                state_changes::table
+                    .filter(state_changes::service_id.eq_any(&since_ids))
+                    .filter(state_changes::new_status.eq(Status::Down.as_str()))
+                    .group_by(state_changes::service_id)
+                    .select((state_changes::service_id, max(state_changes::changed_at)))
+                    .load(conn)
+                    .await?
+            };
+            models::outbox_rows(&plan, found, since)
+        };
         if !plan.transitions.is_empty() {
             let t = &plan.transitions;
             diesel::sql_query(
@@ -195,7 +277,34 @@ pub async fn record(
             .execute(conn)
             .await?;
         }
-        Ok(plan.events)
+        let alerts = if outbox.is_empty() {
+            0
+        } else {
+            let a = &outbox;
+            diesel::sql_query(
+                "INSERT INTO alerts (service_id, channel_id, event, old_status, new_status, \
+                 scheduled_at, payload, created_at, next_attempt_at) \
+                 SELECT s, c, e, o, n, at, p, $8, $8 FROM unnest($1::int8[], $2::int8[], \
+                 $3::text[], $4::text[], $5::text[], $6::int8[], $7::text[]) \
+                 AS a(s, c, e, o, n, at, p) \
+                 ON CONFLICT (service_id, channel_id, event, scheduled_at) DO NOTHING",
+            )
+            .bind::<Array<BigInt>, _>(a.iter().map(|a| a.service_id.get()).collect::<Vec<_>>())
+            .bind::<Array<BigInt>, _>(a.iter().map(|a| a.channel_id.get()).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(a.iter().map(|a| a.event.as_str()).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(a.iter().map(|a| a.old.as_str()).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(a.iter().map(|a| a.new.as_str()).collect::<Vec<_>>())
+            .bind::<Array<BigInt>, _>(a.iter().map(|a| a.scheduled_at).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(a.iter().map(models::payload_json).collect::<Vec<_>>())
+            .bind::<BigInt, _>(now)
+            .execute(conn)
+            .await?
+        };
+        Ok(Recorded {
+            events: plan.events,
+            retries: plan.retries,
+            alerts,
+        })
     })
     .await
 }

@@ -1,12 +1,15 @@
 //! The SQLite backend: a file in WAL mode behind a deadpool of
 //! `SyncConnectionWrapper`s, migrations embedded and run at start.
 
+use super::Recorded;
 use super::StoreError;
-use super::models::{self, NewHealthLog, NewStateChange, StatusColumns};
-use super::schema::{health_logs, services, state_changes};
-use crate::domain::plan;
-use crate::domain::{CheckResult, Event, ServiceId};
+use super::models::{self, NewAlertRow, NewHealthLog, NewStateChange, StatusColumns};
+use super::schema::{alerts as schema_alerts, channels, health_logs, services, state_changes};
+use crate::domain::plan::{self, History, Logged};
+use crate::domain::time::Millis;
+use crate::domain::{CheckResult, ServiceId, Status};
 use diesel::connection::SimpleConnection;
+use diesel::dsl::max;
 use diesel::prelude::*;
 use diesel::sqlite::SqliteConnection;
 use diesel_async::pooled_connection::deadpool::Pool;
@@ -94,7 +97,11 @@ fn pool(url: &str, size: usize) -> Result<SqlitePool, StoreError> {
 /// (the write lock is taken at `BEGIN`, so nothing read can go stale), all
 /// of it on one blocking thread: a few microseconds a statement instead of
 /// a thread hand-off each. See [`super::Store::record`] for the promises.
-pub fn record(conn: &mut SqliteConnection, results: &[CheckResult]) -> QueryResult<Vec<Event>> {
+pub fn record(
+    conn: &mut SqliteConnection,
+    results: &[CheckResult],
+    now: Millis,
+) -> QueryResult<Recorded> {
     conn.immediate_transaction(|conn| {
         let ids: Vec<i64> = plan::service_ids(results)
             .into_iter()
@@ -102,12 +109,7 @@ pub fn record(conn: &mut SqliteConnection, results: &[CheckResult]) -> QueryResu
             .collect();
         let rows: Vec<models::CurrentRow> = services::table
             .filter(services::id.eq_any(&ids))
-            .select((
-                services::id,
-                services::name,
-                services::last_status,
-                services::last_scheduled_at,
-            ))
+            .select(models::CurrentRow::as_select())
             .load(conn)?;
         let current = models::current(rows);
         let mut logged = Vec::with_capacity(results.len());
@@ -115,21 +117,71 @@ pub fn record(conn: &mut SqliteConnection, results: &[CheckResult]) -> QueryResu
             if !current.contains_key(&r.service_id) {
                 continue;
             }
-            let inserted = diesel::insert_into(health_logs::table)
+            let inserted: Option<i64> = diesel::insert_into(health_logs::table)
                 .values(NewHealthLog::from_result(r))
                 .on_conflict((health_logs::service_id, health_logs::scheduled_at))
                 .do_nothing()
-                .execute(conn)?;
-            if inserted > 0 {
-                logged.push(r);
+                .returning(health_logs::id)
+                .get_result(conn)
+                .optional()?;
+            if let Some(id) = inserted {
+                logged.push(Logged {
+                    result: r,
+                    log_id: Some(id),
+                });
             }
         }
-        let plan = plan::plan(current, logged);
+        let mut history = History::new();
+        for (service, n) in plan::history_wanted(&current, logged.iter().map(|l| l.result)) {
+            let rounds: Vec<(i64, String)> = health_logs::table
+                .filter(health_logs::service_id.eq(service.get()))
+                .order(health_logs::scheduled_at.desc())
+                .limit(n)
+                .select((health_logs::scheduled_at, health_logs::status))
+                .load(conn)?;
+            history.insert(service, models::rounds(rounds));
+        }
+        let plan = plan::plan(current, logged, &history);
         for u in &plan.updates {
             diesel::update(services::table.find(u.service_id.get()))
                 .set(StatusColumns::from(u))
                 .execute(conn)?;
         }
+        // Read before this batch's transitions are in: an `up` after a DOWN
+        // recorded earlier needs that DOWN, not one later in the batch.
+        let outbox = if plan.alerts.is_empty() {
+            Vec::new()
+        } else {
+            let listed: Vec<i64> = plan
+                .listed_channels()
+                .into_iter()
+                .map(|c| c.get())
+                .collect();
+            let found: Vec<(i64, bool)> = channels::table
+                .filter(
+                    channels::all_services
+                        .eq(true)
+                        .or(channels::id.eq_any(&listed)),
+                )
+                .select((channels::id, channels::all_services))
+                .load(conn)?;
+            let since_ids: Vec<i64> = plan
+                .since_wanted()
+                .into_iter()
+                .map(ServiceId::get)
+                .collect();
+            let since: Vec<(i64, Option<i64>)> = if since_ids.is_empty() {
+                Vec::new()
+            } else {
+                state_changes::table
+                    .filter(state_changes::service_id.eq_any(&since_ids))
+                    .filter(state_changes::new_status.eq(Status::Down.as_str()))
+                    .group_by(state_changes::service_id)
+                    .select((state_changes::service_id, max(state_changes::changed_at)))
+                    .load(conn)?
+            };
+            models::outbox_rows(&plan, found, since)
+        };
         for t in &plan.transitions {
             diesel::insert_into(state_changes::table)
                 .values(NewStateChange::from(t))
@@ -137,6 +189,23 @@ pub fn record(conn: &mut SqliteConnection, results: &[CheckResult]) -> QueryResu
                 .do_nothing()
                 .execute(conn)?;
         }
-        Ok(plan.events)
+        let mut alerts = 0;
+        for row in &outbox {
+            alerts += diesel::insert_into(schema_alerts::table)
+                .values(NewAlertRow::new(row, now))
+                .on_conflict((
+                    schema_alerts::service_id,
+                    schema_alerts::channel_id,
+                    schema_alerts::event,
+                    schema_alerts::scheduled_at,
+                ))
+                .do_nothing()
+                .execute(conn)?;
+        }
+        Ok(Recorded {
+            events: plan.events,
+            retries: plan.retries,
+            alerts,
+        })
     })
 }

@@ -169,6 +169,74 @@ fn patch_merges_and_revalidates_the_whole() {
     assert!(patch_spec(&cur, &json!({"name": null})).is_err());
 }
 
+#[test]
+fn noise_control_fields_default_to_one_check_deciding() {
+    let spec = full_spec(&json!({"name": "a", "url": "http://x", "interval": 60})).unwrap();
+    assert_eq!((spec.failure_threshold, spec.success_threshold), (1, 1));
+    assert_eq!(spec.retry_interval, None);
+    assert_eq!(spec.effective_retry_interval(), 60);
+    assert!(spec.channels.is_empty());
+}
+
+#[test]
+fn noise_control_fields_are_read_and_checked() {
+    let spec = full_spec(&json!({
+        "name": "a", "url": "http://x", "interval": 60,
+        "failure_threshold": 3, "success_threshold": 2, "retry_interval": 5,
+        "channels": [4, 2, 4],
+    }))
+    .unwrap();
+    assert_eq!((spec.failure_threshold, spec.success_threshold), (3, 2));
+    assert_eq!(spec.retry_interval, Some(5));
+    assert_eq!(spec.channels, [ChannelId(4), ChannelId(2)], "repeats go");
+    for (field, bad) in [
+        ("failure_threshold", json!(0)),
+        ("failure_threshold", json!(101)),
+        ("success_threshold", json!("2")),
+        ("success_threshold", json!(1.5)),
+        ("retry_interval", json!(0)),
+        ("retry_interval", json!(61)),
+        ("channels", json!([0])),
+        ("channels", json!(["1"])),
+        ("channels", json!(3)),
+        ("channels", json!((1..=33).collect::<Vec<i64>>())),
+    ] {
+        let mut body = json!({"name": "a", "url": "http://x", "interval": 60});
+        body[field] = bad.clone();
+        let errors = full_spec(&body).expect_err(&format!("{field}: {bad}"));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].field, field, "{errors:?}");
+    }
+}
+
+#[test]
+fn a_patch_keeps_resets_and_rechecks_noise_control() {
+    let current = full_spec(&json!({
+        "name": "a", "url": "http://x", "interval": 60,
+        "failure_threshold": 3, "retry_interval": 5, "channels": [1],
+    }))
+    .unwrap();
+    let kept = patch_spec(&current, &json!({"name": "b"})).unwrap();
+    assert_eq!(kept.failure_threshold, 3);
+    assert_eq!(kept.retry_interval, Some(5));
+    assert_eq!(kept.channels, [ChannelId(1)]);
+    let reset = patch_spec(
+        &current,
+        &json!({"failure_threshold": null, "retry_interval": null, "channels": null}),
+    )
+    .unwrap();
+    assert_eq!(reset.failure_threshold, 1);
+    assert_eq!(reset.retry_interval, None);
+    assert!(reset.channels.is_empty());
+    // An unset retry interval follows the interval down...
+    let shorter = patch_spec(&reset, &json!({"interval": 20})).unwrap();
+    assert_eq!(shorter.effective_retry_interval(), 20);
+    // ...a set one may not end up above it.
+    let errors = patch_spec(&current, &json!({"interval": 4, "timeout": 4})).unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].field, "retry_interval");
+}
+
 mod properties {
     use super::super::*;
     use proptest::prelude::*;
@@ -185,6 +253,10 @@ mod properties {
                 "PAUSED",
                 "paused",
                 "expected_statuses",
+                "failure_threshold",
+                "Success_Threshold",
+                "retry_interval",
+                "channels",
                 "id",
                 "last_status",
                 "colour",
@@ -227,6 +299,10 @@ mod properties {
             "name": spec.name, "url": spec.url, "interval": spec.interval,
             "timeout": spec.timeout, "paused": spec.paused,
             "expected_statuses": spec.expected_statuses,
+            "failure_threshold": spec.failure_threshold,
+            "success_threshold": spec.success_threshold,
+            "retry_interval": spec.retry_interval,
+            "channels": spec.channels,
         })
     }
 
@@ -261,6 +337,8 @@ mod properties {
             let current = full_spec(&json!({"name": "a", "url": "http://x", "interval": 30})).unwrap();
             if let Ok(spec) = patch_spec(&current, &b) {
                 prop_assert!(spec.timeout >= 1 && spec.timeout <= spec.interval);
+                prop_assert!(spec.effective_retry_interval() <= spec.interval);
+                prop_assert!((1..=MAX_THRESHOLD).contains(&spec.failure_threshold));
                 prop_assert_eq!(full_spec(&as_json(&spec)), Ok(spec));
             }
         }
