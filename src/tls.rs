@@ -31,30 +31,44 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 /// A client configuration that verifies the server's chain against the
 /// system's roots and the CAs in `ca_file`, and its host name.
 pub fn verifying_client(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, TlsError> {
+    let (system, extra) = trust_roots(ca_file)?;
     let mut roots = rustls::RootCertStore::empty();
     // A system without a CA bundle still works with a CA file alone.
-    for cert in rustls_native_certs::load_native_certs().certs {
+    for cert in system {
         let _ = roots.add(cert);
     }
-    if let Some(path) = ca_file {
-        let bad = |why: String| TlsError::CaFile {
-            path: path.to_owned(),
-            why,
-        };
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-            .and_then(|it| it.collect())
-            .map_err(|e| bad(e.to_string()))?;
-        if certs.is_empty() {
-            return Err(bad("no certificate in the file".into()));
-        }
-        for cert in certs {
-            roots.add(cert).map_err(|e| bad(e.to_string()))?;
-        }
+    for cert in extra {
+        roots.add(cert).map_err(|e| TlsError::CaFile {
+            path: ca_file.map(Path::to_owned).unwrap_or_default(),
+            why: e.to_string(),
+        })?;
     }
     Ok(rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth())
+}
+
+/// The system's roots and, apart, the certificates in `ca_file` (for a
+/// client that builds its trust store itself, such as SMTP's).
+pub fn trust_roots(
+    ca_file: Option<&Path>,
+) -> Result<(Vec<CertificateDer<'static>>, Vec<CertificateDer<'static>>), TlsError> {
+    let system = rustls_native_certs::load_native_certs().certs;
+    let Some(path) = ca_file else {
+        return Ok((system, Vec::new()));
+    };
+    let bad = |why: String| TlsError::CaFile {
+        path: path.to_owned(),
+        why,
+    };
+    let extra: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect())
+        .map_err(|e| bad(e.to_string()))?;
+    if extra.is_empty() {
+        return Err(bad("no certificate in the file".into()));
+    }
+    Ok((system, extra))
 }
 
 #[cfg(test)]

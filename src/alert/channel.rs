@@ -88,11 +88,11 @@ pub enum ChannelConfig {
     Email {
         /// SMTP host.
         host: String,
-        /// SMTP port (587 by default).
+        /// SMTP port (465 with implicit TLS, 587 otherwise).
         port: u16,
-        /// Upgrade to TLS with STARTTLS (default true; refuse to send if
-        /// the server cannot).
-        starttls: bool,
+        /// How the connection is encrypted (`tls`: `starttls`, `implicit`
+        /// or `none`; by default `implicit` on port 465, else `starttls`).
+        tls: MailTls,
         /// SMTP user, if the server wants a login.
         username: Option<String>,
         /// SMTP password.
@@ -127,6 +127,19 @@ pub enum ChannelConfig {
         /// The service integration's routing key.
         routing_key: Secret,
     },
+}
+
+/// How an SMTP connection is encrypted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MailTls {
+    /// Plain connection upgraded with STARTTLS (submission, port 587);
+    /// a server that does not offer it gets nothing, not a plain mail.
+    Starttls,
+    /// TLS from the first byte (submissions, port 465, RFC 8314).
+    Implicit,
+    /// No encryption at all: only when asked for (a local relay, tests).
+    None,
 }
 
 /// Reads a field set, reporting each problem under `config.<key>`.
@@ -183,17 +196,6 @@ impl<'a> Fields<'a> {
         self.url("api_base", false)
             .map(|u| u.trim_end_matches('/').to_owned())
             .unwrap_or_else(|| default.to_owned())
-    }
-
-    fn bool(&mut self, key: &str, default: bool) -> bool {
-        match self.map.get(key) {
-            None | Some(Value::Null) => default,
-            Some(Value::Bool(b)) => *b,
-            Some(_) => {
-                self.bad(key, "must be true or false");
-                default
-            }
-        }
     }
 
     fn port(&mut self, key: &str, default: u16) -> u16 {
@@ -288,9 +290,7 @@ impl ChannelConfig {
         let known: &'static [&'static str] = match kind {
             "webhook" => &["url", "secret", "api_base"],
             "slack" | "discord" | "teams" => &["url", "api_base"],
-            "email" => &[
-                "host", "port", "starttls", "username", "password", "from", "to",
-            ],
+            "email" => &["host", "port", "tls", "username", "password", "from", "to"],
             "ntfy" => &["api_base", "topic", "token"],
             "telegram" => &["api_base", "bot_token", "chat_id"],
             _ => &["api_base", "routing_key"],
@@ -322,10 +322,37 @@ impl ChannelConfig {
             }
             "email" => {
                 let host = f.string("host", true);
-                let port = f.port("port", 587);
-                let starttls = f.bool("starttls", true);
+                let tls = match f.string("tls", false).as_deref() {
+                    None => None,
+                    Some("starttls") => Some(MailTls::Starttls),
+                    Some("implicit") => Some(MailTls::Implicit),
+                    Some("none") => Some(MailTls::None),
+                    Some(_) => {
+                        f.bad("tls", "must be one of starttls, implicit, none");
+                        None
+                    }
+                };
+                let port = f.port(
+                    "port",
+                    if tls == Some(MailTls::Implicit) {
+                        465
+                    } else {
+                        587
+                    },
+                );
+                let tls = tls.unwrap_or(if port == 465 {
+                    MailTls::Implicit
+                } else {
+                    MailTls::Starttls
+                });
                 let username = f.string("username", false);
                 let password = f.string("password", false).map(Secret);
+                // One without the other cannot log in; say so now, not at 3 a.m.
+                match (&username, &password) {
+                    (Some(_), None) => f.bad("password", "is required with config.username"),
+                    (None, Some(_)) => f.bad("username", "is required with config.password"),
+                    _ => {}
+                }
                 let from = f.string("from", true);
                 if from.as_deref().is_some_and(|a| !looks_like_address(a)) {
                     f.bad("from", "is not a mail address");
@@ -335,7 +362,7 @@ impl ChannelConfig {
                     (Some(host), Some(from)) => Some(ChannelConfig::Email {
                         host,
                         port,
-                        starttls,
+                        tls,
                         username,
                         password,
                         from,
@@ -478,10 +505,36 @@ mod tests {
             mail,
             ChannelConfig::Email {
                 port: 587,
-                starttls: true,
+                tls: MailTls::Starttls,
                 ..
             }
         ));
+        let email = |config: Value| match ChannelConfig::parse("email", &config) {
+            Ok(ChannelConfig::Email { port, tls, .. }) => (port, tls),
+            other => panic!("{other:?}"),
+        };
+        let base = json!({"host": "h.example", "from": "a@example.org", "to": "b@example.org"});
+        let with = |extra: Value| {
+            let mut c = base.clone();
+            for (k, v) in extra.as_object().unwrap() {
+                c[k] = v.clone();
+            }
+            c
+        };
+        // Port 465 means implicit TLS, and implicit TLS means port 465.
+        assert_eq!(email(with(json!({"port": 465}))), (465, MailTls::Implicit));
+        assert_eq!(
+            email(with(json!({"tls": "implicit"}))),
+            (465, MailTls::Implicit)
+        );
+        assert_eq!(
+            email(with(json!({"tls": "none", "port": 25}))),
+            (25, MailTls::None)
+        );
+        assert_eq!(
+            email(with(json!({"tls": "starttls", "port": 2525}))),
+            (2525, MailTls::Starttls)
+        );
     }
 
     #[test]
@@ -512,6 +565,14 @@ mod tests {
                 &json!({"host": "h", "port": 0, "from": "nobody", "to": ["x@y.z\r\nBcc: a@b.c"]})
             )),
             ["config.from", "config.port", "config.to"]
+        );
+        assert_eq!(
+            fields(ChannelConfig::parse(
+                "email",
+                &json!({"host": "h", "tls": "ssl", "username": "u",
+                        "from": "a@example.org", "to": "b@example.org"})
+            )),
+            ["config.password", "config.tls"]
         );
         assert_eq!(
             fields(ChannelConfig::parse("ntfy", &json!({"topic": "../admin"}))),

@@ -8,6 +8,7 @@
 
 pub mod channel;
 pub mod deliver;
+pub mod mail;
 pub mod render;
 pub mod sender;
 pub mod sign;
