@@ -8,6 +8,7 @@ pub mod maintenance;
 pub mod measure;
 pub mod receiver;
 pub mod skip;
+pub mod smtp;
 pub mod target;
 
 use serde_json::Value;
