@@ -119,6 +119,7 @@ pub use outbox::{ChannelRecord, DownService, Earlier, NewOutboxRow, OutboxRow};
 pub use alerts::TEST_SERVICE_NAME;
 pub use channels::{CHANNEL_DELETED, ChannelSaved};
 pub use rollups::RollupReport;
+pub use windows::{MAX_WINDOWS, OpenWindows, WindowUpdate};
 
 /// Where a page of logs starts (exclusive).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

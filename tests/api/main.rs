@@ -27,4 +27,5 @@ mod schedule;
 mod services;
 mod target_safety;
 mod websocket;
+mod windows;
 mod worker;
