@@ -641,3 +641,95 @@ async fn old_rollups_go_oldest_first_at_most_a_batch_at_a_time(store: Store) {
         4
     );
 }
+
+/// Maintenance windows on both backends: `Store::maintenance_until` answers
+/// from the windows as stored at the moment asked, one-off and recurring
+/// (in their time zone), the latest end when several overlap.
+mod maintenance_windows {
+    use super::*;
+    use healthmon::domain::window::{self, WindowSpec};
+
+    fn window(body: serde_json::Value) -> WindowSpec {
+        window::full_spec(&body).expect("a valid window")
+    }
+
+    fn at(rfc3339: &str) -> i64 {
+        healthmon::domain::time::parse_rfc3339(rfc3339).expect("a time")
+    }
+
+    async fn maintenance_until_follows_the_stored_windows(store: Store) {
+        let a = store.create_service(&spec("a"), 0).await.expect("a").id;
+        let b = store.create_service(&spec("b"), 0).await.expect("b").id;
+        let (t, h) = (at("2026-06-01T08:00:00Z"), HOUR_MS);
+        store
+            .create_window(
+                &window(serde_json::json!({"name": "a only", "services": [a],
+                    "start": "2026-06-01T08:00:00Z", "end": "2026-06-01T09:00:00Z"})),
+                0,
+            )
+            .await
+            .expect("create");
+        let overlap = store
+            .create_window(
+                &window(serde_json::json!({"name": "everyone", "services": "all",
+                    "start": "2026-06-01T08:30:00Z", "end": "2026-06-01T11:00:00Z"})),
+                0,
+            )
+            .await
+            .expect("create");
+        store
+            .create_window(
+                &window(serde_json::json!({"name": "noon", "services": "all",
+                    "cron": "0 12 * * *", "duration_s": 7200})),
+                0,
+            )
+            .await
+            .expect("create");
+        store
+            .create_window(
+                &window(
+                    serde_json::json!({"name": "berlin sundays", "services": [b],
+                    "cron": "0 2 * * SUN", "duration_s": 3600, "timezone": "Europe/Berlin"}),
+                ),
+                0,
+            )
+            .await
+            .expect("create");
+        let until = async |svc, now| store.maintenance_until(svc, now).await.expect("ask");
+
+        assert_eq!(until(a, t - 1).await, None, "before any window");
+        assert_eq!(until(a, t).await, Some(t + h));
+        assert_eq!(until(b, t).await, None, "the first window is a's only");
+        assert_eq!(
+            until(a, t + 40 * 60_000).await,
+            Some(t + 3 * h),
+            "latest end"
+        );
+        assert_eq!(until(b, t + 40 * 60_000).await, Some(t + 3 * h));
+        assert_eq!(
+            until(b, at("2026-06-01T12:30:00Z")).await,
+            Some(at("2026-06-01T14:00:00Z"))
+        );
+        assert_eq!(
+            until(a, at("2026-06-01T14:00:00Z")).await,
+            None,
+            "its end is outside"
+        );
+        // Berlin's spring-forward Sunday: 02:00 does not exist, the window
+        // opens at 03:00 CEST (01:00 UTC) for its hour.
+        assert_eq!(until(b, at("2026-03-29T00:30:00Z")).await, None);
+        assert_eq!(
+            until(b, at("2026-03-29T01:30:00Z")).await,
+            Some(at("2026-03-29T02:00:00Z"))
+        );
+        assert_eq!(until(a, at("2026-03-29T01:30:00Z")).await, None);
+        // A deleted window stops counting at once: nothing is cached.
+        assert!(store.delete_window(overlap.id).await.expect("delete"));
+        assert_eq!(until(a, t + 40 * 60_000).await, Some(t + h));
+        assert_eq!(until(b, t + 40 * 60_000).await, None);
+        let open = store.open_windows(t + 10 * 60_000).await.expect("open");
+        assert!(open.covers(a) && !open.covers(b));
+    }
+
+    on_every_backend!(maintenance_until_follows_the_stored_windows);
+}
