@@ -10,6 +10,7 @@
 
 use crate::bus::{Bus, BusError, Delivery};
 use crate::domain::CheckResult;
+use crate::domain::event::ScheduleUpdate;
 use crate::store::Store;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -84,9 +85,9 @@ async fn write(
     let results: Vec<CheckResult> = batch.iter().map(|d| d.msg.clone()).collect();
     let mut backoff = Duration::from_millis(50);
     let mut attempts_after_drain = 0;
-    let events = loop {
-        match store.record(&results).await {
-            Ok(events) => break events,
+    let recorded = loop {
+        match store.record_batch(&results).await {
+            Ok(recorded) => break recorded,
             Err(e) => {
                 if drain.is_cancelled() {
                     attempts_after_drain += 1;
@@ -104,9 +105,24 @@ async fn write(
             }
         }
     };
+    let events = recorded.events;
     if let Err(e) = bus.publish_events(&events).await {
         tracing::warn!(error = %e, events = events.len(), "cannot publish events");
     }
+    // After the commit, so the retry's result finds the failing round
+    // logged. Together, not one confirm after another (at most a batch of
+    // them). A lost one costs only speed: the next round counts too.
+    let asked = recorded.retries.iter().map(|retry| async move {
+        let update = ScheduleUpdate::Retry {
+            id: retry.service_id,
+            at: retry.at,
+        };
+        if let Err(e) = bus.publish_schedule(update).await {
+            tracing::warn!(error = %e, service_id = retry.service_id.get(),
+                "cannot ask for a retry of an unconfirmed failure; the next round will tell");
+        }
+    });
+    futures_util::future::join_all(asked).await;
     for delivery in batch.drain(..) {
         if let Err(e) = delivery.ack().await {
             tracing::warn!(error = %e, "cannot acknowledge a result");
@@ -115,6 +131,8 @@ async fn write(
     tracing::debug!(
         results = results.len(),
         events = events.len(),
+        retries = recorded.retries.len(),
+        alerts = recorded.alerts,
         "batch recorded"
     );
 }

@@ -27,6 +27,8 @@ use tokio_util::sync::CancellationToken;
 struct Entry {
     spec: ServiceSpec,
     generation: u64,
+    /// The next normal round's due time.
+    due: Millis,
 }
 
 /// Next-due times of every enabled service.
@@ -34,6 +36,11 @@ struct Entry {
 pub struct Schedule {
     heap: BinaryHeap<Reverse<(Millis, ServiceId, u64)>>,
     entries: HashMap<ServiceId, Entry>,
+    /// One-off retries of unconfirmed failures, at most one per service
+    /// (`retries` holds the live one; heap entries it does not match are
+    /// stale). Kept apart from the rounds so a retry never moves the phase.
+    retry_heap: BinaryHeap<Reverse<(Millis, ServiceId)>>,
+    retries: HashMap<ServiceId, Millis>,
     next_generation: u64,
     /// Slots passed over by [`Schedule::take_due`] since the last
     /// [`Schedule::take_skipped`]: due, never to be checked.
@@ -59,8 +66,38 @@ impl Schedule {
     fn push(&mut self, id: ServiceId, spec: ServiceSpec, due: Millis) {
         self.next_generation += 1;
         let generation = self.next_generation;
-        self.entries.insert(id, Entry { spec, generation });
+        self.entries.insert(
+            id,
+            Entry {
+                spec,
+                generation,
+                due,
+            },
+        );
         self.heap.push(Reverse((due, id, generation)));
+    }
+
+    /// Adds a one-off check of `id` at `at`, for a failure not confirmed
+    /// yet. Ignored when the service is not scheduled (paused, deleted) or
+    /// its next round comes no later anyway; a retry already pending keeps
+    /// the earlier of the two, so a service never has two.
+    pub fn retry(&mut self, id: ServiceId, at: Millis) {
+        let Some(entry) = self.entries.get(&id) else {
+            return;
+        };
+        if at >= entry.due {
+            return;
+        }
+        if self.retries.get(&id).is_some_and(|pending| *pending <= at) {
+            return;
+        }
+        self.retries.insert(id, at);
+        self.retry_heap.push(Reverse((at, id)));
+    }
+
+    /// Retries pending (for tests and the log).
+    pub fn retries_pending(&self) -> usize {
+        self.retries.len()
     }
 
     /// Adds a service found in the store at start-up. It keeps the phase of
@@ -105,6 +142,8 @@ impl Schedule {
                 return;
             }
         }
+        // A changed check starts afresh, now: a retry of the old one is moot.
+        self.retries.remove(&id);
         self.push(id, spec, now);
     }
 
@@ -137,6 +176,8 @@ impl Schedule {
     /// Ends a reconcile: drops every service not seen in it.
     pub fn reconcile_end(&mut self, present: &HashSet<ServiceId>) {
         self.entries.retain(|id, _| present.contains(id));
+        let entries = &self.entries;
+        self.retries.retain(|id, _| entries.contains_key(id));
         // Stale heap entries would otherwise pile up over many reloads.
         if self.heap.len() > 2 * self.entries.len() + 1024 {
             let entries = &self.entries;
@@ -148,27 +189,72 @@ impl Schedule {
     /// Drops a service; its stale heap entries are skipped when reached.
     pub fn remove(&mut self, id: ServiceId) {
         self.entries.remove(&id);
+        self.retries.remove(&id);
     }
 
     /// When the earliest service is due, if any.
     pub fn next_due(&mut self) -> Option<Millis> {
-        while let Some(Reverse((due, id, generation))) = self.heap.peek().copied() {
+        let round = loop {
+            let Some(Reverse((due, id, generation))) = self.heap.peek().copied() else {
+                break None;
+            };
             if self
                 .entries
                 .get(&id)
                 .is_some_and(|e| e.generation == generation)
             {
-                return Some(due);
+                break Some(due);
             }
             self.heap.pop();
+        };
+        let retry = loop {
+            let Some(Reverse((at, id))) = self.retry_heap.peek().copied() else {
+                break None;
+            };
+            if self.retries.get(&id) == Some(&at) {
+                break Some(at);
+            }
+            self.retry_heap.pop();
+        };
+        match (round, retry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
-        None
     }
 
     /// Takes every job due at `now`, each service at most once, and
-    /// reschedules each at its next slot after `now`.
+    /// reschedules each at its next slot after `now`. A retry due by now is
+    /// a job of its own, due at the retry's time, unless a round of the
+    /// service is due too.
     pub fn take_due(&mut self, now: Millis) -> Vec<CheckJob> {
         let mut jobs = Vec::new();
+        while let Some(Reverse((at, id))) = self.retry_heap.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.retry_heap.pop();
+            if self.retries.get(&id) != Some(&at) {
+                continue;
+            }
+            self.retries.remove(&id);
+            let Some(entry) = self.entries.get(&id) else {
+                continue;
+            };
+            // A round due by now (a stall, or a changed check made due
+            // now) checks it anyway, in the loop below.
+            if entry.due <= now || at >= entry.due {
+                continue;
+            }
+            let interval = (entry.spec.interval * 1000).max(1);
+            jobs.push(CheckJob {
+                service_id: id,
+                url: entry.spec.url.clone(),
+                timeout_ms: entry.spec.timeout * 1000,
+                interval_ms: interval,
+                expected_statuses: entry.spec.expected_statuses.clone(),
+                scheduled_at: at,
+            });
+        }
         while let Some(Reverse((due, id, generation))) = self.heap.peek().copied() {
             if due > now {
                 break;
@@ -192,6 +278,9 @@ impl Schedule {
             });
             self.heap
                 .push(Reverse((scheduled_at + interval, id, generation)));
+            if let Some(entry) = self.entries.get_mut(&id) {
+                entry.due = scheduled_at + interval;
+            }
         }
         jobs
     }
@@ -208,6 +297,7 @@ impl Schedule {
         match update {
             ScheduleUpdate::Upsert { id, spec } => self.upsert(id, spec, now),
             ScheduleUpdate::Remove { id } => self.remove(id),
+            ScheduleUpdate::Retry { id, at } => self.retry(id, at),
         }
     }
 }

@@ -73,6 +73,17 @@ pub enum ScheduleUpdate {
         /// The service.
         id: ServiceId,
     },
+    /// Its newest round failed but the failure is not confirmed yet: check
+    /// it once more at `at` (its retry interval after that round), besides
+    /// its normal rounds. Sent by the recorder; losing one only means the
+    /// next normal round confirms the failure instead.
+    Retry {
+        /// The service.
+        id: ServiceId,
+        /// When the extra check is due.
+        #[serde(rename = "at_ms")]
+        at: Millis,
+    },
 }
 
 #[cfg(test)]
@@ -98,6 +109,20 @@ mod tests {
         assert_eq!(v["changed_at"], "1970-01-01T00:00:00.000Z");
         let back: Event = serde_json::from_value(v).unwrap();
         assert_eq!(back, e);
+    }
+
+    #[test]
+    fn a_retry_travels_as_json() {
+        let u = ScheduleUpdate::Retry {
+            id: ServiceId(3),
+            at: 5000,
+        };
+        let v = serde_json::to_value(&u).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"op": "retry", "id": 3, "at_ms": 5000})
+        );
+        assert_eq!(serde_json::from_value::<ScheduleUpdate>(v).unwrap(), u);
     }
 
     #[test]
