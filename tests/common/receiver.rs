@@ -44,6 +44,8 @@ pub struct Receiver {
     received: Arc<Mutex<Vec<Received>>>,
     /// Statuses to answer next, per path, before falling back to 200.
     script: Arc<Mutex<HashMap<String, VecDeque<u16>>>>,
+    /// How long each answer waits (after the request is recorded).
+    delay: Arc<Mutex<Duration>>,
     stop: tokio_util::sync::CancellationToken,
 }
 
@@ -71,6 +73,7 @@ impl Receiver {
             addr: listener.local_addr().expect("addr"),
             received: Arc::default(),
             script: Arc::default(),
+            delay: Arc::default(),
             stop: tokio_util::sync::CancellationToken::new(),
         };
         let r = receiver.clone();
@@ -106,6 +109,14 @@ impl Receiver {
             s.entry(path.to_owned())
                 .or_default()
                 .extend(statuses.iter().copied());
+        }
+    }
+
+    /// Makes every answer wait `delay` after its request was recorded (a
+    /// slow receiver, so deliveries are in flight for a while).
+    pub fn set_delay(&self, delay: Duration) {
+        if let Ok(mut d) = self.delay.lock() {
+            *d = delay;
         }
     }
 
@@ -197,6 +208,10 @@ impl Receiver {
                 body,
                 at: Instant::now(),
             });
+        }
+        let delay = self.delay.lock().map(|d| *d).unwrap_or_default();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
         }
         let answer = format!(
             "HTTP/1.1 {status} Scripted\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
