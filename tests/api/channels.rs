@@ -592,3 +592,121 @@ async fn a_read_key_may_list_channels_but_not_change_them() {
         .unwrap();
     assert_eq!(listed.as_array().map(Vec::len), Some(1));
 }
+
+/// The store's channel and alert operations, the same on either backend:
+/// unique names, the write compare-and-set, a test alert, deletion failing
+/// pending alerts and unlisting the channel from services.
+async fn store_keeps_channels(store: &Store) {
+    use healthmon::domain::ServiceSpec;
+    use healthmon::domain::alert_view::{AlertFilter, AlertState};
+    use healthmon::domain::channel_spec::full_spec;
+    use healthmon::store::ChannelSaved;
+
+    let spec = full_spec(&webhook("ops", "http://127.0.0.1:9/a"), None).unwrap();
+    let ChannelSaved::Saved(ops) = store.create_channel(&spec, 1_000).await.unwrap() else {
+        panic!("not created");
+    };
+    assert!(matches!(
+        store.create_channel(&spec, 1_000).await.unwrap(),
+        ChannelSaved::NameTaken
+    ));
+    let other = full_spec(&webhook("dev", "http://127.0.0.1:9/b"), None).unwrap();
+    let ChannelSaved::Saved(dev) = store.create_channel(&other, 1_000).await.unwrap() else {
+        panic!("not created");
+    };
+    // A write from a stale read loses; a rename onto a taken name is told.
+    let mut renamed = ops.spec.clone();
+    renamed.name = "ops2".into();
+    assert!(matches!(
+        store
+            .update_channel(ops.id, &renamed, 999, 2_000)
+            .await
+            .unwrap(),
+        ChannelSaved::Conflict
+    ));
+    let ChannelSaved::Saved(ops) = store
+        .update_channel(ops.id, &renamed, ops.updated_at, 1_000)
+        .await
+        .unwrap()
+    else {
+        panic!("not updated");
+    };
+    assert!(ops.updated_at > 1_000, "the version must move forward");
+    renamed.name = "dev".into();
+    assert!(matches!(
+        store
+            .update_channel(ops.id, &renamed, ops.updated_at, 3_000)
+            .await
+            .unwrap(),
+        ChannelSaved::NameTaken
+    ));
+
+    let body = json!({"name": "svc", "url": NOWHERE, "interval": 30, "paused": true,
+                      "channels": [ops.id.get(), dev.id.get()]});
+    let spec: ServiceSpec = healthmon::domain::validate::full_spec(&body).unwrap();
+    let svc = store.create_service(&spec, 1_000).await.unwrap();
+    let pending = store
+        .create_test_alert(ops.id, 5_000)
+        .await
+        .unwrap()
+        .unwrap();
+    let kept = store
+        .create_test_alert(dev.id, 5_001)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(pending.state, "pending");
+
+    assert!(store.delete_channel(ops.id, 6_000).await.unwrap());
+    assert!(!store.delete_channel(ops.id, 6_000).await.unwrap());
+    assert!(
+        store
+            .create_test_alert(ops.id, 7_000)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let failed = store.get_alert(pending.id).await.unwrap().unwrap();
+    assert_eq!(
+        (failed.state.as_str(), failed.last_error.as_deref()),
+        ("failed", Some("channel deleted"))
+    );
+    assert_eq!(
+        store.get_alert(kept.id).await.unwrap().unwrap().state,
+        "pending"
+    );
+    let listed = store
+        .list_alerts(
+            AlertFilter {
+                state: Some(AlertState::Failed),
+                ..AlertFilter::default()
+            },
+            10,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed, [failed]);
+    let svc = store.get_service(svc.id).await.unwrap().unwrap();
+    assert_eq!(
+        svc.channels,
+        [dev.id],
+        "the deleted channel is still listed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_keeps_channels_alike_on_sqlite_and_postgresql() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Store::open(&DatabaseUrl::Sqlite(dir.path().join("t.db")), 2)
+        .await
+        .unwrap();
+    store_keeps_channels(&sqlite).await;
+    let Some(db) = pg_db().await else {
+        return;
+    };
+    let pg = Store::open(&DatabaseUrl::Postgres(db.url.clone()), 2)
+        .await
+        .unwrap();
+    store_keeps_channels(&pg).await;
+}
