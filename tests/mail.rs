@@ -117,6 +117,11 @@ async fn a_down_alert_sent_with_starttls_and_a_login_arrives_with_its_subject_bo
     // The non-ASCII arrow went encoded, not as raw 8-bit text.
     let raw = got[0]["raw"].as_str().unwrap_or_default();
     assert!(raw.is_ascii(), "{raw}");
+    // Marked as machine-made, so no vacation responder answers it.
+    assert!(
+        raw.contains("\r\nAuto-Submitted: auto-generated\r\n"),
+        "{raw}"
+    );
 }
 
 #[tokio::test]
@@ -148,9 +153,11 @@ async fn a_wrong_password_fails_with_an_auth_error_that_does_not_contain_it() {
         .expect_err("a wrong password must not deliver");
     let text = err.to_string();
     assert!(matches!(err, MailError::Auth { .. }), "{text}");
-    assert!(text.starts_with("auth: "), "{text}");
-    // The server's verdict is in it: 535, authentication failed.
-    assert!(text.contains("535"), "{text}");
+    // The server's own verdict, as it said it.
+    assert_eq!(
+        text,
+        "auth: permanent error (535): 5.7.8 Authentication credentials invalid"
+    );
     assert!(err.is_permanent(), "{text}");
     assert!(!text.contains(wrong), "the password leaked: {text}");
     assert!(
@@ -173,8 +180,7 @@ async fn a_certificate_from_an_untrusted_ca_stops_the_mail_before_the_login() {
         .await
         .expect_err("an untrusted certificate must not deliver");
     let text = err.to_string();
-    assert!(text.starts_with("tls: "), "{text}");
-    assert!(text.contains("UnknownIssuer"), "{text}");
+    assert_eq!(text, "tls: invalid peer certificate: UnknownIssuer");
     assert!(!text.contains(PASSWORD), "{text}");
     assert!(server.received().is_empty());
 }

@@ -27,10 +27,11 @@
 //! carry the password, even if the server echoes it.
 
 use super::channel::{ChannelConfig, MailTls};
+use super::deliver::Outcome;
 use super::render::Mail;
 use crate::tls::TlsError;
 use crate::worker::guard::{AddressPolicy, Blocked};
-use lettre::message::header::ContentType;
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, Message};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{
@@ -201,6 +202,23 @@ impl MailError {
     }
 }
 
+/// What the sender makes of a send's result: a permanent failure (a 5xx
+/// reply, a bad address, a blocked host) is not retried; anything else
+/// (timeouts, refused connections, 4xx replies, TLS trouble that a server
+/// fix may end) is, with the usual backoff.
+pub fn outcome(result: Result<(), MailError>) -> Outcome {
+    match result {
+        Ok(()) => Outcome::Sent,
+        Err(e) if e.is_permanent() => Outcome::Fail {
+            error: e.to_string(),
+        },
+        Err(e) => Outcome::Retry {
+            error: e.to_string(),
+            after: None,
+        },
+    }
+}
+
 /// Sends `mail` through the SMTP server of `config` (an `email` channel),
 /// to all its recipients at once. `Ok` means the server accepted the
 /// message for delivery.
@@ -264,6 +282,13 @@ fn message(from: &str, to: &[String], mail: &Mail) -> Result<Message, MailError>
     let mut builder = Message::builder()
         .from(mailbox(from)?)
         .subject(mail.subject.as_str())
+        .message_id(None)
+        // RFC 3834: a machine wrote this, so vacation responders and
+        // mailing lists do not answer it (and cannot start a loop).
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("Auto-Submitted"),
+            "auto-generated".into(),
+        ))
         .header(ContentType::TEXT_PLAIN);
     for address in to {
         builder = builder.to(mailbox(address)?);
@@ -311,7 +336,7 @@ async fn deliver(
         let parameters = settings.starttls_parameters(server.host)?;
         conn.starttls(parameters, &hello)
             .await
-            .map_err(|e| MailError::Tls(scrub(e).text))?;
+            .map_err(|e| MailError::Tls(innermost(&e)))?;
     }
     if let Some((user, password)) = login {
         let credentials = Credentials::new(user.to_owned(), password.to_owned());
@@ -355,6 +380,16 @@ impl Scrubbed {
             permanent: self.permanent,
         }
     }
+}
+
+/// The root cause of a TLS failure ("invalid peer certificate:
+/// UnknownIssuer"), without lettre's "Connection error: " wrappers.
+fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
+    while let Some(inner) = cause.source() {
+        cause = inner;
+    }
+    cause.to_string()
 }
 
 /// `text` with `password` replaced by `***`: a server may quote what it
@@ -514,6 +549,11 @@ mod tests {
         assert!(raw.is_ascii(), "{raw}");
         assert!(raw.contains("Subject: [healthmon] api is DOWN (timeout)"));
         assert!(raw.contains("To: ops@example.org, oncall@example.org"));
+        assert!(raw.contains("\r\nMessage-ID: <"), "{raw}");
+        assert!(
+            raw.contains("\r\nAuto-Submitted: auto-generated\r\n"),
+            "{raw}"
+        );
     }
 
     #[tokio::test]
@@ -553,6 +593,34 @@ mod tests {
         }
         let err = send(&bad, &mail(), &s).await.unwrap_err();
         assert!(err.to_string().starts_with("message: "), "{err}");
+    }
+
+    #[test]
+    fn permanent_failures_are_not_retried_and_the_rest_are() {
+        assert!(matches!(outcome(Ok(())), Outcome::Sent));
+        let refused = MailError::Smtp {
+            text: "permanent error (550): no such user".into(),
+            permanent: true,
+        };
+        assert!(
+            matches!(outcome(Err(refused)), Outcome::Fail { error } if error.starts_with("smtp: "))
+        );
+        let busy = MailError::Smtp {
+            text: "transient error (451): try later".into(),
+            permanent: false,
+        };
+        assert!(matches!(
+            outcome(Err(busy)),
+            Outcome::Retry { after: None, .. }
+        ));
+        let slow = MailError::Timeout {
+            what: "the whole send",
+            after: Duration::from_secs(30),
+        };
+        assert!(matches!(
+            outcome(Err(slow)),
+            Outcome::Retry { error, .. } if error == "timeout: the whole send took longer than 30000 ms"
+        ));
     }
 
     #[test]

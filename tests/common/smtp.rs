@@ -37,11 +37,17 @@ pub struct SmtpServer {
     dir: TempDir,
 }
 
-/// The Python with aiosmtpd: Debian's own first (a pyenv or venv `python3`
-/// earlier on PATH does not see Debian's packages).
+/// The Python with aiosmtpd: `HEALTHMON_TEST_PYTHON` if set, else Debian's
+/// own first (a pyenv or venv `python3` earlier on PATH does not see
+/// Debian's packages).
 fn python() -> Result<PathBuf, String> {
+    let chosen = std::env::var("HEALTHMON_TEST_PYTHON").ok();
+    let candidates = match chosen.as_deref() {
+        Some(one) => vec![one],
+        None => vec!["/usr/bin/python3", "python3"],
+    };
     let mut tried = Vec::new();
-    for candidate in ["/usr/bin/python3", "python3"] {
+    for candidate in candidates {
         let ok = Command::new(candidate)
             .args(["-c", "import aiosmtpd"])
             .stdout(Stdio::null())
