@@ -5,6 +5,7 @@
 use super::AppState;
 use super::body::read_json;
 use super::problem::ApiError;
+use super::windows;
 use crate::domain::event::ScheduleUpdate;
 use crate::domain::time::now_ms;
 use crate::domain::validate;
@@ -76,7 +77,7 @@ pub async fn create(
     .await;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/services/{}", svc.id)))
-        .json(svc))
+        .json(windows::shown_after_write(&state, svc).await))
 }
 
 /// Refuses channel ids that name no channel (422 naming `channels`), but
@@ -115,13 +116,14 @@ async fn tell_scheduler(state: &AppState, update: ScheduleUpdate) {
 
 /// `GET /services`
 pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(state.store.list_services().await?))
+    let services = state.store.list_services().await?;
+    Ok(HttpResponse::Ok().json(windows::annotate(&state, services, |s| s.id).await?))
 }
 
 /// `GET /services/{id}`
 pub async fn get(PathId(id): PathId, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     match state.store.get_service(id).await? {
-        Some(svc) => Ok(HttpResponse::Ok().json(svc)),
+        Some(svc) => Ok(HttpResponse::Ok().json(windows::shown(&state, svc).await?)),
         None => Err(not_found(id)),
     }
 }
@@ -164,7 +166,7 @@ pub async fn update(
         channels_exist(&state, &spec.channels, &current.channels).await?;
         if spec == current.spec() {
             // Nothing changes, so nothing is written (updated_at stays).
-            return Ok(HttpResponse::Ok().json(current));
+            return Ok(HttpResponse::Ok().json(windows::shown(&state, current).await?));
         }
         match state
             .store
@@ -207,7 +209,7 @@ async fn announce(state: &AppState, svc: crate::domain::Service) -> Result<HttpR
         },
     )
     .await;
-    Ok(HttpResponse::Ok().json(svc))
+    Ok(HttpResponse::Ok().json(windows::shown_after_write(state, svc).await))
 }
 
 /// `DELETE /services/{id}`: the service, its logs and transitions go.

@@ -8,10 +8,10 @@
 use super::AppState;
 use super::body::read_json;
 use super::problem::ApiError;
-use crate::domain::ServiceId;
 use crate::domain::time::{Millis, now_ms, serde_rfc3339};
 use crate::domain::validate::FieldError;
 use crate::domain::window::{self, Schedule, Scope, Window, WindowSpec};
+use crate::domain::{Service, ServiceId};
 use crate::store::{MAX_WINDOWS, OpenWindows, WindowUpdate};
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -335,6 +335,34 @@ pub struct WithMaintenance<T> {
     pub service: T,
     /// Whether a maintenance window covers it now.
     pub in_maintenance: bool,
+}
+
+/// A service as a read shows it: with `in_maintenance`.
+pub async fn shown(state: &AppState, svc: Service) -> Result<WithMaintenance<Service>, ApiError> {
+    let open = state.store.open_windows(now_ms()).await?;
+    let in_maintenance = open.covers(svc.id);
+    Ok(WithMaintenance {
+        service: svc,
+        in_maintenance,
+    })
+}
+
+/// A service as a write's answer shows it. The write is done, so a failed
+/// look at the windows must not turn it into an error the client would
+/// retry (a second registration): it is logged and shown as `false`.
+pub async fn shown_after_write(state: &AppState, svc: Service) -> WithMaintenance<Service> {
+    let in_maintenance = match state.store.open_windows(now_ms()).await {
+        Ok(open) => open.covers(svc.id),
+        Err(e) => {
+            tracing::warn!(service_id = svc.id.get(), error = %e,
+                "cannot read maintenance windows; in_maintenance shown as false");
+            false
+        }
+    };
+    WithMaintenance {
+        service: svc,
+        in_maintenance,
+    }
 }
 
 /// Adds `in_maintenance` to each of `services`, with one read of the store.

@@ -452,3 +452,97 @@ async fn at_most_a_thousand_windows_exist_and_they_list_a_page_at_a_time() {
     assert_eq!(r.status, 204);
     create_window(m, body).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_show_in_maintenance_while_an_open_window_covers_them() {
+    let mon = Monitor::start();
+    let m = &mon;
+    let a = quiet_service(m, "a").await;
+    let b = quiet_service(m, "b").await;
+    let in_maintenance = async |id: i64| {
+        let one = one_service(m, id).await["in_maintenance"].clone();
+        let listed = all_services(m)
+            .await
+            .as_array()
+            .expect("array")
+            .iter()
+            .find(|s| id_of(s) == id)
+            .expect("listed")["in_maintenance"]
+            .clone();
+        assert_eq!(one, listed, "GET /services/{id} and GET /services agree");
+        one
+    };
+    assert_eq!(
+        (in_maintenance(a).await, in_maintenance(b).await),
+        (json!(false), json!(false))
+    );
+
+    // A window for all services that has not begun covers nobody yet.
+    create_window(
+        m,
+        json!({"name": "later", "services": "all", "start": hours_from_now(5), "end": hours_from_now(6)}),
+    )
+    .await;
+    let open = create_window(
+        m,
+        json!({"name": "now", "services": [a], "start": hours_from_now(-1), "end": hours_from_now(1)}),
+    )
+    .await;
+    assert_eq!(
+        (in_maintenance(a).await, in_maintenance(b).await),
+        (json!(true), json!(false))
+    );
+
+    // Writes answer with it too.
+    let r = send(
+        m,
+        Method::PATCH,
+        &format!("/services/{a}"),
+        &json!({"name": "a2"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["in_maintenance"], true);
+    assert_eq!(
+        r.json["name"], "a2",
+        "the service's own fields are all still there"
+    );
+    let r = send(
+        m,
+        Method::PUT,
+        &format!("/services/{b}"),
+        &body_with(json!({"name": "b2", "paused": true})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["in_maintenance"], false);
+
+    // A recurring window open now (every minute, for two) covers a service
+    // registered after it was made.
+    let every = create_window(
+        m,
+        json!({"name": "always", "services": "all", "cron": "* * * * *", "duration_s": 120,
+               "timezone": "Asia/Kolkata"}),
+    )
+    .await;
+    assert_eq!(every["active"], true, "{every}");
+    let c = create(m, body_with(json!({"name": "c", "paused": true}))).await;
+    assert_eq!(c["in_maintenance"], true, "{c}");
+    assert_eq!(in_maintenance(b).await, json!(true));
+
+    // Deleting the windows ends it at once.
+    for w in [&open, &every] {
+        let r = request(
+            m,
+            Method::DELETE,
+            &format!("/maintenance/{}", id_of(w)),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 204);
+    }
+    for id in [a, b, id_of(&c)] {
+        assert_eq!(in_maintenance(id).await, json!(false), "service {id}");
+    }
+}
