@@ -266,8 +266,10 @@ mod properties {
         fn record(&mut self, batch: &[CheckResult]) -> Plan {
             let mut kept = Vec::new();
             for r in distinct(batch) {
-                if !self.log.contains_key(&r.scheduled_at) {
-                    self.log.insert(r.scheduled_at, r.status);
+                if let std::collections::btree_map::Entry::Vacant(e) =
+                    self.log.entry(r.scheduled_at)
+                {
+                    e.insert(r.status);
                     kept.push(r);
                 }
             }
