@@ -710,3 +710,46 @@ async fn the_store_keeps_channels_alike_on_sqlite_and_postgresql() {
         .unwrap();
     store_keeps_channels(&pg).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_most_a_thousand_channels_exist() {
+    use futures_util::StreamExt;
+    let m = Monitor::start_with(&[("HEALTHMON__API__WRITE_RATE_PER_S", "0")]);
+    let m = &m;
+    let created: Vec<u16> = futures_util::stream::iter(0..1000)
+        .map(|i| async move {
+            send(
+                m,
+                Method::POST,
+                "/channels",
+                &webhook(&format!("c{i}"), "http://127.0.0.1:9/"),
+            )
+            .await
+            .status
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    assert!(created.iter().all(|s| *s == 201), "{created:?}");
+    let over = send(
+        m,
+        Method::POST,
+        "/channels",
+        &webhook("one too many", "http://127.0.0.1:9/"),
+    )
+    .await;
+    assert_problem(&over, 409, "the 1001st channel");
+    assert!(over.text.contains("1000"), "{}", over.text);
+    let first = get(m, "/channels?limit=1").await;
+    assert_eq!(first.json.as_array().map(Vec::len), Some(1));
+    let r = request(
+        m,
+        Method::DELETE,
+        &format!("/channels/{}", id_of(&first.json[0])),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 204);
+    create_channel(m, webhook("one too many", "http://127.0.0.1:9/")).await;
+}
