@@ -150,9 +150,22 @@ fn not_found(id: i64) -> ApiError {
     ApiError::NotFound(format!("no maintenance window with id {id}"))
 }
 
-/// Refuses a spec that lists services that do not exist.
-async fn check_services(state: &AppState, spec: &WindowSpec) -> Result<(), ApiError> {
-    let unknown = state.store.unknown_services(spec.service_ids()).await?;
+/// Refuses a spec that adds services that do not exist. Ids the window
+/// already lists are not checked again: a service deleted since stays
+/// listed (ids are never reused, so it covers nothing), and renaming the
+/// window must not fail because of it.
+async fn check_services(
+    state: &AppState,
+    spec: &WindowSpec,
+    listed: &[ServiceId],
+) -> Result<(), ApiError> {
+    let added: Vec<ServiceId> = spec
+        .service_ids()
+        .iter()
+        .copied()
+        .filter(|id| !listed.contains(id))
+        .collect();
+    let unknown = state.store.unknown_services(&added).await?;
     if unknown.is_empty() {
         return Ok(());
     }
@@ -171,7 +184,7 @@ async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let body = read_json(&req, payload).await?;
     let spec = window::full_spec(&body).map_err(ApiError::Validation)?;
-    check_services(&state, &spec).await?;
+    check_services(&state, &spec, &[]).await?;
     // Checked before the insert, so concurrent creations may overshoot by a
     // few; the bound keeps each alert's look at the windows cheap.
     if state.store.count_windows().await? >= MAX_WINDOWS {
@@ -293,7 +306,7 @@ async fn write(
             return Ok(HttpResponse::Ok().json(respond(current)));
         }
         if checked.as_ref() != Some(&spec) {
-            check_services(state, &spec).await?;
+            check_services(state, &spec, current.spec.service_ids()).await?;
             checked = Some(spec.clone());
         }
         match state

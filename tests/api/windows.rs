@@ -546,3 +546,35 @@ async fn services_show_in_maintenance_while_an_open_window_covers_them() {
         assert_eq!(in_maintenance(id).await, json!(false), "service {id}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_listing_a_deleted_service_can_still_be_edited_but_not_given_new_unknown_ids() {
+    let mon = Monitor::start();
+    let m = &mon;
+    let kept = quiet_service(m, "kept").await;
+    let gone = quiet_service(m, "gone").await;
+    let w = create_window(
+        m,
+        json!({"name": "w", "services": [kept, gone], "cron": "0 4 * * *", "duration_s": 60}),
+    )
+    .await;
+    let r = request(m, Method::DELETE, &format!("/services/{gone}"), None, None).await;
+    assert_eq!(r.status, 204);
+    let path = format!("/maintenance/{}", id_of(&w));
+    let r = send(m, Method::PATCH, &path, &json!({"name": "renamed"})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["services"], json!([kept, gone]));
+    let r = send(
+        m,
+        Method::PATCH,
+        &path,
+        &json!({"services": [kept, gone, 777_777]}),
+    )
+    .await;
+    assert_invalid(&r, &["services"], "a new unknown id");
+    assert!(
+        r.text.contains("777777") && !r.text.contains(&format!("id {gone}")),
+        "{}",
+        r.text
+    );
+}
