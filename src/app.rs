@@ -6,6 +6,7 @@
 //! and returns when they have all stopped.
 
 use crate::alert::deliver::Deliverer;
+use crate::alert::mail::{MailError, MailSettings};
 use crate::alert::sender::Sender;
 use crate::auth::KeyRing;
 use crate::bus::{self, Bus};
@@ -59,6 +60,9 @@ pub enum AppError {
     /// The HTTP client could not be built.
     #[error(transparent)]
     Client(#[from] ClientError),
+    /// Mail could not be set up (the TLS trust roots).
+    #[error(transparent)]
+    Mail(#[from] MailError),
     /// A task kept failing.
     #[error(transparent)]
     GaveUp(#[from] GaveUp),
@@ -159,9 +163,13 @@ impl App {
                 let policy =
                     AddressPolicy::new(settings.checks.block_private, &settings.checks.allow_cidrs);
                 let alerts = &settings.alerts;
-                let deliverer =
-                    Deliverer::new(policy, alerts.http_timeout, alerts.max_response_bytes)?;
-                Some(Sender::new(store.clone(), deliverer, alerts.clone()))
+                let deliverer = Deliverer::new(
+                    policy.clone(),
+                    alerts.http_timeout,
+                    alerts.max_response_bytes,
+                )?;
+                let mail = MailSettings::new(policy, None)?;
+                Some(Sender::new(store.clone(), deliverer, mail, alerts.clone()))
             }
             _ => None,
         };

@@ -32,6 +32,7 @@ pub use plan::{RECOVERED_IN_MAINTENANCE, backoff, reminder_slot};
 
 use super::channel::ChannelConfig;
 use super::deliver::{Deliverer, Outcome};
+use super::mail::MailSettings;
 use super::render::{Delivery, render};
 use super::{Alert, AlertEvent};
 use crate::config::AlertsSettings;
@@ -79,6 +80,8 @@ pub enum SenderError {
 pub struct Sender {
     store: Store,
     deliverer: Deliverer,
+    /// How mail goes out (SMTP through the same address policy).
+    mail: Arc<MailSettings>,
     settings: AlertsSettings,
     /// When each channel last got a grouped storm message.
     storms: Arc<Mutex<HashMap<i64, tokio::time::Instant>>>,
@@ -92,11 +95,18 @@ enum Job {
 }
 
 impl Sender {
-    /// A sender over `store`, delivering with `deliverer`.
-    pub fn new(store: Store, deliverer: Deliverer, settings: AlertsSettings) -> Self {
+    /// A sender over `store`, delivering over HTTP with `deliverer` and
+    /// mail with `mail`.
+    pub fn new(
+        store: Store,
+        deliverer: Deliverer,
+        mail: MailSettings,
+        settings: AlertsSettings,
+    ) -> Self {
         Self {
             store,
             deliverer,
+            mail: Arc::new(mail),
             settings,
             storms: Arc::default(),
         }
@@ -363,7 +373,7 @@ impl Sender {
                 };
                 tracing::info!(alerts = alerts.len(), id = %storm::group_id(&alerts),
                     "alert storm: sending one grouped message");
-                let outcome = self.send(delivery).await;
+                let outcome = self.send(&config, delivery).await;
                 self.record(&ready, outcome).await?;
                 Ok(())
             }
@@ -475,15 +485,16 @@ impl Sender {
 
     /// One attempt of one alert.
     async fn deliver(&self, config: &ChannelConfig, alert: &Alert) -> Outcome {
-        self.send(render(config, alert, now_ms() / 1000)).await
+        self.send(config, render(config, alert, now_ms() / 1000))
+            .await
     }
 
-    async fn send(&self, delivery: Delivery) -> Outcome {
+    async fn send(&self, config: &ChannelConfig, delivery: Delivery) -> Outcome {
         match delivery {
             Delivery::Http(request) => self.deliverer.post(&request).await,
-            Delivery::Mail(_) => Outcome::Fail {
-                error: "not sent: email delivery is not part of this build yet".into(),
-            },
+            Delivery::Mail(mail) => {
+                super::mail::outcome(super::mail::send(config, &mail, &self.mail).await)
+            }
         }
     }
 

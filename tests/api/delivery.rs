@@ -478,3 +478,43 @@ async fn a_storm_arrives_as_one_grouped_message() {
     }
     assert_eq!(downs.len(), ids.len());
 }
+
+/// An `email` channel gets its alert through a real SMTP server on
+/// 127.0.0.1 (aiosmtpd; skipped loudly without it, failed under CI).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_email_channel_gets_the_alert_as_a_mail() {
+    use crate::common::smtp::{SmtpServer, SmtpTls};
+    let Some(smtp) = SmtpServer::start(SmtpTls::None, None) else {
+        return;
+    };
+    let target = Target::start().await;
+    let m = Monitor::start();
+    let ch = channel(
+        &m,
+        "mail",
+        "email",
+        json!({"host": "localhost", "port": smtp.port, "tls": "none",
+               "from": "healthmon@example.org", "to": ["ops@example.org"]}),
+    )
+    .await;
+    let svc = watched(&m, "billing", &target.url("/fail"), &[ch]).await;
+
+    let got = smtp.wait_for(1);
+    let mail = &got[0];
+    // The reason code follows in brackets once check errors carry one.
+    assert!(
+        mail["subject"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("[healthmon] billing is DOWN")),
+        "{mail}"
+    );
+    assert_eq!(mail["rcpt_tos"], json!(["ops@example.org"]), "{mail}");
+    let body = mail["body"].as_str().unwrap_or_default();
+    assert!(body.contains("Service: billing"), "{body}");
+    assert!(body.contains("Change: PENDING → DOWN"), "{body}");
+    let sent = alert_in_state(&m, svc, "down", "sent").await;
+    assert!(
+        body.contains(&format!("Delivery {} from healthmon.", sent["id"])),
+        "{body}"
+    );
+}
