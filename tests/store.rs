@@ -733,3 +733,178 @@ mod maintenance_windows {
 
     on_every_backend!(maintenance_until_follows_the_stored_windows);
 }
+
+/// Noise control and the alert outbox, as the recorder writes them.
+mod alerting {
+    use super::*;
+    use healthmon::domain::ChannelId;
+    use healthmon::domain::channel_spec;
+    use healthmon::domain::outbox::AlertPayload;
+    use healthmon::store::{ChannelSaved, OutboxRow};
+
+    async fn channel(store: &Store, name: &str, all_services: bool) -> ChannelId {
+        let body = serde_json::json!({
+            "name": name,
+            "kind": "webhook",
+            "config": {"url": "http://127.0.0.1:9/hook"},
+            "all_services": all_services,
+        });
+        let spec = channel_spec::full_spec(&body, None).expect("channel spec");
+        match store
+            .create_channel(&spec, 0)
+            .await
+            .expect("create channel")
+        {
+            ChannelSaved::Saved(c) => c.id,
+            _ => panic!("channel {name} not created"),
+        }
+    }
+
+    async fn outbox(store: &Store) -> Vec<OutboxRow> {
+        let mut rows = store.due_alerts(i64::MAX, 1000).await.expect("outbox");
+        rows.sort_by_key(|r| (r.scheduled_at, r.channel_id));
+        rows
+    }
+
+    fn payload(row: &OutboxRow) -> AlertPayload {
+        serde_json::from_str(&row.payload).expect("payload is an AlertPayload")
+    }
+
+    pub(super) async fn a_change_writes_one_outbox_row_per_channel_once(store: Store) {
+        let own = channel(&store, "own", false).await;
+        let everyone = channel(&store, "everyone", true).await;
+        let _other = channel(&store, "other", false).await;
+        let gone = channel(&store, "gone", false).await;
+        let mut s = spec("api");
+        s.channels = vec![own, gone, everyone];
+        let id = store.create_service(&s, 0).await.expect("create").id;
+        assert!(store.delete_channel(gone, 0).await.expect("delete channel"));
+
+        let first = store
+            .record_batch(&[result(id, 1000, Status::Up)])
+            .await
+            .expect("record");
+        assert_eq!(changes(&first.events), [(Status::Pending, Status::Up)]);
+        assert_eq!(first.alerts, 0);
+        assert!(outbox(&store).await.is_empty(), "a first UP alerts no one");
+
+        let down = [result(id, 2000, Status::Down)];
+        let once = store.record_batch(&down).await.expect("record");
+        let twice = store.record_batch(&down).await.expect("record again");
+        assert_eq!((once.alerts, twice.alerts), (2, 0));
+        let rows = outbox(&store).await;
+        let to: Vec<(i64, &str, i64)> = rows
+            .iter()
+            .map(|r| (r.channel_id, r.event.as_str(), r.scheduled_at))
+            .collect();
+        assert_eq!(
+            to,
+            [(own.get(), "down", 2000), (everyone.get(), "down", 2000)],
+            "the service's existing channel and the all-services one, once each"
+        );
+        for row in &rows {
+            assert_eq!(row.service_id, Some(id.get()));
+            assert_eq!(
+                (row.old_status.as_str(), row.new_status.as_str()),
+                ("UP", "DOWN")
+            );
+            assert_eq!(row.attempts, 0);
+            let p = payload(row);
+            assert_eq!(p.service_name, "api");
+            let check = p.check.expect("the deciding check");
+            assert_eq!((check.status, check.scheduled_at), (Status::Down, 2000));
+            assert_eq!(check.error.as_deref(), Some("connection refused"));
+            let log = store.list_logs(id, 1, None).await.expect("logs");
+            assert_eq!(check.id, Some(log[0].id), "the deciding check's log");
+        }
+
+        store
+            .record_batch(&[result(id, 3000, Status::Up)])
+            .await
+            .expect("record");
+        let ups: Vec<AlertPayload> = outbox(&store)
+            .await
+            .iter()
+            .filter(|r| r.event == "up")
+            .map(payload)
+            .collect();
+        assert_eq!(ups.len(), 2);
+        assert!(
+            ups.iter().all(|p| p.since == Some(2007)),
+            "down since the DOWN's check: {ups:?}"
+        );
+
+        // Deleting the service leaves its alerts: they are history.
+        assert!(store.delete_service(id).await.expect("delete"));
+        assert_eq!(outbox(&store).await.len(), 4);
+    }
+
+    pub(super) async fn thresholds_hold_the_status_until_enough_rounds_agree(store: Store) {
+        let mut s = spec("api");
+        s.failure_threshold = 3;
+        s.success_threshold = 2;
+        s.retry_interval = Some(2);
+        let svc = store.create_service(&s, 0).await.expect("create");
+        assert_eq!((svc.failure_threshold, svc.retry_interval), (3, 2));
+        let id = svc.id;
+        channel(&store, "everyone", true).await;
+        let mut seen = Vec::new();
+        for (at, st) in [
+            (10_000, Status::Up),
+            (20_000, Status::Down),
+            (22_000, Status::Down),
+            (24_000, Status::Down),
+            (34_000, Status::Up),
+            (44_000, Status::Up),
+        ] {
+            let r = store
+                .record_batch(&[result(id, at, st)])
+                .await
+                .expect("record");
+            let status = store.get_service(id).await.unwrap().unwrap().last_status;
+            let retries: Vec<i64> = r.retries.iter().map(|r| r.at).collect();
+            seen.push((checks(&r.events), changes(&r.events), status, retries));
+        }
+        use Status::{Down, Pending, Up};
+        assert_eq!(
+            seen,
+            [
+                (1, vec![], Pending, vec![]),
+                (1, vec![], Pending, vec![22_000]),
+                (1, vec![], Pending, vec![24_000]),
+                (1, vec![(Pending, Down)], Down, vec![]),
+                (1, vec![], Down, vec![]),
+                (1, vec![(Down, Up)], Up, vec![]),
+            ],
+            "every check counted and shown, the status only on its threshold"
+        );
+        let events: Vec<(String, i64)> = outbox(&store)
+            .await
+            .iter()
+            .map(|r| (r.event.clone(), r.scheduled_at))
+            .collect();
+        assert_eq!(
+            events,
+            [("down".to_owned(), 24_000), ("up".to_owned(), 44_000)]
+        );
+        // A whole run in one batch, out of order and repeated, decides the
+        // same by due time: three failures in a row make it DOWN once.
+        let id2 = store.create_service(&s, 0).await.expect("create").id;
+        let batch = [
+            result(id2, 3000, Down),
+            result(id2, 1000, Up),
+            result(id2, 2000, Down),
+            result(id2, 3000, Down),
+            result(id2, 2500, Down),
+        ];
+        let r = store.record_batch(&batch).await.expect("record");
+        assert_eq!(changes(&r.events), [(Pending, Down)]);
+        let again = store.record_batch(&batch).await.expect("record");
+        assert!(again.events.is_empty() && again.alerts == 0);
+    }
+
+    on_every_backend!(
+        a_change_writes_one_outbox_row_per_channel_once,
+        thresholds_hold_the_status_until_enough_rounds_agree,
+    );
+}
