@@ -45,10 +45,14 @@ fn down_alert() -> Alert {
     }
 }
 
-/// An `email` channel as the API would accept it.
+/// An `email` channel as the API would accept it, to `localhost`.
 fn channel(port: u16, tls: &str, login: Option<(&str, &str)>) -> ChannelConfig {
+    channel_to("localhost", port, tls, login)
+}
+
+fn channel_to(host: &str, port: u16, tls: &str, login: Option<(&str, &str)>) -> ChannelConfig {
     let mut config = json!({
-        "host": "localhost",
+        "host": host,
         "port": port,
         "tls": tls,
         "from": "healthmon@example.org",
@@ -125,11 +129,12 @@ async fn a_down_alert_sent_with_starttls_and_a_login_arrives_with_its_subject_bo
 }
 
 #[tokio::test]
-async fn implicit_tls_on_its_own_port_delivers_too() {
+async fn implicit_tls_to_a_literal_address_delivers_too() {
     let Some(server) = SmtpServer::start(SmtpTls::Implicit, Some((USER, PASSWORD))) else {
         return;
     };
-    let config = channel(server.port, "implicit", Some((USER, PASSWORD)));
+    // An address, not a name: the certificate is checked against it.
+    let config = channel_to("127.0.0.1", server.port, "implicit", Some((USER, PASSWORD)));
     let settings = trusting(server.ca_file.as_deref());
     send(&config, &rendered(&config), &settings)
         .await

@@ -9,9 +9,10 @@
 //! happens after the upgrade.
 //!
 //! Trust is the system's roots (which honour `SSL_CERT_FILE`) plus the PEM
-//! file in [`MailSettings::ca_file`]: the sender passes `checks.ca_file`
-//! there, so an internal relay's CA is trusted the same way as an internal
-//! HTTPS target's. The certificate must match the channel's `host`.
+//! file given to [`MailSettings::new`]: the sender passes `checks.ca_file`
+//! there (DESIGN.md; `None` until that setting exists), so an internal
+//! relay's CA is trusted the same way as an internal HTTPS target's. The
+//! certificate must match the channel's `host`.
 //!
 //! The SMTP host is a target like any check's: its name is resolved here,
 //! every address is put to the [`AddressPolicy`] of `[checks]`, and the
@@ -311,7 +312,7 @@ async fn deliver(
     let scrub = |e: lettre::transport::smtp::Error| Scrubbed::new(e, login.map(|l| l.1));
     let stream: Box<dyn AsyncTokioStream> = match server.tls {
         MailTls::Implicit => {
-            let name = ServerName::try_from(server.host.to_owned())
+            let name = ServerName::try_from(tls_name(server.host).to_owned())
                 .map_err(|e| MailError::Tls(format!("{}: {e}", server.host)))?;
             let tls = tokio_rustls::TlsConnector::from(Arc::clone(&settings.client))
                 .connect(name, stream)
@@ -333,7 +334,7 @@ async fn deliver(
                     .into(),
             ));
         }
-        let parameters = settings.starttls_parameters(server.host)?;
+        let parameters = settings.starttls_parameters(tls_name(server.host))?;
         conn.starttls(parameters, &hello)
             .await
             .map_err(|e| MailError::Tls(innermost(&e)))?;
@@ -351,6 +352,12 @@ async fn deliver(
     // The message is accepted: a failed goodbye changes nothing.
     let _ = conn.quit().await;
     Ok(())
+}
+
+/// The name TLS checks the certificate against: the host, or the address
+/// of a literal written as `[::1]`.
+fn tls_name(host: &str) -> &str {
+    host.trim_start_matches('[').trim_end_matches(']')
 }
 
 /// A lettre error as text with every form of the password taken out.
@@ -405,11 +412,7 @@ fn scrub(text: String, password: Option<&str>) -> String {
 /// to the first that answers.
 async fn connect(server: &Server<'_>, settings: &MailSettings) -> Result<TcpStream, MailError> {
     let (host, port) = (server.host, server.port);
-    let literal = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<IpAddr>()
-        .ok();
+    let literal = tls_name(host).parse::<IpAddr>().ok();
     let addrs: Vec<SocketAddr> = match literal {
         Some(ip) => vec![SocketAddr::new(ip, port)],
         None => {
