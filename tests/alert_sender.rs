@@ -1,0 +1,362 @@
+//! The alert sender against a real store (SQLite) and a real receiver on
+//! 127.0.0.1, with the clock in the test's hands: reminders at their slots,
+//! maintenance holds and what happens when the window ends, alerts of one
+//! service kept in order while one is retried, and giving up after
+//! `alerts.max_age_s`. (Delivery through the running binary is in
+//! tests/api/delivery.rs.)
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    reason = "test code: a panic is a failed test, and output is for the person running it"
+)]
+
+mod common;
+
+use common::receiver::Receiver;
+use healthmon::alert::deliver::Deliverer;
+use healthmon::alert::mail::MailSettings;
+use healthmon::alert::sender::{RECOVERED_IN_MAINTENANCE, Sender};
+use healthmon::config::{AlertsSettings, DatabaseUrl};
+use healthmon::domain::channel_spec::ChannelSpec;
+use healthmon::domain::outbox::AlertPayload;
+use healthmon::domain::time::now_ms;
+use healthmon::domain::window::{Schedule, Scope, WindowSpec};
+use healthmon::domain::{ChannelId, CheckResult, ServiceId, ServiceSpec, Status};
+use healthmon::store::{ChannelSaved, NewOutboxRow, Store};
+use healthmon::worker::guard::AddressPolicy;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const MIN: i64 = 60_000;
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    store: Store,
+    sender: Sender,
+    receiver: Receiver,
+}
+
+async fn setup(settings: AlertsSettings) -> Setup {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&DatabaseUrl::Sqlite(dir.path().join("hm.db")), 4)
+        .await
+        .unwrap();
+    let deliverer =
+        Deliverer::new(AddressPolicy::default(), Duration::from_secs(5), 65_536).unwrap();
+    let mail = MailSettings::new(AddressPolicy::default(), None).unwrap();
+    let sender = Sender::new(store.clone(), deliverer, mail, settings);
+    Setup {
+        _dir: dir,
+        store,
+        sender,
+        receiver: Receiver::start().await,
+    }
+}
+
+impl Setup {
+    /// A webhook channel for every service, reminding every `remind_s`.
+    async fn channel(&self, remind_s: i64) -> ChannelId {
+        let spec: ChannelSpec = ChannelSpec {
+            name: "hook".into(),
+            kind: "webhook".into(),
+            config: json!({"url": self.receiver.url("/hook")})
+                .as_object()
+                .cloned()
+                .unwrap(),
+            all_services: true,
+            remind_every_s: remind_s,
+        };
+        match self.store.create_channel(&spec, now_ms()).await.unwrap() {
+            ChannelSaved::Saved(c) => c.id,
+            _ => panic!("channel not saved"),
+        }
+    }
+
+    async fn service(&self, name: &str) -> ServiceId {
+        let spec: ServiceSpec = serde_json::from_value(json!({
+            "name": name, "url": "http://127.0.0.1:9/", "interval": 10, "timeout": 5,
+            "paused": false, "expected_statuses": null,
+        }))
+        .unwrap();
+        self.store.create_service(&spec, now_ms()).await.unwrap().id
+    }
+
+    /// Records a check of `service` due at `at` (finished 5 ms later).
+    async fn check(&self, service: ServiceId, at: i64, status: Status) {
+        let down = status == Status::Down;
+        self.store
+            .record(&[CheckResult {
+                service_id: service,
+                scheduled_at: at,
+                status,
+                latency_ms: 5,
+                status_code: Some(if down { 503 } else { 200 }),
+                error: down.then(|| "status: unexpected status 503".to_owned()),
+                checked_at: at + 5,
+            }])
+            .await
+            .unwrap();
+    }
+
+    /// The outbox rows of `service` as (event, state, last_error).
+    async fn alerts(&self, service: ServiceId) -> Vec<(String, String, Option<String>)> {
+        let mut rows = self
+            .store
+            .list_alerts(
+                healthmon::domain::alert_view::AlertFilter {
+                    service_id: Some(service),
+                    channel_id: None,
+                    state: None,
+                },
+                100,
+                None,
+            )
+            .await
+            .unwrap();
+        rows.reverse();
+        rows.into_iter()
+            .map(|a| (a.event, a.state, a.last_error))
+            .collect()
+    }
+
+    fn bodies(&self) -> Vec<Value> {
+        self.receiver
+            .received_at("/hook")
+            .iter()
+            .map(common::receiver::Received::json)
+            .collect()
+    }
+}
+
+fn events(bodies: &[Value]) -> Vec<String> {
+    bodies
+        .iter()
+        .map(|b| b["event"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reminders_come_at_their_slots_once_each_and_stop_when_the_service_recovers() {
+    let s = setup(AlertsSettings::default()).await;
+    s.channel(60).await;
+    let svc = s.service("api").await;
+    let t0 = now_ms() - 10 * MIN;
+    s.check(svc, t0, Status::Up).await;
+    s.check(svc, t0 + 10_000, Status::Down).await;
+    let down_at = t0 + 10_005;
+
+    // Not a minute DOWN yet: no reminder.
+    assert_eq!(
+        s.sender.write_reminders(down_at + MIN - 1).await.unwrap(),
+        0
+    );
+    // Each slot once, whatever how often the sender looks (or restarts).
+    assert_eq!(s.sender.write_reminders(down_at + MIN).await.unwrap(), 1);
+    assert_eq!(
+        s.sender.write_reminders(down_at + MIN + 500).await.unwrap(),
+        0
+    );
+    // Slots missed while no sender ran: only the newest is written.
+    assert_eq!(
+        s.sender
+            .write_reminders(down_at + 4 * MIN + 1)
+            .await
+            .unwrap(),
+        1
+    );
+    s.sender.pass(now_ms()).await.unwrap();
+
+    let got = s.bodies();
+    assert_eq!(events(&got), ["down", "reminder", "reminder"], "{got:?}");
+    for (reminder, slot) in got[1..].iter().zip([1, 4]) {
+        assert_eq!(reminder["new_status"], "DOWN", "{reminder}");
+        assert_eq!(
+            reminder["since"], got[0]["at"],
+            "a reminder says since when: {reminder}"
+        );
+        assert_eq!(
+            reminder["at"],
+            healthmon::domain::time::to_rfc3339(down_at + slot * MIN),
+            "{reminder}"
+        );
+    }
+
+    // Recovered before the next reminder went out: it is not sent.
+    assert_eq!(
+        s.sender.write_reminders(down_at + 5 * MIN).await.unwrap(),
+        1
+    );
+    s.check(svc, t0 + 20_000, Status::Up).await;
+    s.sender.pass(now_ms()).await.unwrap();
+    assert_eq!(
+        events(&s.bodies()),
+        ["down", "reminder", "reminder", "up"],
+        "the recovery is told, the stale reminder is not"
+    );
+    let rows = s.alerts(svc).await;
+    let stale = rows
+        .iter()
+        .find(|(e, state, _)| e == "reminder" && state == "failed")
+        .expect("a failed reminder");
+    assert_eq!(
+        stale.2.as_deref(),
+        Some("not sent: the service is no longer DOWN")
+    );
+    // And once UP, no more reminders are written.
+    assert_eq!(
+        s.sender.write_reminders(down_at + 9 * MIN).await.unwrap(),
+        0
+    );
+}
+
+/// A one-off window over `service` from now for `ms`.
+async fn window(s: &Setup, service: ServiceId, ms: i64) -> i64 {
+    let start = now_ms() - 1_000;
+    let end = now_ms() + ms;
+    let spec = WindowSpec {
+        name: "deploy".into(),
+        scope: Scope::Services(vec![service]),
+        schedule: Schedule::Once { start, end },
+    };
+    s.store.create_window(&spec, now_ms()).await.unwrap();
+    end
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_down_held_by_maintenance_is_sent_when_the_window_ends_if_still_down() {
+    let s = setup(AlertsSettings::default()).await;
+    s.channel(0).await;
+    let svc = s.service("api").await;
+    let end = window(&s, svc, 60 * MIN).await;
+    let t = now_ms();
+    s.check(svc, t - 2_000, Status::Up).await;
+    s.check(svc, t - 1_000, Status::Down).await;
+
+    s.sender.pass(now_ms()).await.unwrap();
+    assert!(
+        s.bodies().is_empty(),
+        "held: nothing sent during the window"
+    );
+    let rows = s.alerts(svc).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].1, "pending");
+    assert!(
+        rows[0]
+            .2
+            .as_deref()
+            .is_some_and(|e| e.starts_with("held: ")),
+        "{rows:?}"
+    );
+    // Not due before the window ends.
+    s.sender.pass(end - 1).await.unwrap();
+    assert!(s.bodies().is_empty());
+
+    // The window is over (deleted here, so `now` need not move): sent.
+    let windows = s.store.windows_after(0, 10).await.unwrap();
+    s.store.delete_window(windows[0].id).await.unwrap();
+    s.sender.pass(end).await.unwrap();
+    assert_eq!(events(&s.bodies()), ["down"]);
+    assert_eq!(s.alerts(svc).await[0].1, "sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_down_and_up_inside_a_window_are_never_sent_and_say_why() {
+    let s = setup(AlertsSettings::default()).await;
+    s.channel(0).await;
+    let svc = s.service("api").await;
+    let end = window(&s, svc, 60 * MIN).await;
+    let t = now_ms();
+    s.check(svc, t - 3_000, Status::Up).await;
+    s.check(svc, t - 2_000, Status::Down).await;
+    s.sender.pass(now_ms()).await.unwrap();
+    s.check(svc, t - 1_000, Status::Up).await;
+    s.sender.pass(now_ms()).await.unwrap();
+    assert!(s.bodies().is_empty());
+
+    let windows = s.store.windows_after(0, 10).await.unwrap();
+    s.store.delete_window(windows[0].id).await.unwrap();
+    s.sender.pass(end).await.unwrap();
+    assert!(s.bodies().is_empty(), "{:?}", s.bodies());
+    let rows = s.alerts(svc).await;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for (event, state, error) in &rows {
+        assert_eq!(state, "failed", "{event}");
+        assert_eq!(error.as_deref(), Some(RECOVERED_IN_MAINTENANCE), "{event}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_up_waits_while_its_down_is_retried_so_they_arrive_in_order() {
+    let s = setup(AlertsSettings::default()).await;
+    s.channel(0).await;
+    s.receiver.script("/hook", &[503]);
+    let svc = s.service("api").await;
+    let t = now_ms();
+    s.check(svc, t - 3_000, Status::Up).await;
+    s.check(svc, t - 2_000, Status::Down).await;
+    s.check(svc, t - 1_000, Status::Up).await;
+
+    // Both due; the down fails, so the up is put off behind it.
+    s.sender.pass(now_ms()).await.unwrap();
+    assert_eq!(events(&s.bodies()), ["down"]);
+    let rows = s.alerts(svc).await;
+    assert_eq!(rows[0].1, "pending", "{rows:?}");
+    assert_eq!(rows[1].1, "pending", "{rows:?}");
+    assert!(
+        rows[1]
+            .2
+            .as_deref()
+            .is_some_and(|e| e.starts_with("waiting")),
+        "{rows:?}"
+    );
+    // Later (past the backoff): down, then up.
+    s.sender.pass(now_ms() + 10_000).await.unwrap();
+    s.sender.pass(now_ms() + 20_000).await.unwrap();
+    assert_eq!(events(&s.bodies()), ["down", "down", "up"]);
+    let rows = s.alerts(svc).await;
+    assert!(rows.iter().all(|r| r.1 == "sent"), "{rows:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_failing_past_max_age_is_given_up_on() {
+    let s = setup(AlertsSettings::default()).await;
+    let ch = s.channel(0).await;
+    s.receiver.script("/hook", &[503, 503]);
+    let svc = s.service("api").await;
+    let now = now_ms();
+    let payload = serde_json::to_string(&AlertPayload {
+        service_name: "api".into(),
+        since: None,
+        check: None,
+    })
+    .unwrap();
+    let row = |created_at: i64, scheduled_at: i64| NewOutboxRow {
+        service_id: Some(svc.get()),
+        channel_id: ch.get(),
+        event: "down".into(),
+        old_status: "UP".into(),
+        new_status: "DOWN".into(),
+        scheduled_at,
+        payload: payload.clone(),
+        state: "pending".into(),
+        attempts: 0,
+        created_at,
+        next_attempt_at: created_at,
+    };
+    // One written a day ago, one just now.
+    s.store
+        .insert_alerts(&[row(now - 86_400_000 + 500, 1), row(now, 2)])
+        .await
+        .unwrap();
+    s.sender.pass(now).await.unwrap();
+    let rows = s.alerts(svc).await;
+    assert_eq!(rows[0].1, "failed", "{rows:?}");
+    let error = rows[0].2.as_deref().unwrap_or_default();
+    assert!(
+        error.starts_with("gave up after 1 attempts over 1 d") && error.contains("503"),
+        "{error}"
+    );
+    assert_eq!(rows[1].1, "pending", "the young one is retried: {rows:?}");
+}
