@@ -105,6 +105,9 @@ async fn write(
             }
         }
     };
+    if recorded.alerts > 0 {
+        crate::alert::sender::outbox_written();
+    }
     let events = recorded.events;
     if let Err(e) = bus.publish_events(&events).await {
         tracing::warn!(error = %e, events = events.len(), "cannot publish events");

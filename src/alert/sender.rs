@@ -67,6 +67,16 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// poll.
 pub const STORM_GAP: Duration = Duration::from_secs(5);
 
+/// Rung when this process commits outbox rows, so its sender (if it is the
+/// active one) starts at once instead of at its next poll. Alerts written
+/// by other processes of a fleet wait for the poll (`alerts.poll_ms`).
+static OUTBOX_WRITTEN: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// Tells this process's sender that alerts were just committed.
+pub fn outbox_written() {
+    OUTBOX_WRITTEN.notify_one();
+}
+
 /// Why the sender stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum SenderError {
@@ -170,6 +180,7 @@ impl Sender {
                     continue;
                 }
                 () = tokio::time::sleep(wait) => {}
+                () = OUTBOX_WRITTEN.notified() => {}
             }
             if tokio::time::Instant::now() >= next_reminders {
                 next_reminders = tokio::time::Instant::now() + REMINDER_SCAN_EVERY;
