@@ -27,6 +27,7 @@ mod retention;
 mod schedule;
 mod services;
 mod target_safety;
+mod thresholds;
 mod websocket;
 mod windows;
 mod worker;
