@@ -30,25 +30,66 @@ use std::time::Duration;
 
 const MIN: i64 = 60_000;
 
+async fn sqlite() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&DatabaseUrl::Sqlite(dir.path().join("hm.db")), 4)
+        .await
+        .unwrap();
+    (dir, store)
+}
+
+/// Runs a case on SQLite and on PostgreSQL (a fresh database each).
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite_backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let (_dir, store) = super::sqlite().await;
+                    super::$name(store).await;
+                }
+            )*
+        }
+        mod postgres_backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(db) = super::common::pg_db().await else { return };
+                    let store = healthmon::store::Store::open(
+                        &healthmon::config::DatabaseUrl::Postgres(db.url.clone()),
+                        4,
+                    )
+                    .await
+                    .expect("open PostgreSQL store");
+                    super::$name(store).await;
+                }
+            )*
+        }
+    };
+}
+
+on_every_backend!(
+    reminders_come_at_their_slots_once_each_and_stop_when_the_service_recovers,
+    a_down_held_by_maintenance_is_sent_when_the_window_ends_if_still_down,
+    a_down_and_up_inside_a_window_are_never_sent_and_say_why,
+    an_up_waits_while_its_down_is_retried_so_they_arrive_in_order,
+    an_alert_failing_past_max_age_is_given_up_on,
+    a_storm_is_one_message_and_a_storm_that_goes_on_waits_for_the_gap,
+);
+
 struct Setup {
-    _dir: tempfile::TempDir,
     store: Store,
     sender: Sender,
     receiver: Receiver,
 }
 
-async fn setup(settings: AlertsSettings) -> Setup {
+async fn setup(store: Store, settings: AlertsSettings) -> Setup {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&DatabaseUrl::Sqlite(dir.path().join("hm.db")), 4)
-        .await
-        .unwrap();
     let deliverer =
         Deliverer::new(AddressPolicy::default(), Duration::from_secs(5), 65_536).unwrap();
     let mail = MailSettings::new(AddressPolicy::default(), None).unwrap();
     let sender = Sender::new(store.clone(), deliverer, mail, settings);
     Setup {
-        _dir: dir,
         store,
         sender,
         receiver: Receiver::start().await,
@@ -137,9 +178,8 @@ fn events(bodies: &[Value]) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reminders_come_at_their_slots_once_each_and_stop_when_the_service_recovers() {
-    let s = setup(AlertsSettings::default()).await;
+async fn reminders_come_at_their_slots_once_each_and_stop_when_the_service_recovers(store: Store) {
+    let s = setup(store, AlertsSettings::default()).await;
     s.channel(60).await;
     let svc = s.service("api").await;
     let t0 = now_ms() - 10 * MIN;
@@ -224,9 +264,8 @@ async fn window(s: &Setup, service: ServiceId, ms: i64) -> i64 {
     end
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_down_held_by_maintenance_is_sent_when_the_window_ends_if_still_down() {
-    let s = setup(AlertsSettings::default()).await;
+async fn a_down_held_by_maintenance_is_sent_when_the_window_ends_if_still_down(store: Store) {
+    let s = setup(store, AlertsSettings::default()).await;
     s.channel(0).await;
     let svc = s.service("api").await;
     let end = window(&s, svc, 60 * MIN).await;
@@ -261,9 +300,8 @@ async fn a_down_held_by_maintenance_is_sent_when_the_window_ends_if_still_down()
     assert_eq!(s.alerts(svc).await[0].1, "sent");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_down_and_up_inside_a_window_are_never_sent_and_say_why() {
-    let s = setup(AlertsSettings::default()).await;
+async fn a_down_and_up_inside_a_window_are_never_sent_and_say_why(store: Store) {
+    let s = setup(store, AlertsSettings::default()).await;
     s.channel(0).await;
     let svc = s.service("api").await;
     let end = window(&s, svc, 60 * MIN).await;
@@ -287,9 +325,8 @@ async fn a_down_and_up_inside_a_window_are_never_sent_and_say_why() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_up_waits_while_its_down_is_retried_so_they_arrive_in_order() {
-    let s = setup(AlertsSettings::default()).await;
+async fn an_up_waits_while_its_down_is_retried_so_they_arrive_in_order(store: Store) {
+    let s = setup(store, AlertsSettings::default()).await;
     s.channel(0).await;
     s.receiver.script("/hook", &[503]);
     let svc = s.service("api").await;
@@ -319,9 +356,8 @@ async fn an_up_waits_while_its_down_is_retried_so_they_arrive_in_order() {
     assert!(rows.iter().all(|r| r.1 == "sent"), "{rows:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_alert_failing_past_max_age_is_given_up_on() {
-    let s = setup(AlertsSettings::default()).await;
+async fn an_alert_failing_past_max_age_is_given_up_on(store: Store) {
+    let s = setup(store, AlertsSettings::default()).await;
     let ch = s.channel(0).await;
     s.receiver.script("/hook", &[503, 503]);
     let svc = s.service("api").await;
@@ -359,4 +395,73 @@ async fn an_alert_failing_past_max_age_is_given_up_on() {
         "{error}"
     );
     assert_eq!(rows[1].1, "pending", "the young one is retried: {rows:?}");
+}
+
+async fn a_storm_is_one_message_and_a_storm_that_goes_on_waits_for_the_gap(store: Store) {
+    let settings = AlertsSettings {
+        storm_threshold: 3,
+        ..AlertsSettings::default()
+    };
+    let s = setup(store, settings).await;
+    s.channel(0).await;
+    let t = now_ms();
+    let mut services = Vec::new();
+    for i in 0..5 {
+        let svc = s.service(&format!("svc-{i}")).await;
+        s.check(svc, t - 3_000, Status::Up).await;
+        s.check(svc, t - 2_000, Status::Down).await;
+        s.check(svc, t - 1_000, Status::Up).await;
+        services.push(svc);
+    }
+    // Ten changes due at once, over the threshold of 3: one message,
+    // a down and its up inside it (the up need not wait for the down).
+    s.sender.pass(now_ms()).await.unwrap();
+    let got = s.bodies();
+    assert_eq!(events(&got), ["storm"], "{got:?}");
+    assert_eq!(got[0]["count"], 10, "{}", got[0]);
+    let listed: Vec<(i64, String)> = got[0]["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["service"]["id"].as_i64().unwrap(),
+                a["event"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for svc in &services {
+        assert!(
+            listed.contains(&(svc.get(), "down".to_owned())),
+            "{listed:?}"
+        );
+        assert!(listed.contains(&(svc.get(), "up".to_owned())), "{listed:?}");
+    }
+    for svc in &services {
+        assert!(s.alerts(*svc).await.iter().all(|a| a.1 == "sent"));
+    }
+
+    // The storm goes on: two more changes within the gap wait for it, then
+    // go together.
+    for svc in &services[..2] {
+        s.check(*svc, t, Status::Down).await;
+    }
+    s.sender.pass(now_ms()).await.unwrap();
+    assert_eq!(s.bodies().len(), 1, "held for the storm's gap");
+    let held = s.alerts(services[0]).await;
+    assert!(
+        held.last()
+            .unwrap()
+            .2
+            .as_deref()
+            .is_some_and(|e| e.starts_with("grouped")),
+        "{held:?}"
+    );
+    s.sender
+        .pass(now_ms() + healthmon::alert::sender::STORM_GAP.as_millis() as i64 + 1)
+        .await
+        .unwrap();
+    let got = s.bodies();
+    assert_eq!(events(&got), ["storm", "storm"], "{got:?}");
+    assert_eq!(got[1]["count"], 2, "{}", got[1]);
 }

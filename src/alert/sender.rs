@@ -94,7 +94,7 @@ pub struct Sender {
     mail: Arc<MailSettings>,
     settings: AlertsSettings,
     /// When each channel last got a grouped storm message.
-    storms: Arc<Mutex<HashMap<i64, tokio::time::Instant>>>,
+    storms: Arc<Mutex<HashMap<i64, Millis>>>,
 }
 
 /// One unit of delivery work: alerts of one (channel, service) in order,
@@ -306,11 +306,11 @@ impl Sender {
                     .lock()
                     .ok()
                     .and_then(|s| s.get(&channel_id).copied());
-                let gap = STORM_GAP.min(self.settings.storm_window);
+                let gap = STORM_GAP.min(self.settings.storm_window).as_millis() as i64;
                 if let Some(last) = last
-                    && last.elapsed() < gap
+                    && now - last < gap
                 {
-                    let until = now + (gap - last.elapsed()).as_millis() as i64;
+                    let until = last + gap;
                     let ids: Vec<i64> = changes.iter().map(|r| r.id).collect();
                     self.store
                         .alerts_defer(
@@ -322,7 +322,7 @@ impl Sender {
                     return Ok(jobs);
                 }
                 if let Ok(mut storms) = self.storms.lock() {
-                    storms.insert(channel_id, tokio::time::Instant::now());
+                    storms.insert(channel_id, now);
                 }
                 jobs.push(Job::Storm(config, changes));
                 return Ok(jobs);
@@ -348,7 +348,7 @@ impl Sender {
             Job::InOrder(config, rows) => {
                 let mut rows = rows.into_iter();
                 while let Some(row) = rows.next() {
-                    let Some(alert) = self.gate(&row, now_ms()).await? else {
+                    let Some(alert) = self.gate(&row, &[], now_ms()).await? else {
                         continue;
                     };
                     let outcome = self.deliver(&config, &alert).await;
@@ -373,8 +373,9 @@ impl Sender {
             Job::Storm(config, rows) => {
                 let mut ready = Vec::new();
                 let mut alerts = Vec::new();
+                let together: Vec<i64> = rows.iter().map(|r| r.id).collect();
                 for row in &rows {
-                    if let Some(alert) = self.gate(row, now_ms()).await? {
+                    if let Some(alert) = self.gate(row, &together, now_ms()).await? {
                         ready.push(row);
                         alerts.push(alert);
                     }
@@ -392,8 +393,15 @@ impl Sender {
     }
 
     /// Whether `row` is to be delivered now, and as what. Holds, waits and
-    /// the alerts not to send at all are written here.
-    async fn gate(&self, row: &OutboxRow, now: Millis) -> Result<Option<Alert>, StoreError> {
+    /// the alerts not to send at all are written here. `together` are the
+    /// alerts going out in the same message (a storm's): an `up` need not
+    /// wait for a `down` among them.
+    async fn gate(
+        &self,
+        row: &OutboxRow,
+        together: &[i64],
+        now: Millis,
+    ) -> Result<Option<Alert>, StoreError> {
         let ids = [row.id];
         let mut service_json = None;
         if let Some(service_id) = row.service() {
@@ -447,7 +455,7 @@ impl Sender {
                         .neighbour_alert(service_id, channel, "down", row.scheduled_at, false)
                         .await?;
                     match down {
-                        Some(down) if down.state == "pending" => {
+                        Some(down) if down.state == "pending" && !together.contains(&down.id) => {
                             self.store
                                 .alerts_defer(
                                     &ids,

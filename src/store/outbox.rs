@@ -271,8 +271,8 @@ impl Store {
         })
     }
 
-    /// Alerts (tests aside) written for `channel` since `since`, whatever
-    /// became of them: the storm count.
+    /// Status change alerts (not tests, not reminders) written for
+    /// `channel` since `since`, whatever became of them: the storm count.
     pub async fn channel_alerts_since(
         &self,
         channel: ChannelId,
@@ -283,7 +283,7 @@ impl Store {
             Ok(alerts::table
                 .filter(alerts::channel_id.eq(channel))
                 .filter(alerts::created_at.ge(since))
-                .filter(alerts::event.ne("test"))
+                .filter(alerts::event.ne_all(["test", "reminder"]))
                 .count()
                 .get_result(conn)
                 .await?)
