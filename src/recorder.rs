@@ -1,6 +1,8 @@
 //! The recorder: takes results from the bus, writes them in batches (one
-//! transaction per batch), then publishes the events the store reports and
-//! acknowledges the results.
+//! transaction per batch: logs, statuses by the services' thresholds,
+//! transitions and their alerts' outbox rows), then publishes the events
+//! the store reports, asks the scheduler to retry services whose failure
+//! is not confirmed yet, and acknowledges the results.
 //!
 //! A batch closes when it is full or `flush_ms` after its first result, so
 //! a result waits at most that long. A failed write is retried with backoff
