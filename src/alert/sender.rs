@@ -40,7 +40,7 @@ use crate::domain::Status;
 use crate::domain::outbox::AlertPayload;
 use crate::domain::time::{Millis, now_ms, to_rfc3339};
 use crate::store::{ChannelRecord, Leadership, NewOutboxRow, OutboxRow, Store, StoreError};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -77,6 +77,16 @@ pub fn outbox_written() {
     OUTBOX_WRITTEN.notify_one();
 }
 
+/// Logs what became of a finished delivery task.
+fn report(done: Result<Result<(), StoreError>, tokio::task::JoinError>) {
+    match done {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "cannot record an alert's delivery"),
+        Err(e) if e.is_cancelled() => {}
+        Err(e) => tracing::error!(error = %e, "an alert delivery task failed"),
+    }
+}
+
 /// Why the sender stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum SenderError {
@@ -95,14 +105,50 @@ pub struct Sender {
     settings: AlertsSettings,
     /// When each channel last got a grouped storm message.
     storms: Arc<Mutex<HashMap<i64, Millis>>>,
+    /// Lanes with a delivery under way: (channel, service), a test alert's
+    /// lane being minus its id, and a storm holding its whole channel
+    /// ([`STORM_LANE`]). A pass leaves busy lanes alone, so one slow
+    /// receiver holds up only its own alerts, and alerts of one service to
+    /// one channel stay in order.
+    busy: Arc<Mutex<HashSet<(i64, i64)>>>,
+    /// Deliveries in flight at once (`alerts.concurrency`).
+    permits: Arc<Semaphore>,
+}
+
+/// The lane a storm holds: its whole channel.
+const STORM_LANE: i64 = i64::MIN;
+
+/// The lane of an alert within its channel.
+fn lane(row: &OutboxRow) -> i64 {
+    row.service_id.unwrap_or(-row.id)
 }
 
 /// One unit of delivery work: alerts of one (channel, service) in order,
 /// or one channel's storm group.
-enum Job {
-    InOrder(Arc<ChannelConfig>, Vec<OutboxRow>),
-    Storm(Arc<ChannelConfig>, Vec<OutboxRow>),
+struct Job {
+    channel: i64,
+    lane: i64,
+    config: Arc<ChannelConfig>,
+    rows: Vec<OutboxRow>,
 }
+
+/// A lane held busy while its job runs (or until the job is dropped,
+/// aborted at shutdown included).
+struct Held {
+    busy: Arc<Mutex<HashSet<(i64, i64)>>>,
+    key: (i64, i64),
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Ok(mut busy) = self.busy.lock() {
+            busy.remove(&self.key);
+        }
+    }
+}
+
+/// The deliveries running, each reporting whether its outcome was written.
+type Running = JoinSet<Result<(), StoreError>>;
 
 impl Sender {
     /// A sender over `store`, delivering over HTTP with `deliverer` and
@@ -117,8 +163,10 @@ impl Sender {
             store,
             deliverer,
             mail: Arc::new(mail),
+            permits: Arc::new(Semaphore::new(settings.concurrency)),
             settings,
             storms: Arc::default(),
+            busy: Arc::default(),
         }
     }
 
@@ -163,20 +211,25 @@ impl Sender {
         let mut check_lead = tokio::time::interval(LEAD_CHECK_EVERY);
         let mut next_reminders = tokio::time::Instant::now();
         let mut wait = Duration::ZERO;
+        let mut running = Running::new();
         loop {
             tokio::select! {
                 biased;
-                () = shutdown.cancelled() => return,
+                () = shutdown.cancelled() => break,
                 _ = check_lead.tick() => {
                     if !lead.still_held().await {
                         match self.store.try_send_alerts().await {
                             Ok(Some(renewed)) => *lead = renewed,
-                            Ok(None) => return,
+                            Ok(None) => break,
                             // Nothing can be delivered without the store
                             // either; go on and let the passes fail.
                             Err(e) => tracing::warn!(error = %e, "cannot renew the alert sender lock"),
                         }
                     }
+                    continue;
+                }
+                Some(done) = running.join_next(), if !running.is_empty() => {
+                    report(done);
                     continue;
                 }
                 () = tokio::time::sleep(wait) => {}
@@ -188,36 +241,64 @@ impl Sender {
                     tracing::warn!(error = %e, "cannot write reminders");
                 }
             }
-            let pass = self.pass(now_ms());
-            tokio::pin!(pass);
-            let more = tokio::select! {
-                done = &mut pass => done,
-                () = shutdown.cancelled() => {
-                    // Deliveries in flight get a moment; any cut short stay
-                    // pending and are sent by the next sender.
-                    let _ = tokio::time::timeout(SHUTDOWN_GRACE, &mut pass).await;
-                    return;
-                }
-            };
-            wait = match more {
-                Ok(true) => Duration::ZERO,
-                Ok(false) => self.settings.poll_interval,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot read the alert outbox");
-                    self.settings.poll_interval.max(Duration::from_secs(1))
-                }
-            };
+            wait = self.settings.poll_interval;
+            // Bounded: no new pass while a batch's worth of jobs is queued.
+            if running.len() >= BATCH as usize {
+                continue;
+            }
+            if let Err(e) = self.start_pass(now_ms(), &mut running).await {
+                tracing::warn!(error = %e, "cannot read the alert outbox");
+                wait = wait.max(Duration::from_secs(1));
+            }
         }
+        // Deliveries in flight get a moment; any cut short stay pending and
+        // are sent by the next sender.
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while let Some(done) = running.join_next().await {
+                report(done);
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::info!(
+                deliveries = running.len(),
+                "alert deliveries cut short; they stay pending"
+            );
+        }
+        running.shutdown().await;
     }
 
-    /// One pass: every due alert of one batch delivered (or put off).
-    /// Whether the batch was full, so another pass should follow at once.
+    /// One pass, waited for: every due alert of one batch delivered (or
+    /// put off). Whether the batch was full.
     pub async fn pass(&self, now: Millis) -> Result<bool, StoreError> {
-        let due = self.store.due_alerts(now, BATCH).await?;
-        if due.is_empty() {
-            return Ok(false);
+        let mut running = Running::new();
+        let full = self.start_pass(now, &mut running).await?;
+        while let Some(done) = running.join_next().await {
+            report(done);
         }
-        let full = due.len() as i64 == BATCH;
+        Ok(full)
+    }
+
+    /// Reads due alerts and starts their deliveries in `running`, leaving
+    /// lanes that are busy alone. Whether the batch was full.
+    async fn start_pass(&self, now: Millis, running: &mut Running) -> Result<bool, StoreError> {
+        let busy: HashSet<(i64, i64)> = self.busy.lock().map(|b| b.clone()).unwrap_or_default();
+        let due = self
+            .store
+            .due_alerts(now, BATCH + busy.len() as i64)
+            .await?;
+        let full = due.len() as i64 >= BATCH + busy.len() as i64;
+        let due: Vec<OutboxRow> = due
+            .into_iter()
+            .filter(|r| {
+                !busy.contains(&(r.channel_id, STORM_LANE))
+                    && !busy.contains(&(r.channel_id, lane(r)))
+            })
+            .take(BATCH as usize)
+            .collect();
+        if due.is_empty() {
+            return Ok(full);
+        }
         let mut by_channel: BTreeMap<i64, Vec<OutboxRow>> = BTreeMap::new();
         for row in due {
             by_channel.entry(row.channel_id).or_default().push(row);
@@ -259,21 +340,20 @@ impl Sender {
             };
             jobs.extend(self.plan_channel(channel_id, config, rows, now).await?);
         }
-        let permits = Arc::new(Semaphore::new(self.settings.concurrency));
-        let mut running = JoinSet::new();
         for job in jobs {
-            let (sender, permits) = (self.clone(), Arc::clone(&permits));
+            let held = Held {
+                busy: Arc::clone(&self.busy),
+                key: (job.channel, job.lane),
+            };
+            if let Ok(mut busy) = self.busy.lock() {
+                busy.insert(held.key);
+            }
+            let (sender, permits) = (self.clone(), Arc::clone(&self.permits));
             running.spawn(async move {
+                let _held = held;
                 let _permit = permits.acquire_owned().await;
                 sender.run_job(job).await
             });
-        }
-        while let Some(done) = running.join_next().await {
-            match done {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "cannot record an alert's delivery"),
-                Err(e) => tracing::error!(error = %e, "an alert delivery task failed"),
-            }
         }
         Ok(full)
     }
@@ -292,7 +372,12 @@ impl Sender {
             rows.into_iter().partition(|r| r.event == "test");
         let mut jobs: Vec<Job> = tests
             .into_iter()
-            .map(|r| Job::InOrder(Arc::clone(&config), vec![r]))
+            .map(|r| Job {
+                channel: channel_id,
+                lane: lane(&r),
+                config: Arc::clone(&config),
+                rows: vec![r],
+            })
             .collect();
         if groupable && changes.len() > 1 {
             let window = self.settings.storm_window.as_millis() as i64;
@@ -324,28 +409,57 @@ impl Sender {
                 if let Ok(mut storms) = self.storms.lock() {
                     storms.insert(channel_id, now);
                 }
-                jobs.push(Job::Storm(config, changes));
+                jobs.push(Job {
+                    channel: channel_id,
+                    lane: STORM_LANE,
+                    config,
+                    rows: changes,
+                });
                 return Ok(jobs);
             }
         }
-        let mut by_service: BTreeMap<i64, Vec<OutboxRow>> = BTreeMap::new();
+        let mut by_lane: BTreeMap<i64, Vec<OutboxRow>> = BTreeMap::new();
         for row in changes {
-            by_service
-                .entry(row.service_id.unwrap_or(-row.id))
-                .or_default()
-                .push(row);
+            by_lane.entry(lane(&row)).or_default().push(row);
         }
-        for (_, mut rows) in by_service {
+        for (lane, mut rows) in by_lane {
             // Written order, whatever their retry times say.
             rows.sort_by_key(|r| r.id);
-            jobs.push(Job::InOrder(Arc::clone(&config), rows));
+            jobs.push(Job {
+                channel: channel_id,
+                lane,
+                config: Arc::clone(&config),
+                rows,
+            });
         }
         Ok(jobs)
     }
 
     async fn run_job(&self, job: Job) -> Result<(), StoreError> {
-        match job {
-            Job::InOrder(config, rows) => {
+        let Job {
+            lane, config, rows, ..
+        } = job;
+        match lane {
+            STORM_LANE => {
+                let mut ready = Vec::new();
+                let mut alerts = Vec::new();
+                let together: Vec<i64> = rows.iter().map(|r| r.id).collect();
+                for row in &rows {
+                    if let Some(alert) = self.gate(row, &together, now_ms()).await? {
+                        ready.push(row);
+                        alerts.push(alert);
+                    }
+                }
+                let Some(delivery) = storm::render_group(&config, &alerts, now_ms() / 1000) else {
+                    return Ok(());
+                };
+                tracing::info!(alerts = alerts.len(), id = %storm::group_id(&alerts),
+                    "alert storm: sending one grouped message");
+                let outcome = self.send(&config, delivery).await;
+                self.record(&ready, outcome).await?;
+                Ok(())
+            }
+            _ => {
                 let mut rows = rows.into_iter();
                 while let Some(row) = rows.next() {
                     let Some(alert) = self.gate(&row, &[], now_ms()).await? else {
@@ -368,25 +482,6 @@ impl Sender {
                         }
                     }
                 }
-                Ok(())
-            }
-            Job::Storm(config, rows) => {
-                let mut ready = Vec::new();
-                let mut alerts = Vec::new();
-                let together: Vec<i64> = rows.iter().map(|r| r.id).collect();
-                for row in &rows {
-                    if let Some(alert) = self.gate(row, &together, now_ms()).await? {
-                        ready.push(row);
-                        alerts.push(alert);
-                    }
-                }
-                let Some(delivery) = storm::render_group(&config, &alerts, now_ms() / 1000) else {
-                    return Ok(());
-                };
-                tracing::info!(alerts = alerts.len(), id = %storm::group_id(&alerts),
-                    "alert storm: sending one grouped message");
-                let outcome = self.send(&config, delivery).await;
-                self.record(&ready, outcome).await?;
                 Ok(())
             }
         }

@@ -518,3 +518,136 @@ async fn an_email_channel_gets_the_alert_as_a_mail() {
         "{body}"
     );
 }
+
+/// At most `alerts.concurrency` deliveries are in flight at once, however
+/// many alerts are due.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_in_flight_are_bounded_by_alerts_concurrency() {
+    let receiver = Receiver::start().await;
+    receiver.set_delay(Duration::from_millis(300));
+    let target = Target::start().await;
+    let m = Monitor::start_with(&[
+        ("HEALTHMON__ALERTS__CONCURRENCY", "2"),
+        ("HEALTHMON__ALERTS__STORM_THRESHOLD", "1000"),
+    ]);
+    let ch = channel(&m, "hook", "webhook", json!({"url": receiver.url("/hook")})).await;
+    for i in 0..6 {
+        watched(&m, &format!("svc-{i}"), &target.url("/fail"), &[ch]).await;
+    }
+    let got = receiver.wait_for("/hook", 6, Duration::from_secs(30)).await;
+    assert_eq!(got.len(), 6);
+    assert_eq!(receiver.max_in_flight(), 2, "two at a time, and both used");
+}
+
+/// A receiver that streams an endless answer is read up to
+/// `alerts.max_response_bytes` and the alert counts as sent; one that never
+/// answers is given up on at `alerts.http_timeout_s` and retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receivers_answer_is_read_bounded_and_a_silent_one_times_out() {
+    let target = Target::start().await;
+    let m = Monitor::start_with(&[("HEALTHMON__ALERTS__HTTP_TIMEOUT_S", "1")]);
+    let endless = channel(
+        &m,
+        "endless",
+        "webhook",
+        json!({"url": target.url("/endless")}),
+    )
+    .await;
+    let silent = channel(&m, "silent", "webhook", json!({"url": target.url("/hang")})).await;
+    let svc = watched(&m, "api", &target.url("/fail"), &[endless, silent]).await;
+
+    let sent = within(
+        Duration::from_secs(30),
+        "the endless receiver's alert sent",
+        || async {
+            alerts(&m, &format!("channel_id={endless}"))
+                .await
+                .into_iter()
+                .find(|a| a["state"] == "sent")
+        },
+    )
+    .await;
+    assert_eq!(sent["attempts"], 1, "{sent}");
+    let timed_out = within(
+        Duration::from_secs(30),
+        "the silent receiver's attempt over",
+        || async {
+            alerts(&m, &format!("channel_id={silent}"))
+                .await
+                .into_iter()
+                .find(|a| a["attempts"].as_i64() >= Some(1))
+        },
+    )
+    .await;
+    assert_eq!(timed_out["state"], "pending", "retried: {timed_out}");
+    let error = timed_out["last_error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("timeout:") && error.contains("1 s"),
+        "{timed_out}"
+    );
+    let _ = svc;
+}
+
+/// SIGTERM while a delivery is in flight: the process still stops within
+/// its deadline (the delivery gets a short grace), the alert stays pending,
+/// and the next start delivers it under the same id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_cut_short_by_shutdown_stays_pending_and_is_sent_after_restart() {
+    let receiver = Receiver::start().await;
+    receiver.set_delay(Duration::from_secs(30));
+    let target = Target::start().await;
+    let mut m = Monitor::start_with(&[("HEALTHMON__ALERTS__HTTP_TIMEOUT_S", "60")]);
+    let ch = channel(&m, "hook", "webhook", json!({"url": receiver.url("/hook")})).await;
+    let svc = watched(&m, "api", &target.url("/fail"), &[ch]).await;
+    let first = receiver.wait_for("/hook", 1, DEADLINE).await;
+
+    let stopping = std::time::Instant::now();
+    let status = m.terminate();
+    assert!(status.success(), "{status:?}\n{}", m.log_text());
+    assert!(
+        stopping.elapsed() < Duration::from_secs(15),
+        "stopped after {:?}",
+        stopping.elapsed()
+    );
+
+    receiver.set_delay(Duration::ZERO);
+    let dir = std::sync::Arc::clone(&m.dir);
+    drop(m);
+    let m = Monitor::start_in(dir, &[]);
+    let sent = alert_in_state(&m, svc, "down", "sent").await;
+    let got = receiver.received_at("/hook");
+    assert_eq!(
+        got.len(),
+        2,
+        "the cut-short attempt, then the one after restart"
+    );
+    assert_eq!(delivery_id(&got[1]), delivery_id(&first[0]));
+    assert_eq!(delivery_id(&got[1]), sent["id"].to_string());
+}
+
+/// A receiver that never answers holds up only its own alerts: another
+/// channel's alert written while that delivery hangs goes out at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_receiver_does_not_hold_up_other_channels() {
+    let receiver = Receiver::start().await;
+    let target = Target::start().await;
+    let m = Monitor::start_with(&[("HEALTHMON__ALERTS__HTTP_TIMEOUT_S", "30")]);
+    let silent = channel(&m, "silent", "webhook", json!({"url": target.url("/hang")})).await;
+    let hook = channel(&m, "hook", "webhook", json!({"url": receiver.url("/hook")})).await;
+    watched(&m, "first", &target.url("/fail"), &[silent, hook]).await;
+    receiver.wait_for("/hook", 1, DEADLINE).await;
+    eventually("the silent receiver's delivery under way", || async {
+        (target.hits("/hang") >= 1).then_some(())
+    })
+    .await;
+
+    let second = watched(&m, "second", &target.url("/fail"), &[hook]).await;
+    let got = receiver.wait_for("/hook", 2, Duration::from_secs(10)).await;
+    assert_eq!(got[1].json()["service"]["id"], second);
+    let hanging = alerts(&m, &format!("channel_id={silent}")).await;
+    assert_eq!(hanging.len(), 1, "{hanging:?}");
+    assert_eq!(
+        hanging[0]["attempts"], 0,
+        "still in its first attempt: {hanging:?}"
+    );
+}

@@ -46,6 +46,8 @@ pub struct Receiver {
     script: Arc<Mutex<HashMap<String, VecDeque<u16>>>>,
     /// How long each answer waits (after the request is recorded).
     delay: Arc<Mutex<Duration>>,
+    /// Requests being answered now, and the most there ever were at once.
+    in_flight: Arc<Mutex<(usize, usize)>>,
     stop: tokio_util::sync::CancellationToken,
 }
 
@@ -74,6 +76,7 @@ impl Receiver {
             received: Arc::default(),
             script: Arc::default(),
             delay: Arc::default(),
+            in_flight: Arc::default(),
             stop: tokio_util::sync::CancellationToken::new(),
         };
         let r = receiver.clone();
@@ -118,6 +121,11 @@ impl Receiver {
         if let Ok(mut d) = self.delay.lock() {
             *d = delay;
         }
+    }
+
+    /// The most requests that were being answered at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.in_flight.lock().map(|f| f.1).unwrap_or(0)
     }
 
     /// Every request so far, in arrival order.
@@ -209,9 +217,16 @@ impl Receiver {
                 at: Instant::now(),
             });
         }
+        if let Ok(mut f) = self.in_flight.lock() {
+            f.0 += 1;
+            f.1 = f.1.max(f.0);
+        }
         let delay = self.delay.lock().map(|d| *d).unwrap_or_default();
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
+        }
+        if let Ok(mut f) = self.in_flight.lock() {
+            f.0 -= 1;
         }
         let answer = format!(
             "HTTP/1.1 {status} Scripted\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
