@@ -14,9 +14,11 @@
 //!   the alert was written, then `failed`. A 4xx other than 408/429 (a wrong
 //!   token or URL), a redirect, or a blocked address fails at once: retrying
 //!   would not help, and `last_error` says what to fix.
-//! - Alerts of one service to one channel go out in the order they were
-//!   written: while one is being retried, later ones wait for it, so an `up`
-//!   never arrives before its `down`.
+//! - Alerts of one service to one channel (a lane) go out one at a time in
+//!   the order they were written: while one is being retried, later ones
+//!   wait for it, so an `up` never arrives before its `down`. Lanes are
+//!   independent: a receiver that hangs holds up only its own alerts until
+//!   `alerts.http_timeout_s`, never another channel's.
 //! - Maintenance: an alert for a service inside a window is held until the
 //!   window ends. Then a `down` whose service recovered meanwhile is failed
 //!   ([`RECOVERED_IN_MAINTENANCE`]), and so is the `up` that goes with it;
