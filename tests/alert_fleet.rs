@@ -249,6 +249,27 @@ async fn every_change_is_alerted_once_across_a_kill_9_of_the_active_sender() {
         );
     }
     let repeats: usize = ids.values().map(|n| n - 1).sum();
+    // Change (the deciding check's end) to first arrival, for the record.
+    let mut first: BTreeMap<i64, i64> = BTreeMap::new();
+    for r in &got {
+        let body = r.json();
+        let at = body["at"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.timestamp_millis());
+        if let (Some(id), Some(at)) = (body["id"].as_i64(), at) {
+            first.entry(id).or_insert(r.at_ms - at);
+        }
+    }
+    let mut lags: Vec<i64> = first.into_values().collect();
+    lags.sort_unstable();
+    let pct = |p: usize| lags.get((lags.len() * p / 100).min(lags.len().saturating_sub(1)));
+    eprintln!(
+        "change to delivery: p50 {:?} ms, p99 {:?} ms, max {:?} ms (the kill and takeover included)",
+        pct(50),
+        pct(99),
+        lags.last()
+    );
     eprintln!(
         "{} alerts for {} changes; {killed_with} had reached the receiver when the sender \
          was killed; {repeats} delivered again after the takeover (same delivery id)",

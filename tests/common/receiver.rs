@@ -20,6 +20,8 @@ pub struct Received {
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub at: Instant,
+    /// Arrival as epoch milliseconds (to compare with times in bodies).
+    pub at_ms: i64,
 }
 
 impl Received {
@@ -215,6 +217,9 @@ impl Receiver {
                 headers,
                 body,
                 at: Instant::now(),
+                at_ms: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64),
             });
         }
         if let Ok(mut f) = self.in_flight.lock() {
