@@ -651,3 +651,43 @@ async fn a_hanging_receiver_does_not_hold_up_other_channels() {
         "still in its first attempt: {hanging:?}"
     );
 }
+
+/// `POST /channels/{id}/test` reaches the receiver as a `test` alert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_test_is_delivered() {
+    let receiver = Receiver::start().await;
+    let m = Monitor::start();
+    let ch = channel(
+        &m,
+        "hook",
+        "webhook",
+        json!({"url": receiver.url("/hook"), "secret": "k"}),
+    )
+    .await;
+    let r = send(
+        &m,
+        Method::POST,
+        &format!("/channels/{ch}/test"),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let got = receiver.wait_for("/hook", 1, DEADLINE).await;
+    let body = got[0].json();
+    assert_eq!(body["event"], "test", "{body}");
+    assert_eq!(body["id"], r.json["id"], "{body}");
+    let ts: i64 = got[0]
+        .header("x-healthmon-timestamp")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let sig = got[0].header("x-healthmon-signature").unwrap();
+    assert!(verify(b"k", ts, &got[0].body, sig));
+    let id = r.json["id"].as_i64().unwrap();
+    let sent = within(Duration::from_secs(10), "the test alert sent", || async {
+        let a = get(&m, &format!("/alerts/{id}")).await;
+        (a.json["state"] == "sent").then_some(a.json)
+    })
+    .await;
+    assert_eq!(sent["attempts"], 1, "{sent}");
+}
