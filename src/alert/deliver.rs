@@ -47,7 +47,9 @@ impl Deliverer {
     /// gives each delivery `timeout` in all and reads at most
     /// `max_response_bytes` of an answer. Redirects are not followed: a
     /// receiver's URL is configured, and following one could lead a signed
-    /// alert somewhere else.
+    /// alert somewhere else. No proxy from the environment is used either,
+    /// as for checks: through a proxy, the address target safety judges
+    /// would be the proxy's, not the receiver's.
     pub fn new(
         policy: AddressPolicy,
         timeout: Duration,
@@ -60,6 +62,7 @@ impl Deliverer {
             .dns_resolver(GuardedResolver {
                 policy: Arc::clone(&policy),
             })
+            .no_proxy()
             .timeout(timeout)
             .pool_idle_timeout(Duration::from_secs(30))
             .build()?;

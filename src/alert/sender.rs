@@ -579,9 +579,11 @@ impl Sender {
                         .as_ref()
                         .is_none_or(|s| s.last_status != Status::Down) =>
                 {
-                    self.store
-                        .alerts_failed(&ids, "not sent: the service is no longer DOWN", false)
-                        .await?;
+                    let why = match service {
+                        Some(_) => "not sent: the service is no longer DOWN",
+                        None => "not sent: the service was deleted",
+                    };
+                    self.store.alerts_failed(&ids, why, false).await?;
                     return Ok(None);
                 }
                 _ => {}

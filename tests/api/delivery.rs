@@ -691,3 +691,32 @@ async fn a_channel_test_is_delivered() {
     .await;
     assert_eq!(sent["attempts"], 1, "{sent}");
 }
+
+/// A failing delivery to a URL that carries a token (Telegram's bot path)
+/// says what failed naming the host only: the token is neither in
+/// `last_error` nor in the logs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_delivery_never_shows_the_token_in_its_url() {
+    let target = Target::start().await;
+    let m = Monitor::start();
+    let ch = channel(
+        &m,
+        "telegram",
+        "telegram",
+        json!({"bot_token": "999:s3cr3tb0tt0ken", "chat_id": "1",
+               "api_base": format!("http://127.0.0.1:{}", free_port())}),
+    )
+    .await;
+    let svc = watched(&m, "api", &target.url("/fail"), &[ch]).await;
+    let tried = within(Duration::from_secs(30), "a failed attempt", || async {
+        alerts(&m, &format!("service_id={svc}"))
+            .await
+            .into_iter()
+            .find(|a| a["attempts"].as_i64() >= Some(1))
+    })
+    .await;
+    let error = tried["last_error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("connect: 127.0.0.1"), "{tried}");
+    assert!(!error.contains("s3cr3tb0tt0ken"), "{tried}");
+    assert!(!m.log_text().contains("s3cr3tb0tt0ken"));
+}
