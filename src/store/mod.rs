@@ -115,9 +115,9 @@ mod outbox;
 mod rollups;
 mod windows;
 
-pub use outbox::{ChannelRecord, DownService, Earlier, NewOutboxRow, OutboxRow};
 pub use alerts::TEST_SERVICE_NAME;
 pub use channels::{CHANNEL_DELETED, ChannelSaved};
+pub use outbox::{ChannelRecord, DownService, Earlier, NewOutboxRow, OutboxRow};
 pub use rollups::RollupReport;
 pub use windows::{MAX_WINDOWS, OpenWindows, WindowUpdate};
 
