@@ -464,4 +464,14 @@ async fn a_storm_is_one_message_and_a_storm_that_goes_on_waits_for_the_gap(store
     let got = s.bodies();
     assert_eq!(events(&got), ["storm", "storm"], "{got:?}");
     assert_eq!(got[1]["count"], 2, "{}", got[1]);
+
+    // A trickle in a storm: one change alone after the gap goes as
+    // itself, the next within the gap waits for the one after.
+    let later = now_ms() + 2 * healthmon::alert::sender::STORM_GAP.as_millis() as i64 + 2;
+    s.check(services[2], t, Status::Down).await;
+    s.sender.pass(later).await.unwrap();
+    assert_eq!(events(&s.bodies()), ["storm", "storm", "down"]);
+    s.check(services[3], t, Status::Down).await;
+    s.sender.pass(later + 1).await.unwrap();
+    assert_eq!(s.bodies().len(), 3, "within the gap: held");
 }

@@ -381,13 +381,13 @@ impl Sender {
                 rows: vec![r],
             })
             .collect();
-        if groupable && changes.len() > 1 {
+        if groupable && !changes.is_empty() {
             let window = self.settings.storm_window.as_millis() as i64;
             let recent = self
                 .store
                 .channel_alerts_since(crate::domain::ChannelId(channel_id), now - window)
                 .await?;
-            if plan::is_storm(recent, self.settings.storm_threshold, changes.len()) {
+            if plan::is_storm(recent, self.settings.storm_threshold) {
                 let last = self
                     .storms
                     .lock()
@@ -452,11 +452,19 @@ impl Sender {
                         alerts.push(alert);
                     }
                 }
-                let Some(delivery) = storm::render_group(&config, &alerts, now_ms() / 1000) else {
-                    return Ok(());
+                let delivery = match alerts.as_slice() {
+                    [] => return Ok(()),
+                    // Alone by the end of a gap: it goes as itself.
+                    [alert] => render(&config, alert, now_ms() / 1000),
+                    _ => {
+                        tracing::info!(alerts = alerts.len(), id = %storm::group_id(&alerts),
+                            "alert storm: sending one grouped message");
+                        match storm::render_group(&config, &alerts, now_ms() / 1000) {
+                            Some(delivery) => delivery,
+                            None => return Ok(()),
+                        }
+                    }
                 };
-                tracing::info!(alerts = alerts.len(), id = %storm::group_id(&alerts),
-                    "alert storm: sending one grouped message");
                 let outcome = self.send(&config, delivery).await;
                 self.record(&ready, outcome).await?;
                 Ok(())
