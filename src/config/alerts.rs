@@ -89,3 +89,59 @@ impl RawAlerts {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load_with;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<AlertsSettings, ConfigError> {
+        let env = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        load_with(None, &env).map(|s| s.alerts)
+    }
+
+    #[test]
+    fn the_shipped_defaults_are_the_documented_ones() {
+        assert_eq!(load(&[]).unwrap(), AlertsSettings::default());
+        let d = AlertsSettings::default();
+        assert_eq!(d.storm_threshold, 20);
+        assert_eq!(d.storm_window, Duration::from_secs(60));
+        assert_eq!(d.max_age, Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn values_come_from_the_environment_and_bad_ones_name_their_key() {
+        let s = load(&[
+            ("HEALTHMON__ALERTS__STORM_THRESHOLD", "5"),
+            ("HEALTHMON__ALERTS__CONCURRENCY", "2"),
+        ])
+        .unwrap();
+        assert_eq!((s.storm_threshold, s.concurrency), (5, 2));
+        for (key, value, named) in [
+            (
+                "HEALTHMON__ALERTS__STORM_THRESHOLD",
+                "0",
+                "alerts.storm_threshold",
+            ),
+            (
+                "HEALTHMON__ALERTS__STORM_WINDOW_S",
+                "0",
+                "alerts.storm_window_s",
+            ),
+            ("HEALTHMON__ALERTS__MAX_AGE_S", "10", "alerts.max_age_s"),
+            ("HEALTHMON__ALERTS__CONCURRENCY", "0", "alerts.concurrency"),
+            (
+                "HEALTHMON__ALERTS__HTTP_TIMEOUT_S",
+                "0",
+                "alerts.http_timeout_s",
+            ),
+            ("HEALTHMON__ALERTS__POLL_MS", "1", "alerts.poll_ms"),
+        ] {
+            let e = load(&[(key, value)]).unwrap_err().to_string();
+            assert!(e.starts_with(named), "{key}={value}: {e}");
+        }
+    }
+}
