@@ -64,7 +64,11 @@ pub async fn connect(
     // Subscribe before reading the snapshot so no event falls between them.
     let events = state.bus.subscribe_events();
     let services = state.store.list_services().await?;
-    let snapshot = snapshot::pages(&services).map_err(crate::bus::BusError::from)?;
+    let open = state
+        .store
+        .open_windows(crate::domain::time::now_ms())
+        .await?;
+    let snapshot = snapshot::pages(&services, &open).map_err(crate::bus::BusError::from)?;
     let mut response = actix_http::ws::handshake(req.head())
         .map_err(|e| ApiError::BadRequest(format!("expected a WebSocket upgrade: {e}")))?;
     let (feed, link) = Feed::new(snapshot, events, permit, Arc::clone(&state.snapshots));

@@ -10,6 +10,8 @@
 
 use crate::bus::Resync;
 use crate::domain::Service;
+use crate::http::windows::WithMaintenance;
+use crate::store::OpenWindows;
 #[cfg(test)]
 use crate::domain::ServiceId;
 use actix_web::web::Bytes;
@@ -29,13 +31,14 @@ pub const RESYNC_MESSAGE: &str = r#"{"type":"resync"}"#;
 struct Page<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
-    services: &'a [Service],
+    services: Vec<WithMaintenance<&'a Service>>,
     last: bool,
 }
 
-/// The snapshot of `services` as whole messages (JSON text), in order. No
+/// The snapshot of `services` as whole messages (JSON text), in order, each
+/// service with `in_maintenance` as the REST API shows it (from `open`). No
 /// services is still one message, so a client always sees `"last": true`.
-pub fn pages(services: &[Service]) -> Result<Vec<Bytes>, serde_json::Error> {
+pub fn pages(services: &[Service], open: &OpenWindows) -> Result<Vec<Bytes>, serde_json::Error> {
     let count = services.len().div_ceil(PAGE_SERVICES).max(1);
     let mut out = Vec::with_capacity(count);
     for i in 0..count {
@@ -43,7 +46,13 @@ pub fn pages(services: &[Service]) -> Result<Vec<Bytes>, serde_json::Error> {
         let end = (start + PAGE_SERVICES).min(services.len());
         let page = Page {
             kind: "snapshot",
-            services: &services[start..end],
+            services: services[start..end]
+                .iter()
+                .map(|service| WithMaintenance {
+                    service,
+                    in_maintenance: open.covers(service.id),
+                })
+                .collect(),
             last: i + 1 == count,
         };
         out.push(Bytes::from(serde_json::to_vec(&page)?));
@@ -64,9 +73,12 @@ pub type Read = BoxFuture<'static, Result<Pages, LoadError>>;
 /// A snapshot being read, awaited by every client that needs it.
 pub type Load = Shared<Read>;
 
-/// Reads every service, in id order.
-pub type ListServices =
-    Box<dyn Fn() -> BoxFuture<'static, Result<Vec<Service>, String>> + Send + Sync>;
+/// Every service, in id order, and the maintenance windows open as they
+/// were read.
+pub type Listed = (Vec<Service>, OpenWindows);
+
+/// Reads every service, in id order, and the open maintenance windows.
+pub type ListServices = Box<dyn Fn() -> BoxFuture<'static, Result<Listed, String>> + Send + Sync>;
 
 /// Fresh snapshots after a [`Resync`] mark, one store read shared by every
 /// client of this process that meets the mark.
@@ -90,7 +102,15 @@ impl Snapshots {
     pub fn of_store(store: crate::store::Store) -> Self {
         Self::new(Box::new(move || {
             let store = store.clone();
-            async move { store.list_services().await.map_err(|e| e.to_string()) }.boxed()
+            async move {
+                let services = store.list_services().await.map_err(|e| e.to_string())?;
+                let open = store
+                    .open_windows(crate::domain::time::now_ms())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok((services, open))
+            }
+            .boxed()
         }))
     }
 
@@ -111,8 +131,8 @@ impl Snapshots {
         }
         let read = (self.list)();
         let load = async move {
-            let services = read.await.map_err(LoadError::from)?;
-            let pages = pages(&services).map_err(|e| LoadError::from(e.to_string()))?;
+            let (services, open) = read.await.map_err(LoadError::from)?;
+            let pages = pages(&services, &open).map_err(|e| LoadError::from(e.to_string()))?;
             Ok(Pages::from(pages))
         }
         .boxed()
@@ -159,7 +179,7 @@ pub(crate) mod tests {
     #[test]
     fn pages_hold_at_most_a_thousand_services_and_only_the_last_says_so() {
         let services: Vec<Service> = (1..=2500).map(service).collect();
-        let pages = pages(&services).expect("serialisable");
+        let pages = pages(&services, &OpenWindows::default()).expect("serialisable");
         let sizes: Vec<usize> = pages
             .iter()
             .map(|p| json(p)["services"].as_array().map_or(0, Vec::len))
@@ -182,7 +202,7 @@ pub(crate) mod tests {
 
     #[test]
     fn no_services_is_one_last_empty_page() {
-        let pages = pages(&[]).expect("serialisable");
+        let pages = pages(&[], &OpenWindows::default()).expect("serialisable");
         assert_eq!(pages.len(), 1);
         assert_eq!(
             json(&pages[0]),
@@ -196,7 +216,7 @@ pub(crate) mod tests {
         let counter = Arc::clone(&reads);
         let snapshots = Snapshots::new(Box::new(move || {
             let n = counter.fetch_add(1, Ordering::SeqCst) as i64 + 1;
-            async move { Ok(vec![service(n)]) }.boxed()
+            async move { Ok((vec![service(n)], OpenWindows::default())) }.boxed()
         }));
         (snapshots, reads)
     }

@@ -249,7 +249,7 @@ fn snapshots_of(
             if let Some(gate) = gate {
                 let _ = gate.await;
             }
-            Ok(services)
+            Ok((services, crate::store::OpenWindows::default()))
         }
         .boxed()
     }));
