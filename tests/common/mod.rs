@@ -170,6 +170,26 @@ impl Monitor {
 
 impl Drop for Monitor {
     fn drop(&mut self) {
+        // A failing test shows how its monitor ended and what it logged
+        // last (libtest prints a failed test's captured output), so a
+        // failure in CI can be read without running it again.
+        if std::thread::panicking() {
+            let status = self.child.try_wait();
+            let lines = self.logs.lock().map(|l| l.clone()).unwrap_or_default();
+            let tail = &lines[lines.len().saturating_sub(60)..];
+            eprintln!(
+                "--- monitor {} ({}): last {} of {} log lines ---\n{}",
+                self.addr,
+                match status {
+                    Ok(Some(s)) => format!("exited: {s}"),
+                    Ok(None) => "still running".to_owned(),
+                    Err(e) => format!("status unknown: {e}"),
+                },
+                tail.len(),
+                lines.len(),
+                tail.join("\n")
+            );
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
