@@ -50,8 +50,9 @@ pub const KINDS: [&str; 8] = [
     "pagerduty",
 ];
 
-/// A channel's settings, by kind.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A channel's settings, by kind. Its `Debug` prints what [`Self::shown`]
+/// shows, so a debug print of a channel hides what a response hides.
+#[derive(Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ChannelConfig {
     /// A JSON POST of the alert, signed when a secret is set.
@@ -413,14 +414,135 @@ impl ChannelConfig {
         parsed.ok_or_else(|| vec![FieldError::new("config", "is incomplete")])
     }
 
-    /// The settings as the API shows them: secrets as `***`.
+    /// The kind, as the API names it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ChannelConfig::Webhook { .. } => "webhook",
+            ChannelConfig::Slack { .. } => "slack",
+            ChannelConfig::Discord { .. } => "discord",
+            ChannelConfig::Teams { .. } => "teams",
+            ChannelConfig::Email { .. } => "email",
+            ChannelConfig::Ntfy { .. } => "ntfy",
+            ChannelConfig::Telegram { .. } => "telegram",
+            ChannelConfig::Pagerduty { .. } => "pagerduty",
+        }
+    }
+
+    /// The settings as the API shows them: secrets as `***`; a webhook's
+    /// `url` as its scheme, host and port followed by `/***` (see
+    /// [`shown_origin`]); an `api_base` with its user info, query values
+    /// and fragment as `***` (see [`shown_url`]).
     pub fn shown(&self) -> Value {
         let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
         if let Some(map) = v.as_object_mut() {
             map.remove("kind");
             map.retain(|_, value| !value.is_null());
+            if matches!(self, ChannelConfig::Webhook { .. })
+                && let Some(Value::String(url)) = map.get_mut("url")
+            {
+                *url = shown_origin(url);
+            }
+            if let Some(Value::String(base)) = map.get_mut("api_base") {
+                *base = shown_url(base);
+            }
         }
         v
+    }
+
+    /// Where the settings send things, setting by setting, defaults
+    /// applied: a stored secret kept across a change of any of these would
+    /// follow the channel to a destination it was not given for.
+    pub fn destination(&self) -> Vec<(&'static str, String)> {
+        let base = |b: &Option<String>| b.clone().unwrap_or_default();
+        match self {
+            ChannelConfig::Webhook { url, api_base, .. } => {
+                vec![("url", url.clone()), ("api_base", base(api_base))]
+            }
+            ChannelConfig::Slack { url, api_base }
+            | ChannelConfig::Discord { url, api_base }
+            | ChannelConfig::Teams { url, api_base } => vec![
+                ("url", url.expose().to_owned()),
+                ("api_base", base(api_base)),
+            ],
+            ChannelConfig::Email {
+                host, port, tls, ..
+            } => vec![
+                ("host", host.to_ascii_lowercase()),
+                ("port", port.to_string()),
+                ("tls", format!("{tls:?}")),
+            ],
+            ChannelConfig::Ntfy {
+                api_base, topic, ..
+            } => vec![("api_base", api_base.clone()), ("topic", topic.clone())],
+            ChannelConfig::Telegram {
+                api_base, chat_id, ..
+            } => vec![("api_base", api_base.clone()), ("chat_id", chat_id.clone())],
+            ChannelConfig::Pagerduty { api_base, .. } => vec![("api_base", api_base.clone())],
+        }
+    }
+}
+
+// By hand: the derived one printed a webhook's url and every api_base in
+// full, tokens in their paths or queries included.
+impl std::fmt::Debug for ChannelConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ChannelConfig::{}({})", self.kind(), self.shown())
+    }
+}
+
+/// A URL as a response shows it when only its path may be told: the user
+/// info, each query value (a bare query key too) and the fragment as `***`.
+/// Tokens often ride in a query (`?token=...`) or the user info; an
+/// `api_base` names a server, so its path stays readable.
+pub fn shown_url(raw: &str) -> String {
+    let Ok(mut u) = url::Url::parse(raw) else {
+        // Stored URLs were checked, so this guards only odd legacy rows.
+        return String::from("***");
+    };
+    if !u.username().is_empty() && u.set_username("***").is_err() {
+        return String::from("***");
+    }
+    if u.password().is_some() && u.set_password(Some("***")).is_err() {
+        return String::from("***");
+    }
+    if let Some(query) = u.query().map(str::to_owned) {
+        let hidden: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) => format!("{key}=***"),
+                None if pair.is_empty() => String::new(),
+                None => String::from("***"),
+            })
+            .collect();
+        u.set_query(Some(&hidden.join("&")));
+    }
+    if u.fragment().is_some() {
+        u.set_fragment(Some("***"));
+    }
+    u.to_string()
+}
+
+/// A webhook URL as a response shows it: scheme, host and port, then `/***`
+/// for everything else (user info, path, query, fragment), since generic
+/// webhooks carry their token anywhere in there, most often in the path.
+/// A URL with nothing after the host shows as it is.
+pub fn shown_origin(raw: &str) -> String {
+    let Ok(u) = url::Url::parse(raw) else {
+        return String::from("***");
+    };
+    let origin = u.origin();
+    if !origin.is_tuple() {
+        return String::from("***");
+    }
+    let bare = u.path() == "/"
+        && u.query().is_none()
+        && u.fragment().is_none()
+        && u.username().is_empty()
+        && u.password().is_none();
+    if bare {
+        u.to_string()
+    } else {
+        format!("{}/***", origin.ascii_serialization())
     }
 }
 
@@ -488,6 +610,79 @@ mod tests {
                 "{kind}: Debug leaks"
             );
         }
+    }
+
+    #[test]
+    fn tokens_in_urls_are_not_shown_nor_debug_printed() {
+        let hook = ChannelConfig::parse(
+            "webhook",
+            &json!({"url": "https://u:pw1@hooks.example:8443/in/PATHTOK?token=QTOK#FTOK",
+                    "api_base": "https://BUSER:bpw@relay.example/base?key=BTOK&BARE"}),
+        )
+        .unwrap();
+        let shown = hook.shown();
+        assert_eq!(shown["url"], "https://hooks.example:8443/***");
+        assert_eq!(
+            shown["api_base"],
+            "https://***:***@relay.example/base?key=***&***"
+        );
+        let ntfy = ChannelConfig::parse(
+            "ntfy",
+            &json!({"topic": "ops", "api_base": "https://ntfy.example/sub#FTOK"}),
+        )
+        .unwrap();
+        assert_eq!(ntfy.shown()["api_base"], "https://ntfy.example/sub#***");
+        let debug = format!("{hook:?} {ntfy:?}");
+        for token in [
+            "pw1", "PATHTOK", "QTOK", "FTOK", "BUSER", "bpw", "BTOK", "BARE",
+        ] {
+            assert!(!debug.contains(token), "{token} in {debug}");
+        }
+        assert!(
+            debug.contains("webhook") && debug.contains("ntfy"),
+            "{debug}"
+        );
+        // Nothing after the host: nothing to hide.
+        assert_eq!(shown_origin("http://127.0.0.1:9/"), "http://127.0.0.1:9/");
+        assert_eq!(shown_origin("http://[::1]:9/x"), "http://[::1]:9/***");
+        assert_eq!(shown_url("https://h.example/p"), "https://h.example/p");
+    }
+
+    #[test]
+    fn the_destination_names_where_secrets_go() {
+        let names = |kind: &str, config: Value| -> Vec<&'static str> {
+            ChannelConfig::parse(kind, &config)
+                .unwrap()
+                .destination()
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect()
+        };
+        assert_eq!(
+            names(
+                "email",
+                json!({"host": "h.example", "from": "a@b.cd", "to": "e@f.gh"})
+            ),
+            ["host", "port", "tls"]
+        );
+        assert_eq!(
+            names("telegram", json!({"bot_token": "1:A", "chat_id": "5"})),
+            ["api_base", "chat_id"]
+        );
+        let pd = |config: Value| {
+            ChannelConfig::parse("pagerduty", &config)
+                .unwrap()
+                .destination()
+        };
+        // The default spelled out is the same destination.
+        assert_eq!(
+            pd(json!({"routing_key": "k"})),
+            pd(json!({"routing_key": "k", "api_base": "https://events.pagerduty.com/"}))
+        );
+        assert_ne!(
+            pd(json!({"routing_key": "k"})),
+            pd(json!({"routing_key": "k", "api_base": "https://evil.example"}))
+        );
     }
 
     #[test]

@@ -3,11 +3,13 @@
 //! it reminds. The kind's settings are read by
 //! [`crate::alert::channel::ChannelConfig`]; here is the rest of the body,
 //! and the rule that keeps secrets write-only across a round trip: a value
-//! sent back exactly as it was shown (`***`, or a URL whose password shows as
-//! `***`) keeps the stored one.
+//! sent back exactly as it was shown (`***`, or a URL with `***` in it) keeps
+//! the stored one, but only while the destination stays: a change of where
+//! the channel sends (url, api_base, host, port, tls, topic, chat_id) must
+//! send the secrets again, or a write key could point a stored token at a
+//! host of its choosing and read it there.
 
 use super::ChannelId;
-use super::service::redact_url;
 use super::time::{Millis, serde_rfc3339};
 use super::validate::{FieldError, MAX_NAME_CHARS};
 use crate::alert::channel::ChannelConfig;
@@ -28,10 +30,12 @@ pub const SHOWN_SECRET: &str = "***";
 const WRITABLE: [&str; 5] = ["name", "kind", "config", "all_services", "remind_every_s"];
 const READ_ONLY: [&str; 3] = ["id", "created_at", "updated_at"];
 
-/// The settings of each kind that are secrets (shown as `***`).
+/// The settings of each kind that are secrets (shown as `***`). A
+/// webhook's `url` counts: generic webhooks carry their token anywhere in
+/// it, so it shows as `scheme://host[:port]/***`.
 pub fn secret_keys(kind: &str) -> &'static [&'static str] {
     match kind {
-        "webhook" => &["secret"],
+        "webhook" => &["url", "secret"],
         "slack" | "discord" | "teams" => &["url"],
         "email" => &["password"],
         "ntfy" => &["token"],
@@ -76,22 +80,16 @@ impl ChannelSpec {
         ChannelConfig::parse(&self.kind, &Value::Object(self.config.clone()))
     }
 
-    /// The settings as responses show them: secrets as `***`, a password in
-    /// any URL as `***`. A stored config that no longer reads (rules made
+    /// The settings as responses show them (see
+    /// [`ChannelConfig::shown`]: secrets as `***`, a webhook url as
+    /// `scheme://host[:port]/***`, an `api_base` with user info and query
+    /// values as `***`). A stored config that no longer reads (rules made
     /// stricter since) shows as `null` rather than risk showing a secret.
     pub fn shown_config(&self) -> Value {
-        let Ok(settings) = self.settings() else {
-            return Value::Null;
-        };
-        let mut shown = settings.shown();
-        if let Some(map) = shown.as_object_mut() {
-            for key in ["url", "api_base"] {
-                if let Some(Value::String(u)) = map.get_mut(key) {
-                    *u = redact_url(u);
-                }
-            }
+        match self.settings() {
+            Ok(settings) => settings.shown(),
+            Err(_) => Value::Null,
         }
-        shown
     }
 
     /// Literal IP addresses the settings name as a destination, with the
@@ -278,15 +276,71 @@ fn check_remind(v: &Value, errors: &mut Vec<FieldError>) -> i64 {
 
 /// Puts back the stored value of each setting sent exactly as it was shown
 /// with `***` in it, so a client may send back what it read. Only within
-/// one kind: another kind's secrets mean nothing here.
-fn keep_stored_secrets(config: &mut Map<String, Value>, stored: &ChannelSpec) {
+/// one kind: another kind's secrets mean nothing here. Returns the secrets
+/// ([`secret_keys`]) so kept.
+fn keep_stored_secrets(config: &mut Map<String, Value>, stored: &ChannelSpec) -> Vec<String> {
     let shown = stored.shown_config();
+    let mut kept = Vec::new();
     for (key, value) in config.iter_mut() {
         let sent_as_shown = value.as_str().is_some_and(|s| s.contains(SHOWN_SECRET))
             && shown.get(key) == Some(&*value);
         if sent_as_shown && let Some(raw) = stored.config.get(key) {
             *value = raw.clone();
+            if secret_keys(&stored.kind).contains(&key.as_str()) {
+                kept.push(key.clone());
+            }
         }
+    }
+    kept
+}
+
+/// Refuses each stored secret kept (sent back as shown, or left out of a
+/// PATCH) while the destination changes: the secret was given for the old
+/// one. A channel whose stored settings no longer read counts as changed.
+fn check_kept_secrets(
+    stored: &ChannelSpec,
+    spec: &ChannelSpec,
+    kept: &[String],
+    errors: &mut Vec<FieldError>,
+) {
+    if kept.is_empty() || stored.kind != spec.kind {
+        return;
+    }
+    let Ok(new) = spec.settings() else {
+        // Already reported by check_settings.
+        return;
+    };
+    let old = stored
+        .settings()
+        .map(|s| s.destination())
+        .unwrap_or_default();
+    let changed: Vec<String> = new
+        .destination()
+        .into_iter()
+        .filter(|(key, value)| old.iter().all(|(k, v)| k != key || v != value))
+        .map(|(key, _)| format!("config.{key}"))
+        .collect();
+    for key in kept {
+        let others: Vec<&str> = changed
+            .iter()
+            .map(String::as_str)
+            .filter(|c| c.strip_prefix("config.") != Some(key.as_str()))
+            .collect();
+        if others.is_empty() {
+            continue;
+        }
+        let field = format!("config.{key}");
+        if errors.iter().any(|e| e.field == field) {
+            continue;
+        }
+        errors.push(FieldError::new(
+            &field,
+            format!(
+                "is write-only and the stored one was given for another destination ({} \
+                 changes): send the secret again when the destination changes",
+                others.join(", ")
+            ),
+        ));
     }
 }
 
@@ -346,9 +400,10 @@ pub fn full_spec(
     let Some((kind, mut config)) = kind.zip(config) else {
         return Err(errors);
     };
-    if let Some(stored) = stored.filter(|s| s.kind == kind) {
-        keep_stored_secrets(&mut config, stored);
-    }
+    let kept = match stored.filter(|s| s.kind == kind) {
+        Some(stored) => keep_stored_secrets(&mut config, stored),
+        None => Vec::new(),
+    };
     let spec = ChannelSpec {
         // A missing name is already an error; the settings are still read,
         // so one answer names every problem.
@@ -359,6 +414,9 @@ pub fn full_spec(
         remind_every_s,
     };
     check_settings(&spec, &mut errors);
+    if let Some(stored) = stored {
+        check_kept_secrets(stored, &spec, &kept, &mut errors);
+    }
     match name {
         Some(_) if errors.is_empty() => Ok(spec),
         _ => Err(errors),
@@ -391,11 +449,18 @@ pub fn patch_spec(current: &ChannelSpec, body: &Value) -> Result<ChannelSpec, Ve
         }
         spec.kind = kind;
     }
+    // Secrets the PATCH leaves alone are kept as much as those sent back.
+    let mut kept: Vec<String> = secret_keys(&current.kind)
+        .iter()
+        .filter(|key| current.config.contains_key(**key))
+        .map(|key| (*key).to_owned())
+        .collect();
     if let Some(v) = given.get("config")
         && let Some(mut patch) = check_config(v, &mut errors)
     {
+        kept.retain(|key| !patch.contains_key(key));
         if spec.kind == current.kind {
-            keep_stored_secrets(&mut patch, current);
+            kept.extend(keep_stored_secrets(&mut patch, current));
         }
         for (key, value) in patch {
             if value.is_null() {
@@ -412,6 +477,7 @@ pub fn patch_spec(current: &ChannelSpec, body: &Value) -> Result<ChannelSpec, Ve
         spec.remind_every_s = check_remind(v, &mut errors);
     }
     check_settings(&spec, &mut errors);
+    check_kept_secrets(current, &spec, &kept, &mut errors);
     if errors.is_empty() {
         Ok(spec)
     } else {

@@ -260,6 +260,158 @@ async fn a_new_secret_replaces_the_old_and_stars_alone_are_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_anywhere_in_a_url_are_never_shown() {
+    let m = Monitor::start();
+    let m = &m;
+    let tokens = [
+        "PASSW0RD-LEAK",
+        "USER-LEAK",
+        "PATH-LEAK",
+        "QUERY-LEAK",
+        "BARE-LEAK",
+        "FRAG-LEAK",
+        "BASE-LEAK",
+    ];
+    let hook_url = "http://USER-LEAK:PASSW0RD-LEAK@127.0.0.1:9/in/PATH-LEAK?token=QUERY-LEAK&BARE-LEAK#FRAG-LEAK";
+    let hook = send(m, Method::POST, "/channels", &webhook("hook", hook_url)).await;
+    assert_eq!(hook.status, 201, "{}", hook.text);
+    // A generic webhook's URL shows only where it goes.
+    assert_eq!(hook.json["config"]["url"], "http://127.0.0.1:9/***");
+    let relay = send(
+        m,
+        Method::POST,
+        "/channels",
+        &json!({"name": "relay", "kind": "ntfy", "config": {"topic": "ops",
+                "api_base": "http://127.0.0.1:9/ntfy?auth=BASE-LEAK"}}),
+    )
+    .await;
+    assert_eq!(relay.status, 201, "{}", relay.text);
+    // An api_base names a server: its path stays, its query values do not.
+    assert_eq!(
+        relay.json["config"]["api_base"],
+        "http://127.0.0.1:9/ntfy?auth=***"
+    );
+    let mut replies = vec![hook, relay];
+    for id in [id_of(&replies[0].json), id_of(&replies[1].json)] {
+        let path = format!("/channels/{id}");
+        let read = get(m, &path).await;
+        wait_past(&read.json["updated_at"]).await;
+        // What was read goes back as it is, renamed: nothing stored changes.
+        let before = stored_config(m, id).await;
+        let mut again = writable(&read.json);
+        again["name"] = json!(format!("{} again", read.json["name"].as_str().unwrap()));
+        let put = send(m, Method::PUT, &path, &again).await;
+        assert_eq!(put.status, 200, "{}", put.text);
+        assert_eq!(stored_config(m, id).await, before, "PUT of what was read");
+        let patch = send(m, Method::PATCH, &path, &json!({"remind_every_s": 600})).await;
+        assert_eq!(patch.status, 200, "{}", patch.text);
+        assert_eq!(stored_config(m, id).await, before, "PATCH of another field");
+        replies.extend([read, put, patch]);
+    }
+    assert_eq!(
+        stored_config(m, id_of(&replies[0].json)).await["url"],
+        hook_url
+    );
+    replies.push(get(m, "/channels").await);
+    for r in &replies {
+        for token in tokens {
+            assert_no_secret(r, token, "a channel response");
+        }
+    }
+    let logs = m.log_text();
+    for token in tokens {
+        assert!(!logs.contains(token), "the log holds {token:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_secret_is_refused_when_the_destination_changes() {
+    let m = Monitor::start();
+    let m = &m;
+    let cases = [
+        (
+            json!({"name": "pd", "kind": "pagerduty",
+                   "config": {"api_base": "http://127.0.0.1:9", "routing_key": "RK-LEAK"}}),
+            json!({"api_base": "http://127.0.0.1:10"}),
+            "config.routing_key",
+            json!({"routing_key": "RK-NEW"}),
+        ),
+        (
+            json!({"name": "mail", "kind": "email",
+                   "config": {"host": "127.0.0.1", "port": 2525, "tls": "none", "username": "hm",
+                              "password": "PW-LEAK", "from": "hm@example.org",
+                              "to": ["ops@example.org"]}}),
+            json!({"host": "127.0.0.2"}),
+            "config.password",
+            json!({"password": "PW-NEW"}),
+        ),
+        (
+            json!({"name": "tg", "kind": "telegram",
+                   "config": {"api_base": "http://127.0.0.1:9", "bot_token": "1:TG-LEAK",
+                              "chat_id": "-100"}}),
+            json!({"chat_id": "-200"}),
+            "config.bot_token",
+            json!({"bot_token": "1:TG-NEW"}),
+        ),
+        (
+            webhook("hook", "http://127.0.0.1:9/in/URL-LEAK"),
+            json!({"api_base": "http://127.0.0.1:10"}),
+            "config.url",
+            json!({"url": "http://127.0.0.1:9/in/URL-NEW"}),
+        ),
+    ];
+    for (body, moved, secret, again) in cases {
+        let created = create_channel(m, body.clone()).await;
+        let id = id_of(&created);
+        let path = format!("/channels/{id}");
+        let before = stored_config(m, id).await;
+        // PATCH leaving the secret alone, PATCH sending it back as shown,
+        // PUT of what was read with the destination changed: all refused.
+        let key = secret.trim_start_matches("config.");
+        let mut shown_back = moved.clone();
+        shown_back[key] = created["config"][key].clone();
+        let mut put = writable(&created);
+        for (k, v) in moved.as_object().unwrap() {
+            put["config"][k] = v.clone();
+        }
+        for (method, body) in [
+            (Method::PATCH, json!({"config": moved})),
+            (Method::PATCH, json!({"config": shown_back})),
+            (Method::PUT, put),
+        ] {
+            let r = send(m, method.clone(), &path, &body).await;
+            assert_invalid(&r, &[secret], &format!("{method} {body}"));
+            assert!(
+                r.text
+                    .contains("send the secret again when the destination changes"),
+                "{}",
+                r.text
+            );
+            assert_eq!(
+                stored_config(m, id).await,
+                before,
+                "{method} {body} changed it"
+            );
+            assert_eq!(get(m, &path).await.json, created, "{method} {body}");
+        }
+        // Sent again with the new destination, it goes.
+        let mut with_secret = moved.clone();
+        for (k, v) in again.as_object().unwrap() {
+            with_secret[k] = v.clone();
+        }
+        let r = send(m, Method::PATCH, &path, &json!({"config": with_secret})).await;
+        assert_eq!(r.status, 200, "{}: {}", body["kind"], r.text);
+        let stored = stored_config(m, id).await;
+        for (k, v) in with_secret.as_object().unwrap() {
+            assert_eq!(stored.get(k), Some(v), "{}: {k}", body["kind"]);
+        }
+        for (_, v) in again.as_object().unwrap() {
+            assert_no_secret(&r, v.as_str().unwrap(), "the new secret");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_refused_naming_the_field_and_stores_nothing() {
     let m = Monitor::start();
     let m = &m;

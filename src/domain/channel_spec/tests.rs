@@ -33,7 +33,11 @@ fn a_whole_channel_reads_with_its_defaults() {
         !shown.contains("s3cret") && !shown.contains("pw"),
         "{shown}"
     );
-    assert!(shown.contains("https://u:***@hooks.example/x"), "{shown}");
+    // A webhook URL is write-only past its host: tokens ride in paths.
+    assert!(
+        shown.contains(r#""url":"https://hooks.example/***""#),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -158,4 +162,132 @@ fn literal_destinations_are_found_for_the_policy() {
 #[test]
 fn debug_never_prints_the_settings() {
     assert!(!format!("{:?}", webhook()).contains("s3cret"));
+}
+
+#[test]
+fn a_kept_secret_does_not_follow_a_changed_destination() {
+    let pd = full_spec(
+        &json!({"name": "pd", "kind": "pagerduty",
+                "config": {"routing_key": "RK", "api_base": "https://pd.example"}}),
+        None,
+    )
+    .unwrap();
+    // Left out of a PATCH or sent back as shown: refused, naming the secret.
+    assert_eq!(
+        named(patch_spec(
+            &pd,
+            &json!({"config": {"api_base": "https://evil.example"}})
+        )),
+        ["config.routing_key"]
+    );
+    assert_eq!(
+        named(patch_spec(
+            &pd,
+            &json!({"config": {"api_base": "https://evil.example", "routing_key": "***"}})
+        )),
+        ["config.routing_key"]
+    );
+    assert_eq!(
+        named(full_spec(
+            &json!({"name": "pd", "kind": "pagerduty",
+                    "config": {"routing_key": "***", "api_base": "https://evil.example"}}),
+            Some(&pd)
+        )),
+        ["config.routing_key"]
+    );
+    // Sent again, it goes; the same destination keeps it.
+    let moved = patch_spec(
+        &pd,
+        &json!({"config": {"api_base": "https://new.example", "routing_key": "RK"}}),
+    )
+    .unwrap();
+    assert_eq!(moved.config["api_base"], "https://new.example");
+    assert!(patch_spec(&pd, &json!({"config": {"api_base": "https://pd.example/"}})).is_ok());
+
+    // Each kind's destination fields count.
+    let cases = [
+        (
+            "email",
+            json!({"host": "smtp.example.org", "username": "u", "password": "PW",
+                   "from": "a@example.org", "to": "b@example.org"}),
+            vec![
+                json!({"host": "evil.example"}),
+                json!({"port": 2525}),
+                json!({"tls": "none"}),
+            ],
+            "config.password",
+        ),
+        (
+            "telegram",
+            json!({"bot_token": "1:T", "chat_id": "5"}),
+            vec![
+                json!({"chat_id": "6"}),
+                json!({"api_base": "https://evil.example"}),
+            ],
+            "config.bot_token",
+        ),
+        (
+            "ntfy",
+            json!({"topic": "ops", "token": "tk"}),
+            vec![
+                json!({"topic": "other"}),
+                json!({"api_base": "https://evil.example"}),
+            ],
+            "config.token",
+        ),
+        (
+            "slack",
+            json!({"url": "https://hooks.slack.com/services/T/B/X"}),
+            vec![json!({"api_base": "https://evil.example"})],
+            "config.url",
+        ),
+        (
+            "webhook",
+            json!({"url": "https://hooks.example/T0K", "secret": "S"}),
+            vec![json!({"api_base": "https://evil.example"})],
+            "config.secret",
+        ),
+    ];
+    for (kind, config, changes, secret) in cases {
+        let stored =
+            full_spec(&json!({"name": "c", "kind": kind, "config": config}), None).unwrap();
+        for change in changes {
+            let errors = patch_spec(&stored, &json!({"config": change}))
+                .err()
+                .unwrap_or_default();
+            assert!(
+                errors
+                    .iter()
+                    .any(|e| e.field == secret && e.message.contains("send the secret again")),
+                "{kind} {change}: {errors:?}"
+            );
+        }
+        // A change elsewhere keeps the secret.
+        assert!(
+            patch_spec(&stored, &json!({"name": "renamed"})).is_ok(),
+            "{kind}"
+        );
+    }
+    // A new webhook URL with the signing secret kept is refused too, and
+    // the webhook URL itself kept while api_base moves.
+    let hook = full_spec(
+        &json!({"name": "h", "kind": "webhook",
+                "config": {"url": "https://hooks.example/T0K", "secret": "S"}}),
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        named(patch_spec(
+            &hook,
+            &json!({"config": {"url": "https://evil.example/x"}})
+        )),
+        ["config.secret"]
+    );
+    assert_eq!(
+        named(patch_spec(
+            &hook,
+            &json!({"config": {"api_base": "https://evil.example"}})
+        )),
+        ["config.secret", "config.url"]
+    );
 }
