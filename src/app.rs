@@ -227,8 +227,9 @@ impl App {
             // Rollups and retention: one process of the fleet at a time (its
             // own lock), among those that may schedule.
             let (maintained, logs) = (store.clone(), self.settings.logs.clone());
+            let alert_days = self.settings.alerts.retention_days;
             tasks.push(Task::new("log maintenance", Stage::Intake, move |token| {
-                maintenance::run(maintained.clone(), logs.clone(), token)
+                maintenance::run(maintained.clone(), logs.clone(), alert_days, token)
             }));
             let (store, bus) = (store.clone(), self.bus.clone());
             tasks.push(Task::new("scheduler", Stage::Intake, move |token| {

@@ -12,7 +12,9 @@
 //!   [`ROLLUP_CHUNK`];
 //! - every `logs.maintenance_interval_s` it also deletes logs older than
 //!   `logs.retention_days`, then rollups older than
-//!   `logs.rollup_retention_days`, in batches of [`DELETE_BATCH`], pausing
+//!   `logs.rollup_retention_days`, then sent and failed alerts older than
+//!   `alerts.retention_days` (the outbox would otherwise only grow, and
+//!   `GET /alerts` with it), in batches of [`DELETE_BATCH`], pausing
 //!   between batches (see [`BATCH_PAUSE`]).
 //!
 //! Rolling up often keeps each round small: rare, large rounds held the
@@ -53,6 +55,7 @@ pub const ROLLUP_CHUNK: i64 = 5_000;
 pub async fn run(
     store: Store,
     settings: LogsSettings,
+    alerts_retention_days: u32,
     shutdown: CancellationToken,
 ) -> Result<(), StoreError> {
     let mut every = tokio::time::interval(Duration::from_secs(settings.rollup_interval_s));
@@ -97,7 +100,7 @@ pub async fn run(
         let retention_due =
             unfinished || last_retention.is_none_or(|at| at.elapsed() >= retention_every);
         let done = if retention_due {
-            pass(&store, &settings, &shutdown).await
+            pass(&store, &settings, alerts_retention_days, &shutdown).await
         } else {
             roll_up(&store, &shutdown).await.map(|r| {
                 tracing::debug!(
@@ -125,7 +128,7 @@ pub async fn run(
 /// Whether a pass got through all its work or ran out of its budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Finished {
-    /// Every expired log and rollup went.
+    /// Every expired log, rollup and alert went.
     Yes,
     /// Some are left for the next round.
     No,
@@ -157,13 +160,15 @@ async fn roll_up(store: &Store, shutdown: &CancellationToken) -> Result<RollupRe
     }
 }
 
-/// One pass: a round of rollups, then expired logs and rollups deleted,
-/// each for at most [`ROUND_BUDGET`]. Only logs already rolled up are
-/// deleted, so the rollups need not have caught up for the expired ones
-/// (counted long ago) to go.
+/// One pass: a round of rollups, then expired logs, rollups and done alerts
+/// (sent or failed, older than `alerts_retention_days`) deleted, each for at
+/// most [`ROUND_BUDGET`]. Only logs already rolled up are deleted, so the
+/// rollups need not have caught up for the expired ones (counted long ago)
+/// to go.
 pub async fn pass(
     store: &Store,
     settings: &LogsSettings,
+    alerts_retention_days: u32,
     shutdown: &CancellationToken,
 ) -> Result<Finished, StoreError> {
     let started = Instant::now();
@@ -184,13 +189,22 @@ pub async fn pass(
     } else {
         (0, 0, false)
     };
-    let finished = if logs_done && rollups_done {
+    let alerts_cutoff = now - i64::from(alerts_retention_days) * DAY_MS;
+    let (deleted_alerts, _, alerts_done) = if rollups_done {
+        paced_deletes(shutdown, || {
+            store.delete_alerts_before(alerts_cutoff, DELETE_BATCH)
+        })
+        .await?
+    } else {
+        (0, 0, false)
+    };
+    let finished = if logs_done && rollups_done && alerts_done {
         Finished::Yes
     } else {
         Finished::No
     };
     let elapsed_ms = started.elapsed().as_millis() as u64;
-    if rolled.hours == 0 && deleted == 0 && deleted_rollups == 0 {
+    if rolled.hours == 0 && deleted == 0 && deleted_rollups == 0 && deleted_alerts == 0 {
         tracing::debug!(elapsed_ms, "log maintenance: nothing to do");
         return Ok(finished);
     }
@@ -200,7 +214,9 @@ pub async fn pass(
         deleted_logs = deleted,
         delete_batches = batches,
         deleted_rollups,
+        deleted_alerts,
         retention_days = settings.retention_days,
+        alerts_retention_days,
         rollup_retention_days = settings.rollup_retention_days,
         elapsed_ms,
         finished = finished == Finished::Yes,

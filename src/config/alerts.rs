@@ -22,6 +22,9 @@ pub struct AlertsSettings {
     pub poll_interval: Duration,
     /// Bytes of a receiver's response that are read (then dropped).
     pub max_response_bytes: usize,
+    /// Days a sent or failed alert is kept before log maintenance deletes
+    /// it; pending ones stay whatever their age.
+    pub retention_days: u32,
 }
 
 impl Default for AlertsSettings {
@@ -34,6 +37,7 @@ impl Default for AlertsSettings {
             http_timeout: Duration::from_secs(10),
             poll_interval: Duration::from_millis(250),
             max_response_bytes: 65_536,
+            retention_days: 30,
         }
     }
 }
@@ -48,6 +52,7 @@ pub(super) struct RawAlerts {
     http_timeout_s: i64,
     poll_ms: i64,
     max_response_bytes: i64,
+    retention_days: i64,
 }
 
 impl RawAlerts {
@@ -86,6 +91,10 @@ impl RawAlerts {
                 0,
                 16 << 20,
             )? as usize,
+            // At least 30 days (the longest remind_every_s): a reminder's
+            // row must outlive its slot, or the sender would write it again.
+            retention_days: in_range("alerts.retention_days", self.retention_days, 30, 36_500)?
+                as u32,
         })
     }
 }
@@ -139,6 +148,11 @@ mod tests {
                 "alerts.http_timeout_s",
             ),
             ("HEALTHMON__ALERTS__POLL_MS", "1", "alerts.poll_ms"),
+            (
+                "HEALTHMON__ALERTS__RETENTION_DAYS",
+                "7",
+                "alerts.retention_days",
+            ),
         ] {
             let e = load(&[(key, value)]).unwrap_err().to_string();
             assert!(e.starts_with(named), "{key}={value}: {e}");

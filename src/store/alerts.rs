@@ -1,5 +1,6 @@
 //! The alert outbox as the API reads it: listing and reading alerts, and
-//! writing a channel's test alert.
+//! writing a channel's test alert; and its retention (log maintenance
+//! deletes delivered and failed alerts once old).
 
 use super::LogCursor;
 use super::schema::{alerts, channels};
@@ -160,6 +161,33 @@ impl Store {
                 })
                 .await?;
             Ok(created.map(AlertView::from))
+        })
+    }
+}
+
+impl Store {
+    /// Deletes at most `batch` alerts that are done (`sent` or `failed`)
+    /// and were created before `cutoff`, and returns how many went. A
+    /// `pending` alert stays whatever its age: the sender still owns it.
+    /// One short statement (served by the `(state, created_at)` index): call
+    /// it in a loop for a backlog.
+    pub async fn delete_alerts_before(
+        &self,
+        cutoff: Millis,
+        batch: i64,
+    ) -> Result<usize, StoreError> {
+        let done = [AlertState::Sent.as_str(), AlertState::Failed.as_str()];
+        with_writer!(self, |conn| {
+            let old = diesel::alias!(alerts as old_alerts);
+            let doomed = old
+                .select(old.field(alerts::id))
+                .filter(old.field(alerts::state).eq_any(done))
+                .filter(old.field(alerts::created_at).lt(cutoff))
+                .limit(batch.max(0));
+            Ok(diesel::delete(alerts::table)
+                .filter(alerts::id.eq_any(doomed))
+                .execute(conn)
+                .await?)
         })
     }
 }

@@ -234,3 +234,90 @@ async fn bad_queries_and_unknown_alerts_are_named() {
     let post = send(m, Method::POST, "/alerts", &json!({})).await;
     assert_problem(&post, 405, "POST /alerts");
 }
+
+/// Outbox retention on one backend: sent and failed alerts older than the
+/// retention go, in bounded batches; pending ones stay whatever their age,
+/// and younger ones stay.
+async fn old_done_alerts_are_deleted(store: &healthmon::store::Store) {
+    use healthmon::config::LogsSettings;
+    use healthmon::domain::alert_view::AlertFilter;
+    use healthmon::domain::channel_spec::full_spec;
+    use healthmon::domain::time::now_ms;
+    use healthmon::maintenance::{Finished, pass};
+    use healthmon::store::ChannelSaved;
+    const DAY: i64 = 86_400_000;
+
+    let now = now_ms();
+    let (old, young) = (now - 40 * DAY, now - 10 * DAY);
+    let mut channels = Vec::new();
+    for name in ["kept", "deleted-old", "deleted-young"] {
+        let spec = full_spec(&webhook(name, "http://127.0.0.1:9/"), None).unwrap();
+        let ChannelSaved::Saved(c) = store.create_channel(&spec, old).await.unwrap() else {
+            panic!("channel {name} not created");
+        };
+        channels.push(c.id);
+    }
+    let alert = |channel: usize, at: i64| {
+        let id = channels[channel];
+        async move { store.create_test_alert(id, at).await.unwrap().unwrap().id }
+    };
+    let sent_old = [
+        alert(0, old).await,
+        alert(0, old + 1).await,
+        alert(0, old + 2).await,
+    ];
+    store.alerts_sent(&sent_old, old + 10).await.unwrap();
+    let sent_young = alert(0, young).await;
+    store.alerts_sent(&[sent_young], young + 10).await.unwrap();
+    let pending_ancient = alert(0, now - 400 * DAY).await;
+    let failed_old = alert(1, old).await;
+    let failed_young = alert(2, young).await;
+    assert!(store.delete_channel(channels[1], old + 20).await.unwrap());
+    assert!(store.delete_channel(channels[2], young + 20).await.unwrap());
+
+    // One batch takes at most its size.
+    let cutoff = now - 30 * DAY;
+    assert_eq!(store.delete_alerts_before(cutoff, 2).await.unwrap(), 2);
+
+    let logs = LogsSettings {
+        retention_days: 30,
+        rollup_retention_days: 400,
+        rollup_interval_s: 5,
+        maintenance_interval_s: 3600,
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    assert_eq!(pass(store, &logs, 30, &stop).await.unwrap(), Finished::Yes);
+
+    let left: BTreeSet<i64> = store
+        .list_alerts(AlertFilter::default(), 100, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(
+        left,
+        BTreeSet::from([sent_young, pending_ancient, failed_young]),
+        "old sent {sent_old:?} and failed {failed_old} go; pending and young ones stay"
+    );
+    let pending = store.get_alert(pending_ancient).await.unwrap().unwrap();
+    assert_eq!(pending.state, "pending");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_sent_and_failed_alerts_are_deleted_pending_ones_stay() {
+    use healthmon::config::DatabaseUrl;
+    use healthmon::store::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Store::open(&DatabaseUrl::Sqlite(dir.path().join("t.db")), 2)
+        .await
+        .unwrap();
+    old_done_alerts_are_deleted(&sqlite).await;
+    let Some(db) = pg_db().await else {
+        return;
+    };
+    let pg = Store::open(&DatabaseUrl::Postgres(db.url.clone()), 2)
+        .await
+        .unwrap();
+    old_done_alerts_are_deleted(&pg).await;
+}
