@@ -11,16 +11,24 @@
 //! - Success (2xx): `sent`. A failure that may pass (5xx, 408, 429, network,
 //!   timeout) is retried after 1 s, 2 s, 4 s ... (at most 10 min, ±20 %
 //!   jitter, a longer `Retry-After` honoured) until `alerts.max_age_s` after
-//!   the alert was written, then `failed`. A 4xx other than 408/429 (a wrong
+//!   its first attempt (time held or waiting does not count), then
+//!   `failed`. A 4xx other than 408/429 (a wrong
 //!   token or URL), a redirect, or a blocked address fails at once: retrying
 //!   would not help, and `last_error` says what to fix.
 //! - Alerts of one service to one channel (a lane) go out one at a time in
 //!   the order they were written: while one is being retried, later ones
-//!   wait for it, so an `up` never arrives before its `down`. Lanes are
-//!   independent: a receiver that hangs holds up only its own alerts until
-//!   `alerts.http_timeout_s`, never another channel's.
-//! - Maintenance: an alert for a service inside a window is held until the
-//!   window ends. Then a `down` whose service recovered meanwhile is failed
+//!   wait for it, so an `up` (or a reminder) never arrives before its
+//!   `down`. Lanes are independent, and a pass looks at each channel on its
+//!   own: one channel has at most half of `alerts.concurrency` deliveries
+//!   in flight, and one whose receiver timed out or refused the connection
+//!   only one until it answers again, so a receiver that hangs holds up its
+//!   own alerts, never another channel's. A delivery starts only when a
+//!   permit is free; what cannot start waits in the outbox for the next
+//!   pass.
+//! - Maintenance: an alert for a service inside a window is held (the
+//!   `held_until` column) until the window ends, looked at again at least
+//!   every [`HOLD_RECHECK`] and at once when a window is changed or
+//!   deleted. Then a `down` whose service recovered meanwhile is failed
 //!   ([`RECOVERED_IN_MAINTENANCE`]), and so is the `up` that goes with it;
 //!   one still DOWN is delivered. Reminders inside a window are not sent.
 //! - Reminders: every `remind_every_s` of a channel while a service stays
@@ -41,17 +49,22 @@ use crate::config::AlertsSettings;
 use crate::domain::Status;
 use crate::domain::outbox::AlertPayload;
 use crate::domain::time::{Millis, now_ms, to_rfc3339};
-use crate::store::{ChannelRecord, Leadership, NewOutboxRow, OutboxRow, Store, StoreError};
+use crate::store::{
+    ChannelRecord, Leadership, NewOutboxRow, OpenWindows, OutboxRow, Store, StoreError,
+};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// Most alerts read from the outbox in one pass (a storm's group is at
-/// most this big).
+/// Most alerts of one channel read from the outbox in one pass (a storm's
+/// group is at most this big).
 pub const BATCH: i64 = 500;
+
+/// Most channels looked at in one pass; the rest wait for the next.
+pub const CHANNELS_PER_PASS: i64 = 1000;
 
 /// How often a standby sender tries to take over, and the active one checks
 /// that it still holds the lock.
@@ -68,6 +81,18 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// so a storm that goes on is a message every few seconds, not one per
 /// poll.
 pub const STORM_GAP: Duration = Duration::from_secs(5);
+
+/// Longest an alert is held by a maintenance window before the sender
+/// looks again: a window shortened or deleted by another process (whose
+/// change does not wake this one) releases its alerts within this.
+pub const HOLD_RECHECK: Duration = Duration::from_secs(60);
+
+/// How soon after a delivery ends a pass runs when the last one left due
+/// alerts for want of a free permit or lane.
+const FREED_PASS_DELAY: Duration = Duration::from_millis(10);
+
+/// Rounds [`Sender::pass`] makes at most while alerts are left over.
+const PASS_ROUNDS: usize = 50;
 
 /// Rung when this process commits outbox rows, so its sender (if it is the
 /// active one) starts at once instead of at its next poll. Alerts written
@@ -97,6 +122,21 @@ pub enum SenderError {
     Store(#[from] StoreError),
 }
 
+/// What is under way, per channel.
+#[derive(Default)]
+struct Lanes {
+    /// Lanes with a delivery under way: (channel, service), a test alert's
+    /// lane being minus its id, and a storm holding its whole channel
+    /// ([`STORM_LANE`]). A pass leaves busy lanes alone, so alerts of one
+    /// service to one channel stay in order.
+    busy: HashSet<(i64, i64)>,
+    /// Deliveries in flight per channel.
+    in_flight: HashMap<i64, usize>,
+    /// Channels whose last attempt timed out or could not connect: one
+    /// delivery at a time until one gets an answer.
+    struggling: HashSet<i64>,
+}
+
 /// The sender: the outbox, a way to deliver, and its limits.
 #[derive(Clone)]
 pub struct Sender {
@@ -107,12 +147,8 @@ pub struct Sender {
     settings: AlertsSettings,
     /// When each channel last got a grouped storm message.
     storms: Arc<Mutex<HashMap<i64, Millis>>>,
-    /// Lanes with a delivery under way: (channel, service), a test alert's
-    /// lane being minus its id, and a storm holding its whole channel
-    /// ([`STORM_LANE`]). A pass leaves busy lanes alone, so one slow
-    /// receiver holds up only its own alerts, and alerts of one service to
-    /// one channel stay in order.
-    busy: Arc<Mutex<HashSet<(i64, i64)>>>,
+    /// Lanes and channels with deliveries under way.
+    lanes: Arc<Mutex<Lanes>>,
     /// Deliveries in flight at once (`alerts.concurrency`).
     permits: Arc<Semaphore>,
 }
@@ -125,32 +161,73 @@ fn lane(row: &OutboxRow) -> i64 {
     row.service_id.unwrap_or(-row.id)
 }
 
-/// One unit of delivery work: alerts of one (channel, service) in order,
-/// or one channel's storm group.
+/// Whether an attempt's failure says the receiver is not answering at all
+/// (as opposed to answering with an error).
+fn unreachable(outcome: &Outcome) -> bool {
+    matches!(outcome, Outcome::Retry { error, .. }
+        if error.starts_with("timeout:") || error.starts_with("connect:"))
+}
+
+/// What one unit of delivery work is.
+enum Work {
+    /// Alerts of one (channel, service) in order, or one test alert.
+    Lane(Vec<OutboxRow>),
+    /// Due changes of a channel in a storm, to go out as one message.
+    NewStorm(Vec<OutboxRow>),
+    /// The due members of a storm group sent before, sent again as they
+    /// were (less any that are no longer to be sent).
+    Group(Vec<OutboxRow>),
+}
+
+/// One unit of delivery work with what it needs.
 struct Job {
     channel: i64,
     lane: i64,
     config: Arc<ChannelConfig>,
-    rows: Vec<OutboxRow>,
+    work: Work,
+    /// The pass's clock minus the wall clock: a job's "now" is the wall
+    /// clock moved by this, so a pass run on a given clock (tests) keeps it.
+    skew: Millis,
+    /// The maintenance windows open at the pass.
+    windows: Arc<OpenWindows>,
 }
 
 /// A lane held busy while its job runs (or until the job is dropped,
 /// aborted at shutdown included).
 struct Held {
-    busy: Arc<Mutex<HashSet<(i64, i64)>>>,
+    lanes: Arc<Mutex<Lanes>>,
     key: (i64, i64),
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        if let Ok(mut busy) = self.busy.lock() {
-            busy.remove(&self.key);
+        if let Ok(mut lanes) = self.lanes.lock() {
+            lanes.busy.remove(&self.key);
+            if let Some(n) = lanes.in_flight.get_mut(&self.key.0) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    lanes.in_flight.remove(&self.key.0);
+                }
+            }
         }
     }
 }
 
 /// The deliveries running, each reporting whether its outcome was written.
 type Running = JoinSet<Result<(), StoreError>>;
+
+/// A channel's lanes as a pass sees them.
+struct ChannelState {
+    /// A storm message is under way: nothing else of the channel's changes
+    /// may start.
+    storm_busy: bool,
+    /// Services with a delivery under way.
+    busy_services: Vec<i64>,
+    /// Test alerts under way.
+    busy_ids: Vec<i64>,
+    /// How many more deliveries may start on it.
+    free: usize,
+}
 
 impl Sender {
     /// A sender over `store`, delivering over HTTP with `deliverer` and
@@ -168,8 +245,15 @@ impl Sender {
             permits: Arc::new(Semaphore::new(settings.concurrency)),
             settings,
             storms: Arc::default(),
-            busy: Arc::default(),
+            lanes: Arc::default(),
         }
+    }
+
+    /// Most deliveries in flight to one channel: half of
+    /// `alerts.concurrency`, so a receiver that hangs never takes every
+    /// permit.
+    fn channel_cap(&self) -> usize {
+        (self.settings.concurrency / 2).max(1)
     }
 
     /// Runs until `shutdown`: stands by until this process holds the sender
@@ -182,10 +266,10 @@ impl Sender {
                 lead = self.store.try_send_alerts() => lead,
             };
             match lead {
-                Ok(Some(mut lead)) => {
+                Ok(Some(lead)) => {
                     tracing::info!("this process is the alert sender");
                     standing_by = false;
-                    self.run_active(&shutdown, &mut lead).await;
+                    self.run_active(&shutdown, lead).await;
                     if shutdown.is_cancelled() {
                         return Ok(());
                     }
@@ -209,49 +293,68 @@ impl Sender {
     }
 
     /// Delivers while `lead` holds; returns when it is lost or at shutdown.
-    async fn run_active(&self, shutdown: &CancellationToken, lead: &mut Leadership) {
+    async fn run_active(&self, shutdown: &CancellationToken, lead: Leadership) {
+        let mut lead = Some(lead);
         let mut check_lead = tokio::time::interval(LEAD_CHECK_EVERY);
         let mut next_reminders = tokio::time::Instant::now();
-        let mut wait = Duration::ZERO;
+        // Reset only after a pass (or to run one early), so deliveries
+        // ending all the time cannot keep putting the poll off.
+        let next_pass = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(next_pass);
+        let mut leftover = false;
         let mut running = Running::new();
         loop {
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
                 _ = check_lead.tick() => {
-                    if !lead.still_held().await {
+                    let held = match lead.as_mut() {
+                        Some(lead) => lead.still_held().await,
+                        None => false,
+                    };
+                    if !held {
+                        // Our old session goes first: if it still holds the
+                        // lock, it would refuse us our own lock.
+                        drop(lead.take());
                         match self.store.try_send_alerts().await {
-                            Ok(Some(renewed)) => *lead = renewed,
+                            Ok(Some(renewed)) => lead = Some(renewed),
                             Ok(None) => break,
-                            // Nothing can be delivered without the store
-                            // either; go on and let the passes fail.
-                            Err(e) => tracing::warn!(error = %e, "cannot renew the alert sender lock"),
+                            // Without the lock another process may be
+                            // sending: start nothing until it is ours again.
+                            Err(e) => tracing::warn!(error = %e,
+                                "cannot renew the alert sender lock; no deliveries start until it is back"),
                         }
                     }
                     continue;
                 }
                 Some(done) = running.join_next(), if !running.is_empty() => {
                     report(done);
+                    let soon = tokio::time::Instant::now() + FREED_PASS_DELAY;
+                    if leftover && next_pass.deadline() > soon {
+                        next_pass.as_mut().reset(soon);
+                    }
                     continue;
                 }
-                () = tokio::time::sleep(wait) => {}
+                () = &mut next_pass => {}
                 () = OUTBOX_WRITTEN.notified() => {}
             }
-            if tokio::time::Instant::now() >= next_reminders {
-                next_reminders = tokio::time::Instant::now() + REMINDER_SCAN_EVERY;
-                if let Err(e) = self.write_reminders(now_ms()).await {
-                    tracing::warn!(error = %e, "cannot write reminders");
+            let mut wait = self.settings.poll_interval;
+            if lead.is_some() {
+                if tokio::time::Instant::now() >= next_reminders {
+                    next_reminders = tokio::time::Instant::now() + REMINDER_SCAN_EVERY;
+                    if let Err(e) = self.write_reminders(now_ms()).await {
+                        tracing::warn!(error = %e, "cannot write reminders");
+                    }
+                }
+                match self.start_pass(now_ms(), &mut running).await {
+                    Ok(left) => leftover = left,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read the alert outbox");
+                        wait = wait.max(Duration::from_secs(1));
+                    }
                 }
             }
-            wait = self.settings.poll_interval;
-            // Bounded: no new pass while a batch's worth of jobs is queued.
-            if running.len() >= BATCH as usize {
-                continue;
-            }
-            if let Err(e) = self.start_pass(now_ms(), &mut running).await {
-                tracing::warn!(error = %e, "cannot read the alert outbox");
-                wait = wait.max(Duration::from_secs(1));
-            }
+            next_pass.as_mut().reset(tokio::time::Instant::now() + wait);
         }
         // Deliveries in flight get a moment; any cut short stay pending and
         // are sent by the next sender.
@@ -270,53 +373,107 @@ impl Sender {
         running.shutdown().await;
     }
 
-    /// One pass, waited for: every due alert of one batch delivered (or
-    /// put off). Whether the batch was full.
+    /// Passes on the clock `now`, each waited for, until every alert due
+    /// then has been delivered or put off (at most a few dozen rounds).
+    /// Whether alerts were still left over.
     pub async fn pass(&self, now: Millis) -> Result<bool, StoreError> {
-        let mut running = Running::new();
-        let full = self.start_pass(now, &mut running).await?;
-        while let Some(done) = running.join_next().await {
-            report(done);
+        for _ in 0..PASS_ROUNDS {
+            let mut running = Running::new();
+            let leftover = self.start_pass(now, &mut running).await?;
+            while let Some(done) = running.join_next().await {
+                report(done);
+            }
+            if !leftover {
+                return Ok(false);
+            }
         }
-        Ok(full)
+        Ok(true)
     }
 
-    /// Reads due alerts and starts their deliveries in `running`, leaving
-    /// lanes that are busy alone. Whether the batch was full.
+    /// What a pass may start on `channel`.
+    fn channel_state(&self, channel: i64) -> ChannelState {
+        let cap = self.channel_cap();
+        let Ok(lanes) = self.lanes.lock() else {
+            return ChannelState {
+                storm_busy: true,
+                busy_services: Vec::new(),
+                busy_ids: Vec::new(),
+                free: 0,
+            };
+        };
+        let mut state = ChannelState {
+            storm_busy: lanes.busy.contains(&(channel, STORM_LANE)),
+            busy_services: Vec::new(),
+            busy_ids: Vec::new(),
+            free: 0,
+        };
+        for &(c, lane) in &lanes.busy {
+            if c != channel || lane == STORM_LANE {
+                continue;
+            }
+            if lane < 0 {
+                state.busy_ids.push(-lane);
+            } else {
+                state.busy_services.push(lane);
+            }
+        }
+        let cap = if lanes.struggling.contains(&channel) {
+            1
+        } else {
+            cap
+        };
+        let in_flight = lanes.in_flight.get(&channel).copied().unwrap_or(0);
+        state.free = cap.saturating_sub(in_flight);
+        state
+    }
+
+    /// Reads due alerts channel by channel and starts what it can in
+    /// `running`: each job only with a free permit and within its
+    /// channel's share, busy lanes left alone. Whether due alerts were left
+    /// for a later pass.
     async fn start_pass(&self, now: Millis, running: &mut Running) -> Result<bool, StoreError> {
-        let busy: HashSet<(i64, i64)> = self.busy.lock().map(|b| b.clone()).unwrap_or_default();
-        let due = self
-            .store
-            .due_alerts(now, BATCH + busy.len() as i64)
-            .await?;
-        let full = due.len() as i64 >= BATCH + busy.len() as i64;
-        let due: Vec<OutboxRow> = due
-            .into_iter()
-            .filter(|r| {
-                !busy.contains(&(r.channel_id, STORM_LANE))
-                    && !busy.contains(&(r.channel_id, lane(r)))
-            })
-            .take(BATCH as usize)
-            .collect();
-        if due.is_empty() {
-            return Ok(full);
+        let channels = self.store.due_channels(now, CHANNELS_PER_PASS).await?;
+        if channels.is_empty() {
+            return Ok(false);
         }
-        let mut by_channel: BTreeMap<i64, Vec<OutboxRow>> = BTreeMap::new();
-        for row in due {
-            by_channel.entry(row.channel_id).or_default().push(row);
-        }
-        let ids: Vec<i64> = by_channel.keys().copied().collect();
-        let channels: HashMap<i64, ChannelRecord> = self
+        let mut leftover = channels.len() as i64 >= CHANNELS_PER_PASS;
+        let skew = now - now_ms();
+        let windows = Arc::new(self.store.open_windows(now).await?);
+        let records: HashMap<i64, ChannelRecord> = self
             .store
-            .channels_by_id(&ids)
+            .channels_by_id(&channels)
             .await?
             .into_iter()
             .map(|c| (c.id, c))
             .collect();
-        let mut jobs = Vec::new();
-        for (channel_id, rows) in by_channel {
+        for channel_id in channels {
+            if self.permits.available_permits() == 0 {
+                leftover = true;
+                break;
+            }
+            let state = self.channel_state(channel_id);
+            if state.storm_busy || state.free == 0 {
+                leftover = true;
+                continue;
+            }
+            let rows = self
+                .store
+                .due_alerts_of(
+                    channel_id,
+                    now,
+                    &state.busy_services,
+                    &state.busy_ids,
+                    BATCH,
+                )
+                .await?;
+            if rows.is_empty() {
+                continue;
+            }
+            if rows.len() as i64 >= BATCH {
+                leftover = true;
+            }
             let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-            let Some(channel) = channels.get(&channel_id) else {
+            let Some(channel) = records.get(&channel_id) else {
                 self.store
                     .alerts_failed(&ids, "channel deleted", false)
                     .await?;
@@ -340,54 +497,100 @@ impl Sender {
                     continue;
                 }
             };
-            jobs.extend(self.plan_channel(channel_id, config, rows, now).await?);
-        }
-        for job in jobs {
-            let held = Held {
-                busy: Arc::clone(&self.busy),
-                key: (job.channel, job.lane),
-            };
-            if let Ok(mut busy) = self.busy.lock() {
-                busy.insert(held.key);
+            let (jobs, waiting) = self
+                .plan_channel(channel_id, config, rows, now, &state)
+                .await?;
+            leftover |= waiting;
+            let mut free = state.free;
+            for (lane, work, config) in jobs {
+                if free == 0 {
+                    leftover = true;
+                    break;
+                }
+                let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
+                    leftover = true;
+                    break;
+                };
+                free -= 1;
+                let job = Job {
+                    channel: channel_id,
+                    lane,
+                    config,
+                    work,
+                    skew,
+                    windows: Arc::clone(&windows),
+                };
+                self.spawn(job, permit, running);
             }
-            let (sender, permits) = (self.clone(), Arc::clone(&self.permits));
-            running.spawn(async move {
-                let _held = held;
-                let _permit = permits.acquire_owned().await;
-                sender.run_job(job).await
-            });
         }
-        Ok(full)
+        Ok(leftover)
     }
 
-    /// Splits one channel's due alerts into jobs: a storm's one group, or
-    /// one in-order job per service.
+    /// Starts `job` in `running`, its lane busy and its permit held until
+    /// it ends.
+    fn spawn(&self, job: Job, permit: OwnedSemaphorePermit, running: &mut Running) {
+        let held = Held {
+            lanes: Arc::clone(&self.lanes),
+            key: (job.channel, job.lane),
+        };
+        if let Ok(mut lanes) = self.lanes.lock() {
+            lanes.busy.insert(held.key);
+            *lanes.in_flight.entry(job.channel).or_default() += 1;
+        }
+        let sender = self.clone();
+        running.spawn(async move {
+            let _held = held;
+            let _permit = permit;
+            sender.run_job(job).await
+        });
+    }
+
+    /// Splits one channel's due alerts into jobs, the one that must start
+    /// first first: a storm group sent before (alone: the channel's other
+    /// changes wait for it), or a new storm's one group, or one in-order
+    /// job per service; test alerts each alone. Also whether some due
+    /// alerts were left to wait for a lane.
     async fn plan_channel(
         &self,
         channel_id: i64,
         config: Arc<ChannelConfig>,
         rows: Vec<OutboxRow>,
         now: Millis,
-    ) -> Result<Vec<Job>, StoreError> {
-        let groupable = storm::groups(&config);
+        state: &ChannelState,
+    ) -> Result<(Vec<(i64, Work, Arc<ChannelConfig>)>, bool), StoreError> {
         let (tests, changes): (Vec<OutboxRow>, Vec<OutboxRow>) =
             rows.into_iter().partition(|r| r.event == "test");
-        let mut jobs: Vec<Job> = tests
+        let mut jobs = Vec::new();
+        let tests: Vec<(i64, Work, Arc<ChannelConfig>)> = tests
             .into_iter()
-            .map(|r| Job {
-                channel: channel_id,
-                lane: lane(&r),
-                config: Arc::clone(&config),
-                rows: vec![r],
-            })
+            .map(|r| (lane(&r), Work::Lane(vec![r]), Arc::clone(&config)))
             .collect();
-        if groupable && !changes.is_empty() {
+        // A group sent before goes again as it was, before anything newer.
+        if let Some(group) = changes.iter().filter_map(|r| r.group_id).min() {
+            let members = self.store.due_group(group, now).await?;
+            let blocked = members.iter().any(|m| {
+                m.service_id
+                    .is_some_and(|s| state.busy_services.contains(&s))
+            });
+            if !blocked && !members.is_empty() {
+                jobs.push((STORM_LANE, Work::Group(members), Arc::clone(&config)));
+            }
+            jobs.extend(tests);
+            return Ok((jobs, true));
+        }
+        if storm::groups(&config) && !changes.is_empty() {
             let window = self.settings.storm_window.as_millis() as i64;
             let recent = self
                 .store
                 .channel_alerts_since(crate::domain::ChannelId(channel_id), now - window)
                 .await?;
+            // A storm's message holds the whole channel: it waits for the
+            // channel's lanes under way to end.
             if plan::is_storm(recent, self.settings.storm_threshold) {
+                if !state.busy_services.is_empty() {
+                    jobs.extend(tests);
+                    return Ok((jobs, true));
+                }
                 let last = self
                     .storms
                     .lock()
@@ -406,18 +609,15 @@ impl Sender {
                             "grouped: an alert storm on this channel; sent together shortly",
                         )
                         .await?;
-                    return Ok(jobs);
+                    jobs.extend(tests);
+                    return Ok((jobs, false));
                 }
                 if let Ok(mut storms) = self.storms.lock() {
                     storms.insert(channel_id, now);
                 }
-                jobs.push(Job {
-                    channel: channel_id,
-                    lane: STORM_LANE,
-                    config,
-                    rows: changes,
-                });
-                return Ok(jobs);
+                jobs.push((STORM_LANE, Work::NewStorm(changes), Arc::clone(&config)));
+                jobs.extend(tests);
+                return Ok((jobs, false));
             }
         }
         let mut by_lane: BTreeMap<i64, Vec<OutboxRow>> = BTreeMap::new();
@@ -427,57 +627,83 @@ impl Sender {
         for (lane, mut rows) in by_lane {
             // Written order, whatever their retry times say.
             rows.sort_by_key(|r| r.id);
-            jobs.push(Job {
-                channel: channel_id,
-                lane,
-                config: Arc::clone(&config),
-                rows,
-            });
+            jobs.push((lane, Work::Lane(rows), Arc::clone(&config)));
         }
-        Ok(jobs)
+        jobs.extend(tests);
+        Ok((jobs, false))
+    }
+
+    /// Notes whether `channel`'s receiver answers at all.
+    fn note(&self, channel: i64, outcome: &Outcome) {
+        if let Ok(mut lanes) = self.lanes.lock() {
+            if unreachable(outcome) {
+                lanes.struggling.insert(channel);
+            } else {
+                lanes.struggling.remove(&channel);
+            }
+        }
     }
 
     async fn run_job(&self, job: Job) -> Result<(), StoreError> {
         let Job {
-            lane, config, rows, ..
+            channel,
+            config,
+            work,
+            skew,
+            windows,
+            ..
         } = job;
-        match lane {
-            STORM_LANE => {
+        let clock = || now_ms() + skew;
+        match work {
+            Work::NewStorm(rows) | Work::Group(rows) => {
+                let regroup = rows.first().and_then(|r| r.group_id);
                 let mut ready = Vec::new();
                 let mut alerts = Vec::new();
                 let together: Vec<i64> = rows.iter().map(|r| r.id).collect();
                 for row in &rows {
-                    if let Some(alert) = self.gate(row, &together, now_ms()).await? {
+                    if let Some(alert) = self.gate(row, &together, &windows, clock()).await? {
                         ready.push(row);
                         alerts.push(alert);
                     }
                 }
-                let delivery = match alerts.as_slice() {
-                    [] => return Ok(()),
+                let delivery = match (alerts.as_slice(), regroup) {
+                    ([], _) => return Ok(()),
                     // Alone by the end of a gap: it goes as itself.
-                    [alert] => render(&config, alert, now_ms() / 1000),
+                    ([alert], None) => render(&config, alert, clock() / 1000),
                     _ => {
+                        if regroup.is_none() {
+                            // Membership is fixed before the first attempt,
+                            // so a retry sends the same set under the same
+                            // id.
+                            let ids: Vec<i64> = ready.iter().map(|r| r.id).collect();
+                            let group = ids.iter().copied().min().unwrap_or_default();
+                            self.store.alerts_group(&ids, group).await?;
+                        }
                         tracing::info!(alerts = alerts.len(), id = %storm::group_id(&alerts),
                             "alert storm: sending one grouped message");
-                        match storm::render_group(&config, &alerts, now_ms() / 1000) {
+                        match storm::render_group(&config, &alerts, clock() / 1000) {
                             Some(delivery) => delivery,
                             None => return Ok(()),
                         }
                     }
                 };
                 let outcome = self.send(&config, delivery).await;
-                self.record(&ready, outcome).await?;
+                self.note(channel, &outcome);
+                self.record(&ready, outcome, clock()).await?;
                 Ok(())
             }
-            _ => {
+            Work::Lane(rows) => {
                 let mut rows = rows.into_iter();
                 while let Some(row) = rows.next() {
-                    let Some(alert) = self.gate(&row, &[], now_ms()).await? else {
+                    let Some(alert) = self.gate(&row, &[], &windows, clock()).await? else {
                         continue;
                     };
-                    let outcome = self.deliver(&config, &alert).await;
+                    let outcome = self
+                        .send(&config, render(&config, &alert, clock() / 1000))
+                        .await;
+                    self.note(channel, &outcome);
                     let retrying = matches!(outcome, Outcome::Retry { .. });
-                    let next_at = self.record(&[&row], outcome).await?;
+                    let next_at = self.record(&[&row], outcome, clock()).await?;
                     if retrying && let Some(next_at) = next_at {
                         // Later alerts of this service wait for this one.
                         let rest: Vec<i64> = rows.by_ref().map(|r| r.id).collect();
@@ -505,13 +731,14 @@ impl Sender {
         &self,
         row: &OutboxRow,
         together: &[i64],
+        windows: &OpenWindows,
         now: Millis,
     ) -> Result<Option<Alert>, StoreError> {
         let ids = [row.id];
         let mut service_json = None;
         if let Some(service_id) = row.service() {
             let event = row.event.as_str();
-            if let Some(end) = self.store.maintenance_until(service_id, now).await? {
+            if let Some(end) = windows.until(service_id) {
                 if event == "reminder" {
                     self.store
                         .alerts_failed(
@@ -526,19 +753,15 @@ impl Sender {
                         plan::HELD,
                         to_rfc3339(end)
                     );
-                    self.store.alerts_defer(&ids, end, &why).await?;
+                    let again = end.min(now + HOLD_RECHECK.as_millis() as i64);
+                    self.store.alerts_hold(&ids, end, again, &why).await?;
                 }
                 return Ok(None);
             }
             let service = self.store.get_service(service_id).await?;
             let channel = row.channel();
             match event {
-                "down"
-                    if row
-                        .last_error
-                        .as_deref()
-                        .is_some_and(|e| e.starts_with(plan::HELD)) =>
-                {
+                "down" if row.held_until.is_some() => {
                     let recovered = service
                         .as_ref()
                         .is_some_and(|s| s.last_status != Status::Down)
@@ -554,7 +777,19 @@ impl Sender {
                         return Ok(None);
                     }
                 }
-                "up" => {
+                "up" | "reminder" => {
+                    if event == "reminder"
+                        && service
+                            .as_ref()
+                            .is_none_or(|s| s.last_status != Status::Down)
+                    {
+                        let why = match service {
+                            Some(_) => "not sent: the service is no longer DOWN",
+                            None => "not sent: the service was deleted",
+                        };
+                        self.store.alerts_failed(&ids, why, false).await?;
+                        return Ok(None);
+                    }
                     let down = self
                         .store
                         .neighbour_alert(service_id, channel, "down", row.scheduled_at, false)
@@ -565,13 +800,14 @@ impl Sender {
                                 .alerts_defer(
                                     &ids,
                                     down.next_attempt_at.max(now) + 1,
-                                    "waiting: the down alert this resolves is not sent yet",
+                                    "waiting: the down alert this follows is not sent yet",
                                 )
                                 .await?;
                             return Ok(None);
                         }
                         Some(down)
-                            if down.state == "failed"
+                            if event == "up"
+                                && down.state == "failed"
                                 && down.last_error.as_deref() == Some(RECOVERED_IN_MAINTENANCE) =>
                         {
                             self.store
@@ -581,18 +817,6 @@ impl Sender {
                         }
                         _ => {}
                     }
-                }
-                "reminder"
-                    if service
-                        .as_ref()
-                        .is_none_or(|s| s.last_status != Status::Down) =>
-                {
-                    let why = match service {
-                        Some(_) => "not sent: the service is no longer DOWN",
-                        None => "not sent: the service was deleted",
-                    };
-                    self.store.alerts_failed(&ids, why, false).await?;
-                    return Ok(None);
                 }
                 _ => {}
             }
@@ -609,12 +833,6 @@ impl Sender {
         }
     }
 
-    /// One attempt of one alert.
-    async fn deliver(&self, config: &ChannelConfig, alert: &Alert) -> Outcome {
-        self.send(config, render(config, alert, now_ms() / 1000))
-            .await
-    }
-
     async fn send(&self, config: &ChannelConfig, delivery: Delivery) -> Outcome {
         match delivery {
             Delivery::Http(request) => self.deliverer.post(&request).await,
@@ -624,15 +842,15 @@ impl Sender {
         }
     }
 
-    /// Writes what became of an attempt at `rows`; when they are to be
-    /// tried again, when.
+    /// Writes what became of an attempt at `rows` that ended at `now`;
+    /// when they are to be tried again, when.
     async fn record(
         &self,
         rows: &[&OutboxRow],
         outcome: Outcome,
+        now: Millis,
     ) -> Result<Option<Millis>, StoreError> {
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-        let now = now_ms();
         match outcome {
             Outcome::Sent => {
                 for row in rows {
@@ -649,14 +867,20 @@ impl Sender {
             }
             Outcome::Retry { error, after } => {
                 let attempts = rows.iter().map(|r| r.attempts).max().unwrap_or(0) + 1;
-                let created = rows.iter().map(|r| r.created_at).min().unwrap_or(now);
+                // Counted from the first attempt: time held by a window or
+                // waiting behind another alert is not time spent trying.
+                let first = rows
+                    .iter()
+                    .map(|r| r.first_attempt_at.unwrap_or(now))
+                    .min()
+                    .unwrap_or(now);
                 let delay = backoff(attempts, fastrand::f64(), after);
                 let next_at = now + delay.as_millis() as i64;
-                let deadline = created + self.settings.max_age.as_millis() as i64;
+                let deadline = first + self.settings.max_age.as_millis() as i64;
                 if next_at > deadline {
                     let error = format!(
                         "gave up after {attempts} attempts over {}: {error}",
-                        crate::alert::human_duration(now - created)
+                        crate::alert::human_duration(now - first)
                     );
                     tracing::warn!(alerts = ?ids, error = %error, "alert failed");
                     self.store.alerts_failed(&ids, &error, true).await?;
@@ -664,7 +888,7 @@ impl Sender {
                 }
                 tracing::info!(alerts = ?ids, error = %error, attempts,
                     retry_in_ms = delay.as_millis() as u64, "alert delivery failed; will retry");
-                self.store.alerts_retry(&ids, &error, next_at).await?;
+                self.store.alerts_retry(&ids, &error, now, next_at).await?;
                 Ok(Some(next_at))
             }
         }
@@ -709,6 +933,7 @@ impl Sender {
                         attempts: 0,
                         created_at: now,
                         next_attempt_at: now,
+                        first_attempt_at: None,
                     });
                 }
             }

@@ -6,7 +6,7 @@ use super::schema::{alerts, channels, services, state_changes};
 use super::{Backend, Store, StoreError};
 use crate::domain::time::Millis;
 use crate::domain::{ChannelId, ServiceId};
-use diesel::dsl::max;
+use diesel::dsl::{count, max, min};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
@@ -38,6 +38,14 @@ pub struct OutboxRow {
     pub created_at: i64,
     /// When it may next be tried.
     pub next_attempt_at: i64,
+    /// Set once a maintenance window has held it: that window's end as
+    /// last seen.
+    pub held_until: Option<i64>,
+    /// When delivery was first tried (`alerts.max_age_s` counts from here).
+    pub first_attempt_at: Option<i64>,
+    /// The storm group it went out in (its lowest member's id); a retry
+    /// resends the same set.
+    pub group_id: Option<i64>,
 }
 
 impl OutboxRow {
@@ -117,6 +125,8 @@ pub struct NewOutboxRow {
     pub created_at: i64,
     /// When due.
     pub next_attempt_at: i64,
+    /// `None`: not tried yet.
+    pub first_attempt_at: Option<i64>,
 }
 
 /// What an earlier alert of the same service and channel came to.
@@ -132,7 +142,137 @@ pub struct Earlier {
     pub next_attempt_at: Millis,
 }
 
+diesel::define_sql_function! {
+    /// SQL COALESCE of two nullable BIGINTs (both backends spell it alike).
+    fn coalesce(x: diesel::sql_types::Nullable<diesel::sql_types::BigInt>, y: diesel::sql_types::Nullable<diesel::sql_types::BigInt>) -> diesel::sql_types::Nullable<diesel::sql_types::BigInt>;
+}
+
 impl Store {
+    /// The channels with alerts due at `now` (at most `limit`), the one
+    /// whose oldest due alert is oldest first: a pass looks at each channel
+    /// on its own, so one channel's backlog cannot fill every batch.
+    pub async fn due_channels(&self, now: Millis, limit: i64) -> Result<Vec<i64>, StoreError> {
+        let rows: Vec<(i64, Option<i64>)> = with_conn!(self, |conn| {
+            alerts::table
+                .filter(alerts::state.eq("pending"))
+                .filter(alerts::next_attempt_at.le(now))
+                .group_by(alerts::channel_id)
+                .select((alerts::channel_id, min(alerts::next_attempt_at)))
+                .order(min(alerts::next_attempt_at).asc())
+                .limit(limit.max(1))
+                .load(conn)
+                .await?
+        });
+        Ok(rows.into_iter().map(|(channel, _)| channel).collect())
+    }
+
+    /// At most `limit` pending alerts of `channel` due at `now`, oldest due
+    /// first, leaving out those of `skip_services` and the ids in
+    /// `skip_ids` (lanes with a delivery under way).
+    pub async fn due_alerts_of(
+        &self,
+        channel: i64,
+        now: Millis,
+        skip_services: &[i64],
+        skip_ids: &[i64],
+        limit: i64,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        with_conn!(self, |conn| {
+            let mut query = alerts::table
+                .filter(alerts::channel_id.eq(channel))
+                .filter(alerts::state.eq("pending"))
+                .filter(alerts::next_attempt_at.le(now))
+                .order((alerts::next_attempt_at.asc(), alerts::id.asc()))
+                .limit(limit.max(1))
+                .select(OutboxRow::as_select())
+                .into_boxed();
+            if !skip_services.is_empty() {
+                query = query.filter(
+                    alerts::service_id
+                        .is_null()
+                        .or(alerts::service_id.ne_all(skip_services)),
+                );
+            }
+            if !skip_ids.is_empty() {
+                query = query.filter(alerts::id.ne_all(skip_ids));
+            }
+            Ok(query.load(conn).await?)
+        })
+    }
+
+    /// The pending members of storm group `group` due at `now`.
+    pub async fn due_group(&self, group: i64, now: Millis) -> Result<Vec<OutboxRow>, StoreError> {
+        with_conn!(self, |conn| {
+            Ok(alerts::table
+                .filter(alerts::group_id.eq(group))
+                .filter(alerts::state.eq("pending"))
+                .filter(alerts::next_attempt_at.le(now))
+                .order(alerts::id.asc())
+                .select(OutboxRow::as_select())
+                .load(conn)
+                .await?)
+        })
+    }
+
+    /// Makes these alerts one storm group, `group`, unless they are in one
+    /// already.
+    pub async fn alerts_group(&self, ids: &[i64], group: i64) -> Result<(), StoreError> {
+        with_writer!(self, |conn| {
+            diesel::update(
+                alerts::table
+                    .filter(alerts::id.eq_any(ids))
+                    .filter(alerts::group_id.is_null()),
+            )
+            .set(alerts::group_id.eq(Some(group)))
+            .execute(conn)
+            .await?;
+            Ok(())
+        })
+    }
+
+    /// Holds these alerts for a maintenance window ending at `end`, to be
+    /// looked at again at `until` (no later than `end`), saying why.
+    pub async fn alerts_hold(
+        &self,
+        ids: &[i64],
+        end: Millis,
+        until: Millis,
+        why: &str,
+    ) -> Result<(), StoreError> {
+        with_writer!(self, |conn| {
+            diesel::update(
+                alerts::table
+                    .filter(alerts::id.eq_any(ids))
+                    .filter(alerts::state.eq("pending")),
+            )
+            .set((
+                alerts::held_until.eq(Some(end)),
+                alerts::next_attempt_at.eq(until),
+                alerts::last_error.eq(Some(why)),
+            ))
+            .execute(conn)
+            .await?;
+            Ok(())
+        })
+    }
+
+    /// Makes alerts held by a maintenance window due now, so the sender
+    /// looks again: a window was changed or deleted, and may have ended
+    /// early. Those still in a window are held again.
+    pub async fn release_held(&self, now: Millis) -> Result<usize, StoreError> {
+        with_writer!(self, |conn| {
+            Ok(diesel::update(
+                alerts::table
+                    .filter(alerts::state.eq("pending"))
+                    .filter(alerts::held_until.gt(now))
+                    .filter(alerts::next_attempt_at.gt(now)),
+            )
+            .set(alerts::next_attempt_at.eq(now))
+            .execute(conn)
+            .await?)
+        })
+    }
+
     /// At most `limit` pending alerts due at `now`, oldest due first.
     pub async fn due_alerts(&self, now: Millis, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
         with_conn!(self, |conn| {
@@ -186,6 +326,7 @@ impl Store {
             .set((
                 alerts::state.eq("sent"),
                 alerts::sent_at.eq(Some(now)),
+                alerts::first_attempt_at.eq(coalesce(alerts::first_attempt_at, Some(now))),
                 alerts::attempts.eq(alerts::attempts + 1),
                 alerts::last_error.eq(None::<String>),
             ))
@@ -195,12 +336,13 @@ impl Store {
         })
     }
 
-    /// Records a failed attempt of these alerts; they are tried again at
-    /// `next_at`.
+    /// Records a failed attempt, made at `now`, of these alerts; they are
+    /// tried again at `next_at`.
     pub async fn alerts_retry(
         &self,
         ids: &[i64],
         error: &str,
+        now: Millis,
         next_at: Millis,
     ) -> Result<(), StoreError> {
         with_writer!(self, |conn| {
@@ -213,6 +355,7 @@ impl Store {
                 alerts::attempts.eq(alerts::attempts + 1),
                 alerts::last_error.eq(Some(error)),
                 alerts::next_attempt_at.eq(next_at),
+                alerts::first_attempt_at.eq(coalesce(alerts::first_attempt_at, Some(now))),
             ))
             .execute(conn)
             .await?;
@@ -271,8 +414,9 @@ impl Store {
         })
     }
 
-    /// Status change alerts (not tests, not reminders) written for
-    /// `channel` since `since`, whatever became of them: the storm count.
+    /// Services with status change alerts (not tests, not reminders)
+    /// written for `channel` since `since`, whatever became of them: the
+    /// storm count (DESIGN: "more than N services ... change status").
     pub async fn channel_alerts_since(
         &self,
         channel: ChannelId,
@@ -284,7 +428,7 @@ impl Store {
                 .filter(alerts::channel_id.eq(channel))
                 .filter(alerts::created_at.ge(since))
                 .filter(alerts::event.ne_all(["test", "reminder"]))
-                .count()
+                .select(count(alerts::service_id).aggregate_distinct())
                 .get_result(conn)
                 .await?)
         })
@@ -332,7 +476,7 @@ impl Store {
         }))
     }
 
-    /// At most `limit` DOWN services with ids above `after`, by id, with
+    /// At most `limit` DOWN services (not paused) with ids above `after`, by id, with
     /// when each went DOWN (those with no recorded change to DOWN left out).
     pub async fn down_services_after(
         &self,
@@ -342,6 +486,8 @@ impl Store {
         let rows: Vec<(i64, String, Option<String>)> = with_conn!(self, |conn| {
             services::table
                 .filter(services::last_status.eq("DOWN"))
+                // A paused service is not checked: its DOWN is old news.
+                .filter(services::paused.eq(false))
                 .filter(services::id.gt(after))
                 .order(services::id.asc())
                 .limit(limit.max(1))

@@ -123,6 +123,9 @@ diesel::table! {
         created_at -> BigInt,
         sent_at -> Nullable<BigInt>,
         next_attempt_at -> BigInt,
+        held_until -> Nullable<BigInt>,
+        first_attempt_at -> Nullable<BigInt>,
+        group_id -> Nullable<BigInt>,
     }
 }
 

@@ -237,6 +237,8 @@ impl Store {
             .optional()?
         });
         if let Some(row) = row {
+            // It may have ended early or stopped covering a service.
+            self.release_held(now).await?;
             return Ok(WindowUpdate::Saved(stored(row)?));
         }
         let exists: Option<i64> = with_conn!(self, |conn| {
@@ -254,13 +256,17 @@ impl Store {
         })
     }
 
-    /// Deletes a window; false if it did not exist.
+    /// Deletes a window; false if it did not exist. Alerts it held are
+    /// looked at again at once (sent if no other window holds them).
     pub async fn delete_window(&self, id: i64) -> Result<bool, StoreError> {
         let deleted = with_writer!(self, |conn| {
             diesel::delete(maintenance_windows::table.find(id))
                 .execute(conn)
                 .await?
         });
+        if deleted > 0 {
+            self.release_held(crate::domain::time::now_ms()).await?;
+        }
         Ok(deleted > 0)
     }
 

@@ -520,23 +520,32 @@ async fn an_email_channel_gets_the_alert_as_a_mail() {
 }
 
 /// At most `alerts.concurrency` deliveries are in flight at once, however
-/// many alerts are due.
+/// many alerts are due, one channel taking at most half of them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_in_flight_are_bounded_by_alerts_concurrency() {
     let receiver = Receiver::start().await;
     receiver.set_delay(Duration::from_millis(300));
     let target = Target::start().await;
     let m = Monitor::start_with(&[
-        ("HEALTHMON__ALERTS__CONCURRENCY", "2"),
+        ("HEALTHMON__ALERTS__CONCURRENCY", "4"),
         ("HEALTHMON__ALERTS__STORM_THRESHOLD", "1000"),
     ]);
-    let ch = channel(&m, "hook", "webhook", json!({"url": receiver.url("/hook")})).await;
-    for i in 0..6 {
+    let a = channel(&m, "a", "webhook", json!({"url": receiver.url("/a")})).await;
+    let b = channel(&m, "b", "webhook", json!({"url": receiver.url("/b")})).await;
+    let c = channel(&m, "c", "webhook", json!({"url": receiver.url("/c")})).await;
+    for i in 0..12 {
+        let ch = [a, b, c][i % 3];
         watched(&m, &format!("svc-{i}"), &target.url("/fail"), &[ch]).await;
     }
-    let got = receiver.wait_for("/hook", 6, Duration::from_secs(30)).await;
-    assert_eq!(got.len(), 6);
-    assert_eq!(receiver.max_in_flight(), 2, "two at a time, and both used");
+    for path in ["/a", "/b", "/c"] {
+        let got = receiver.wait_for(path, 4, Duration::from_secs(30)).await;
+        assert_eq!(got.len(), 4, "{path}");
+    }
+    let most = receiver.max_in_flight();
+    assert!(
+        (3..=4).contains(&most),
+        "at most four at a time, and more than one channel's share used: {most}"
+    );
 }
 
 /// A receiver that streams an endless answer is read up to
@@ -649,6 +658,49 @@ async fn a_hanging_receiver_does_not_hold_up_other_channels() {
     assert_eq!(
         hanging[0]["attempts"], 0,
         "still in its first attempt: {hanging:?}"
+    );
+}
+
+/// Many lanes hanging on one channel (twenty services down at once to a
+/// receiver that never answers, storms off) take at most their channel's
+/// share of `alerts.concurrency`: another channel's alert still goes out in
+/// a moment, not after the hung deliveries time out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_hanging_lanes_on_one_channel_do_not_hold_up_another() {
+    let receiver = Receiver::start().await;
+    let target = Target::start().await;
+    let m = Monitor::start_with(&[
+        ("HEALTHMON__ALERTS__HTTP_TIMEOUT_S", "60"),
+        ("HEALTHMON__ALERTS__CONCURRENCY", "16"),
+        ("HEALTHMON__ALERTS__STORM_THRESHOLD", "1000"),
+    ]);
+    let silent = channel(&m, "silent", "webhook", json!({"url": target.url("/hang")})).await;
+    let hook = channel(&m, "hook", "webhook", json!({"url": receiver.url("/hook")})).await;
+    for i in 0..20 {
+        watched(&m, &format!("svc-{i}"), &target.url("/fail"), &[silent]).await;
+    }
+    let hung = within(
+        Duration::from_secs(20),
+        "the silent receiver's deliveries under way",
+        || async { (target.hits("/hang") >= 8).then(|| target.hits("/hang")) },
+    )
+    .await;
+    assert!(hung <= 16, "{hung} deliveries to one channel at once");
+
+    let started = std::time::Instant::now();
+    let other = watched(&m, "other", &target.url("/fail"), &[hook]).await;
+    let got = receiver.wait_for("/hook", 1, Duration::from_secs(15)).await;
+    assert_eq!(got[0].json()["service"]["id"], other);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?} behind the hung channel",
+        started.elapsed()
+    );
+    // The hung channel holds at most half the permits.
+    assert!(
+        target.hits("/hang") <= 8,
+        "{} deliveries to the hung channel",
+        target.hits("/hang")
     );
 }
 

@@ -59,7 +59,8 @@ pub fn is_storm(recent: i64, threshold: usize) -> bool {
 pub const RECOVERED_IN_MAINTENANCE: &str =
     "not sent: held by a maintenance window; the service recovered before it ended";
 
-/// The prefix of `last_error` while an alert is held by a window.
+/// The prefix of `last_error` while an alert is held by a window (for
+/// people: the hold itself is the `held_until` column).
 pub const HELD: &str = "held: ";
 
 /// The alert an outbox row stands for. `service` is the service as the API
@@ -181,6 +182,9 @@ mod tests {
             last_error: None,
             created_at: 6_000,
             next_attempt_at: 6_000,
+            held_until: None,
+            first_attempt_at: None,
+            group_id: None,
         }
     }
 

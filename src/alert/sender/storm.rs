@@ -4,11 +4,15 @@
 //! sent together, listed one line each (one due alone goes as itself). The
 //! first `storm_threshold` changes of a window go out one by one.
 //!
-//! A webhook gets `{"id": "storm-<first id>", "event": "storm", "count",
-//! "at", "alerts": [<each alert's own webhook body>]}`, signed like any
-//! webhook, with `X-Healthmon-Delivery: storm-<first id>` (the lowest alert
-//! id of the group: a receiver that keys on single ids can still tell every
-//! alert by the `alerts[].id` inside). Chat kinds and mail get a summary
+//! A webhook gets `{"id": "storm-<first id>-<count>", "event": "storm",
+//! "count", "at", "alerts": [<each alert's own webhook body>]}`, signed like
+//! any webhook, with `X-Healthmon-Delivery: storm-<first id>-<count>` (a
+//! receiver that keys on single ids can still tell every alert by the
+//! `alerts[].id` inside). A group's members are stored with it before the
+//! first attempt, so a retry sends the same set under the same id; a member
+//! no longer to be sent (held by a window since) leaves a smaller set,
+//! whose count, and so whose id, differs: one id never names two
+//! different sets. Chat kinds and mail get a summary
 //! with a line per alert. PagerDuty is never grouped: its incidents are
 //! keyed per service, and it groups alerts itself.
 
@@ -27,10 +31,11 @@ pub fn groups(config: &ChannelConfig) -> bool {
     !matches!(config, ChannelConfig::Pagerduty { .. })
 }
 
-/// The delivery id of a group: its lowest alert id.
+/// The delivery id of a group: its lowest alert id and its size. A group's
+/// set only ever shrinks on a retry, so these two tell its sets apart.
 pub fn group_id(alerts: &[Alert]) -> String {
     let first = alerts.iter().map(|a| a.id).min().unwrap_or_default();
-    format!("storm-{first}")
+    format!("storm-{first}-{}", alerts.len())
 }
 
 /// The summary line: "Alert storm: 23 changes (18 DOWN, 5 UP)".
@@ -253,7 +258,7 @@ mod tests {
                 .map(|(_, v)| v.clone())
                 .unwrap()
         };
-        assert_eq!(header("X-Healthmon-Delivery"), "storm-100");
+        assert_eq!(header("X-Healthmon-Delivery"), "storm-100-30");
         assert!(verify(
             b"s3cret",
             1_700_000_000,
