@@ -26,6 +26,11 @@
 //! synthetic logs for every service in bulk, start it again with
 //! `logs.retention_days` = K and measure the window while its maintenance
 //! pass deletes the expired rows (prefill.rs; the `retention` object).
+//! `--flap-every S` (with `--flap-share F`, 0.10, and `--storm-threshold N`):
+//! every S seconds of the window a share F of the targets flips between
+//! answering 200 and 500, a webhook channel on every service points at a
+//! receiver in the benchmark, and the `alerting` object reports the status
+//! changes, the alerts delivered and their latency (flap.rs).
 //!
 //! Registrations are spread over one interval (or take longer, if the API
 //! is slower than N/S a second): a service is first checked when it is
@@ -89,6 +94,8 @@
 // A bench's root is benches/pipeline.rs: without `path`, `mod` looks in benches/.
 #[path = "pipeline/blackbox.rs"]
 mod blackbox;
+#[path = "pipeline/flap.rs"]
+mod flap;
 #[path = "../tests/common/measure.rs"]
 mod measure;
 // The crate root is benches/pipeline.rs, so a bare `mod plot;` would look in
@@ -134,6 +141,13 @@ struct Opts {
     prefill_per_day: u64,
     /// `--retention-days`: `logs.retention_days` when pre-filling.
     retention_days: u64,
+    /// `--flap-every`: seconds between flips (0: no flapping, no alerting).
+    flap_every: u64,
+    /// `--flap-share`: the share of the targets each flip turns over.
+    flap_share: f64,
+    /// `--storm-threshold`: `alerts.storm_threshold` (healthmon's default
+    /// when `None`).
+    storm_threshold: Option<u64>,
 }
 
 fn parse_opts() -> Result<Opts, String> {
@@ -157,6 +171,9 @@ fn parse_opts() -> Result<Opts, String> {
         prefill_days: 0,
         prefill_per_day: 1,
         retention_days: 7,
+        flap_every: 0,
+        flap_share: 0.10,
+        storm_threshold: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -199,6 +216,13 @@ fn parse_opts() -> Result<Opts, String> {
             "--prefill-days" => o.prefill_days = num(v, a)?,
             "--prefill-per-day" => o.prefill_per_day = num(v, a)?,
             "--retention-days" => o.retention_days = num(v, a)?,
+            "--flap-every" => o.flap_every = num(v, a)?,
+            "--flap-share" => {
+                o.flap_share = (v.ok_or("--flap-share needs a value")?)
+                    .parse::<f64>()
+                    .map_err(|e| format!("--flap-share: {e}"))?;
+            }
+            "--storm-threshold" => o.storm_threshold = Some(num(v, a)?),
             // cargo passes `--bench` to harness = false targets.
             _ => takes = false,
         }
@@ -233,6 +257,12 @@ fn parse_opts() -> Result<Opts, String> {
     if o.prefill_days > 0 && (o.compare || !o.sweep.is_empty()) {
         return Err("--prefill-days is one run: not with --compare or --sweep".into());
     }
+    if !(o.flap_share > 0.0 && o.flap_share <= 1.0) {
+        return Err("--flap-share must be in (0, 1]".into());
+    }
+    if o.flap_every > 0 && (o.compare || o.prefill_days > 0) {
+        return Err("--flap-every is not for --compare or --prefill-days runs".into());
+    }
     if o.compare && (!o.sweep.is_empty() || o.from.is_some()) {
         return Err("--compare is one run: not with --sweep or --from".into());
     }
@@ -254,12 +284,18 @@ fn now_ms() -> i64 {
 /// Per request: (scheduled_at, lag ms as the target saw it).
 type Arrivals = Arc<Mutex<Vec<(i64, i64)>>>;
 
-async fn start_farm(n: usize, latency: Duration, arrivals: Arrivals) -> Vec<u16> {
+async fn start_farm(
+    n: usize,
+    latency: Duration,
+    arrivals: Arrivals,
+    flapping: Arc<flap::Targets>,
+) -> Vec<u16> {
     let mut ports = Vec::new();
     for _ in 0..n {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind target");
         ports.push(listener.local_addr().expect("addr").port());
         let arrivals = Arc::clone(&arrivals);
+        let flapping = Arc::clone(&flapping);
         tokio::spawn(async move {
             loop {
                 let Ok((sock, _)) = listener.accept().await else {
@@ -267,9 +303,9 @@ async fn start_farm(n: usize, latency: Duration, arrivals: Arrivals) -> Vec<u16>
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 };
-                let arrivals = Arc::clone(&arrivals);
+                let (arrivals, flapping) = (Arc::clone(&arrivals), Arc::clone(&flapping));
                 tokio::spawn(async move {
-                    let _ = serve(sock, latency, arrivals).await;
+                    let _ = serve(sock, latency, arrivals, flapping).await;
                 });
             }
         });
@@ -279,7 +315,12 @@ async fn start_farm(n: usize, latency: Duration, arrivals: Arrivals) -> Vec<u16>
 
 const HEADER: &str = "x-healthmon-scheduled-at:";
 
-async fn serve(mut sock: TcpStream, latency: Duration, arrivals: Arrivals) -> std::io::Result<()> {
+async fn serve(
+    mut sock: TcpStream,
+    latency: Duration,
+    arrivals: Arrivals,
+    flapping: Arc<flap::Targets>,
+) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(512);
     let mut chunk = [0u8; 1024];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -299,7 +340,12 @@ async fn serve(mut sock: TcpStream, latency: Duration, arrivals: Arrivals) -> st
             .then(|| v.trim().parse::<i64>().ok())
             .flatten()
     });
-    if let Some(s) = scheduled
+    // A flapped target answers 500 (`--flap-every`); its requests are kept
+    // apart, so `requests_at_targets` still counts what should be UP.
+    let fails = flapping.fails(&head);
+    if fails {
+        flapping.refused(scheduled, scheduled.map_or(0, |s| arrived - s));
+    } else if let Some(s) = scheduled
         && let Ok(mut a) = arrivals.lock()
     {
         a.push((s, arrived - s));
@@ -307,10 +353,12 @@ async fn serve(mut sock: TcpStream, latency: Duration, arrivals: Arrivals) -> st
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    sock.write_all(
-        b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
-    )
-    .await?;
+    let answer: &[u8] = if fails {
+        b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: text/plain\r\ncontent-length: 4\r\nconnection: close\r\n\r\ndown"
+    } else {
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
+    };
+    sock.write_all(answer).await?;
     let _ = sock.shutdown().await;
     Ok(())
 }
@@ -632,6 +680,7 @@ fn check_time_parser() -> Result<(), String> {
 async fn ws_client(
     url: String,
     stop: tokio::sync::watch::Receiver<bool>,
+    changes: flap::Changes,
 ) -> Result<tokio::task::JoinHandle<WsRecord>, String> {
     use futures_util::StreamExt;
     use tokio_tungstenite::tungstenite::Message;
@@ -661,6 +710,8 @@ async fn ws_client(
                         let received = now_ms();
                         if let Some(at) = check_event_time(text.as_str()) {
                             rec.events.push((at, received - at));
+                        } else {
+                            flap::note_change(&changes, text.as_str(), received);
                         }
                     }
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
@@ -829,6 +880,17 @@ impl Store {
     async fn service_ids(&self) -> Result<Vec<i64>, String> {
         let rows = load_rows!(self, "SELECT id FROM services ORDER BY id", Id)?;
         Ok(rows.into_iter().map(|r| r.id).collect())
+    }
+
+    /// Outbox rows of `down`/`up` alerts, by state (`--flap-every`).
+    async fn alerts_by_state(&self) -> Result<Vec<(String, i64)>, String> {
+        let rows = load_rows!(
+            self,
+            "SELECT state AS status, COUNT(*) AS n FROM alerts \
+             WHERE event IN ('down', 'up') GROUP BY state",
+            StatusCount
+        )?;
+        Ok(rows.into_iter().map(|r| (r.status, r.n)).collect())
     }
 
     /// Runs each SQL text (several statements, e.g. a transaction) in turn on
@@ -1022,10 +1084,21 @@ async fn drop_bus(amqp: &str, prefix: &str) {
 
 async fn run(o: Opts) -> Result<serde_json::Value, String> {
     let arrivals: Arrivals = Arc::new(Mutex::new(Vec::new()));
+    let alerting = if o.flap_every > 0 {
+        Some(flap::Run {
+            targets: Arc::new(flap::Targets::new(o.services)),
+            receiver: flap::Receiver::start().await?,
+        })
+    } else {
+        None
+    };
     let ports = start_farm(
         o.targets,
         Duration::from_millis(o.target_latency_ms),
         Arc::clone(&arrivals),
+        alerting
+            .as_ref()
+            .map_or_else(Arc::default, |a| Arc::clone(&a.targets)),
     )
     .await;
     println!("target farm: {} ports on 127.0.0.1 {ports:?}", ports.len());
@@ -1037,6 +1110,12 @@ async fn run(o: Opts) -> Result<serde_json::Value, String> {
 
     let prefix = format!("bench{}", std::process::id());
     let mut env = Vec::new();
+    if let Some(t) = o.storm_threshold {
+        env.push((
+            "HEALTHMON__ALERTS__STORM_THRESHOLD".to_owned(),
+            t.to_string(),
+        ));
+    }
     if o.prefill_days > 0 {
         // One maintenance pass at each start (the interval outlasts the
         // run): the restart after the pre-fill starts the deletion.
@@ -1075,7 +1154,16 @@ async fn run(o: Opts) -> Result<serde_json::Value, String> {
             return Err(e);
         }
     };
-    let mut result = prepare_and_measure(&o, &ports, &arrivals, &store, &env, &mut procs).await;
+    let mut result = prepare_and_measure(
+        &o,
+        &ports,
+        &arrivals,
+        &store,
+        &env,
+        &mut procs,
+        alerting.as_ref(),
+    )
+    .await;
     // The store's size, read with healthmon stopped (its files still there).
     for p in &mut procs {
         let _ = p.child.kill();
@@ -1130,8 +1218,16 @@ async fn prepare_and_measure(
     store: &Store,
     env: &[(String, String)],
     procs: &mut Vec<Proc>,
+    alerting: Option<&flap::Run>,
 ) -> Result<serde_json::Value, String> {
     let api = procs[0].addr.clone();
+    if let Some(a) = alerting {
+        let id = flap::create_channel(&api, &a.receiver).await?;
+        println!(
+            "webhook channel {id} (all_services) -> 127.0.0.1:{}",
+            a.receiver.port
+        );
+    }
     let pids: Vec<u32> = procs.iter().map(|p| p.child.id()).collect();
     println!(
         "healthmon ({}) pids {pids:?}, API at {api}; registering {} services at {} s",
@@ -1181,7 +1277,7 @@ async fn prepare_and_measure(
             restarted_at,
         });
     }
-    measure(o, arrivals, store, procs, reg_s, prefilled).await
+    measure(o, arrivals, store, procs, reg_s, prefilled, alerting).await
 }
 
 /// Adds `db_mb`, `logs_total` and `db_bytes_per_million_logs` to a run's
@@ -1262,22 +1358,45 @@ async fn measure(
     procs: &[Proc],
     reg_s: f64,
     prefilled: Option<Prefilled>,
+    alerting: Option<&flap::Run>,
 ) -> Result<serde_json::Value, String> {
     let api = procs[0].addr.clone();
     let pids: Vec<u32> = procs.iter().map(|p| p.child.id()).collect();
     let distributed = o.mode == "distributed";
+    // Alerting needs one client to see the status changes.
+    let ws_clients = if alerting.is_some() {
+        o.ws_clients.max(1)
+    } else {
+        o.ws_clients
+    };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let changes = flap::Changes::default();
     let mut clients = Vec::new();
-    for _ in 0..o.ws_clients {
-        clients.push(ws_client(format!("ws://{api}/ws"), stop_rx.clone()).await?);
+    for _ in 0..ws_clients {
+        clients.push(
+            ws_client(
+                format!("ws://{api}/ws"),
+                stop_rx.clone(),
+                Arc::clone(&changes),
+            )
+            .await?,
+        );
     }
-    if o.ws_clients > 0 {
-        println!("{} WebSocket clients connected", o.ws_clients);
+    if ws_clients > 0 {
+        println!("{ws_clients} WebSocket clients connected");
     }
 
     tokio::time::sleep(Duration::from_secs(o.warmup)).await;
     let from = now_ms();
+    let flipper = alerting.map(|a| {
+        flap::spawn_flipper(
+            Arc::clone(&a.targets),
+            o.flap_share,
+            Duration::from_secs(o.flap_every),
+            tokio::time::Instant::now() + Duration::from_secs(o.duration),
+        )
+    });
     let cpu0: f64 = pids.iter().map(|p| cpu_seconds(*p)).sum();
     let servers0 = distributed.then(servers::sample);
     tokio::time::sleep(Duration::from_secs(o.duration)).await;
@@ -1287,6 +1406,10 @@ async fn measure(
     // (their reaped time is counted too: see servers.rs).
     let servers1 = distributed.then(servers::sample);
     let rss: f64 = pids.iter().map(|p| rss_mb(*p)).sum();
+    // The machine's load at the window's end (others may share it).
+    let loadavg = std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default();
 
     // Checks due in the window finish within their timeout; then the
     // recorder flushes its last batch and the events go out. Rather than
@@ -1321,6 +1444,13 @@ async fn measure(
             o.mode
         );
     }
+    let alerting = match (alerting, flipper) {
+        (Some(a), Some(flipper)) => {
+            let flips = flipper.await.map_err(|e| e.to_string())?;
+            Some(drain_alerts(o, store, a, &changes, flips, from, settled_at).await?)
+        }
+        _ => None,
+    };
     let _ = stop_tx.send(true);
 
     let checks = stored.total();
@@ -1391,7 +1521,7 @@ async fn measure(
         ws_lat.extend(got);
     }
     ws_lat.sort_unstable();
-    let ws_every = o.ws_clients == 0 || ws_complete;
+    let ws_every = ws_clients == 0 || ws_complete;
 
     // What the processes complained about, for a run that fell behind.
     for p in procs {
@@ -1462,11 +1592,11 @@ async fn measure(
             json!(round(all_per_1k, 4)),
         );
     }
-    if o.ws_clients > 0 {
+    if ws_clients > 0 {
         println!(
             "[{}] websocket: {} clients, delivery p50 {} ms, p99 {} ms, max {} ms; fewest events per client {} of {} checked in the window; every client got every event: {ws_every}",
             o.mode,
-            o.ws_clients,
+            ws_clients,
             percentile(&ws_lat, 0.50),
             percentile(&ws_lat, 0.99),
             ws_lat.last().copied().unwrap_or(0),
@@ -1523,10 +1653,11 @@ async fn measure(
         "cpu_s": round(cpu, 2),
         "cpu_s_per_1k_checks": round(per_1k, 4),
         "rss_mb": round(rss, 1),
-        "ws_clients": o.ws_clients,
+        "ws_clients": ws_clients,
         "ws_p99_ms": percentile(&ws_lat, 0.99),
         "ws_every_event": ws_every,
         "registration_s": round(reg_s, 1),
+        "loadavg": loadavg,
         "sanity_ok": sanity.is_none(),
         "sanity": sanity,
     });
@@ -1535,8 +1666,69 @@ async fn measure(
         if let Some(r) = retention {
             m.insert("retention".into(), r);
         }
+        if let Some(a) = alerting {
+            m.insert("alerting".into(), a);
+        }
     }
     Ok(summary)
+}
+
+/// `--flap-every`: waits until every status change seen has reached the
+/// receiver and the outbox has nothing pending (the flips' last changes
+/// included: at least interval + timeout + 2 s after the last flip), at most
+/// [`flap::DRAIN_LIMIT`] after the checks settled; then the `alerting`
+/// object.
+async fn drain_alerts(
+    o: &Opts,
+    store: &Store,
+    a: &flap::Run,
+    changes: &flap::Changes,
+    flips: Vec<flap::Flip>,
+    from: i64,
+    settled_at: i64,
+) -> Result<serde_json::Value, String> {
+    let last_flip = flips.last().map_or(from, |f| f.at);
+    let earliest = last_flip + (o.interval + o.interval.min(5) + 2) as i64 * 1000;
+    let give_up = Instant::now() + flap::DRAIN_LIMIT;
+    let mut drained = false;
+    loop {
+        let t = flap::tally(changes, &a.receiver);
+        let pending: i64 = store
+            .alerts_by_state()
+            .await?
+            .iter()
+            .filter(|(s, _)| s == "pending")
+            .map(|(_, n)| n)
+            .sum();
+        if now_ms() >= earliest && t.not_alerted == 0 && pending == 0 {
+            drained = true;
+            break;
+        }
+        if Instant::now() >= give_up {
+            println!(
+                "[alerting] gave up waiting: {} of {} changes seen not alerted, {pending} alerts pending, {} received",
+                t.not_alerted, t.changes, t.distinct
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let outbox = store.alerts_by_state().await?;
+    let window_to = from + o.duration as i64 * 1000;
+    Ok(flap::figures(flap::Inputs {
+        every_s: o.flap_every,
+        interval_s: o.interval,
+        share: o.flap_share,
+        storm_threshold: o.storm_threshold,
+        flips: &flips,
+        changes,
+        receiver: &a.receiver,
+        outbox: &outbox,
+        refused: a.targets.refused_in(from, window_to),
+        from,
+        drain_s: (now_ms() - settled_at) as f64 / 1000.0,
+        drained,
+    }))
 }
 
 /// `--prefill-days`: how fast the maintenance pass deleted the pre-filled
@@ -1631,7 +1823,7 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         // What a test run can check: the clients' fast time parser agrees
         // with chrono, so the latencies it feeds are right.
-        if let Err(e) = check_time_parser() {
+        if let Err(e) = check_time_parser().and_then(|()| flap::self_check()) {
             eprintln!("pipeline bench: {e}");
             std::process::exit(1);
         }
