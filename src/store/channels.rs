@@ -16,8 +16,8 @@ use std::collections::HashSet;
 /// was delivered.
 pub const CHANNEL_DELETED: &str = "channel deleted";
 
-/// A `channels` row.
-#[derive(Debug, Clone, Queryable, Selectable)]
+/// A `channels` row. Its `Debug` leaves out `config`, which holds secrets.
+#[derive(Clone, Queryable, Selectable)]
 #[diesel(table_name = channels)]
 struct ChannelRow {
     id: i64,
@@ -28,6 +28,22 @@ struct ChannelRow {
     remind_every_s: i64,
     created_at: i64,
     updated_at: i64,
+}
+
+// By hand: a derived one printed the raw settings, secrets included.
+impl std::fmt::Debug for ChannelRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelRow")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("config", &"<not shown>")
+            .field("all_services", &self.all_services)
+            .field("remind_every_s", &self.remind_every_s)
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .finish()
+    }
 }
 
 impl ChannelRow {
@@ -248,10 +264,20 @@ impl Store {
                     ))
                     .execute(conn)
                     .await?;
-                    // channel_ids is a JSON array of ids: the LIKE finds the
-                    // candidates, the parse below decides.
+                    // channel_ids is a compact JSON array of ids ("[1,22]"):
+                    // these patterns match the id as a whole element (not 2
+                    // inside 22), among the services listing any channel
+                    // (the services_with_channels index), and the parse
+                    // below decides.
                     let listing: Vec<(i64, Option<String>)> = services::table
-                        .filter(services::channel_ids.like(format!("%{id}%")))
+                        .filter(services::channel_ids.is_not_null())
+                        .filter(
+                            services::channel_ids
+                                .like(format!("[{id}]"))
+                                .or(services::channel_ids.like(format!("[{id},%")))
+                                .or(services::channel_ids.like(format!("%,{id},%")))
+                                .or(services::channel_ids.like(format!("%,{id}]"))),
+                        )
                         .select((services::id, services::channel_ids))
                         .load(conn)
                         .await?;
@@ -283,5 +309,27 @@ impl Store {
                 .await?;
             Ok(deleted > 0)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_debug_print_of_a_row_holds_no_setting() {
+        let row = ChannelRow {
+            id: 1,
+            name: "ops".into(),
+            kind: "pagerduty".into(),
+            config: r#"{"routing_key":"R0UT1NG"}"#.into(),
+            all_services: false,
+            remind_every_s: 0,
+            created_at: 0,
+            updated_at: 0,
+        };
+        let printed = format!("{row:?}");
+        assert!(!printed.contains("R0UT1NG"), "{printed}");
+        assert!(printed.contains("pagerduty"), "{printed}");
     }
 }

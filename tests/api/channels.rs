@@ -847,6 +847,74 @@ async fn store_keeps_channels(store: &Store) {
     );
 }
 
+/// Deleting a channel unlists it from every service wherever it stands in
+/// the list, and leaves alone a channel whose id merely contains its digits.
+async fn deletion_unlists_exactly_the_channel(store: &Store) {
+    use healthmon::domain::ServiceSpec;
+    use healthmon::domain::channel_spec::full_spec;
+    use healthmon::store::ChannelSaved;
+
+    // Channels until one's id holds the first one's digits (the tenth, in
+    // a fresh store).
+    let mut ids: Vec<ChannelId> = Vec::new();
+    let alike = loop {
+        let spec = full_spec(
+            &webhook(&format!("c{}", ids.len()), "http://127.0.0.1:9/"),
+            None,
+        )
+        .unwrap();
+        let ChannelSaved::Saved(c) = store.create_channel(&spec, 1_000).await.unwrap() else {
+            panic!("not created");
+        };
+        ids.push(c.id);
+        let first = ids[0].get().to_string();
+        if ids.len() > 3 && c.id.get().to_string().contains(&first) {
+            break c.id;
+        }
+        assert!(ids.len() < 1_000, "no id like {first}");
+    };
+    let doomed = ids[0];
+    let (a, b) = (ids[1], ids[2]);
+    let lists = [
+        (vec![doomed], vec![]),
+        (vec![doomed, a], vec![a]),
+        (vec![a, doomed, b], vec![a, b]),
+        (vec![a, doomed], vec![a]),
+        (vec![alike], vec![alike]),
+        (vec![alike, a], vec![alike, a]),
+        (vec![], vec![]),
+    ];
+    let mut services = Vec::new();
+    for (i, (list, _)) in lists.iter().enumerate() {
+        let channels: Vec<i64> = list.iter().map(|c| c.get()).collect();
+        let body = json!({"name": format!("svc{i}"), "url": NOWHERE, "interval": 30,
+                          "paused": true, "channels": channels});
+        let spec: ServiceSpec = healthmon::domain::validate::full_spec(&body).unwrap();
+        services.push(store.create_service(&spec, 1_000).await.unwrap().id);
+    }
+    assert!(store.delete_channel(doomed, 2_000).await.unwrap());
+    for (svc, (before, after)) in services.into_iter().zip(lists) {
+        let read = store.get_service(svc).await.unwrap().unwrap();
+        assert_eq!(read.channels, after, "listed {before:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_channel_unlists_exactly_it_on_sqlite_and_postgresql() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Store::open(&DatabaseUrl::Sqlite(dir.path().join("t.db")), 2)
+        .await
+        .unwrap();
+    deletion_unlists_exactly_the_channel(&sqlite).await;
+    let Some(db) = pg_db().await else {
+        return;
+    };
+    let pg = Store::open(&DatabaseUrl::Postgres(db.url.clone()), 2)
+        .await
+        .unwrap();
+    deletion_unlists_exactly_the_channel(&pg).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_store_keeps_channels_alike_on_sqlite_and_postgresql() {
     let dir = tempfile::tempdir().unwrap();
