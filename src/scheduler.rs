@@ -437,7 +437,9 @@ async fn run_active(
                     // stand down if another scheduler has it; and while the
                     // database is unreachable keep scheduling: no one else can
                     // take over then, and checks must not stop for a database
-                    // outage (their results wait on the bus).
+                    // outage (their results wait on the bus). The old
+                    // session goes first, or it would refuse us our lock.
+                    lead.release();
                     match store.try_lead().await {
                         Ok(Some(renewed)) => {
                             *lead = renewed;

@@ -665,3 +665,36 @@ async fn a_hold_survives_a_later_wait_so_a_flap_inside_a_window_stays_quiet(stor
         .collect();
     assert!(!sent.contains(&svc.get()), "{sent:?}");
 }
+
+#[derive(diesel::QueryableByName)]
+struct Setting {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    value: String,
+}
+
+/// The sender's lock session asks the server to probe its connection
+/// every few seconds: a holder whose host vanished frees the lock in
+/// about half a minute, not the kernel's two hours.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lock_session_is_probed_by_the_server() {
+    use diesel_async::RunQueryDsl;
+    let Some(db) = common::pg_db().await else {
+        return;
+    };
+    let store = Store::open(&DatabaseUrl::Postgres(db.url.clone()), 2)
+        .await
+        .unwrap();
+    let Some(healthmon::store::Leadership::Postgres(mut conn)) =
+        store.try_send_alerts().await.unwrap()
+    else {
+        panic!("no lock session");
+    };
+    let got: Setting = diesel::sql_query(
+        "SELECT current_setting('tcp_keepalives_idle') || '/' || \
+         current_setting('tcp_keepalives_count') AS value",
+    )
+    .get_result(&mut *conn)
+    .await
+    .unwrap();
+    assert_eq!(got.value, "10/3");
+}

@@ -138,6 +138,8 @@ pub enum Leadership {
     /// PostgreSQL: a session advisory lock held on this dedicated connection;
     /// it ends with the connection, so a killed leader frees it at once.
     Postgres(Box<diesel_async::AsyncPgConnection>),
+    /// Given up ([`Leadership::release`]): never held.
+    Released,
 }
 
 #[derive(diesel::QueryableByName)]
@@ -147,10 +149,21 @@ struct Locked {
 }
 
 impl Leadership {
+    /// Closes the lock's connection (the server frees the lock with its
+    /// session). Done before taking the lock again on a new connection when
+    /// the old one stopped answering: if that session were still alive, it
+    /// would refuse us our own lock.
+    pub fn release(&mut self) {
+        if matches!(self, Leadership::Postgres(_)) {
+            *self = Leadership::Released;
+        }
+    }
+
     /// Whether the lock is still ours (its connection still answers).
     pub async fn still_held(&mut self) -> bool {
         match self {
             Leadership::Sole => true,
+            Leadership::Released => false,
             Leadership::Postgres(conn) => matches!(
                 tokio::time::timeout(
                     postgres::CONNECT_TIMEOUT,
@@ -234,6 +247,7 @@ impl Store {
             Backend::Sqlite(_) => Ok(Some(Leadership::Sole)),
             Backend::Postgres { connector, .. } => {
                 let mut conn = postgres::connect(connector).await?;
+                pg_connect::keep_session_alive(&mut conn).await;
                 let got: Locked = diesel::sql_query("SELECT pg_try_advisory_lock($1) AS locked")
                     .bind::<diesel::sql_types::BigInt, _>(key)
                     .get_result(&mut conn)

@@ -127,12 +127,21 @@ impl Connector {
         })
     }
 
-    /// Opens one connection.
+    /// Opens one connection. TCP keepalives are on (first probe after
+    /// [`KEEPALIVE_IDLE`]) with a TCP user timeout, so a connection whose
+    /// peer vanished (a half-open session) errors within about half a
+    /// minute instead of the kernel's two hours.
     pub async fn connect(&self) -> Result<AsyncPgConnection, ConnectionError> {
         // tokio-postgres says "error performing TLS handshake" and keeps
         // the reason (an unknown issuer, a wrong name) in its source chain.
         let bad = |e: tokio_postgres::Error| ConnectionError::BadConnection(with_causes(&e));
         let mut config: tokio_postgres::Config = self.target.driver_url.parse().map_err(bad)?;
+        config
+            .keepalives(true)
+            .keepalives_idle(KEEPALIVE_IDLE)
+            .keepalives_interval(KEEPALIVE_INTERVAL)
+            .keepalives_retries(KEEPALIVE_RETRIES)
+            .tcp_user_timeout(TCP_USER_TIMEOUT);
         match &self.tls {
             None => {
                 config.ssl_mode(tokio_postgres::config::SslMode::Disable);
@@ -147,6 +156,46 @@ impl Connector {
                 let (client, conn) = config.connect(tls.clone()).await.map_err(bad)?;
                 AsyncPgConnection::try_from_client_and_connection(client, conn).await
             }
+        }
+    }
+}
+
+/// Idle time before the first TCP keepalive probe, both ways.
+pub const KEEPALIVE_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
+/// Time between unanswered probes.
+pub const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+/// Unanswered probes before the connection is dropped.
+pub const KEEPALIVE_RETRIES: u32 = 3;
+/// Longest sent data may stay unacknowledged before the connection is
+/// dropped.
+pub const TCP_USER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Asks the server to probe this session's connection too (PostgreSQL's
+/// `tcp_keepalives_*` and `tcp_user_timeout`, settable per session). A
+/// session holding an advisory lock (the scheduler's, the sender's) keeps
+/// it until the server notices the session is gone; with the server's
+/// defaults (the kernel's, two hours) a lock holder whose host vanished
+/// would block every standby that long. Best effort: a server that refuses
+/// a setting (an older one without `tcp_user_timeout`) keeps its own.
+pub async fn keep_session_alive(conn: &mut AsyncPgConnection) {
+    use diesel_async::RunQueryDsl;
+    let settings = [
+        ("tcp_keepalives_idle", KEEPALIVE_IDLE.as_secs().to_string()),
+        (
+            "tcp_keepalives_interval",
+            KEEPALIVE_INTERVAL.as_secs().to_string(),
+        ),
+        ("tcp_keepalives_count", KEEPALIVE_RETRIES.to_string()),
+        ("tcp_user_timeout", TCP_USER_TIMEOUT.as_millis().to_string()),
+    ];
+    for (name, value) in settings {
+        let set = diesel::sql_query("SELECT set_config($1, $2, false)")
+            .bind::<diesel::sql_types::Text, _>(name)
+            .bind::<diesel::sql_types::Text, _>(&value)
+            .execute(conn)
+            .await;
+        if let Err(e) = set {
+            tracing::debug!(setting = name, error = %e, "the server keeps its own setting");
         }
     }
 }
