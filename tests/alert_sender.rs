@@ -698,3 +698,31 @@ async fn the_lock_session_is_probed_by_the_server() {
     .unwrap();
     assert_eq!(got.value, "10/3");
 }
+
+/// Once a receiver's status is in, a body that stalls changes nothing: a
+/// 2xx is sent (retrying it would be a duplicate), a 503 is retried, and
+/// neither waits past the timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_followed_by_a_stalled_body_decides_the_outcome() {
+    use healthmon::alert::deliver::Outcome;
+    use healthmon::alert::render::HttpRequest;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let receiver = Receiver::start().await;
+    receiver.stall_body(true);
+    receiver.script("/hook", &[200, 503]);
+    let deliverer =
+        Deliverer::new(AddressPolicy::default(), Duration::from_secs(1), 65_536).unwrap();
+    let request = HttpRequest {
+        url: receiver.url("/hook"),
+        headers: Vec::new(),
+        body: b"{}".to_vec(),
+    };
+    let started = std::time::Instant::now();
+    assert_eq!(deliverer.post(&request).await, Outcome::Sent);
+    assert!(matches!(
+        deliverer.post(&request).await,
+        Outcome::Retry { error, .. } if error.contains("503")
+    ));
+    assert!(started.elapsed() < Duration::from_secs(4));
+    receiver.stop();
+}

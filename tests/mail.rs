@@ -301,3 +301,64 @@ async fn an_smtp_host_in_a_blocked_range_is_never_contacted() {
     send(&config, &rendered(&config), &allowed).await.unwrap();
     assert_eq!(server.wait_for(1).len(), 1);
 }
+
+/// A server that accepts the message and then never answers QUIT: the mail
+/// counts as sent (a retry would be a second mail), and the send returns
+/// within the goodbye's own short timeout, though the whole-send timeout
+/// has run out by then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_hanging_on_quit_after_accepting_is_a_sent_mail() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let Ok((sock, _)) = listener.accept().await else {
+            return;
+        };
+        let (read, mut write) = sock.into_split();
+        let mut lines = BufReader::new(read).lines();
+        if write.write_all(b"220 fake ESMTP\r\n").await.is_err() {
+            return;
+        }
+        let mut in_data = false;
+        while let Ok(Some(line)) = lines.next_line().await {
+            let verb = line.to_ascii_uppercase();
+            let answer: &[u8] = if in_data {
+                if line == "." {
+                    in_data = false;
+                    b"250 queued\r\n"
+                } else {
+                    continue;
+                }
+            } else if verb.starts_with("EHLO") {
+                b"250 fake\r\n"
+            } else if verb.starts_with("DATA") {
+                in_data = true;
+                b"354 go on\r\n"
+            } else if verb.starts_with("QUIT") {
+                // Never answers.
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                break;
+            } else {
+                b"250 ok\r\n"
+            };
+            if write.write_all(answer).await.is_err() {
+                break;
+            }
+        }
+    });
+    let config = channel_to("127.0.0.1", port, "none", None);
+    // The whole send may take 1.5 s: the message is in by then, the goodbye
+    // is still waited for past it (2 s at most).
+    let settings =
+        trusting(None).with_timeouts(Duration::from_secs(1), Duration::from_millis(1_500));
+    let started = Instant::now();
+    let sent = send(&config, &rendered(&config), &settings).await;
+    assert!(sent.is_ok(), "accepted is sent: {sent:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    server.abort();
+}

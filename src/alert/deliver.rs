@@ -98,46 +98,47 @@ impl Deliverer {
         for (name, value) in &request.headers {
             builder = builder.header(name, value);
         }
-        let sent = tokio::time::timeout(self.timeout, async {
-            let mut response = builder.send().await?;
-            let status = response.status();
-            let retry_after = retry_after(response.headers());
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let timed_out = || Outcome::Retry {
+            error: format!(
+                "timeout: {host} did not answer within {} s",
+                self.timeout.as_secs()
+            ),
+            after: None,
+        };
+        let mut response = match tokio::time::timeout_at(deadline, builder.send()).await {
+            Err(_) => return timed_out(),
+            Ok(Err(e)) => {
+                return match find_blocked(&e) {
+                    Some(blocked) => Outcome::Fail {
+                        error: format!("blocked: {blocked}"),
+                    },
+                    None if e.is_timeout() => timed_out(),
+                    None => Outcome::Retry {
+                        error: format!("connect: {host}: {}", describe(&e)),
+                        after: None,
+                    },
+                };
+            }
+            Ok(Ok(response)) => response,
+        };
+        let status = response.status();
+        let after = retry_after(response.headers());
+        // The status decides: once it is known, a body that breaks off or
+        // never ends changes nothing (a 2xx retried for a slow body would
+        // be a duplicate). It is still read, bounded, so the connection
+        // can be reused.
+        let _ = tokio::time::timeout_at(deadline, async {
             let mut read = 0usize;
             while read < self.max_response_bytes {
-                match response.chunk().await? {
-                    Some(chunk) => read += chunk.len(),
-                    None => break,
+                match response.chunk().await {
+                    Ok(Some(chunk)) => read += chunk.len(),
+                    Ok(None) | Err(_) => break,
                 }
             }
-            Ok::<_, reqwest::Error>((status, retry_after))
         })
         .await;
-        match sent {
-            Err(_) => Outcome::Retry {
-                error: format!(
-                    "timeout: {host} did not answer within {} s",
-                    self.timeout.as_secs()
-                ),
-                after: None,
-            },
-            Ok(Err(e)) => match find_blocked(&e) {
-                Some(blocked) => Outcome::Fail {
-                    error: format!("blocked: {blocked}"),
-                },
-                None if e.is_timeout() => Outcome::Retry {
-                    error: format!(
-                        "timeout: {host} did not answer within {} s",
-                        self.timeout.as_secs()
-                    ),
-                    after: None,
-                },
-                None => Outcome::Retry {
-                    error: format!("connect: {host}: {}", describe(&e)),
-                    after: None,
-                },
-            },
-            Ok(Ok((status, after))) => classify(&host, status.as_u16(), after),
-        }
+        classify(&host, status.as_u16(), after)
     }
 }
 

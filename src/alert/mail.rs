@@ -57,6 +57,12 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// acceptance of the message.
 pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long the goodbye (QUIT) may take once a message is accepted. It
+/// runs outside the send's timeout: the message is delivered by then, and
+/// a server that hangs on QUIT must not turn that into a retry and a
+/// second mail.
+pub const QUIT_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// What every mail delivery shares: target safety, trust and time limits.
 /// Made once by the sender and kept (the trust roots are read here, once).
 #[derive(Clone)]
@@ -253,7 +259,12 @@ pub async fn send(
     };
     let conversation = deliver(&server, login, &message, settings);
     let result = match tokio::time::timeout(settings.send_timeout, conversation).await {
-        Ok(result) => result,
+        Ok(Ok(mut conn)) => {
+            // Accepted: the goodbye can only fail politely.
+            let _ = tokio::time::timeout(QUIT_TIMEOUT, conn.quit()).await;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(e),
         Err(_) => Err(MailError::Timeout {
             what: "the whole send",
             after: settings.send_timeout,
@@ -301,12 +312,14 @@ fn message(from: &str, to: &[String], mail: &Mail) -> Result<Message, MailError>
         .map_err(|e| MailError::Message(e.to_string()))
 }
 
+/// The conversation up to the message's acceptance; the connection is
+/// returned for the goodbye.
 async fn deliver(
     server: &Server<'_>,
     login: Option<(&str, &str)>,
     message: &Message,
     settings: &MailSettings,
-) -> Result<(), MailError> {
+) -> Result<AsyncSmtpConnection, MailError> {
     let stream = connect(server, settings).await?;
     let hello = ClientId::default();
     let scrub = |e: lettre::transport::smtp::Error| Scrubbed::new(e, login.map(|l| l.1));
@@ -349,9 +362,8 @@ async fn deliver(
     conn.send(message.envelope(), &body)
         .await
         .map_err(|e| scrub(e).smtp())?;
-    // The message is accepted: a failed goodbye changes nothing.
-    let _ = conn.quit().await;
-    Ok(())
+    // The message is accepted; the caller says goodbye.
+    Ok(conn)
 }
 
 /// The name TLS checks the certificate against: the host, or the address

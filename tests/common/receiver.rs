@@ -50,6 +50,9 @@ pub struct Receiver {
     delay: Arc<Mutex<Duration>>,
     /// Requests being answered now, and the most there ever were at once.
     in_flight: Arc<Mutex<(usize, usize)>>,
+    /// When set, answers send their status line and headers, then stall
+    /// in the middle of the body until the receiver stops.
+    stall_body: Arc<std::sync::atomic::AtomicBool>,
     stop: tokio_util::sync::CancellationToken,
 }
 
@@ -79,6 +82,7 @@ impl Receiver {
             script: Arc::default(),
             delay: Arc::default(),
             in_flight: Arc::default(),
+            stall_body: Arc::default(),
             stop: tokio_util::sync::CancellationToken::new(),
         };
         let r = receiver.clone();
@@ -123,6 +127,12 @@ impl Receiver {
         if let Ok(mut d) = self.delay.lock() {
             *d = delay;
         }
+    }
+
+    /// Makes answers stall after their headers, the body never finished.
+    pub fn stall_body(&self, stall: bool) {
+        self.stall_body
+            .store(stall, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The most requests that were being answered at once.
@@ -232,6 +242,15 @@ impl Receiver {
         }
         if let Ok(mut f) = self.in_flight.lock() {
             f.0 -= 1;
+        }
+        if self.stall_body.load(std::sync::atomic::Ordering::SeqCst) {
+            let head = format!(
+                "HTTP/1.1 {status} Scripted\r\ncontent-length: 1000\r\nconnection: close\r\n\r\nok"
+            );
+            sock.write_all(head.as_bytes()).await?;
+            sock.flush().await?;
+            self.stop.cancelled().await;
+            return Ok(());
         }
         let answer = format!(
             "HTTP/1.1 {status} Scripted\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
