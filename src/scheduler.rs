@@ -108,7 +108,7 @@ impl Schedule {
         if svc.paused {
             return;
         }
-        let interval = svc.interval * 1000;
+        let interval = svc.interval.millis();
         let due = match svc.last_scheduled_at {
             Some(last) if interval > 0 => {
                 let next = last + interval;
@@ -245,11 +245,11 @@ impl Schedule {
             if entry.due <= now || at >= entry.due {
                 continue;
             }
-            let interval = (entry.spec.interval * 1000).max(1);
+            let interval = entry.spec.interval.millis().max(1);
             jobs.push(CheckJob {
                 service_id: id,
                 url: entry.spec.url.clone(),
-                timeout_ms: entry.spec.timeout * 1000,
+                timeout_ms: entry.spec.timeout.millis(),
                 interval_ms: interval,
                 expected_statuses: entry.spec.expected_statuses.clone(),
                 scheduled_at: at,
@@ -263,7 +263,7 @@ impl Schedule {
             let Some(entry) = self.entries.get(&id).filter(|e| e.generation == generation) else {
                 continue;
             };
-            let interval = (entry.spec.interval * 1000).max(1);
+            let interval = entry.spec.interval.millis().max(1);
             // The latest slot not after `now`: one job however many were missed.
             let missed = (now - due) / interval;
             self.skipped += missed.max(0) as u64;
@@ -271,7 +271,7 @@ impl Schedule {
             jobs.push(CheckJob {
                 service_id: id,
                 url: entry.spec.url.clone(),
-                timeout_ms: entry.spec.timeout * 1000,
+                timeout_ms: entry.spec.timeout.millis(),
                 interval_ms: interval,
                 expected_statuses: entry.spec.expected_statuses.clone(),
                 scheduled_at,

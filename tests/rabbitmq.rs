@@ -691,8 +691,8 @@ async fn the_scheduler_keeps_publishing_due_checks_while_the_broker_is_unreachab
     let spec = healthmon::domain::ServiceSpec {
         name: "s".into(),
         url: "http://127.0.0.1:1/".into(),
-        interval: 1,
-        timeout: 1,
+        interval: healthmon::domain::time::Seconds(1),
+        timeout: healthmon::domain::time::Seconds(1),
         paused: false,
         expected_statuses: None,
         failure_threshold: 1,

@@ -11,6 +11,7 @@
 mod common;
 
 use healthmon::config::DatabaseUrl;
+use healthmon::domain::time::Seconds;
 use healthmon::domain::uptime::HourlyRollup;
 use healthmon::domain::{CheckResult, Event, ServiceId, ServiceSpec, Status};
 use healthmon::store::{HOUR_MS, LogCursor, Store, Updated};
@@ -72,8 +73,8 @@ fn spec(name: &str) -> ServiceSpec {
     ServiceSpec {
         name: name.into(),
         url: "http://127.0.0.1:9/".into(),
-        interval: 10,
-        timeout: 5,
+        interval: Seconds(10),
+        timeout: Seconds(5),
         paused: false,
         expected_statuses: None,
         failure_threshold: 1,
@@ -843,9 +844,9 @@ mod alerting {
         let mut s = spec("api");
         s.failure_threshold = 3;
         s.success_threshold = 2;
-        s.retry_interval = Some(2);
+        s.retry_interval = Some(Seconds(2));
         let svc = store.create_service(&s, 0).await.expect("create");
-        assert_eq!((svc.failure_threshold, svc.retry_interval), (3, 2));
+        assert_eq!((svc.failure_threshold, svc.retry_interval), (3, Seconds(2)));
         let id = svc.id;
         channel(&store, "everyone", true).await;
         let mut seen = Vec::new();

@@ -3,7 +3,7 @@
 use super::channel::ChannelId;
 use super::confirm::Thresholds;
 use super::status::Status;
-use super::time::{Millis, serde_rfc3339};
+use super::time::{Millis, Seconds, serde_rfc3339};
 use serde::{Deserialize, Serialize};
 
 /// A service's id: stable, never reused, positive. A type of its own so a
@@ -33,10 +33,10 @@ pub struct ServiceSpec {
     pub name: String,
     /// Absolute http(s) URL to check.
     pub url: String,
-    /// Seconds between checks.
-    pub interval: i64,
-    /// Seconds a check may take, never more than `interval`.
-    pub timeout: i64,
+    /// Time between checks.
+    pub interval: Seconds,
+    /// Time a check may take, never more than `interval`.
+    pub timeout: Seconds,
     /// A paused service stays registered but is not checked.
     pub paused: bool,
     /// Response statuses that count as UP; `None` means 200-399.
@@ -52,7 +52,7 @@ pub struct ServiceSpec {
     /// Seconds to the next check while a failure is unconfirmed; `None`
     /// follows the interval (so changing the interval moves it too).
     #[serde(default)]
-    pub retry_interval: Option<i64>,
+    pub retry_interval: Option<Seconds>,
     /// The service's own alert channels (besides the `all_services` ones).
     #[serde(default)]
     pub channels: Vec<ChannelId>,
@@ -71,8 +71,8 @@ impl ServiceSpec {
         }
     }
 
-    /// The retry interval in effect, in seconds.
-    pub fn effective_retry_interval(&self) -> i64 {
+    /// The retry interval in effect.
+    pub fn effective_retry_interval(&self) -> Seconds {
         self.retry_interval.unwrap_or(self.interval)
     }
 }
@@ -88,9 +88,9 @@ pub struct Service {
     #[serde(serialize_with = "serialize_redacted_url")]
     pub url: String,
     /// Seconds between checks.
-    pub interval: i64,
+    pub interval: Seconds,
     /// Seconds a check may take.
-    pub timeout: i64,
+    pub timeout: Seconds,
     /// Response statuses that count as UP; `null` means 200-399.
     pub expected_statuses: Option<Vec<u16>>,
     /// Failing rounds in a row that make it DOWN.
@@ -99,11 +99,11 @@ pub struct Service {
     pub success_threshold: u32,
     /// Seconds to the next check while a failure is unconfirmed: the one in
     /// effect, so the interval when none was set.
-    pub retry_interval: i64,
+    pub retry_interval: Seconds,
     /// The retry interval as set (`None`: follow the interval); what a
     /// PATCH merges into.
     #[serde(skip)]
-    pub retry_interval_set: Option<i64>,
+    pub retry_interval_set: Option<Seconds>,
     /// Its own alert channels' ids.
     pub channels: Vec<ChannelId>,
     /// Result of the most recent check, or PENDING.
@@ -193,12 +193,12 @@ mod tests {
             id: ServiceId(1),
             name: "api".into(),
             url: "http://u:pw@127.0.0.1:1/".into(),
-            interval: 30,
-            timeout: 10,
+            interval: Seconds(30),
+            timeout: Seconds(10),
             expected_statuses: None,
             failure_threshold: 1,
             success_threshold: 1,
-            retry_interval: 30,
+            retry_interval: Seconds(30),
             retry_interval_set: None,
             channels: Vec::new(),
             last_status: Status::Pending,

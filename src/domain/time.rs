@@ -8,6 +8,34 @@ use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 /// Milliseconds since the Unix epoch, UTC.
 pub type Millis = i64;
 
+/// A span of whole seconds, as users give intervals and timeouts. A type of
+/// its own so seconds cannot be mixed with the milliseconds the pipeline
+/// carries: [`Seconds::millis`] is the one conversion. On the wire and in
+/// the store it is the plain integer.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
+pub struct Seconds(pub i64);
+
+impl Seconds {
+    /// The number of seconds.
+    pub const fn get(self) -> i64 {
+        self.0
+    }
+
+    /// The same span in milliseconds.
+    pub const fn millis(self) -> Millis {
+        self.0.saturating_mul(1000)
+    }
+}
+
+impl std::fmt::Display for Seconds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} s", self.0)
+    }
+}
+
 /// One hour in milliseconds: hourly rollups bucket
 /// `checked_at - checked_at % HOUR_MS`.
 pub const HOUR_MS: Millis = 3_600_000;

@@ -7,6 +7,7 @@
 
 use super::channel::ChannelId;
 use super::service::ServiceSpec;
+use super::time::Seconds;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -452,11 +453,11 @@ pub fn patch_spec(current: &ServiceSpec, body: &Value) -> Result<ServiceSpec, Ve
     };
     let interval = match fields.get("interval") {
         Some((f, v)) => check_seconds(f, v, MIN_INTERVAL_S, MAX_INTERVAL_S, &mut errors),
-        None => Some(current.interval),
+        None => Some(current.interval.get()),
     };
     let timeout = match fields.get("timeout") {
         Some((f, v)) => check_seconds(f, v, 1, MAX_INTERVAL_S, &mut errors),
-        None => Some(current.timeout),
+        None => Some(current.timeout.get()),
     };
     let paused = match fields.get("paused") {
         Some((f, v)) => check_paused(f, v, &mut errors),
@@ -475,7 +476,7 @@ pub fn patch_spec(current: &ServiceSpec, body: &Value) -> Result<ServiceSpec, Ve
     let success_threshold = threshold("success_threshold", current.success_threshold, &mut errors);
     let retry_interval = match fields.get("retry_interval") {
         Some((f, v)) => check_retry(f, v, &mut errors),
-        None => Some(current.retry_interval),
+        None => Some(current.retry_interval.map(Seconds::get)),
     };
     let channels = match fields.get("channels") {
         Some((f, v)) => check_channels(f, v, &mut errors),
@@ -554,13 +555,13 @@ fn finish(
         } if errors.is_empty() => Ok(ServiceSpec {
             name,
             url,
-            interval,
-            timeout,
+            interval: Seconds(interval),
+            timeout: Seconds(timeout),
             paused,
             expected_statuses,
             failure_threshold,
             success_threshold,
-            retry_interval,
+            retry_interval: retry_interval.map(Seconds),
             channels,
         }),
         _ => Err(errors),

@@ -1,13 +1,14 @@
 //! Unit tests of `scheduler`.
 
 use super::*;
+use crate::domain::time::Seconds;
 
 fn spec(interval: i64) -> ServiceSpec {
     ServiceSpec {
         name: "s".into(),
         url: "http://127.0.0.1:1/".into(),
-        interval,
-        timeout: 1,
+        interval: Seconds(interval),
+        timeout: Seconds(1),
         paused: false,
         expected_statuses: None,
         failure_threshold: 1,
@@ -23,12 +24,12 @@ fn stored(id: i64, url: &str, last_scheduled_at: Option<i64>) -> Service {
         id: ServiceId(id),
         name: "s".into(),
         url: url.into(),
-        interval: 10,
-        timeout: 1,
+        interval: Seconds(10),
+        timeout: Seconds(1),
         expected_statuses: None,
         failure_threshold: 1,
         success_threshold: 1,
-        retry_interval: 10,
+        retry_interval: Seconds(10),
         retry_interval_set: None,
         channels: Vec::new(),
         last_status: crate::domain::Status::Up,
@@ -184,7 +185,7 @@ fn a_reload_keeps_slots_adds_new_drops_gone_and_moves_changed() {
 fn jobs_carry_everything_a_worker_needs() {
     let mut s = Schedule::new();
     let mut sp = spec(30);
-    sp.timeout = 20;
+    sp.timeout = Seconds(20);
     sp.expected_statuses = Some(vec![204]);
     s.upsert(ServiceId(9), sp, 500);
     let job = &s.take_due(500)[0];

@@ -10,7 +10,7 @@ use crate::domain::api_key::{ApiKey, NewApiKey};
 use crate::domain::confirm::Thresholds;
 use crate::domain::health_log::HealthLog;
 use crate::domain::plan::{self, Current, OutboxRow, Plan, StatusUpdate, Transition};
-use crate::domain::time::Millis;
+use crate::domain::time::{Millis, Seconds};
 use crate::domain::uptime::HourlyRollup;
 use crate::domain::{ChannelId, CheckResult, Service, ServiceId, ServiceSpec, Status};
 use diesel::prelude::*;
@@ -48,13 +48,13 @@ impl ServiceRow {
             id: ServiceId(self.id),
             name: self.name,
             url: self.url,
-            interval: self.interval_s,
-            timeout: self.timeout_s,
+            interval: Seconds(self.interval_s),
+            timeout: Seconds(self.timeout_s),
             expected_statuses: decode_statuses(self.expected_statuses.as_deref()),
             failure_threshold: threshold(self.failure_threshold),
             success_threshold: threshold(self.success_threshold),
-            retry_interval: self.retry_interval_s.unwrap_or(self.interval_s),
-            retry_interval_set: self.retry_interval_s,
+            retry_interval: Seconds(self.retry_interval_s.unwrap_or(self.interval_s)),
+            retry_interval_set: self.retry_interval_s.map(Seconds),
             channels: decode_channels(self.channel_ids.as_deref()),
             last_status: self.last_status.parse().unwrap_or(Status::Pending),
             last_check: self.last_check,
@@ -89,11 +89,11 @@ pub struct CurrentRow {
 pub fn current(rows: Vec<CurrentRow>) -> HashMap<ServiceId, Current> {
     rows.into_iter()
         .map(|r| {
-            let interval_ms = r.interval_s.saturating_mul(1000);
+            let interval_ms = Seconds(r.interval_s).millis();
             // A retry at the interval or later is just the next round.
             let retry_ms = r
                 .retry_interval_s
-                .map(|s| s.saturating_mul(1000))
+                .map(|s| Seconds(s).millis())
                 .filter(|ms| *ms >= 1 && *ms < interval_ms);
             let row = Current {
                 name: r.name,
@@ -165,8 +165,8 @@ impl<'a> NewServiceRow<'a> {
         Self {
             name: &spec.name,
             url: &spec.url,
-            interval_s: spec.interval,
-            timeout_s: spec.timeout,
+            interval_s: spec.interval.get(),
+            timeout_s: spec.timeout.get(),
             expected_statuses: encode_statuses(spec.expected_statuses.as_deref()),
             paused: spec.paused,
             last_status: Status::Pending.as_str(),
@@ -174,7 +174,7 @@ impl<'a> NewServiceRow<'a> {
             updated_at: now,
             failure_threshold: spec.failure_threshold as i32,
             success_threshold: spec.success_threshold as i32,
-            retry_interval_s: spec.retry_interval,
+            retry_interval_s: spec.retry_interval.map(Seconds::get),
             channel_ids: encode_channels(&spec.channels),
         }
     }
@@ -203,14 +203,14 @@ impl<'a> ServiceChanges<'a> {
         Self {
             name: &spec.name,
             url: &spec.url,
-            interval_s: spec.interval,
-            timeout_s: spec.timeout,
+            interval_s: spec.interval.get(),
+            timeout_s: spec.timeout.get(),
             expected_statuses: encode_statuses(spec.expected_statuses.as_deref()),
             paused: spec.paused,
             updated_at: now,
             failure_threshold: spec.failure_threshold as i32,
             success_threshold: spec.success_threshold as i32,
-            retry_interval_s: spec.retry_interval,
+            retry_interval_s: spec.retry_interval.map(Seconds::get),
             channel_ids: encode_channels(&spec.channels),
         }
     }

@@ -1,6 +1,7 @@
 //! Unit tests of body validation.
 
 use super::*;
+use crate::domain::time::Seconds;
 use serde_json::json;
 
 fn fields_of(errs: &[FieldError]) -> Vec<&str> {
@@ -15,7 +16,7 @@ fn accepts_the_original_notes_body() {
     .unwrap();
     assert_eq!(spec.name, "test register");
     assert_eq!(spec.url, "https://www.google.com/");
-    assert_eq!((spec.interval, spec.timeout), (30, 20));
+    assert_eq!((spec.interval, spec.timeout), (Seconds(30), Seconds(20)));
     assert!(!spec.paused);
 }
 
@@ -66,9 +67,9 @@ fn control_characters_and_port_0_in_urls_are_refused_not_rewritten() {
 #[test]
 fn timeout_defaults_to_ten_capped_by_interval() {
     let a = full_spec(&json!({"name": "a", "url": "http://x", "interval": 60})).unwrap();
-    assert_eq!(a.timeout, 10);
+    assert_eq!(a.timeout, Seconds(10));
     let b = full_spec(&json!({"name": "a", "url": "http://x", "interval": 3})).unwrap();
-    assert_eq!(b.timeout, 3);
+    assert_eq!(b.timeout, Seconds(3));
 }
 
 #[test]
@@ -150,7 +151,10 @@ fn patch_merges_and_revalidates_the_whole() {
     let cur =
         full_spec(&json!({"name": "a", "url": "http://x", "interval": 30, "timeout": 20})).unwrap();
     let p = patch_spec(&cur, &json!({"name": "b"})).unwrap();
-    assert_eq!((p.name.as_str(), p.interval, p.timeout), ("b", 30, 20));
+    assert_eq!(
+        (p.name.as_str(), p.interval, p.timeout),
+        ("b", Seconds(30), Seconds(20))
+    );
     let errs = patch_spec(&cur, &json!({"interval": 10})).unwrap_err();
     assert_eq!(
         fields_of(&errs),
@@ -174,7 +178,7 @@ fn noise_control_fields_default_to_one_check_deciding() {
     let spec = full_spec(&json!({"name": "a", "url": "http://x", "interval": 60})).unwrap();
     assert_eq!((spec.failure_threshold, spec.success_threshold), (1, 1));
     assert_eq!(spec.retry_interval, None);
-    assert_eq!(spec.effective_retry_interval(), 60);
+    assert_eq!(spec.effective_retry_interval(), Seconds(60));
     assert!(spec.channels.is_empty());
 }
 
@@ -187,7 +191,7 @@ fn noise_control_fields_are_read_and_checked() {
     }))
     .unwrap();
     assert_eq!((spec.failure_threshold, spec.success_threshold), (3, 2));
-    assert_eq!(spec.retry_interval, Some(5));
+    assert_eq!(spec.retry_interval, Some(Seconds(5)));
     assert_eq!(spec.channels, [ChannelId(4), ChannelId(2)], "repeats go");
     for (field, bad) in [
         ("failure_threshold", json!(0)),
@@ -218,7 +222,7 @@ fn a_patch_keeps_resets_and_rechecks_noise_control() {
     .unwrap();
     let kept = patch_spec(&current, &json!({"name": "b"})).unwrap();
     assert_eq!(kept.failure_threshold, 3);
-    assert_eq!(kept.retry_interval, Some(5));
+    assert_eq!(kept.retry_interval, Some(Seconds(5)));
     assert_eq!(kept.channels, [ChannelId(1)]);
     let reset = patch_spec(
         &current,
@@ -230,7 +234,7 @@ fn a_patch_keeps_resets_and_rechecks_noise_control() {
     assert!(reset.channels.is_empty());
     // An unset retry interval follows the interval down...
     let shorter = patch_spec(&reset, &json!({"interval": 20})).unwrap();
-    assert_eq!(shorter.effective_retry_interval(), 20);
+    assert_eq!(shorter.effective_retry_interval(), Seconds(20));
     // ...a set one may not end up above it.
     let errors = patch_spec(&current, &json!({"interval": 4, "timeout": 4})).unwrap_err();
     assert_eq!(errors.len(), 1, "{errors:?}");
@@ -316,8 +320,8 @@ mod properties {
                     let n = spec.name.chars().count();
                     prop_assert!((1..=MAX_NAME_CHARS).contains(&n));
                     prop_assert!(check_url(&spec.url).is_ok());
-                    prop_assert!((MIN_INTERVAL_S..=MAX_INTERVAL_S).contains(&spec.interval));
-                    prop_assert!(spec.timeout >= 1 && spec.timeout <= spec.interval);
+                    prop_assert!((MIN_INTERVAL_S..=MAX_INTERVAL_S).contains(&spec.interval.get()));
+                    prop_assert!(spec.timeout >= Seconds(1) && spec.timeout <= spec.interval);
                     prop_assert_eq!(full_spec(&as_json(&spec)), Ok(spec));
                 }
                 Err(errors) => {
@@ -336,7 +340,7 @@ mod properties {
         fn a_patch_never_yields_an_invalid_service(b in body()) {
             let current = full_spec(&json!({"name": "a", "url": "http://x", "interval": 30})).unwrap();
             if let Ok(spec) = patch_spec(&current, &b) {
-                prop_assert!(spec.timeout >= 1 && spec.timeout <= spec.interval);
+                prop_assert!(spec.timeout >= Seconds(1) && spec.timeout <= spec.interval);
                 prop_assert!(spec.effective_retry_interval() <= spec.interval);
                 prop_assert!((1..=MAX_THRESHOLD).contains(&spec.failure_threshold));
                 prop_assert_eq!(full_spec(&as_json(&spec)), Ok(spec));

@@ -10,10 +10,10 @@
 
 use crate::bus::Resync;
 use crate::domain::Service;
-use crate::http::windows::WithMaintenance;
-use crate::store::OpenWindows;
 #[cfg(test)]
 use crate::domain::ServiceId;
+use crate::http::windows::WithMaintenance;
+use crate::store::OpenWindows;
 use actix_web::web::Bytes;
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared, WeakShared};
@@ -146,6 +146,7 @@ impl Snapshots {
 pub(crate) mod tests {
     use super::*;
     use crate::domain::Status;
+    use crate::domain::time::Seconds;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     pub(crate) fn service(id: i64) -> Service {
@@ -153,12 +154,12 @@ pub(crate) mod tests {
             id: ServiceId(id),
             name: format!("s{id}"),
             url: "http://127.0.0.1:1/".into(),
-            interval: 30,
-            timeout: 10,
+            interval: Seconds(30),
+            timeout: Seconds(10),
             expected_statuses: None,
             failure_threshold: 1,
             success_threshold: 1,
-            retry_interval: 30,
+            retry_interval: Seconds(30),
             retry_interval_set: None,
             channels: Vec::new(),
             last_status: Status::Up,
