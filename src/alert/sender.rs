@@ -151,6 +151,10 @@ pub struct Sender {
     lanes: Arc<Mutex<Lanes>>,
     /// Deliveries in flight at once (`alerts.concurrency`).
     permits: Arc<Semaphore>,
+    /// Up to when reminder slots have been written (by this process):
+    /// a scan writes only slots that fell due since, so a long outage is
+    /// not one upsert per (service, channel) every scan.
+    reminded_to: Arc<Mutex<Option<Millis>>>,
 }
 
 /// The lane a storm holds: its whole channel.
@@ -246,6 +250,7 @@ impl Sender {
             settings,
             storms: Arc::default(),
             lanes: Arc::default(),
+            reminded_to: Arc::default(),
         }
     }
 
@@ -896,11 +901,15 @@ impl Sender {
 
     /// Writes the reminders due at `now`: for every channel with
     /// `remind_every_s`, every DOWN service it alerts gets its newest slot
-    /// (once: the outbox's unique key).
+    /// (once: the outbox's unique key). After the first scan (which
+    /// catches up), only slots that fell due since the last scan are
+    /// written.
     pub async fn write_reminders(&self, now: Millis) -> Result<usize, StoreError> {
         const PAGE: i64 = 1000;
+        let since = self.reminded_to.lock().ok().and_then(|s| *s);
         let channels = self.store.reminder_channels().await?;
         if channels.is_empty() {
+            self.reminded(now);
             return Ok(0);
         }
         let mut after = 0;
@@ -916,6 +925,9 @@ impl Sender {
                     let (true, Some(slot)) = (applies, slot) else {
                         continue;
                     };
+                    if since.is_some_and(|since| slot <= since) {
+                        continue;
+                    }
                     let payload = AlertPayload {
                         service_name: service.name.clone(),
                         since: Some(service.down_since),
@@ -943,6 +955,14 @@ impl Sender {
                 None => break,
             }
         }
+        self.reminded(now);
         Ok(written)
+    }
+
+    /// Notes that every reminder slot due by `now` is written.
+    fn reminded(&self, now: Millis) {
+        if let Ok(mut to) = self.reminded_to.lock() {
+            *to = Some(to.map_or(now, |to| to.max(now)));
+        }
     }
 }

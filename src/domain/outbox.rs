@@ -60,9 +60,10 @@ impl FromStr for AlertEvent {
 }
 
 /// The alert a status change makes, if any: DOWN from anything is `down`,
-/// UP or DEGRADED after DOWN is `up` (resolved), DEGRADED after UP is
-/// `degraded`. A first result (from PENDING) that is not DOWN tells no one
-/// anything new.
+/// UP after DOWN is `up` (resolved). A first result (from PENDING) that is
+/// not DOWN tells no one anything new. (There is no DEGRADED status yet;
+/// when it comes, DEGRADED after DOWN is to be `up` and DEGRADED after UP
+/// `degraded`, [`AlertEvent::Degraded`].)
 pub fn event_for(old: Status, new: Status) -> Option<AlertEvent> {
     match (old, new) {
         (_, Status::Down) if old != Status::Down => Some(AlertEvent::Down),
@@ -117,6 +118,8 @@ mod tests {
         assert_eq!(event_for(Status::Down, Status::Up), Some(AlertEvent::Up));
         assert_eq!(event_for(Status::Pending, Status::Up), None);
         assert_eq!(event_for(Status::Down, Status::Down), None);
+        assert_eq!(event_for(Status::Up, Status::Up), None);
+        assert_eq!(event_for(Status::Down, Status::Pending), None);
     }
 
     #[test]

@@ -536,16 +536,26 @@ impl Store {
     }
 
     /// Writes outbox rows, skipping any already there (the unique key of
-    /// service, channel, event and scheduled_at); how many were new.
+    /// service, channel, event and scheduled_at); how many were new. Up to
+    /// a few hundred rows go in one transaction (one commit, not one per
+    /// row: on SQLite each commit waits for the one writer).
     pub async fn insert_alerts(&self, rows: &[NewOutboxRow]) -> Result<usize, StoreError> {
+        use diesel_async::AsyncConnection;
         let mut inserted = 0;
-        for row in rows {
+        for chunk in rows.chunks(200) {
             inserted += with_writer!(self, |conn| {
-                diesel::insert_into(alerts::table)
-                    .values(row)
-                    .on_conflict_do_nothing()
-                    .execute(conn)
-                    .await?
+                conn.transaction::<usize, diesel::result::Error, _>(async |conn| {
+                    let mut n = 0;
+                    for row in chunk {
+                        n += diesel::insert_into(alerts::table)
+                            .values(row)
+                            .on_conflict_do_nothing()
+                            .execute(conn)
+                            .await?;
+                    }
+                    Ok(n)
+                })
+                .await?
             });
         }
         Ok(inserted)

@@ -23,8 +23,28 @@ use crate::alert::{Alert, AlertEvent};
 use crate::domain::time::to_rfc3339;
 use serde_json::{Value, json};
 
-/// Lines listed in a chat message; the rest are counted ("and 30 more").
+/// Lines listed one by one in a chat message; the rest are named on one
+/// line ("and 30 more: db (DOWN), cache (UP), ..."), cut to the kind's
+/// size limit. Mail lists every alert on its own line.
 pub const MAX_LINES: usize = 25;
+
+/// Characters of a chat message's text kept, per kind (their limits, with
+/// room for the JSON around it).
+const SLACK_TEXT: usize = 39_000;
+const TELEGRAM_TEXT: usize = 4_000;
+const NTFY_MESSAGE: usize = 3_800;
+const TEAMS_LINE: usize = 20_000;
+
+/// `text` cut to `limit` characters, marked with "…" when cut.
+fn fit(text: String, limit: usize) -> String {
+    if text.chars().count() <= limit {
+        return text;
+    }
+    text.chars()
+        .take(limit.saturating_sub(1))
+        .collect::<String>()
+        + "…"
+}
 
 /// Whether alerts for this channel may be grouped.
 pub fn groups(config: &ChannelConfig) -> bool {
@@ -63,15 +83,31 @@ fn title(alerts: &[Alert]) -> String {
     )
 }
 
-/// One line per alert (at most [`MAX_LINES`], then a count of the rest).
-fn lines(alerts: &[Alert]) -> Vec<String> {
+/// One line per alert (`shown` of them), then the rest named on one line.
+fn lines(alerts: &[Alert], shown: usize) -> Vec<String> {
     let mut lines: Vec<String> = alerts
         .iter()
-        .take(MAX_LINES)
+        .take(shown)
         .map(|a| format!("{} (at {})", a.headline(), to_rfc3339(a.at)))
         .collect();
-    if alerts.len() > MAX_LINES {
-        lines.push(format!("and {} more", alerts.len() - MAX_LINES));
+    if alerts.len() > shown {
+        let names: Vec<String> = alerts[shown..]
+            .iter()
+            .map(|a| {
+                let now = match a.event {
+                    AlertEvent::Up => "UP",
+                    AlertEvent::Down | AlertEvent::Reminder => "DOWN",
+                    AlertEvent::Degraded => "DEGRADED",
+                    AlertEvent::Test => "test",
+                };
+                format!("{} ({now})", a.service_name)
+            })
+            .collect();
+        lines.push(format!(
+            "and {} more: {}",
+            alerts.len() - shown,
+            names.join(", ")
+        ));
     }
     lines
 }
@@ -86,8 +122,14 @@ fn escape_html(s: &str) -> String {
 pub fn render_group(config: &ChannelConfig, alerts: &[Alert], now_s: i64) -> Option<Delivery> {
     let first = alerts.first()?;
     let title = title(alerts);
-    let lines = lines(alerts);
     let single = render(config, first, now_s);
+    let lines = lines(
+        alerts,
+        match single {
+            Delivery::Mail(_) => alerts.len(),
+            Delivery::Http(_) => MAX_LINES,
+        },
+    );
     let (url, headers) = match &single {
         Delivery::Http(r) => (r.url.clone(), r.headers.clone()),
         Delivery::Mail(_) => {
@@ -145,7 +187,7 @@ pub fn render_group(config: &ChannelConfig, alerts: &[Alert], now_s: i64) -> Opt
                     .collect::<Vec<_>>()
                     .join("\n")
             );
-            http(json!({"text": text}), headers)
+            http(json!({"text": fit(text, SLACK_TEXT)}), headers)
         }
         ChannelConfig::Discord { .. } => {
             let mut content = format!("**{title}**\n{}", lines.join("\n"));
@@ -166,11 +208,9 @@ pub fn render_group(config: &ChannelConfig, alerts: &[Alert], now_s: i64) -> Opt
                 json!({"type": "TextBlock", "size": "Large", "weight": "Bolder",
                 "wrap": true, "color": "Attention", "text": title}),
             ];
-            body.extend(
-                lines
-                    .iter()
-                    .map(|l| json!({"type": "TextBlock", "wrap": true, "text": l})),
-            );
+            body.extend(lines.iter().map(
+                |l| json!({"type": "TextBlock", "wrap": true, "text": fit(l.clone(), TEAMS_LINE)}),
+            ));
             http(
                 json!({
                     "type": "message",
@@ -191,21 +231,18 @@ pub fn render_group(config: &ChannelConfig, alerts: &[Alert], now_s: i64) -> Opt
             json!({
                 "topic": topic,
                 "title": title,
-                "message": lines.join("\n"),
+                "message": fit(lines.join("\n"), NTFY_MESSAGE),
                 "priority": 5,
                 "tags": ["rotating_light", "healthmon"],
             }),
             headers,
         ),
         ChannelConfig::Telegram { chat_id, .. } => {
+            // Cut before escaping, so no entity is cut in half.
             let text = format!(
                 "<b>{}</b>\n{}",
                 escape_html(&title),
-                lines
-                    .iter()
-                    .map(|l| escape_html(l))
-                    .collect::<Vec<_>>()
-                    .join("\n")
+                escape_html(&fit(lines.join("\n"), TELEGRAM_TEXT))
             );
             http(
                 json!({"chat_id": chat_id, "text": text, "parse_mode": "HTML",
@@ -293,8 +330,27 @@ mod tests {
             "{text}"
         );
         assert_eq!(text.lines().count(), 1 + MAX_LINES + 1, "{text}");
-        assert!(text.ends_with("and 15 more"), "{text}");
+        // The rest are named, every one of them.
+        let last = text.lines().last().unwrap();
+        assert!(last.starts_with("• and 15 more: svc-25 (DOWN)"), "{text}");
+        assert!(last.ends_with("svc-39 (UP)"), "{text}");
         assert!(text.contains("svc-0 is DOWN (timeout)"), "{text}");
+    }
+
+    #[test]
+    fn a_huge_storm_is_cut_to_the_kinds_limit() {
+        let telegram = ChannelConfig::parse(
+            "telegram",
+            &json!({"bot_token": "123:abc", "chat_id": "42"}),
+        )
+        .unwrap();
+        let Some(Delivery::Http(r)) = render_group(&telegram, &alerts(500), 1) else {
+            panic!("not an HTTP delivery");
+        };
+        let body: Value = serde_json::from_slice(&r.body).unwrap();
+        let text = body["text"].as_str().unwrap();
+        assert!(text.chars().count() <= 4_096, "{}", text.chars().count());
+        assert!(text.ends_with('…'), "{text}");
     }
 
     #[test]
@@ -315,5 +371,19 @@ mod tests {
         };
         assert_eq!(m.subject, "[healthmon] Alert storm: 3 changes (3 DOWN)");
         assert!(m.body.contains("svc-2 is DOWN"), "{}", m.body);
+        // Mail lists every alert on its own line, however many.
+        let Some(Delivery::Mail(m)) = render_group(&mail, &alerts(60), 1) else {
+            panic!("not a mail");
+        };
+        for i in 0..60 {
+            assert!(
+                m.body
+                    .lines()
+                    .any(|l| l.starts_with(&format!("svc-{i} is "))),
+                "svc-{i}: {}",
+                m.body
+            );
+        }
+        assert!(!m.body.contains("more:"), "{}", m.body);
     }
 }
