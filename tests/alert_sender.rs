@@ -76,6 +76,7 @@ on_every_backend!(
     an_alert_failing_past_max_age_is_given_up_on,
     a_storm_is_one_message_and_a_storm_that_goes_on_waits_for_the_gap,
     a_retried_storm_message_is_the_same_set_under_the_same_id,
+    one_flapping_service_is_not_a_storm,
     many_lanes_of_one_channel_take_at_most_half_the_permits,
     a_reminder_waits_for_its_down_and_a_paused_service_is_not_reminded,
     a_hold_survives_a_later_wait_so_a_flap_inside_a_window_stays_quiet,
@@ -725,4 +726,36 @@ async fn a_status_followed_by_a_stalled_body_decides_the_outcome() {
     ));
     assert!(started.elapsed() < Duration::from_secs(4));
     receiver.stop();
+}
+
+async fn one_flapping_service_is_not_a_storm(store: Store) {
+    let settings = AlertsSettings {
+        storm_threshold: 3,
+        ..AlertsSettings::default()
+    };
+    let s = setup(store, settings).await;
+    s.channel(0).await;
+    let svc = s.service("api").await;
+    let t = now_ms();
+    // Five changes of one service: more than the threshold of changes, but
+    // a storm is more than N services changing.
+    s.check(svc, t - 6_000, Status::Up).await;
+    for (i, status) in [
+        Status::Down,
+        Status::Up,
+        Status::Down,
+        Status::Up,
+        Status::Down,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        s.check(svc, t - 5_000 + i as i64 * 1_000, status).await;
+    }
+    s.sender.pass(now_ms()).await.unwrap();
+    assert_eq!(
+        events(&s.bodies()),
+        ["down", "up", "down", "up", "down"],
+        "each as itself, in order"
+    );
 }

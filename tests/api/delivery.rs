@@ -566,7 +566,9 @@ async fn an_email_channel_gets_the_alert_as_a_mail() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_in_flight_are_bounded_by_alerts_concurrency() {
     let receiver = Receiver::start().await;
-    receiver.set_delay(Duration::from_millis(300));
+    // Long enough that the deliveries of services created one after the
+    // other overlap.
+    receiver.set_delay(Duration::from_secs(1));
     let target = Target::start().await;
     let m = Monitor::start_with(&[
         ("HEALTHMON__ALERTS__CONCURRENCY", "4"),
