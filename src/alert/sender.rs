@@ -46,9 +46,9 @@ use super::mail::MailSettings;
 use super::render::{Delivery, render};
 use super::{Alert, AlertEvent};
 use crate::config::AlertsSettings;
-use crate::domain::Status;
 use crate::domain::outbox::AlertPayload;
 use crate::domain::time::{Millis, now_ms, to_rfc3339};
+use crate::domain::{Service, Status};
 use crate::store::{
     ChannelRecord, Leadership, NewOutboxRow, OpenWindows, OutboxRow, Store, StoreError,
 };
@@ -170,6 +170,17 @@ fn lane(row: &OutboxRow) -> i64 {
 fn unreachable(outcome: &Outcome) -> bool {
     matches!(outcome, Outcome::Retry { error, .. }
         if error.starts_with("timeout:") || error.starts_with("connect:"))
+}
+
+/// What a job already knows when it looks at an alert.
+#[derive(Default)]
+struct Known<'a> {
+    /// The alerts going out in the same message (a storm's): an `up` need
+    /// not wait for a `down` among them.
+    together: &'a [i64],
+    /// The services of those alerts, read at once (a storm's), or `None`:
+    /// each is read when needed.
+    services: Option<&'a HashMap<i64, Service>>,
 }
 
 /// What one unit of delivery work is.
@@ -665,8 +676,24 @@ impl Sender {
                 let mut ready = Vec::new();
                 let mut alerts = Vec::new();
                 let together: Vec<i64> = rows.iter().map(|r| r.id).collect();
+                // One read for the services of the whole group, not one per
+                // alert.
+                let mut ids: Vec<i64> = rows.iter().filter_map(|r| r.service_id).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                let services: HashMap<i64, Service> = self
+                    .store
+                    .services_by_id(&ids)
+                    .await?
+                    .into_iter()
+                    .map(|s| (s.id.get(), s))
+                    .collect();
+                let known = Known {
+                    together: &together,
+                    services: Some(&services),
+                };
                 for row in &rows {
-                    if let Some(alert) = self.gate(row, &together, &windows, clock()).await? {
+                    if let Some(alert) = self.gate(row, &known, &windows, clock()).await? {
                         ready.push(row);
                         alerts.push(alert);
                     }
@@ -700,7 +727,10 @@ impl Sender {
             Work::Lane(rows) => {
                 let mut rows = rows.into_iter();
                 while let Some(row) = rows.next() {
-                    let Some(alert) = self.gate(&row, &[], &windows, clock()).await? else {
+                    let Some(alert) = self
+                        .gate(&row, &Known::default(), &windows, clock())
+                        .await?
+                    else {
                         continue;
                     };
                     let outcome = self
@@ -729,16 +759,15 @@ impl Sender {
     }
 
     /// Whether `row` is to be delivered now, and as what. Holds, waits and
-    /// the alerts not to send at all are written here. `together` are the
-    /// alerts going out in the same message (a storm's): an `up` need not
-    /// wait for a `down` among them.
+    /// the alerts not to send at all are written here.
     async fn gate(
         &self,
         row: &OutboxRow,
-        together: &[i64],
+        known: &Known<'_>,
         windows: &OpenWindows,
         now: Millis,
     ) -> Result<Option<Alert>, StoreError> {
+        let together = known.together;
         let ids = [row.id];
         let mut service_json = None;
         if let Some(service_id) = row.service() {
@@ -763,7 +792,10 @@ impl Sender {
                 }
                 return Ok(None);
             }
-            let service = self.store.get_service(service_id).await?;
+            let service = match known.services {
+                Some(services) => services.get(&service_id.get()).cloned(),
+                None => self.store.get_service(service_id).await?,
+            };
             let channel = row.channel();
             match event {
                 "down" if row.held_until.is_some() => {

@@ -200,6 +200,26 @@ impl Store {
         })
     }
 
+    /// The services with these ids (a deleted one is missing), for a storm
+    /// group's alerts in one read.
+    pub async fn services_by_id(
+        &self,
+        ids: &[i64],
+    ) -> Result<Vec<crate::domain::Service>, StoreError> {
+        use super::models::ServiceRow;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        with_conn!(self, |conn| {
+            let rows: Vec<ServiceRow> = services::table
+                .filter(services::id.eq_any(ids))
+                .select(ServiceRow::as_select())
+                .load(conn)
+                .await?;
+            Ok(rows.into_iter().map(ServiceRow::into_service).collect())
+        })
+    }
+
     /// The pending members of storm group `group` due at `now`.
     pub async fn due_group(&self, group: i64, now: Millis) -> Result<Vec<OutboxRow>, StoreError> {
         with_conn!(self, |conn| {
