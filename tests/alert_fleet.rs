@@ -139,15 +139,30 @@ fn received_ids(got: &[Received]) -> BTreeMap<i64, usize> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_change_is_alerted_once_across_a_kill_9_of_the_active_sender() {
+    flips_across_a_kill_9(false).await;
+}
+
+/// The same with storms on (50 services flipping together is a storm at
+/// the default threshold of 20): every change still arrives, inside
+/// grouped messages, and a grouped message sent again (by the sender that
+/// took over, or on a retry) lists the same alerts under the same id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_across_a_kill_9_resends_each_group_as_it_was() {
+    flips_across_a_kill_9(true).await;
+}
+
+async fn flips_across_a_kill_9(storms: bool) {
     let Some(fleet) = Fleet::new().await else {
         return;
     };
     let receiver = Receiver::start().await;
-    // Slow answers keep deliveries in flight when the sender is killed.
-    receiver.set_delay(Duration::from_millis(150));
+    // Slow answers keep deliveries in flight when the sender is killed (a
+    // grouped message surely so).
+    receiver.set_delay(Duration::from_millis(if storms { 1_000 } else { 150 }));
     let target = Target::start().await;
-    // One message per alert: this test counts deliveries, not storms.
-    let one_each = [("HEALTHMON__ALERTS__STORM_THRESHOLD", "100000")];
+    // Without storms, one message per alert: deliveries are counted.
+    let threshold = if storms { "20" } else { "100000" };
+    let one_each = [("HEALTHMON__ALERTS__STORM_THRESHOLD", threshold)];
     let mut a = fleet.spawn_with("api,scheduler", &one_each);
     let leads = |m: &Monitor| {
         let logs = m.log_text();
@@ -188,7 +203,18 @@ async fn every_change_is_alerted_once_across_a_kill_9_of_the_active_sender() {
 
     // Flip 1: DOWN, and the sender killed while it delivers.
     target.set_up(false);
-    receiver.wait_for("/hook", 1, LONG).await;
+    if storms {
+        within(LONG, "a grouped message on its way", || async {
+            receiver
+                .received_at("/hook")
+                .iter()
+                .any(|r| r.json()["event"] == "storm")
+                .then_some(())
+        })
+        .await;
+    } else {
+        receiver.wait_for("/hook", 1, LONG).await;
+    }
     a.kill9();
     let killed_with = receiver.received_at("/hook").len();
     eventually("the standby to send alerts", || async {
@@ -240,15 +266,46 @@ async fn every_change_is_alerted_once_across_a_kill_9_of_the_active_sender() {
         expected,
         "every alert arrived, and nothing else"
     );
+    let mut groups: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
+    let mut messages: BTreeMap<String, usize> = BTreeMap::new();
     for r in &got {
         let body = r.json();
+        let id = match &body["id"] {
+            Value::String(id) => id.clone(),
+            other => other.to_string(),
+        };
         assert_eq!(
             r.header("x-healthmon-delivery").map(str::to_owned),
-            Some(body["id"].to_string()),
+            Some(id.clone()),
             "{body}"
         );
+        *messages.entry(id.clone()).or_default() += 1;
+        if body["event"] == "storm" {
+            let members: BTreeSet<i64> = body["alerts"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|x| x["id"].as_i64()).collect())
+                .unwrap_or_default();
+            assert_eq!(body["count"].as_u64(), Some(members.len() as u64), "{body}");
+            let seen = groups.entry(id.clone()).or_insert_with(|| members.clone());
+            assert_eq!(*seen, members, "{id} sent again with other alerts");
+        }
     }
-    let repeats: usize = ids.values().map(|n| n - 1).sum();
+    if storms {
+        assert!(!groups.is_empty(), "a storm was grouped");
+        assert!(
+            groups
+                .keys()
+                .any(|id| messages.get(id).is_some_and(|n| *n > 1)),
+            "the group in flight at the kill was sent again: {messages:?}"
+        );
+    }
+    // Messages sent again (the same delivery id), as counted by message.
+    let resent: usize = messages.values().map(|n| n - 1).sum();
+    let repeats: usize = if storms {
+        resent
+    } else {
+        ids.values().map(|n| n - 1).sum()
+    };
     // Change (the deciding check's end) to first arrival, for the record.
     let mut first: BTreeMap<i64, i64> = BTreeMap::new();
     for r in &got {
@@ -271,10 +328,13 @@ async fn every_change_is_alerted_once_across_a_kill_9_of_the_active_sender() {
         lags.last()
     );
     eprintln!(
-        "{} alerts for {} changes; {killed_with} had reached the receiver when the sender \
-         was killed; {repeats} delivered again after the takeover (same delivery id)",
+        "{} alerts for {} changes in {} messages ({} grouped); {killed_with} had reached the \
+         receiver when the sender was killed; {repeats} delivered again after the takeover \
+         (same delivery id)",
         rows.len(),
-        changes.len()
+        changes.len(),
+        got.len(),
+        groups.len()
     );
     // A repeat is only ever an alert that was in flight at the kill.
     assert!(
