@@ -572,6 +572,10 @@ struct WsRecord {
     /// Per `check` event: (checked_at ms, delivery latency ms).
     events: Vec<(i64, i64)>,
     closed_early: bool,
+    /// How the connection ended early (a close frame's reason, an error),
+    /// and how many text messages had come.
+    closed_why: String,
+    messages: u64,
 }
 
 /// `"key":"value"` → value, without parsing the whole message.
@@ -707,6 +711,7 @@ async fn ws_client(
                 _ = stop.changed() => break,
                 msg = stream.next() => match msg {
                     Some(Ok(Message::Text(text))) => {
+                        rec.messages += 1;
                         let received = now_ms();
                         if let Some(at) = check_event_time(text.as_str()) {
                             rec.events.push((at, received - at));
@@ -714,8 +719,19 @@ async fn ws_client(
                             flap::note_change(&changes, text.as_str(), received);
                         }
                     }
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                    Some(Ok(Message::Close(frame))) => {
                         rec.closed_early = true;
+                        rec.closed_why = format!("closed by the server: {frame:?}");
+                        break;
+                    }
+                    None => {
+                        rec.closed_early = true;
+                        rec.closed_why = "the stream ended".to_owned();
+                        break;
+                    }
+                    Some(Err(e)) => {
+                        rec.closed_early = true;
+                        rec.closed_why = e.to_string();
                         break;
                     }
                     Some(Ok(_)) => {}
@@ -749,6 +765,16 @@ struct StatusCount {
     status: String,
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     n: i64,
+}
+
+#[derive(diesel::QueryableByName)]
+struct LogStatus {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    service_id: i64,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    status: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    checked_at: i64,
 }
 
 #[derive(diesel::QueryableByName)]
@@ -891,6 +917,32 @@ impl Store {
             StatusCount
         )?;
         Ok(rows.into_iter().map(|r| (r.status, r.n)).collect())
+    }
+
+    /// Status changes in the logs from `from` on, as (service, the deciding
+    /// check's `checked_at`): every service is UP before the first flip, so
+    /// each log whose status differs from the one before (UP before `from`)
+    /// is a change (`--flap-every`).
+    async fn status_changes(&self, from: i64) -> Result<Vec<(i64, i64)>, String> {
+        let sql = format!(
+            "SELECT service_id, status, checked_at FROM health_logs WHERE checked_at >= {from} \
+             AND service_id IN (SELECT DISTINCT service_id FROM health_logs \
+             WHERE checked_at >= {from} AND status <> 'UP') ORDER BY service_id, checked_at"
+        );
+        let rows = load_rows!(self, sql, LogStatus)?;
+        let mut changes = Vec::new();
+        let mut last: Option<(i64, String)> = None;
+        for r in rows {
+            let before = match &last {
+                Some((id, status)) if *id == r.service_id => status.as_str(),
+                _ => "UP",
+            };
+            if r.status != before {
+                changes.push((r.service_id, r.checked_at));
+            }
+            last = Some((r.service_id, r.status));
+        }
+        Ok(changes)
     }
 
     /// Runs each SQL text (several statements, e.g. a transaction) in turn on
@@ -1110,6 +1162,14 @@ async fn run(o: Opts) -> Result<serde_json::Value, String> {
 
     let prefix = format!("bench{}", std::process::id());
     let mut env = Vec::new();
+    if o.flap_every > 0 {
+        // A line per alert sent would push the warnings out of the tail
+        // the run prints.
+        env.push((
+            "RUST_LOG".to_owned(),
+            "info,healthmon::alert=warn".to_owned(),
+        ));
+    }
     if let Some(t) = o.storm_threshold {
         env.push((
             "HEALTHMON__ALERTS__STORM_THRESHOLD".to_owned(),
@@ -1363,12 +1423,7 @@ async fn measure(
     let api = procs[0].addr.clone();
     let pids: Vec<u32> = procs.iter().map(|p| p.child.id()).collect();
     let distributed = o.mode == "distributed";
-    // Alerting needs one client to see the status changes.
-    let ws_clients = if alerting.is_some() {
-        o.ws_clients.max(1)
-    } else {
-        o.ws_clients
-    };
+    let ws_clients = o.ws_clients;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let changes = flap::Changes::default();
@@ -1517,6 +1572,12 @@ async fn measure(
             .map(|(_, l)| *l)
             .collect();
         ws_min = ws_min.min(got.len() as i64);
+        if rec.closed_early {
+            println!(
+                "[{}] a WebSocket client ended early, after {} messages: {}",
+                o.mode, rec.messages, rec.closed_why
+            );
+        }
         ws_complete &= !rec.closed_early && got.len() as i64 >= checked_in_window;
         ws_lat.extend(got);
     }
@@ -1714,6 +1775,7 @@ async fn drain_alerts(
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let outbox = store.alerts_by_state().await?;
+    let logged = store.status_changes(from).await?;
     let window_to = from + o.duration as i64 * 1000;
     Ok(flap::figures(flap::Inputs {
         every_s: o.flap_every,
@@ -1722,6 +1784,7 @@ async fn drain_alerts(
         storm_threshold: o.storm_threshold,
         flips: &flips,
         changes,
+        logged: &logged,
         receiver: &a.receiver,
         outbox: &outbox,
         refused: a.targets.refused_in(from, window_to),
