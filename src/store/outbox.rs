@@ -140,7 +140,13 @@ pub struct Earlier {
     pub last_error: Option<String>,
     /// When it may next be tried.
     pub next_attempt_at: Millis,
+    /// Whether a maintenance window held it.
+    pub held: bool,
 }
+
+/// [`Earlier`]'s columns: id, state, last_error, next_attempt_at,
+/// held_until.
+type EarlierRow = (i64, String, Option<String>, i64, Option<i64>);
 
 diesel::define_sql_function! {
     /// SQL COALESCE of two nullable BIGINTs (both backends spell it alike).
@@ -465,7 +471,7 @@ impl Store {
         later: bool,
     ) -> Result<Option<Earlier>, StoreError> {
         let (service, channel) = (service.get(), channel.get());
-        let row: Option<(i64, String, Option<String>, i64)> = with_conn!(self, |conn| {
+        let row: Option<EarlierRow> = with_conn!(self, |conn| {
             let query = alerts::table
                 .filter(alerts::service_id.eq(service))
                 .filter(alerts::channel_id.eq(channel))
@@ -475,6 +481,7 @@ impl Store {
                     alerts::state,
                     alerts::last_error,
                     alerts::next_attempt_at,
+                    alerts::held_until,
                 ))
                 .into_boxed();
             let query = if later {
@@ -488,12 +495,15 @@ impl Store {
             };
             query.first(conn).await.optional()?
         });
-        Ok(row.map(|(id, state, last_error, next_attempt_at)| Earlier {
-            id,
-            state,
-            last_error,
-            next_attempt_at,
-        }))
+        Ok(row.map(
+            |(id, state, last_error, next_attempt_at, held_until)| Earlier {
+                id,
+                state,
+                last_error,
+                next_attempt_at,
+                held: held_until.is_some(),
+            },
+        ))
     }
 
     /// At most `limit` DOWN services (not paused) with ids above `after`, by id, with

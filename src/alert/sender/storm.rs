@@ -1,6 +1,6 @@
 //! A storm's one grouped message: when more than `alerts.storm_threshold`
 //! status changes hit one channel within `alerts.storm_window_s`, the
-//! channel gets at most one message per `STORM_GAP` (5 s): those due are
+//! channel gets at most one message per `STORM_GAP` (1 s): those due are
 //! sent together, listed one line each (one due alone goes as itself). The
 //! first `storm_threshold` changes of a window go out one by one.
 //!
