@@ -6,8 +6,13 @@ use super::schema::{alerts, channels, services, state_changes};
 use super::{Backend, Store, StoreError};
 use crate::domain::time::Millis;
 use crate::domain::{ChannelId, ServiceId};
-use diesel::dsl::{count, max, min};
+use diesel::dsl::{self, count, max, min};
+use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::query_builder::{
+    AsChangeset, IntoUpdateTarget, QueryFragment, QueryId, UpdateStatement,
+};
+use diesel::sqlite::Sqlite;
 use diesel_async::RunQueryDsl;
 
 /// A pending outbox row, as the sender reads it.
@@ -153,15 +158,64 @@ diesel::define_sql_function! {
     fn coalesce(x: diesel::sql_types::Nullable<diesel::sql_types::BigInt>, y: diesel::sql_types::Nullable<diesel::sql_types::BigInt>) -> diesel::sql_types::Nullable<diesel::sql_types::BigInt>;
 }
 
+/// [`pending_due`]'s query.
+type PendingDue = dsl::Filter<
+    dsl::Filter<alerts::table, dsl::Eq<alerts::state, &'static str>>,
+    dsl::LtEq<alerts::next_attempt_at, Millis>,
+>;
+
+/// The pending alerts due at `now`: what a sender pass may try.
+fn pending_due(now: Millis) -> PendingDue {
+    alerts::table
+        .filter(alerts::state.eq("pending"))
+        .filter(alerts::next_attempt_at.le(now))
+}
+
+/// [`pending_among`]'s query.
+type PendingAmong<'a> = dsl::Filter<
+    dsl::Filter<alerts::table, dsl::EqAny<alerts::id, &'a [i64]>>,
+    dsl::Eq<alerts::state, &'static str>,
+>;
+
+/// The pending alerts among `ids`: only those may take a delivery's
+/// outcome (one a channel deletion failed meanwhile stays failed).
+fn pending_among(ids: &[i64]) -> PendingAmong<'_> {
+    alerts::table
+        .filter(alerts::id.eq_any(ids))
+        .filter(alerts::state.eq("pending"))
+}
+
+/// An update of the pending alerts among some ids ([`pending_among`])
+/// setting `V`.
+type PendingUpdate<'a, V> = UpdateStatement<
+    alerts::table,
+    <PendingAmong<'a> as IntoUpdateTarget>::WhereClause,
+    <V as AsChangeset>::Changeset,
+>;
+
 impl Store {
+    /// Sets `changes` on the pending alerts among `ids`: the one shape of
+    /// every outcome the sender records.
+    async fn update_pending<'a, V>(&self, ids: &'a [i64], changes: V) -> Result<(), StoreError>
+    where
+        V: AsChangeset<Target = alerts::table>,
+        PendingUpdate<'a, V>: QueryFragment<Sqlite> + QueryFragment<Pg> + QueryId + Send,
+    {
+        with_writer!(self, |conn| {
+            diesel::update(pending_among(ids))
+                .set(changes)
+                .execute(conn)
+                .await?;
+            Ok(())
+        })
+    }
+
     /// The channels with alerts due at `now` (at most `limit`), the one
     /// whose oldest due alert is oldest first: a pass looks at each channel
     /// on its own, so one channel's backlog cannot fill every batch.
     pub async fn due_channels(&self, now: Millis, limit: i64) -> Result<Vec<i64>, StoreError> {
         let rows: Vec<(i64, Option<i64>)> = with_conn!(self, |conn| {
-            alerts::table
-                .filter(alerts::state.eq("pending"))
-                .filter(alerts::next_attempt_at.le(now))
+            pending_due(now)
                 .group_by(alerts::channel_id)
                 .select((alerts::channel_id, min(alerts::next_attempt_at)))
                 .order(min(alerts::next_attempt_at).asc())
@@ -184,10 +238,8 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<OutboxRow>, StoreError> {
         with_conn!(self, |conn| {
-            let mut query = alerts::table
+            let mut query = pending_due(now)
                 .filter(alerts::channel_id.eq(channel))
-                .filter(alerts::state.eq("pending"))
-                .filter(alerts::next_attempt_at.le(now))
                 .order((alerts::next_attempt_at.asc(), alerts::id.asc()))
                 .limit(limit.max(1))
                 .select(OutboxRow::as_select())
@@ -229,10 +281,8 @@ impl Store {
     /// The pending members of storm group `group` due at `now`.
     pub async fn due_group(&self, group: i64, now: Millis) -> Result<Vec<OutboxRow>, StoreError> {
         with_conn!(self, |conn| {
-            Ok(alerts::table
+            Ok(pending_due(now)
                 .filter(alerts::group_id.eq(group))
-                .filter(alerts::state.eq("pending"))
-                .filter(alerts::next_attempt_at.le(now))
                 .order(alerts::id.asc())
                 .select(OutboxRow::as_select())
                 .load(conn)
@@ -265,21 +315,15 @@ impl Store {
         until: Millis,
         why: &str,
     ) -> Result<(), StoreError> {
-        with_writer!(self, |conn| {
-            diesel::update(
-                alerts::table
-                    .filter(alerts::id.eq_any(ids))
-                    .filter(alerts::state.eq("pending")),
-            )
-            .set((
+        self.update_pending(
+            ids,
+            (
                 alerts::held_until.eq(Some(end)),
                 alerts::next_attempt_at.eq(until),
                 alerts::last_error.eq(Some(why)),
-            ))
-            .execute(conn)
-            .await?;
-            Ok(())
-        })
+            ),
+        )
+        .await
     }
 
     /// Makes alerts held by a maintenance window due now, so the sender
@@ -302,9 +346,7 @@ impl Store {
     /// At most `limit` pending alerts due at `now`, oldest due first.
     pub async fn due_alerts(&self, now: Millis, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
         with_conn!(self, |conn| {
-            Ok(alerts::table
-                .filter(alerts::state.eq("pending"))
-                .filter(alerts::next_attempt_at.le(now))
+            Ok(pending_due(now)
                 .order((alerts::next_attempt_at.asc(), alerts::id.asc()))
                 .limit(limit.max(1))
                 .select(OutboxRow::as_select())
@@ -343,23 +385,17 @@ impl Store {
     /// message delivers several at once). Only pending rows change: one a
     /// channel deletion failed meanwhile stays failed.
     pub async fn alerts_sent(&self, ids: &[i64], now: Millis) -> Result<(), StoreError> {
-        with_writer!(self, |conn| {
-            diesel::update(
-                alerts::table
-                    .filter(alerts::id.eq_any(ids))
-                    .filter(alerts::state.eq("pending")),
-            )
-            .set((
+        self.update_pending(
+            ids,
+            (
                 alerts::state.eq("sent"),
                 alerts::sent_at.eq(Some(now)),
                 alerts::first_attempt_at.eq(coalesce(alerts::first_attempt_at, Some(now))),
                 alerts::attempts.eq(alerts::attempts + 1),
                 alerts::last_error.eq(None::<String>),
-            ))
-            .execute(conn)
-            .await?;
-            Ok(())
-        })
+            ),
+        )
+        .await
     }
 
     /// Records a failed attempt, made at `now`, of these alerts; they are
@@ -371,22 +407,16 @@ impl Store {
         now: Millis,
         next_at: Millis,
     ) -> Result<(), StoreError> {
-        with_writer!(self, |conn| {
-            diesel::update(
-                alerts::table
-                    .filter(alerts::id.eq_any(ids))
-                    .filter(alerts::state.eq("pending")),
-            )
-            .set((
+        self.update_pending(
+            ids,
+            (
                 alerts::attempts.eq(alerts::attempts + 1),
                 alerts::last_error.eq(Some(error)),
                 alerts::next_attempt_at.eq(next_at),
                 alerts::first_attempt_at.eq(coalesce(alerts::first_attempt_at, Some(now))),
-            ))
-            .execute(conn)
-            .await?;
-            Ok(())
-        })
+            ),
+        )
+        .await
     }
 
     /// Gives up on these alerts; `attempted` counts the attempt that made
@@ -398,21 +428,15 @@ impl Store {
         attempted: bool,
     ) -> Result<(), StoreError> {
         let add = i32::from(attempted);
-        with_writer!(self, |conn| {
-            diesel::update(
-                alerts::table
-                    .filter(alerts::id.eq_any(ids))
-                    .filter(alerts::state.eq("pending")),
-            )
-            .set((
+        self.update_pending(
+            ids,
+            (
                 alerts::state.eq("failed"),
                 alerts::attempts.eq(alerts::attempts + add),
                 alerts::last_error.eq(Some(error)),
-            ))
-            .execute(conn)
-            .await?;
-            Ok(())
-        })
+            ),
+        )
+        .await
     }
 
     /// Puts alerts off until `until` without counting an attempt, saying
@@ -424,20 +448,14 @@ impl Store {
         until: Millis,
         why: &str,
     ) -> Result<(), StoreError> {
-        with_writer!(self, |conn| {
-            diesel::update(
-                alerts::table
-                    .filter(alerts::id.eq_any(ids))
-                    .filter(alerts::state.eq("pending")),
-            )
-            .set((
+        self.update_pending(
+            ids,
+            (
                 alerts::next_attempt_at.eq(until),
                 alerts::last_error.eq(Some(why)),
-            ))
-            .execute(conn)
-            .await?;
-            Ok(())
-        })
+            ),
+        )
+        .await
     }
 
     /// Services with status change alerts (not tests, not reminders)
