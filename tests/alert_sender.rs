@@ -14,6 +14,7 @@
 mod common;
 
 use common::receiver::Receiver;
+use common::stores::on_every_backend;
 use healthmon::alert::deliver::Deliverer;
 use healthmon::alert::mail::MailSettings;
 use healthmon::alert::sender::{RECOVERED_IN_MAINTENANCE, Sender};
@@ -29,44 +30,6 @@ use serde_json::{Value, json};
 use std::time::Duration;
 
 const MIN: i64 = 60_000;
-
-async fn sqlite() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&DatabaseUrl::Sqlite(dir.path().join("hm.db")), 4)
-        .await
-        .unwrap();
-    (dir, store)
-}
-
-/// Runs a case on SQLite and on PostgreSQL (a fresh database each).
-macro_rules! on_every_backend {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite_backend {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let (_dir, store) = super::sqlite().await;
-                    super::$name(store).await;
-                }
-            )*
-        }
-        mod postgres_backend {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(db) = super::common::pg_db().await else { return };
-                    let store = healthmon::store::Store::open(
-                        &healthmon::config::DatabaseUrl::Postgres(db.url.clone()),
-                        4,
-                    )
-                    .await
-                    .expect("open PostgreSQL store");
-                    super::$name(store).await;
-                }
-            )*
-        }
-    };
-}
 
 on_every_backend!(
     reminders_come_at_their_slots_once_each_and_stop_when_the_service_recovers,

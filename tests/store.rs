@@ -10,48 +10,11 @@
 
 mod common;
 
-use healthmon::config::DatabaseUrl;
+use common::stores::on_every_backend;
 use healthmon::domain::time::Seconds;
 use healthmon::domain::uptime::HourlyRollup;
 use healthmon::domain::{CheckResult, Event, ServiceId, ServiceSpec, Status};
 use healthmon::store::{HOUR_MS, LogCursor, Store, Updated};
-
-async fn sqlite() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = DatabaseUrl::Sqlite(dir.path().join("t.db"));
-    let store = Store::open(&url, 4).await.expect("open");
-    (dir, store)
-}
-
-/// Runs a case on SQLite and on PostgreSQL (a fresh database each).
-macro_rules! on_every_backend {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite_backend {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let (_dir, store) = super::sqlite().await;
-                    super::$name(store).await;
-                }
-            )*
-        }
-        mod postgres_backend {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(db) = super::common::pg_db().await else { return };
-                    let store = healthmon::store::Store::open(
-                        &healthmon::config::DatabaseUrl::Postgres(db.url.clone()),
-                        4,
-                    )
-                    .await
-                    .expect("open PostgreSQL store");
-                    super::$name(store.clone()).await;
-                }
-            )*
-        }
-    };
-}
 
 on_every_backend!(
     a_repeated_result_is_a_no_op,

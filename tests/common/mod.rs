@@ -9,6 +9,7 @@ pub mod measure;
 pub mod receiver;
 pub mod skip;
 pub mod smtp;
+pub mod stores;
 pub mod target;
 
 use serde_json::Value;
