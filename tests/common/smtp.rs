@@ -7,6 +7,7 @@
 //! Without aiosmtpd the test skips loudly, and under CI it fails
 //! (`skip.rs`). The server stops when the handle is dropped.
 
+use super::target::TestCa;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -185,55 +186,26 @@ impl Drop for SmtpServer {
     }
 }
 
-/// A CA for SMTP servers (PEM files, which aiosmtpd needs).
-pub struct TestSmtpCa {
-    pem: String,
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
-}
+/// A CA for SMTP servers: a [`TestCa`] whose certificates go to PEM
+/// files, which aiosmtpd needs.
+pub struct TestSmtpCa(TestCa);
 
 impl TestSmtpCa {
     /// A new CA named `name` with a fresh key. (Two CAs of one name look
     /// like one issuer with a bad signature, not an unknown issuer.)
     pub fn new(name: &str) -> TestSmtpCa {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        params.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::DigitalSignature,
-        ];
-        let key = rcgen::KeyPair::generate().expect("CA key");
-        let cert = params.self_signed(&key).expect("CA certificate");
-        TestSmtpCa {
-            pem: cert.pem(),
-            issuer: rcgen::Issuer::new(params, key),
-        }
+        TestSmtpCa(TestCa::new(name))
     }
 
     /// Writes the CA certificate to `dir/ca.pem`.
     pub fn write_pem(&self, dir: &Path) -> PathBuf {
-        let path = dir.join("ca.pem");
-        std::fs::write(&path, &self.pem).expect("write CA");
-        path
+        self.0.write_pem(dir, "ca")
     }
 
     /// A server certificate and key for `localhost` and 127.0.0.1, as
     /// `dir/server.pem` and `dir/server.key`.
     fn server_files(&self, dir: &Path) -> (PathBuf, PathBuf) {
-        let mut params =
-            rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-                .expect("server params");
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "localhost");
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-        params.use_authority_key_identifier_extension = true;
-        let key = rcgen::KeyPair::generate().expect("server key");
-        let cert = params
-            .signed_by(&key, &self.issuer)
-            .expect("server certificate");
+        let (cert, key) = self.0.server_cert();
         let (cert_path, key_path) = (dir.join("server.pem"), dir.join("server.key"));
         std::fs::write(&cert_path, cert.pem()).expect("write cert");
         std::fs::write(&key_path, key.serialize_pem()).expect("write key");

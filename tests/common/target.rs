@@ -293,9 +293,9 @@ impl TestCa {
         path
     }
 
-    /// A server configuration with a new certificate for `localhost` and
-    /// `127.0.0.1`, issued by this CA (ring, as the binary uses).
-    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
+    /// A new server certificate for `localhost` and `127.0.0.1` issued by
+    /// this CA, with its key.
+    pub fn server_cert(&self) -> (rcgen::Certificate, rcgen::KeyPair) {
         let mut params =
             rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
                 .expect("server params");
@@ -308,6 +308,13 @@ impl TestCa {
         let cert = params
             .signed_by(&key, &self.issuer)
             .expect("server certificate");
+        (cert, key)
+    }
+
+    /// A server configuration with a new certificate for `localhost` and
+    /// `127.0.0.1`, issued by this CA (ring, as the binary uses).
+    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        let (cert, key) = self.server_cert();
         let key = rustls::pki_types::PrivateKeyDer::Pkcs8(
             rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()),
         );
