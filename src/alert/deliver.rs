@@ -115,7 +115,15 @@ impl Deliverer {
                     },
                     None if e.is_timeout() => timed_out(),
                     None => Outcome::Retry {
-                        error: format!("connect: {host}: {}", describe(&e)),
+                        error: {
+                            // The reason code first, then the host (never the
+                            // URL: it may carry a token).
+                            let what = describe(&e);
+                            match what.split_once(": ") {
+                                Some((code, rest)) => format!("{code}: {host}: {rest}"),
+                                None => format!("connect: {host}: {what}"),
+                            }
+                        },
                         after: None,
                     },
                 };

@@ -88,7 +88,9 @@ impl Checker {
                     job.timeout_ms
                 )),
             ),
-            Ok(Err(FetchError::Blocked(b))) => (Status::Down, elapsed, None, Some(b.to_string())),
+            Ok(Err(FetchError::Blocked(b))) => {
+                (Status::Down, elapsed, None, Some(format!("blocked: {b}")))
+            }
             Ok(Err(FetchError::Scheme(b))) => (Status::Down, elapsed, None, Some(b.to_string())),
             Ok(Err(FetchError::Http(e))) => (Status::Down, elapsed, None, Some(describe(&e))),
             Ok(Ok(code)) => {
@@ -103,7 +105,9 @@ impl Checker {
                         Status::Down,
                         elapsed,
                         Some(code),
-                        Some(format!("unexpected status {code} (expected {expected})")),
+                        Some(format!(
+                            "status: unexpected status {code} (expected {expected})"
+                        )),
                     )
                 }
             }
@@ -287,17 +291,18 @@ fn wraps_tls_error(io: &std::io::Error) -> bool {
     false
 }
 
-/// Says what went wrong in words a person can act on. The URL is left out:
-/// it may carry a password.
+/// Says what went wrong in words a person can act on, after the reason code
+/// of DESIGN.md (`connect: ...`, `dns: ...`, `tls: ...`), which alerts show
+/// and receivers can sort by. The URL is left out: it may carry a password.
 pub(crate) fn describe(e: &reqwest::Error) -> String {
     if let Some(blocked) = find_blocked(e) {
-        return blocked.to_string();
+        return format!("blocked: {blocked}");
     }
     if let Some(scheme) = find_source::<BlockedScheme>(e) {
         return scheme.to_string();
     }
     if e.is_redirect() {
-        return format!("too many redirects (more than {MAX_REDIRECTS})");
+        return format!("status: too many redirects (more than {MAX_REDIRECTS})");
     }
     let mut chain = Vec::new();
     let mut tls = false;
@@ -307,8 +312,12 @@ pub(crate) fn describe(e: &reqwest::Error) -> String {
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
             tls |= wraps_tls_error(io);
             match io.kind() {
-                std::io::ErrorKind::ConnectionRefused => return "connection refused".into(),
-                std::io::ErrorKind::ConnectionReset => return "connection reset by peer".into(),
+                std::io::ErrorKind::ConnectionRefused => {
+                    return "connect: connection refused".into();
+                }
+                std::io::ErrorKind::ConnectionReset => {
+                    return "connect: connection reset by peer".into();
+                }
                 _ => {}
             }
         }
@@ -321,15 +330,15 @@ pub(crate) fn describe(e: &reqwest::Error) -> String {
     let detail = chain.join(": ");
     let lower = detail.to_ascii_lowercase();
     let kind = if lower.contains("dns error") || lower.contains("failed to lookup") {
-        "DNS lookup failed"
+        "dns: DNS lookup failed"
     } else if tls || lower.contains("certificate") || lower.contains("tls handshake") {
-        "TLS error"
+        "tls: TLS error"
     } else if e.is_connect() {
-        "connection failed"
+        "connect: connection failed"
     } else if e.is_body() || e.is_decode() {
-        "error reading response body"
+        "body: error reading response body"
     } else {
-        "request failed"
+        "connect: request failed"
     };
     if detail.is_empty() {
         kind.to_owned()

@@ -40,7 +40,7 @@ async fn a_200_is_up_with_its_status_code_and_a_500_is_down() {
     assert_eq!(fail["status"], "DOWN");
     assert_eq!(fail["status_code"], 500);
     let err = fail["error"].as_str().unwrap_or_default();
-    assert!(err.contains("unexpected status 500"), "{err}");
+    assert!(err.starts_with("status: unexpected status 500"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -112,12 +112,16 @@ async fn connection_refused_and_dns_failures_say_so() {
     };
     let refused = first_log(&m, &format!("http://127.0.0.1:{closed_port}/"), json!({})).await;
     assert_eq!(refused["status"], "DOWN");
-    assert_eq!(refused["error"], "connection refused");
+    // The reason code first (DESIGN.md), then the words.
+    assert_eq!(refused["error"], "connect: connection refused");
 
     let dns = first_log(&m, "http://no-such-host.invalid/", json!({})).await;
     assert_eq!(dns["status"], "DOWN");
     let err = dns["error"].as_str().unwrap_or_default();
-    assert!(err.contains("DNS") || err.contains("timeout"), "{err}");
+    assert!(
+        err.starts_with("dns: DNS lookup failed") || err.starts_with("timeout: "),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -164,7 +168,7 @@ async fn a_tls_failure_says_so() {
     let log = first_log(&m, &url, json!({})).await;
     assert_eq!(log["status"], "DOWN");
     let err = log["error"].as_str().unwrap_or_default();
-    assert!(err.starts_with("TLS error"), "{err}");
+    assert!(err.starts_with("tls: TLS error"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

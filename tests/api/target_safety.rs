@@ -31,7 +31,7 @@ fn assert_blocked(log: &Value, words: &[&str]) {
     assert_eq!(log["status"], "DOWN", "{log}");
     assert!(log["status_code"].is_null(), "{log}");
     let err = log["error"].as_str().unwrap_or_default();
-    assert!(err.starts_with("blocked address "), "{log}");
+    assert!(err.starts_with("blocked: blocked address "), "{log}");
     for w in words {
         assert!(err.contains(w), "{w:?} missing from {err:?}");
     }
