@@ -6,7 +6,6 @@
 //! carries a `Link: <...>; rel="next"` header.
 
 use super::AppState;
-use super::channels::path_id;
 use super::logs::DEFAULT_LIMIT;
 use super::other_methods;
 use super::problem::ApiError;
@@ -145,7 +144,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
 
 /// `GET /alerts/{id}`
 pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let alert = match path_id(&req) {
+    let alert = match super::path_id::canonical(&req).ok() {
         Some(id) => state.store.get_alert(id).await?,
         None => None,
     };

@@ -52,16 +52,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// A positive integer in canonical decimal (no sign, no leading zero, no
-/// percent-encoding), as the second segment of the raw path: one resource,
-/// one URL (see `services::PathId`).
-pub(crate) fn path_id(req: &HttpRequest) -> Option<i64> {
-    let raw = req.uri().path().split('/').nth(2).unwrap_or_default();
-    let canonical =
-        !raw.is_empty() && !raw.starts_with('0') && raw.bytes().all(|b| b.is_ascii_digit());
-    canonical.then(|| raw.parse::<i64>().ok()).flatten()
-}
-
 /// The `{id}` of `/channels/{id}...`.
 pub struct ChannelPath(pub ChannelId);
 
@@ -70,13 +60,11 @@ impl actix_web::FromRequest for ChannelPath {
     type Future = std::future::Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        std::future::ready(match path_id(req) {
-            Some(id) => Ok(ChannelPath(ChannelId(id))),
-            None => Err(ApiError::NotFound(format!(
-                "no channel with id {:?}",
-                req.uri().path().split('/').nth(2).unwrap_or_default()
-            ))),
-        })
+        std::future::ready(
+            super::path_id::canonical(req)
+                .map(|id| ChannelPath(ChannelId(id)))
+                .map_err(|raw| ApiError::NotFound(format!("no channel with id {raw:?}"))),
+        )
     }
 }
 

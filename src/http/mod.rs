@@ -10,6 +10,7 @@ pub mod health;
 pub mod limit;
 pub mod log_budget;
 pub mod logs;
+pub mod path_id;
 pub mod problem;
 pub mod services;
 pub mod uptime;

@@ -25,22 +25,12 @@ impl actix_web::FromRequest for PathId {
     type Future = std::future::Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        // The raw path, before the router's percent-decoding; every route
-        // with an id has it as the second segment.
-        let raw = req.uri().path().split('/').nth(2).unwrap_or_default();
-        std::future::ready(parse_id(raw).map(|id| PathId(ServiceId(id))))
+        std::future::ready(
+            super::path_id::canonical(req)
+                .map(|id| PathId(ServiceId(id)))
+                .map_err(|raw| ApiError::NotFound(format!("no service with id {raw:?}"))),
+        )
     }
-}
-
-/// Parses a path id; anything but a positive integer in canonical decimal
-/// (no sign, no leading zero, no encoding) names no service.
-fn parse_id(raw: &str) -> Result<i64, ApiError> {
-    let canonical =
-        !raw.is_empty() && !raw.starts_with('0') && raw.bytes().all(|b| b.is_ascii_digit());
-    canonical
-        .then(|| raw.parse::<i64>().ok())
-        .flatten()
-        .ok_or_else(|| ApiError::NotFound(format!("no service with id {raw:?}")))
 }
 
 fn not_found(id: ServiceId) -> ApiError {

@@ -134,12 +134,8 @@ impl actix_web::FromRequest for WindowId {
     type Future = std::future::Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let raw = req.uri().path().split('/').nth(2).unwrap_or_default();
-        let canonical =
-            !raw.is_empty() && !raw.starts_with('0') && raw.bytes().all(|b| b.is_ascii_digit());
-        let id = canonical.then(|| raw.parse::<i64>().ok()).flatten();
         std::future::ready(
-            id.map(WindowId).ok_or_else(|| {
+            super::path_id::canonical(req).map(WindowId).map_err(|raw| {
                 ApiError::NotFound(format!("no maintenance window with id {raw:?}"))
             }),
         )
