@@ -60,22 +60,6 @@ struct OutboxRow {
     state: String,
 }
 
-#[derive(diesel::QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
-async fn count(fleet: &Fleet, sql: &str) -> i64 {
-    use diesel_async::RunQueryDsl;
-    let mut conn = fleet.sql().await;
-    diesel::sql_query(sql)
-        .get_result::<Count>(&mut conn)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .n
-}
-
 /// The status changes that alert (to DOWN, and back to UP from DOWN).
 async fn alerting_changes(fleet: &Fleet) -> Vec<Change> {
     use diesel_async::RunQueryDsl;
@@ -108,11 +92,11 @@ async fn all_are(fleet: &Fleet, status: &str) {
         LONG,
         &format!("all {SERVICES} services {status}"),
         || async {
-            let n = count(
-                fleet,
-                &format!("SELECT count(*) AS n FROM services WHERE last_status = '{status}'"),
-            )
-            .await;
+            let n = fleet
+                .count(&format!(
+                    "SELECT count(*) AS n FROM services WHERE last_status = '{status}'"
+                ))
+                .await;
             (n == SERVICES as i64).then_some(())
         },
     )

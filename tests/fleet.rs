@@ -18,7 +18,7 @@
 mod common;
 
 use common::broker::BrokerStopped;
-use common::fleet::{Fleet, PgOutage, can_stop_pg};
+use common::fleet::{Count, Fleet, PgOutage, can_stop_pg};
 use common::maintenance::*;
 use common::target::Target;
 use common::*;
@@ -68,23 +68,6 @@ async fn stored_logs(fleet: &Fleet) -> BTreeMap<i64, Vec<StoredLog>> {
         by_service.entry(row.service_id).or_default().push(row);
     }
     by_service
-}
-
-#[derive(diesel::QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
-/// Runs a query that selects one `n`.
-async fn count(fleet: &Fleet, sql: &str) -> i64 {
-    use diesel_async::RunQueryDsl;
-    let mut conn = fleet.sql().await;
-    diesel::sql_query(sql)
-        .get_result::<Count>(&mut conn)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .n
 }
 
 async fn register_many(api: &Monitor, url: &str, n: usize, interval: i64) -> Vec<i64> {
@@ -617,14 +600,12 @@ const MAINTENANCE_STANDBY: &str = "another process runs log maintenance; standin
 
 /// Logs of `service` checked before `cutoff` still in the database.
 async fn logs_before(fleet: &Fleet, service: i64, cutoff: i64) -> i64 {
-    count(
-        fleet,
-        &format!(
+    fleet
+        .count(&format!(
             "SELECT COUNT(*) AS n FROM health_logs WHERE service_id = {service} \
              AND checked_at < {cutoff}"
-        ),
-    )
-    .await
+        ))
+        .await
 }
 
 /// Writes `sql` straight into the test's database.

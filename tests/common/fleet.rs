@@ -82,6 +82,24 @@ impl Fleet {
             .await
             .expect("connect to the test database")
     }
+
+    /// Runs a query that selects one `n`.
+    pub async fn count(&self, sql: &str) -> i64 {
+        use diesel_async::RunQueryDsl;
+        let mut conn = self.sql().await;
+        diesel::sql_query(sql)
+            .get_result::<Count>(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .n
+    }
+}
+
+/// One `n` selected by a query.
+#[derive(diesel::QueryableByName)]
+pub struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub n: i64,
 }
 
 impl Drop for Fleet {
