@@ -253,6 +253,7 @@ impl Schedule {
                 interval_ms: interval,
                 expected_statuses: entry.spec.expected_statuses.clone(),
                 scheduled_at: at,
+                check: entry.spec.check.clone(),
             });
         }
         while let Some(Reverse((due, id, generation))) = self.heap.peek().copied() {
@@ -275,6 +276,7 @@ impl Schedule {
                 interval_ms: interval,
                 expected_statuses: entry.spec.expected_statuses.clone(),
                 scheduled_at,
+                check: entry.spec.check.clone(),
             });
             self.heap
                 .push(Reverse((scheduled_at + interval, id, generation)));
@@ -295,7 +297,7 @@ impl Schedule {
     /// Applies an update from the bus.
     pub fn apply(&mut self, update: ScheduleUpdate, now: Millis) {
         match update {
-            ScheduleUpdate::Upsert { id, spec } => self.upsert(id, spec, now),
+            ScheduleUpdate::Upsert { id, spec } => self.upsert(id, *spec, now),
             ScheduleUpdate::Remove { id } => self.remove(id),
             ScheduleUpdate::Retry { id, at } => self.retry(id, at),
         }

@@ -104,6 +104,7 @@ impl Setup {
                 status_code: Some(if down { 503 } else { 200 }),
                 error: down.then(|| "status: unexpected status 503".to_owned()),
                 checked_at: at + 5,
+                cert_expires_at: None,
             }])
             .await
             .unwrap();

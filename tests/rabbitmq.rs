@@ -96,6 +96,7 @@ fn job(id: i64, interval_ms: i64) -> CheckJob {
         interval_ms,
         expected_statuses: None,
         scheduled_at: now_ms(),
+        check: Default::default(),
     }
 }
 
@@ -108,6 +109,7 @@ fn result(id: i64) -> CheckResult {
         status_code: Some(200),
         error: None,
         checked_at: now_ms(),
+        cert_expires_at: None,
     }
 }
 
@@ -699,6 +701,7 @@ async fn the_scheduler_keeps_publishing_due_checks_while_the_broker_is_unreachab
         success_threshold: 1,
         retry_interval: None,
         channels: Vec::new(),
+        check: Default::default(),
     };
     store.create_service(&spec, now_ms()).await.unwrap();
     // The scheduler runs on this thread (polled below, not spawned), so a

@@ -44,6 +44,7 @@ fn spec(name: &str) -> ServiceSpec {
         success_threshold: 1,
         retry_interval: None,
         channels: Vec::new(),
+        check: Default::default(),
     }
 }
 
@@ -56,6 +57,7 @@ fn result(id: ServiceId, scheduled_at: i64, status: Status) -> CheckResult {
         status_code: (status == Status::Up).then_some(200),
         error: (status == Status::Down).then(|| "connection refused".into()),
         checked_at: scheduled_at + 7,
+        cert_expires_at: None,
     }
 }
 
@@ -329,6 +331,7 @@ fn log_at(id: ServiceId, at: i64, status: Status, latency_ms: i64) -> CheckResul
     CheckResult {
         latency_ms,
         checked_at: at,
+        cert_expires_at: None,
         ..result(id, at, status)
     }
 }

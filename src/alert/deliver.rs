@@ -5,8 +5,8 @@
 //! Discord, Telegram's bot path) is its credential.
 
 use super::render::HttpRequest;
-use crate::worker::check::{ClientError, GuardedResolver, describe, find_blocked};
 use crate::worker::guard::AddressPolicy;
+use crate::worker::http::{ClientError, GuardedResolver, describe, find_blocked};
 use std::sync::Arc;
 use std::time::Duration;
 

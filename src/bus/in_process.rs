@@ -138,6 +138,7 @@ mod tests {
             interval_ms: 1000,
             expected_statuses: None,
             scheduled_at: 0,
+            check: Default::default(),
         }
     }
 

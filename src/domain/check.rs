@@ -4,6 +4,7 @@
 //! same bytes. A job holds everything a worker needs; workers never read the
 //! store.
 
+use super::check_kind::CheckOptions;
 use super::service::ServiceId;
 use super::status::Status;
 use super::time::Millis;
@@ -24,6 +25,10 @@ pub struct CheckJob {
     pub expected_statuses: Option<Vec<u16>>,
     /// When the check was due; with `service_id` it identifies the check.
     pub scheduled_at: Millis,
+    /// The settings of the URL's check kind (header values included, never
+    /// logged). Defaulted so a job from an older scheduler still reads.
+    #[serde(default)]
+    pub check: CheckOptions,
 }
 
 impl CheckJob {
@@ -41,7 +46,7 @@ pub struct CheckResult {
     pub service_id: ServiceId,
     /// When the check was due (idempotency key with `service_id`).
     pub scheduled_at: Millis,
-    /// UP or DOWN.
+    /// UP, DEGRADED or DOWN.
     pub status: Status,
     /// Milliseconds from request start to end of the (bounded) body.
     pub latency_ms: i64,
@@ -51,6 +56,10 @@ pub struct CheckResult {
     pub error: Option<String>,
     /// When the check finished.
     pub checked_at: Millis,
+    /// When the server's certificate expires (https and tls checks that got
+    /// one). Defaulted so a result from an older worker still reads.
+    #[serde(default)]
+    pub cert_expires_at: Option<Millis>,
 }
 
 /// Whether an HTTP status means UP for a service.
@@ -91,6 +100,7 @@ mod tests {
             interval_ms: 5000,
             expected_statuses: None,
             scheduled_at: 10_000,
+            check: CheckOptions::default(),
         };
         assert!(!job.is_stale(14_999));
         assert!(job.is_stale(15_000));

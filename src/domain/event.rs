@@ -65,8 +65,9 @@ pub enum ScheduleUpdate {
     Upsert {
         /// The service.
         id: ServiceId,
-        /// Its settings now.
-        spec: ServiceSpec,
+        /// Its settings now (boxed: they are much larger than the other
+        /// variants, which are sent far more often).
+        spec: Box<ServiceSpec>,
     },
     /// Deleted: drop it from the schedule.
     Remove {

@@ -11,7 +11,7 @@ pub struct HealthLog {
     pub id: i64,
     /// The service checked.
     pub service_id: ServiceId,
-    /// UP or DOWN.
+    /// UP, DEGRADED or DOWN.
     pub status: String,
     /// Latency in milliseconds.
     pub latency_ms: i64,
@@ -22,4 +22,7 @@ pub struct HealthLog {
     /// When the check finished.
     #[serde(serialize_with = "serde_rfc3339::serialize")]
     pub checked_at: Millis,
+    /// When the server's certificate expires, for https and tls checks.
+    #[serde(serialize_with = "serde_rfc3339::option::serialize")]
+    pub cert_expires_at: Option<Millis>,
 }

@@ -7,6 +7,7 @@ pub mod api_key;
 pub mod channel;
 pub mod channel_spec;
 pub mod check;
+pub mod check_kind;
 pub mod confirm;
 pub mod event;
 pub mod health_log;
@@ -22,6 +23,7 @@ pub mod window;
 
 pub use channel::ChannelId;
 pub use check::{CheckJob, CheckResult};
+pub use check_kind::{CheckKind, CheckOptions};
 pub use event::Event;
 pub use service::{Service, ServiceId, ServiceSpec};
 pub use status::Status;

@@ -1,6 +1,7 @@
 //! A monitored service: what the user asked for and what we last saw.
 
 use super::channel::ChannelId;
+use super::check_kind::CheckOptions;
 use super::confirm::Thresholds;
 use super::status::Status;
 use super::time::{Millis, Seconds, serde_rfc3339};
@@ -56,6 +57,9 @@ pub struct ServiceSpec {
     /// The service's own alert channels (besides the `all_services` ones).
     #[serde(default)]
     pub channels: Vec<ChannelId>,
+    /// The settings of its check kind (method, assertions, grace, ...).
+    #[serde(default)]
+    pub check: CheckOptions,
 }
 
 fn one() -> u32 {
@@ -106,6 +110,10 @@ pub struct Service {
     pub retry_interval_set: Option<Seconds>,
     /// Its own alert channels' ids.
     pub channels: Vec<ChannelId>,
+    /// The settings of its check kind, flattened into the service's fields
+    /// as the user gave them; header values show as `***`.
+    #[serde(flatten, serialize_with = "serialize_shown_options")]
+    pub check: CheckOptions,
     /// Result of the most recent check, or PENDING.
     pub last_status: Status,
     /// When the most recent check finished.
@@ -143,8 +151,16 @@ impl Service {
             success_threshold: self.success_threshold,
             retry_interval: self.retry_interval_set,
             channels: self.channels.clone(),
+            check: self.check.clone(),
         }
     }
+}
+
+fn serialize_shown_options<S: serde::Serializer>(
+    options: &CheckOptions,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    options.shown().serialize(s)
 }
 
 fn serialize_redacted_url<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
@@ -201,6 +217,10 @@ mod tests {
             retry_interval: Seconds(30),
             retry_interval_set: None,
             channels: Vec::new(),
+            check: CheckOptions {
+                headers: Some([("X-Token".to_owned(), "s3cret".to_owned())].into()),
+                ..CheckOptions::default()
+            },
             last_status: Status::Pending,
             last_check: None,
             last_latency_ms: None,
@@ -219,6 +239,11 @@ mod tests {
         assert!(v.get("retry_interval_set").is_none());
         assert_eq!(v["retry_interval"], 30, "the interval when none is set");
         assert_eq!(v["channels"], serde_json::json!([]));
+        assert_eq!(
+            v["headers"]["X-Token"], "***",
+            "header values are write-only"
+        );
+        assert!(v.get("method").is_none(), "unset options are not shown");
         for key in [
             "id",
             "name",

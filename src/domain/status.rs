@@ -12,6 +12,11 @@ pub enum Status {
     Pending,
     /// The last check succeeded.
     Up,
+    /// The check passed but crossed a soft limit (slower than
+    /// `degraded_latency_ms`, a certificate expiring within
+    /// `cert_expiry_days`). It counts as up: for thresholds, uptime and
+    /// alerts' "resolved".
+    Degraded,
     /// The last check failed.
     Down,
 }
@@ -22,6 +27,7 @@ impl Status {
         match self {
             Status::Pending => "PENDING",
             Status::Up => "UP",
+            Status::Degraded => "DEGRADED",
             Status::Down => "DOWN",
         }
     }
@@ -33,6 +39,12 @@ impl Status {
     pub fn changes_to(self, new: Status) -> bool {
         self != new && new != Status::Pending
     }
+
+    /// Whether a check with this outcome passed: UP or DEGRADED. Noise
+    /// control counts passing and failing rounds, not the two shades of up.
+    pub fn is_up(self) -> bool {
+        matches!(self, Status::Up | Status::Degraded)
+    }
 }
 
 impl fmt::Display for Status {
@@ -41,7 +53,7 @@ impl fmt::Display for Status {
     }
 }
 
-/// A status string that is not one of PENDING, UP, DOWN.
+/// A status string that is not one of PENDING, UP, DEGRADED, DOWN.
 #[derive(Debug, thiserror::Error)]
 #[error("unknown status {0:?}")]
 pub struct UnknownStatus(pub String);
@@ -53,6 +65,7 @@ impl FromStr for Status {
         match s {
             "PENDING" => Ok(Status::Pending),
             "UP" => Ok(Status::Up),
+            "DEGRADED" => Ok(Status::Degraded),
             "DOWN" => Ok(Status::Down),
             other => Err(UnknownStatus(other.to_owned())),
         }
@@ -76,7 +89,7 @@ mod tests {
 
     #[test]
     fn parses_what_it_prints() {
-        for s in [Status::Pending, Status::Up, Status::Down] {
+        for s in [Status::Pending, Status::Up, Status::Degraded, Status::Down] {
             assert_eq!(s.as_str().parse::<Status>().ok(), Some(s));
         }
         assert!("up".parse::<Status>().is_err());

@@ -563,6 +563,7 @@ fn finish(
             success_threshold,
             retry_interval: retry_interval.map(Seconds),
             channels,
+            check: Default::default(),
         }),
         _ => Err(errors),
     }

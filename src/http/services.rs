@@ -61,7 +61,7 @@ pub async fn create(
         &state,
         ScheduleUpdate::Upsert {
             id: svc.id,
-            spec: svc.spec(),
+            spec: Box::new(svc.spec()),
         },
     )
     .await;
@@ -195,7 +195,7 @@ async fn announce(state: &AppState, svc: crate::domain::Service) -> Result<HttpR
         state,
         ScheduleUpdate::Upsert {
             id: svc.id,
-            spec: svc.spec(),
+            spec: Box::new(svc.spec()),
         },
     )
     .await;

@@ -15,6 +15,7 @@ fn spec(interval: i64) -> ServiceSpec {
         success_threshold: 1,
         retry_interval: None,
         channels: Vec::new(),
+        check: Default::default(),
     }
 }
 
@@ -32,6 +33,7 @@ fn stored(id: i64, url: &str, last_scheduled_at: Option<i64>) -> Service {
         retry_interval: Seconds(10),
         retry_interval_set: None,
         channels: Vec::new(),
+        check: Default::default(),
         last_status: crate::domain::Status::Up,
         last_check: None,
         last_latency_ms: None,

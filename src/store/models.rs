@@ -12,7 +12,9 @@ use crate::domain::health_log::HealthLog;
 use crate::domain::plan::{self, Current, OutboxRow, Plan, StatusUpdate, Transition};
 use crate::domain::time::{Millis, Seconds};
 use crate::domain::uptime::HourlyRollup;
-use crate::domain::{ChannelId, CheckResult, Service, ServiceId, ServiceSpec, Status};
+use crate::domain::{
+    ChannelId, CheckOptions, CheckResult, Service, ServiceId, ServiceSpec, Status,
+};
 use diesel::prelude::*;
 use std::collections::{HashMap, HashSet};
 
@@ -38,6 +40,9 @@ pub struct ServiceRow {
     pub success_threshold: i32,
     pub retry_interval_s: Option<i64>,
     pub channel_ids: Option<String>,
+    pub check_options: String,
+    #[allow(dead_code, reason = "read by push monitors")]
+    pub push_token_hash: Option<String>,
 }
 
 impl ServiceRow {
@@ -56,6 +61,7 @@ impl ServiceRow {
             retry_interval: Seconds(self.retry_interval_s.unwrap_or(self.interval_s)),
             retry_interval_set: self.retry_interval_s.map(Seconds),
             channels: decode_channels(self.channel_ids.as_deref()),
+            check: CheckOptions::from_json(&self.check_options),
             last_status: self.last_status.parse().unwrap_or(Status::Pending),
             last_check: self.last_check,
             last_latency_ms: self.last_latency_ms,
@@ -157,6 +163,7 @@ pub struct NewServiceRow<'a> {
     pub success_threshold: i32,
     pub retry_interval_s: Option<i64>,
     pub channel_ids: Option<String>,
+    pub check_options: String,
 }
 
 impl<'a> NewServiceRow<'a> {
@@ -176,6 +183,7 @@ impl<'a> NewServiceRow<'a> {
             success_threshold: spec.success_threshold as i32,
             retry_interval_s: spec.retry_interval.map(Seconds::get),
             channel_ids: encode_channels(&spec.channels),
+            check_options: spec.check.to_json(),
         }
     }
 }
@@ -195,6 +203,7 @@ pub struct ServiceChanges<'a> {
     pub success_threshold: i32,
     pub retry_interval_s: Option<i64>,
     pub channel_ids: Option<String>,
+    pub check_options: String,
 }
 
 impl<'a> ServiceChanges<'a> {
@@ -212,6 +221,7 @@ impl<'a> ServiceChanges<'a> {
             success_threshold: spec.success_threshold as i32,
             retry_interval_s: spec.retry_interval.map(Seconds::get),
             channel_ids: encode_channels(&spec.channels),
+            check_options: spec.check.to_json(),
         }
     }
 }
@@ -227,6 +237,7 @@ pub struct HealthLogRow {
     pub status_code: Option<i32>,
     pub error: Option<String>,
     pub checked_at: i64,
+    pub cert_expires_at: Option<i64>,
 }
 
 impl From<HealthLogRow> for HealthLog {
@@ -239,6 +250,7 @@ impl From<HealthLogRow> for HealthLog {
             status_code: r.status_code,
             error: r.error,
             checked_at: r.checked_at,
+            cert_expires_at: r.cert_expires_at,
         }
     }
 }
@@ -254,6 +266,7 @@ pub struct NewHealthLog<'a> {
     pub error: Option<&'a str>,
     pub scheduled_at: i64,
     pub checked_at: i64,
+    pub cert_expires_at: Option<i64>,
 }
 
 impl<'a> NewHealthLog<'a> {
@@ -267,6 +280,7 @@ impl<'a> NewHealthLog<'a> {
             error: r.error.as_deref(),
             scheduled_at: r.scheduled_at,
             checked_at: r.checked_at,
+            cert_expires_at: r.cert_expires_at,
         }
     }
 }

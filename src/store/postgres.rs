@@ -141,9 +141,10 @@ pub async fn record(
         } else {
             diesel::sql_query(
                 "INSERT INTO health_logs \
-                 (service_id, status, latency_ms, status_code, error, scheduled_at, checked_at) \
+                 (service_id, status, latency_ms, status_code, error, scheduled_at, checked_at, \
+                 cert_expires_at) \
                  SELECT * FROM unnest($1::int8[], $2::text[], $3::int8[], $4::int4[], \
-                 $5::text[], $6::int8[], $7::int8[]) \
+                 $5::text[], $6::int8[], $7::int8[], $8::int8[]) \
                  ON CONFLICT (service_id, scheduled_at) DO NOTHING \
                  RETURNING id, service_id, scheduled_at",
             )
@@ -161,6 +162,9 @@ pub async fn record(
             )
             .bind::<Array<BigInt>, _>(fresh.iter().map(|r| r.scheduled_at).collect::<Vec<_>>())
             .bind::<Array<BigInt>, _>(fresh.iter().map(|r| r.checked_at).collect::<Vec<_>>())
+            .bind::<Array<Nullable<BigInt>>, _>(
+                fresh.iter().map(|r| r.cert_expires_at).collect::<Vec<_>>(),
+            )
             .load::<LoggedRow>(conn)
             .await?
             .into_iter()

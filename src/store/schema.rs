@@ -26,6 +26,8 @@ diesel::table! {
         success_threshold -> Integer,
         retry_interval_s -> Nullable<BigInt>,
         channel_ids -> Nullable<Text>,
+        check_options -> Text,
+        push_token_hash -> Nullable<Text>,
     }
 }
 
@@ -40,6 +42,7 @@ diesel::table! {
         error -> Nullable<Text>,
         scheduled_at -> BigInt,
         checked_at -> BigInt,
+        cert_expires_at -> Nullable<BigInt>,
     }
 }
 
@@ -65,6 +68,7 @@ diesel::table! {
         failures -> BigInt,
         latency_sum_ms -> BigInt,
         latency_max_ms -> BigInt,
+        degraded -> BigInt,
     }
 }
 

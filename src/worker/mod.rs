@@ -12,6 +12,8 @@
 
 pub mod check;
 pub mod guard;
+pub mod http;
+pub mod net;
 
 use crate::bus::{Bus, BusError};
 use crate::domain::CheckResult;

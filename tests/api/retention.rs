@@ -251,6 +251,7 @@ async fn measure(backend: &str, store: &healthmon::store::Store, logs: i64) {
                         status_code: Some(200),
                         error: None,
                         checked_at: at,
+                        cert_expires_at: None,
                     })
                     .collect();
                 at += 1;

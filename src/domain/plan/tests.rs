@@ -11,6 +11,7 @@ fn result(id: i64, at: i64, status: Status) -> CheckResult {
         status_code: None,
         error: None,
         checked_at: at + 5,
+        cert_expires_at: None,
     }
 }
 

@@ -162,6 +162,7 @@ pub(crate) mod tests {
             retry_interval: Seconds(30),
             retry_interval_set: None,
             channels: Vec::new(),
+            check: Default::default(),
             last_status: Status::Up,
             last_check: None,
             last_latency_ms: None,
