@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod broker;
+pub mod ca;
 pub mod fleet;
 pub mod maintenance;
 pub mod measure;
