@@ -20,7 +20,8 @@ use crate::recorder::{self, BatchLimits};
 use crate::scheduler;
 use crate::store::{Store, StoreError};
 use crate::supervise::{self, GaveUp, Policy, Stage, Task, TaskError};
-use crate::worker::{self, Checker, PoolLimits, check::ClientError, guard::AddressPolicy};
+use crate::worker::check::{CheckerSettings, ClientError};
+use crate::worker::{self, Checker, PoolLimits, guard::AddressPolicy};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -151,10 +152,12 @@ impl App {
         let checker = if roles.worker {
             let policy =
                 AddressPolicy::new(settings.checks.block_private, &settings.checks.allow_cidrs);
-            Some(
-                Checker::new(settings.worker.max_body_bytes, policy)?
-                    .send_schedule_header(settings.checks.send_schedule_header),
-            )
+            Some(Checker::with_settings(CheckerSettings {
+                max_body_bytes: settings.worker.max_body_bytes,
+                policy,
+                ca_file: settings.checks.ca_file.clone(),
+                schedule_header: settings.checks.send_schedule_header,
+            })?)
         } else {
             None
         };
@@ -168,7 +171,7 @@ impl App {
                     alerts.http_timeout,
                     alerts.max_response_bytes,
                 )?;
-                let mail = MailSettings::new(policy, None)?;
+                let mail = MailSettings::new(policy, settings.checks.ca_file.clone())?;
                 Some(Sender::new(store.clone(), deliverer, mail, alerts.clone()))
             }
             _ => None,

@@ -157,6 +157,8 @@ pub struct ChecksSettings {
     /// header (for the benchmark's lag measurement; off in production, where
     /// it would only leak an internal detail to every target).
     pub send_schedule_header: bool,
+    /// Extra trust roots (PEM) for HTTPS and `tls://` checks and SMTP.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// `[recorder]`
@@ -245,6 +247,8 @@ struct RawChecks {
     block_private: bool,
     allow_cidrs: String,
     send_schedule_header: bool,
+    #[serde(default)]
+    ca_file: Option<String>,
 }
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -543,6 +547,12 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
             block_private: raw.checks.block_private,
             allow_cidrs: parse_cidr_list("checks.allow_cidrs", &raw.checks.allow_cidrs)?,
             send_schedule_header: raw.checks.send_schedule_header,
+            // An empty value (an environment variable set to "") means unset.
+            ca_file: raw
+                .checks
+                .ca_file
+                .filter(|f| !f.trim().is_empty())
+                .map(std::path::PathBuf::from),
         },
         recorder: RecorderSettings {
             batch_size: batch_size as usize,
