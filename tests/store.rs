@@ -341,7 +341,11 @@ fn hour(service_id: ServiceId, hour_start: i64, latencies: &[(Status, i64)]) -> 
         service_id,
         hour_start,
         checks: latencies.len() as i64,
-        failures: latencies.iter().filter(|(s, _)| *s != Status::Up).count() as i64,
+        failures: latencies.iter().filter(|(s, _)| *s == Status::Down).count() as i64,
+        degraded: latencies
+            .iter()
+            .filter(|(s, _)| *s == Status::Degraded)
+            .count() as i64,
         latency_sum_ms: latencies.iter().map(|(_, l)| l).sum(),
         latency_max_ms: latencies.iter().map(|(_, l)| *l).max().unwrap_or(0),
     }

@@ -59,19 +59,27 @@ impl Alert {
             .then_some(code)
     }
 
-    /// One line for a person: "api is DOWN (timeout) since 14:02:11 UTC".
+    /// One line for a person: "api is DOWN (timeout)", "api is DEGRADED
+    /// (latency)", "api is UP again after 12 min", "api is UP again (was
+    /// DEGRADED for 12 min)".
     pub fn headline(&self) -> String {
         let name = &self.service_name;
+        let reason = match self.reason() {
+            Some(reason) => format!(" ({reason})"),
+            None => String::new(),
+        };
+        let lasted = human_duration(self.at - self.since);
         match self.event {
-            AlertEvent::Down => match self.reason() {
-                Some(reason) => format!("{name} is DOWN ({reason})"),
-                None => format!("{name} is DOWN"),
-            },
-            AlertEvent::Up => format!(
-                "{name} is UP again after {}",
-                human_duration(self.at - self.since)
-            ),
-            AlertEvent::Degraded => format!("{name} is DEGRADED"),
+            AlertEvent::Down => format!("{name} is DOWN{reason}"),
+            AlertEvent::Up if self.old_status == Status::Degraded => {
+                format!("{name} is UP again (was DEGRADED for {lasted})")
+            }
+            // Passing again after DOWN, but over a soft limit.
+            AlertEvent::Up if self.new_status == Status::Degraded => {
+                format!("{name} is UP again after {lasted}, but DEGRADED{reason}")
+            }
+            AlertEvent::Up => format!("{name} is UP again after {lasted}"),
+            AlertEvent::Degraded => format!("{name} is DEGRADED{reason}"),
             AlertEvent::Reminder => format!(
                 "{name} is still DOWN, for {}",
                 human_duration(self.at - self.since)
@@ -142,6 +150,26 @@ pub(crate) mod tests {
         a.event = AlertEvent::Reminder;
         a.since = a.at - 3 * 3_600_000 - 5 * 60_000;
         assert_eq!(a.headline(), "api is still DOWN, for 3 h 5 min");
+    }
+
+    #[test]
+    fn degraded_headlines_name_the_reason_and_how_long_it_lasted() {
+        let mut a = down_alert();
+        a.event = AlertEvent::Degraded;
+        a.new_status = Status::Degraded;
+        a.error = Some("latency: 2300 ms, over degraded_latency_ms 1000".into());
+        assert_eq!(a.headline(), "api is DEGRADED (latency)");
+        a.event = AlertEvent::Up;
+        a.old_status = Status::Down;
+        a.since = a.at - 754_000;
+        assert_eq!(
+            a.headline(),
+            "api is UP again after 12 min, but DEGRADED (latency)"
+        );
+        a.old_status = Status::Degraded;
+        a.new_status = Status::Up;
+        a.error = None;
+        assert_eq!(a.headline(), "api is UP again (was DEGRADED for 12 min)");
     }
 
     #[test]

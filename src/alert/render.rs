@@ -10,8 +10,8 @@
 use super::channel::ChannelConfig;
 use super::sign::signature;
 use super::{Alert, AlertEvent};
-use crate::domain::ServiceId;
 use crate::domain::time::to_rfc3339;
+use crate::domain::{ServiceId, Status};
 use serde_json::{Value, json};
 
 /// Longest error text put in a message; chat services cap field sizes
@@ -230,13 +230,36 @@ fn slack(alert: &Alert) -> Value {
     })
 }
 
-/// Discord embed colours: red, green, amber, blue.
-fn colour(event: AlertEvent) -> u32 {
-    match event {
-        AlertEvent::Down | AlertEvent::Reminder => 0xD7_3A_49,
-        AlertEvent::Up => 0x2E_A0_43,
-        AlertEvent::Degraded => 0xD2_99_22,
-        AlertEvent::Test => 0x3B_82_F6,
+/// How an alert reads at a glance: the colours and priorities of chats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tone {
+    /// DOWN, still DOWN.
+    Bad,
+    /// DEGRADED: passing over a soft limit, also when back from DOWN so.
+    Warning,
+    /// UP.
+    Good,
+    /// A test.
+    Info,
+}
+
+fn tone(alert: &Alert) -> Tone {
+    match alert.event {
+        AlertEvent::Down | AlertEvent::Reminder => Tone::Bad,
+        AlertEvent::Degraded => Tone::Warning,
+        AlertEvent::Up if alert.new_status == Status::Degraded => Tone::Warning,
+        AlertEvent::Up => Tone::Good,
+        AlertEvent::Test => Tone::Info,
+    }
+}
+
+/// Discord embed colours: red, amber, green, blue.
+fn colour(alert: &Alert) -> u32 {
+    match tone(alert) {
+        Tone::Bad => 0xD7_3A_49,
+        Tone::Warning => 0xD2_99_22,
+        Tone::Good => 0x2E_A0_43,
+        Tone::Info => 0x3B_82_F6,
     }
 }
 
@@ -254,7 +277,7 @@ fn discord(alert: &Alert) -> Value {
         "allowed_mentions": {"parse": []},
         "embeds": [{
             "title": truncate(&alert.headline(), 250),
-            "color": colour(alert.event),
+            "color": colour(alert),
             "fields": fields,
             "timestamp": to_rfc3339(alert.at),
             "footer": {"text": format!("healthmon · delivery {}", alert.id)},
@@ -263,11 +286,11 @@ fn discord(alert: &Alert) -> Value {
 }
 
 fn teams(alert: &Alert) -> Value {
-    let colour = match alert.event {
-        AlertEvent::Down | AlertEvent::Reminder => "Attention",
-        AlertEvent::Up => "Good",
-        AlertEvent::Degraded => "Warning",
-        AlertEvent::Test => "Accent",
+    let colour = match tone(alert) {
+        Tone::Bad => "Attention",
+        Tone::Warning => "Warning",
+        Tone::Good => "Good",
+        Tone::Info => "Accent",
     };
     let facts: Vec<Value> = facts(alert)
         .into_iter()
@@ -300,12 +323,12 @@ fn plain_text(alert: &Alert) -> String {
 }
 
 fn ntfy(alert: &Alert, topic: &str) -> Value {
-    let (priority, tag) = match alert.event {
-        AlertEvent::Down => (5, "rotating_light"),
-        AlertEvent::Reminder => (4, "rotating_light"),
-        AlertEvent::Degraded => (3, "warning"),
-        AlertEvent::Up => (3, "white_check_mark"),
-        AlertEvent::Test => (2, "test_tube"),
+    let (priority, tag) = match (alert.event, tone(alert)) {
+        (AlertEvent::Down, _) => (5, "rotating_light"),
+        (AlertEvent::Reminder, _) => (4, "rotating_light"),
+        (AlertEvent::Test, _) => (2, "test_tube"),
+        (_, Tone::Warning) => (3, "warning"),
+        _ => (3, "white_check_mark"),
     };
     json!({
         "topic": topic,
@@ -345,6 +368,9 @@ fn pagerduty(alert: &Alert, routing_key: &str) -> Value {
         AlertEvent::Test => format!("healthmon-test-{}", alert.id),
         _ => pagerduty_dedup_key(alert.service_id),
     };
+    // An `up` resolves the service's incident, a `down`'s or a
+    // `degraded`'s (one key per service: a service has one incident at a
+    // time, its severity that of the alert that opened it).
     if alert.event == AlertEvent::Up {
         return json!({
             "routing_key": routing_key,

@@ -39,20 +39,33 @@ impl Thresholds {
 
 /// The status the newest rounds support, given the status shown now.
 ///
-/// `newest_first` holds the outcomes (UP or DOWN) of the service's most
-/// recent rounds, newest first, as logged (one per due time). The status
-/// moves to DOWN when the newest `failure` rounds all failed, to UP when the
-/// newest `success` rounds all passed, and otherwise stays: a failure not
+/// `newest_first` holds the outcomes (UP, DEGRADED or DOWN) of the
+/// service's most recent rounds, newest first, as logged (one per due
+/// time). DEGRADED is a passing round ([`Status::is_up`]): the thresholds
+/// count failing and passing rounds, not the two shades of up. The status
+/// moves to DOWN when the newest `failure` rounds all failed; to the newest
+/// round's shade (UP or DEGRADED) when the newest `success` rounds all
+/// passed, or at once when the service already passes (UP <-> DEGRADED
+/// needs no confirming: nothing failed); and otherwise stays: a failure not
 /// yet confirmed leaves an UP service UP (and a PENDING one PENDING).
 pub fn verdict(current: Status, thresholds: Thresholds, newest_first: &[Status]) -> Status {
-    let run = |want: Status| newest_first.iter().take_while(|s| **s == want).count();
-    match newest_first.first() {
-        Some(Status::Down) if run(Status::Down) >= thresholds.failure.max(1) as usize => {
-            Status::Down
+    let Some(&newest) = newest_first.first() else {
+        return current;
+    };
+    let run = |passing: bool| {
+        newest_first
+            .iter()
+            .take_while(|s| s.is_up() == passing)
+            .count()
+    };
+    if newest.is_up() {
+        if current.is_up() || run(true) >= thresholds.success.max(1) as usize {
+            return newest;
         }
-        Some(Status::Up) if run(Status::Up) >= thresholds.success.max(1) as usize => Status::Up,
-        _ => current,
+    } else if newest == Status::Down && run(false) >= thresholds.failure.max(1) as usize {
+        return Status::Down;
     }
+    current
 }
 
 /// Whether the service is in an unconfirmed failure: its newest round
@@ -76,6 +89,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     const UP: Status = Status::Up;
+    const DEG: Status = Status::Degraded;
     const DOWN: Status = Status::Down;
 
     fn t(failure: u32, success: u32) -> Thresholds {
@@ -106,6 +120,28 @@ mod tests {
         assert_eq!(verdict(Status::Pending, three, &[UP]), Status::Pending);
         assert_eq!(verdict(Status::Pending, t(3, 1), &[UP]), UP);
         assert_eq!(three.window(), 3);
+    }
+
+    #[test]
+    fn degraded_is_a_passing_round_and_its_shade_shows_at_once() {
+        let three = t(3, 2);
+        // DEGRADED rounds bring a DOWN service back like UP ones, and the
+        // newest round's shade is what shows.
+        assert_eq!(verdict(DOWN, three, &[DEG, DOWN]), DOWN);
+        assert_eq!(verdict(DOWN, three, &[DEG, UP, DOWN]), DEG);
+        assert_eq!(verdict(DOWN, three, &[UP, DEG, DOWN]), UP);
+        // They do not count towards DOWN, and they break a failing run.
+        assert_eq!(verdict(UP, three, &[DOWN, DEG, DOWN]), UP);
+        assert!(failure_unconfirmed(DEG, three, &[DOWN, DOWN, DEG]));
+        assert_eq!(verdict(DEG, three, &[DOWN, DOWN, DOWN]), DOWN);
+        // Between the shades of up nothing is confirmed: no round failed.
+        assert_eq!(verdict(UP, three, &[DEG]), DEG);
+        assert_eq!(verdict(DEG, three, &[UP, DOWN, DOWN]), UP);
+        assert_eq!(verdict(DEG, three, &[DOWN, UP]), DEG);
+        // A new service waits for its passing rounds whatever their shade.
+        assert_eq!(verdict(Status::Pending, three, &[DEG]), Status::Pending);
+        assert_eq!(verdict(Status::Pending, three, &[DEG, UP]), DEG);
+        assert_eq!(verdict(Status::Pending, Thresholds::default(), &[DEG]), DEG);
     }
 
     /// The recorder as a model: results arrive in any order, some twice;
@@ -167,7 +203,7 @@ mod tests {
     }
 
     fn rounds() -> impl Strategy<Value = Vec<Status>> {
-        prop::collection::vec(prop_oneof![Just(UP), Just(DOWN)], 1..40)
+        prop::collection::vec(prop_oneof![Just(UP), Just(DEG), Just(DOWN)], 1..40)
     }
 
     proptest! {
@@ -187,10 +223,19 @@ mod tests {
             for pair in changes.windows(2) {
                 prop_assert_eq!(pair[0].1, pair[1].0);
             }
-            for (_, to, window) in &changes {
-                let need = if *to == DOWN { failure } else { success } as usize;
-                prop_assert!(window.len() >= need);
-                prop_assert!(window[..need].iter().all(|s| s == to), "{:?} on {:?}", to, window);
+            for (from, to, window) in &changes {
+                prop_assert_eq!(window.first(), Some(to), "a change shows the newest round");
+                if *to == DOWN {
+                    let need = failure as usize;
+                    prop_assert!(window.len() >= need);
+                    prop_assert!(window[..need].iter().all(|s| *s == DOWN), "DOWN on {:?}", window);
+                } else if !from.is_up() {
+                    // Back from DOWN or PENDING: confirmed passing rounds,
+                    // of either shade. UP <-> DEGRADED needs none.
+                    let need = success as usize;
+                    prop_assert!(window.len() >= need);
+                    prop_assert!(window[..need].iter().all(|s| s.is_up()), "{:?} on {:?}", to, window);
+                }
             }
             let decisive = verdict(Status::Pending, th, &newest);
             if decisive != Status::Pending {
@@ -216,7 +261,8 @@ mod tests {
         }
 
         /// In due order, a service goes DOWN exactly when `failure` failing
-        /// rounds in a row end, and never on fewer.
+        /// rounds in a row end, and never on fewer; while it passes, it
+        /// shows the newest round's shade.
         #[test]
         fn in_due_order_down_needs_the_threshold(
             rounds in rounds(),
@@ -234,6 +280,10 @@ mod tests {
                 }
                 if streak >= failure {
                     prop_assert_eq!(next, DOWN);
+                }
+                // Once up, the shown shade is the newest passing round's.
+                if s.is_up() && (status.is_up() || next.is_up()) {
+                    prop_assert_eq!(next, *s);
                 }
                 status = next;
             }

@@ -59,15 +59,24 @@ impl FromStr for AlertEvent {
     }
 }
 
-/// The alert a status change makes, if any: DOWN from anything is `down`,
-/// UP after DOWN is `up` (resolved). A first result (from PENDING) that is
-/// not DOWN tells no one anything new. (There is no DEGRADED status yet;
-/// when it comes, DEGRADED after DOWN is to be `up` and DEGRADED after UP
-/// `degraded`, [`AlertEvent::Degraded`].)
+/// The alert a status change makes, if any:
+///
+/// - to DOWN from anything: `down`;
+/// - DOWN to UP or DEGRADED: `up` (resolved: it passes again, and how long
+///   it was down is told); a DEGRADED one says so in its new status;
+/// - UP or PENDING to DEGRADED: `degraded`;
+/// - DEGRADED to UP: `up` too, "no longer degraded". Silence was the
+///   other choice, but whoever got a `degraded` alert expects to hear that
+///   it ended, as after a `down`; PagerDuty needs it to resolve the warning
+///   incident the `degraded` opened.
+/// - PENDING to UP, a first result that passed: nothing new to tell.
 pub fn event_for(old: Status, new: Status) -> Option<AlertEvent> {
     match (old, new) {
         (_, Status::Down) if old != Status::Down => Some(AlertEvent::Down),
-        (Status::Down, Status::Up) => Some(AlertEvent::Up),
+        (Status::Down | Status::Degraded, Status::Up) | (Status::Down, Status::Degraded) => {
+            Some(AlertEvent::Up)
+        }
+        (Status::Up | Status::Pending, Status::Degraded) => Some(AlertEvent::Degraded),
         _ => None,
     }
 }
@@ -77,7 +86,7 @@ pub fn event_for(old: Status, new: Status) -> Option<AlertEvent> {
 pub struct CheckSnapshot {
     /// The health log's id, when known.
     pub id: Option<i64>,
-    /// UP or DOWN.
+    /// UP, DEGRADED or DOWN.
     pub status: Status,
     /// Latency in milliseconds.
     pub latency_ms: i64,
@@ -96,9 +105,10 @@ pub struct CheckSnapshot {
 pub struct AlertPayload {
     /// The service's name at the change.
     pub service_name: String,
-    /// Since when the service was in the state the alert is about: for `up`
-    /// and `reminder`, when it went DOWN (so the outage's length is known);
-    /// otherwise the change's own time.
+    /// Since when the service was in the state the alert is about: for `up`,
+    /// when the status it ends began (DOWN, or DEGRADED: so the outage's
+    /// length is known); for `reminder`, when it went DOWN; otherwise the
+    /// change's own time.
     pub since: Option<Millis>,
     /// The check that decided the change (none for tests and reminders).
     pub check: Option<CheckSnapshot>,
@@ -120,6 +130,25 @@ mod tests {
         assert_eq!(event_for(Status::Down, Status::Down), None);
         assert_eq!(event_for(Status::Up, Status::Up), None);
         assert_eq!(event_for(Status::Down, Status::Pending), None);
+    }
+
+    #[test]
+    fn degraded_alerts_when_it_starts_and_an_up_when_it_ends() {
+        use Status::*;
+        assert_eq!(event_for(Up, Degraded), Some(AlertEvent::Degraded));
+        assert_eq!(event_for(Pending, Degraded), Some(AlertEvent::Degraded));
+        // Passing again after DOWN, if slowly, resolves the outage.
+        assert_eq!(event_for(Down, Degraded), Some(AlertEvent::Up));
+        assert_eq!(event_for(Degraded, Up), Some(AlertEvent::Up));
+        assert_eq!(event_for(Degraded, Down), Some(AlertEvent::Down));
+        assert_eq!(event_for(Degraded, Degraded), None);
+        // Every real change of status but a first UP alerts someone.
+        for old in [Pending, Up, Degraded, Down] {
+            for new in [Up, Degraded, Down] {
+                let quiet = !old.changes_to(new) || (old, new) == (Pending, Up);
+                assert_eq!(event_for(old, new).is_none(), quiet, "{old} -> {new}");
+            }
+        }
     }
 
     #[test]

@@ -147,7 +147,7 @@ pub struct AlertDraft {
     /// The service's own channels, as listed (some may be gone).
     pub channels: Vec<ChannelId>,
     /// The message's frozen part. `since` is unset for an `up` whose DOWN
-    /// happened before this batch: the store reads it (see
+    /// (or DEGRADED) began before this batch: the store reads it (see
     /// [`Plan::since_wanted`]).
     pub payload: AlertPayload,
 }
@@ -178,8 +178,9 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The services whose `up` alerts need to know when they went DOWN,
-    /// from the transitions recorded before this batch.
+    /// The services whose `up` alerts need to know when the status they
+    /// end (DOWN, or DEGRADED) began, from the transitions recorded before
+    /// this batch.
     pub fn since_wanted(&self) -> Vec<ServiceId> {
         let mut ids: Vec<ServiceId> = self
             .alerts
@@ -216,7 +217,8 @@ impl Plan {
 /// than the one behind the status shown is history only; a newer one
 /// becomes the service's last check, and its status is the verdict of the
 /// thresholds over the rounds due up to it ([`confirm::verdict`]), so
-/// rounds count by due time, not arrival. A transition (and its
+/// rounds count by due time, not arrival (DEGRADED is a passing round; the
+/// shown shade of up follows the newest one). A transition (and its
 /// `status_change` event and alerts) happens only when the verdict differs
 /// from the status shown, so each is recorded once.
 pub fn plan<'a>(
@@ -229,8 +231,9 @@ pub fn plan<'a>(
     // Per service: whether its newest advancing round left a failure
     // unconfirmed, and that round's due time.
     let mut unconfirmed: HashMap<ServiceId, (bool, Millis)> = HashMap::new();
-    // When a service went DOWN within this batch, for a later `up`.
-    let mut down_at: HashMap<ServiceId, Millis> = HashMap::new();
+    // When a service's newest transition within this batch happened: the
+    // start of the status a later `up` ends (DOWN or DEGRADED).
+    let mut entered_at: HashMap<ServiceId, Millis> = HashMap::new();
     for Logged { result: r, log_id } in logged {
         let Some(row) = current.get_mut(&r.service_id) else {
             continue;
@@ -301,7 +304,7 @@ pub fn plan<'a>(
         });
         if let Some(event) = outbox::event_for(old, new) {
             let since = match event {
-                AlertEvent::Up => down_at.get(&r.service_id).copied(),
+                AlertEvent::Up => entered_at.get(&r.service_id).copied(),
                 _ => Some(r.checked_at),
             };
             plan.alerts.push(AlertDraft {
@@ -318,9 +321,7 @@ pub fn plan<'a>(
                 },
             });
         }
-        if new == Status::Down {
-            down_at.insert(r.service_id, r.checked_at);
-        }
+        entered_at.insert(r.service_id, r.checked_at);
     }
     plan.updates = moved.into_values().collect();
     // A fixed order: PostgreSQL takes row locks in it.
@@ -370,21 +371,28 @@ pub struct OutboxRow {
     pub payload: AlertPayload,
 }
 
+/// When each service last entered a status, as recorded before a batch:
+/// `(service, status)` to the newest transition's time into it. A status
+/// lasts until the next transition, so the newest change into the status
+/// an `up` leaves is when that status began.
+pub type EnteredSince = HashMap<(ServiceId, Status), Millis>;
+
 /// Which outbox rows the alerts make: one per alert and channel, the
 /// channels being the service's own that still exist (`existing`) and
-/// every `all_services` channel, each once. `down_since` fills in when a
-/// service went DOWN for the `up` alerts that did not see it in the batch.
+/// every `all_services` channel, each once. `since` fills in when the
+/// status an `up` ends (DOWN or DEGRADED) began, for the `up` alerts that
+/// did not see it in the batch.
 pub fn outbox_rows(
     alerts: &[AlertDraft],
     existing: &HashSet<ChannelId>,
     all_services: &[ChannelId],
-    down_since: &HashMap<ServiceId, Millis>,
+    since: &EnteredSince,
 ) -> Vec<OutboxRow> {
     let mut rows = Vec::new();
     for a in alerts {
         let mut payload = a.payload.clone();
         if payload.since.is_none() {
-            payload.since = down_since.get(&a.service_id).copied();
+            payload.since = since.get(&(a.service_id, a.old)).copied();
         }
         let mut to: Vec<ChannelId> = a
             .channels

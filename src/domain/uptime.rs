@@ -14,8 +14,10 @@ pub struct HourlyRollup {
     pub hour_start: Millis,
     /// Checks counted.
     pub checks: i64,
-    /// Of those, checks that were not UP.
+    /// Of those, checks that failed (DOWN).
     pub failures: i64,
+    /// Of those, checks that passed but DEGRADED (they count as up).
+    pub degraded: i64,
     /// Sum of their latencies; the mean is `latency_sum_ms / checks`.
     pub latency_sum_ms: i64,
     /// Highest latency.
@@ -27,6 +29,7 @@ impl HourlyRollup {
     pub fn absorb(&mut self, other: &HourlyRollup) {
         self.checks += other.checks;
         self.failures += other.failures;
+        self.degraded += other.degraded;
         self.latency_sum_ms += other.latency_sum_ms;
         self.latency_max_ms = self.latency_max_ms.max(other.latency_max_ms);
     }
@@ -37,10 +40,16 @@ impl HourlyRollup {
 pub struct Uptime {
     /// Checks counted.
     pub checks: i64,
-    /// Checks that were not UP.
+    /// Checks that failed (DOWN).
     pub failures: i64,
-    /// `(checks - failures) / checks`; `null` without checks.
+    /// Checks that passed but DEGRADED.
+    pub degraded: i64,
+    /// `(checks - failures) / checks`: DEGRADED counts as up; `null`
+    /// without checks.
     pub uptime_ratio: Option<f64>,
+    /// `degraded / checks`: the share of checks that passed DEGRADED (part
+    /// of `uptime_ratio`); `null` without checks.
+    pub degraded_ratio: Option<f64>,
     /// Mean latency; `null` without checks.
     pub mean_latency_ms: Option<f64>,
     /// Highest latency; `null` without checks.
@@ -48,12 +57,22 @@ pub struct Uptime {
 }
 
 impl Uptime {
-    fn of(checks: i64, failures: i64, latency_sum_ms: i64, latency_max_ms: i64) -> Self {
+    fn of(r: &HourlyRollup) -> Self {
+        let HourlyRollup {
+            checks,
+            failures,
+            degraded,
+            latency_sum_ms,
+            latency_max_ms,
+            ..
+        } = *r;
         let some = checks > 0;
         Self {
             checks,
             failures,
+            degraded,
             uptime_ratio: some.then(|| (checks - failures) as f64 / checks as f64),
+            degraded_ratio: some.then(|| degraded as f64 / checks as f64),
             mean_latency_ms: some.then(|| latency_sum_ms as f64 / checks as f64),
             max_latency_ms: some.then_some(latency_max_ms),
         }
@@ -98,24 +117,29 @@ pub fn report(
     to: i64,
     rows: &[HourlyRollup],
 ) -> UptimeReport {
-    let (mut checks, mut failures, mut sum, mut max) = (0, 0, 0, 0);
+    let mut totals = HourlyRollup {
+        service_id,
+        hour_start: from,
+        checks: 0,
+        failures: 0,
+        degraded: 0,
+        latency_sum_ms: 0,
+        latency_max_ms: 0,
+    };
     for r in rows {
-        checks += r.checks;
-        failures += r.failures;
-        sum += r.latency_sum_ms;
-        max = max.max(r.latency_max_ms);
+        totals.absorb(r);
     }
     UptimeReport {
         service_id,
         hours,
         from,
         to,
-        totals: Uptime::of(checks, failures, sum, max),
+        totals: Uptime::of(&totals),
         hourly: rows
             .iter()
             .map(|r| Hour {
                 hour_start: r.hour_start,
-                uptime: Uptime::of(r.checks, r.failures, r.latency_sum_ms, r.latency_max_ms),
+                uptime: Uptime::of(r),
             })
             .collect(),
     }
@@ -128,11 +152,12 @@ mod tests {
 
     #[test]
     fn totals_sum_hours_and_means_come_from_sums() {
-        let row = |hour_start, checks, failures, sum, max| HourlyRollup {
+        let row = |hour_start, checks, failures, degraded, sum, max| HourlyRollup {
             service_id: ServiceId(1),
             hour_start,
             checks,
             failures,
+            degraded,
             latency_sum_ms: sum,
             latency_max_ms: max,
         };
@@ -141,14 +166,17 @@ mod tests {
             2,
             0,
             HOUR_MS,
-            &[row(0, 3, 1, 60, 30), row(HOUR_MS, 1, 0, 5, 5)],
+            &[row(0, 3, 1, 1, 60, 30), row(HOUR_MS, 1, 0, 0, 5, 5)],
         );
-        assert_eq!(r.totals, Uptime::of(4, 1, 65, 30));
-        assert_eq!(r.totals.uptime_ratio, Some(0.75));
+        assert_eq!(r.totals, Uptime::of(&row(0, 4, 1, 1, 65, 30)));
+        assert_eq!(r.totals.uptime_ratio, Some(0.75), "DEGRADED counts as up");
+        assert_eq!(r.totals.degraded_ratio, Some(0.25));
+        assert_eq!(r.hourly[1].uptime.degraded_ratio, Some(0.0));
         assert_eq!(r.totals.mean_latency_ms, Some(16.25));
         assert_eq!(r.hourly[0].uptime.mean_latency_ms, Some(20.0));
         let empty = report(ServiceId(1), 2, 0, HOUR_MS, &[]);
         assert_eq!(empty.totals.uptime_ratio, None);
         assert_eq!(empty.totals.max_latency_ms, None);
+        assert_eq!(empty.totals.degraded_ratio, None);
     }
 }

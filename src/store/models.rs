@@ -9,7 +9,7 @@ use super::schema::{alerts, api_keys, health_logs, hourly_rollups, services, sta
 use crate::domain::api_key::{ApiKey, NewApiKey};
 use crate::domain::confirm::Thresholds;
 use crate::domain::health_log::HealthLog;
-use crate::domain::plan::{self, Current, OutboxRow, Plan, StatusUpdate, Transition};
+use crate::domain::plan::{self, Current, EnteredSince, OutboxRow, Plan, StatusUpdate, Transition};
 use crate::domain::time::{Millis, Seconds};
 use crate::domain::uptime::HourlyRollup;
 use crate::domain::{
@@ -125,13 +125,20 @@ pub fn rounds(rows: Vec<(i64, String)>) -> Vec<(Millis, Status)> {
         .collect()
 }
 
+/// The statuses an `up` alert ends, whose start [`outbox_rows`] needs:
+/// the store reads the newest transition into each (see [`SinceRow`]).
+pub const ENDED_BY_UP: [&str; 2] = ["DOWN", "DEGRADED"];
+
+/// `(service, status, newest changed_at into it)` from `state_changes`.
+pub type SinceRow = (i64, String, Option<i64>);
+
 /// The outbox rows of a batch's plan, given the channels read for it
 /// (`(id, all_services)`: the listed ones that exist and every
-/// all-services one) and when its services last went DOWN.
+/// all-services one) and when its services last went DOWN or DEGRADED.
 pub fn outbox_rows(
     plan: &Plan,
     channels: Vec<(i64, bool)>,
-    down_since: Vec<(i64, Option<i64>)>,
+    since: Vec<SinceRow>,
 ) -> Vec<OutboxRow> {
     let existing: HashSet<ChannelId> = channels.iter().map(|(id, _)| ChannelId(*id)).collect();
     let all: Vec<ChannelId> = channels
@@ -139,9 +146,9 @@ pub fn outbox_rows(
         .filter(|(_, all)| *all)
         .map(|(id, _)| ChannelId(*id))
         .collect();
-    let since: HashMap<ServiceId, Millis> = down_since
+    let since: EnteredSince = since
         .into_iter()
-        .filter_map(|(id, at)| Some((ServiceId(id), at?)))
+        .filter_map(|(id, status, at)| Some(((ServiceId(id), status.parse().ok()?), at?)))
         .collect();
     plan::outbox_rows(&plan.alerts, &existing, &all, &since)
 }
@@ -426,6 +433,7 @@ pub struct HourlyRollupRow {
     pub failures: i64,
     pub latency_sum_ms: i64,
     pub latency_max_ms: i64,
+    pub degraded: i64,
 }
 
 impl From<HourlyRollupRow> for HourlyRollup {
@@ -435,6 +443,7 @@ impl From<HourlyRollupRow> for HourlyRollup {
             hour_start: r.hour_start,
             checks: r.checks,
             failures: r.failures,
+            degraded: r.degraded,
             latency_sum_ms: r.latency_sum_ms,
             latency_max_ms: r.latency_max_ms,
         }

@@ -49,16 +49,20 @@ impl Store {
                 return Ok(report);
             }
             let upto = newest.min(done.saturating_add(chunk));
+            // Failures are DOWN checks only: DEGRADED passed, it counts as
+            // up and has its own count.
             // Aggregated and added in the database, one portable statement
             // (PostgreSQL, SQLite >= 3.24); integers only go into its text.
             // The WHERE clause also settles SQLite's INSERT ... SELECT ...
             // ON CONFLICT parsing ambiguity.
             let sql = format!(
                 "INSERT INTO hourly_rollups \
-                 (service_id, hour_start, checks, failures, latency_sum_ms, latency_max_ms) \
+                 (service_id, hour_start, checks, failures, degraded, latency_sum_ms, \
+                 latency_max_ms) \
                  SELECT service_id, checked_at - checked_at % {HOUR_MS}, \
                  CAST(COUNT(*) AS BIGINT), \
-                 CAST(SUM(CASE WHEN status = 'UP' THEN 0 ELSE 1 END) AS BIGINT), \
+                 CAST(SUM(CASE WHEN status = 'DOWN' THEN 1 ELSE 0 END) AS BIGINT), \
+                 CAST(SUM(CASE WHEN status = 'DEGRADED' THEN 1 ELSE 0 END) AS BIGINT), \
                  CAST(SUM(latency_ms) AS BIGINT), CAST(MAX(latency_ms) AS BIGINT) \
                  FROM health_logs WHERE id > {done} AND id <= {upto} \
                  AND service_id IN (SELECT id FROM services) \
@@ -66,6 +70,7 @@ impl Store {
                  ON CONFLICT (service_id, hour_start) DO UPDATE SET \
                  checks = hourly_rollups.checks + excluded.checks, \
                  failures = hourly_rollups.failures + excluded.failures, \
+                 degraded = hourly_rollups.degraded + excluded.degraded, \
                  latency_sum_ms = hourly_rollups.latency_sum_ms + excluded.latency_sum_ms, \
                  latency_max_ms = CASE WHEN excluded.latency_max_ms > hourly_rollups.latency_max_ms \
                  THEN excluded.latency_max_ms ELSE hourly_rollups.latency_max_ms END"

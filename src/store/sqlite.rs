@@ -7,7 +7,7 @@ use super::models::{self, NewAlertRow, NewHealthLog, NewStateChange, StatusColum
 use super::schema::{alerts as schema_alerts, channels, health_logs, services, state_changes};
 use crate::domain::plan::{self, History, Logged};
 use crate::domain::time::Millis;
-use crate::domain::{CheckResult, ServiceId, Status};
+use crate::domain::{CheckResult, ServiceId};
 use diesel::connection::SimpleConnection;
 use diesel::dsl::max;
 use diesel::prelude::*;
@@ -148,7 +148,8 @@ pub fn record(
                 .execute(conn)?;
         }
         // Read before this batch's transitions are in: an `up` after a DOWN
-        // recorded earlier needs that DOWN, not one later in the batch.
+        // (or DEGRADED) recorded earlier needs when that began, not a change
+        // later in the batch.
         let outbox = if plan.alerts.is_empty() {
             Vec::new()
         } else {
@@ -170,14 +171,18 @@ pub fn record(
                 .into_iter()
                 .map(ServiceId::get)
                 .collect();
-            let since: Vec<(i64, Option<i64>)> = if since_ids.is_empty() {
+            let since: Vec<models::SinceRow> = if since_ids.is_empty() {
                 Vec::new()
             } else {
                 state_changes::table
                     .filter(state_changes::service_id.eq_any(&since_ids))
-                    .filter(state_changes::new_status.eq(Status::Down.as_str()))
-                    .group_by(state_changes::service_id)
-                    .select((state_changes::service_id, max(state_changes::changed_at)))
+                    .filter(state_changes::new_status.eq_any(models::ENDED_BY_UP))
+                    .group_by((state_changes::service_id, state_changes::new_status))
+                    .select((
+                        state_changes::service_id,
+                        state_changes::new_status,
+                        max(state_changes::changed_at),
+                    ))
                     .load(conn)?
             };
             models::outbox_rows(&plan, found, since)

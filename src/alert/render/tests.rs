@@ -271,3 +271,154 @@ fn user_text_cannot_break_out_of_its_format() {
     // Long errors are cut, with a mark that they were.
     assert!(m.body.len() < 2000 && m.body.contains('…'));
 }
+
+/// A `degraded` alert for the same service: slow, 2.3 s over a 1 s limit.
+fn degraded_alert() -> crate::alert::Alert {
+    let mut alert = down_alert();
+    alert.event = AlertEvent::Degraded;
+    alert.new_status = Status::Degraded;
+    let error = "latency: 2300 ms, over degraded_latency_ms 1000";
+    alert.error = Some(error.into());
+    alert.check = Some(json!({"status": "DEGRADED", "latency_ms": 2300, "error": error}));
+    alert
+}
+
+#[test]
+fn every_kind_shows_degraded_with_its_reason() {
+    let alert = degraded_alert();
+    let kinds = [
+        ChannelConfig::Webhook {
+            url: "https://hooks.example/in".into(),
+            secret: None,
+            api_base: None,
+        },
+        ChannelConfig::Slack {
+            url: Secret::new("https://hooks.slack.com/services/T/B/X"),
+            api_base: None,
+        },
+        ChannelConfig::Discord {
+            url: Secret::new("https://discord.com/api/webhooks/1/t"),
+            api_base: None,
+        },
+        ChannelConfig::Teams {
+            url: Secret::new("https://x.webhook.office.com/w"),
+            api_base: None,
+        },
+        ChannelConfig::Ntfy {
+            api_base: "https://ntfy.sh".into(),
+            topic: "ops".into(),
+            token: None,
+        },
+        ChannelConfig::Telegram {
+            api_base: "https://api.telegram.org".into(),
+            bot_token: Secret::new("1:A"),
+            chat_id: "5".into(),
+        },
+        ChannelConfig::Pagerduty {
+            api_base: "https://events.pagerduty.com".into(),
+            routing_key: Secret::new("R"),
+        },
+    ];
+    for config in kinds {
+        let (_, _, body) = http(render(&config, &alert, 0));
+        let text = body.to_string();
+        for needle in ["api", "DEGRADED", "latency", "2300 ms"] {
+            assert!(
+                text.contains(needle),
+                "{config:?}: {needle} missing in {text}"
+            );
+        }
+    }
+    let (_, _, webhook) = http(render(
+        &ChannelConfig::Webhook {
+            url: "https://hooks.example/in".into(),
+            secret: None,
+            api_base: None,
+        },
+        &alert,
+        0,
+    ));
+    assert_eq!(
+        (&webhook["event"], &webhook["new_status"]),
+        (&json!("degraded"), &json!("DEGRADED"))
+    );
+    let Delivery::Mail(m) = render(
+        &ChannelConfig::parse(
+            "email",
+            &json!({"host": "h", "from": "a@b.cd", "to": "c@d.ef"}),
+        )
+        .unwrap(),
+        &alert,
+        0,
+    ) else {
+        panic!("not a mail")
+    };
+    assert_eq!(m.subject, "[healthmon] api is DEGRADED (latency)");
+    assert!(m.body.contains("Reason: latency") && m.body.contains("UP → DEGRADED"));
+}
+
+#[test]
+fn degraded_reads_as_a_warning_and_its_end_as_good_news() {
+    let discord = ChannelConfig::Discord {
+        url: Secret::new("https://d/api/webhooks/1/t"),
+        api_base: None,
+    };
+    let ntfy = ChannelConfig::Ntfy {
+        api_base: "http://127.0.0.1:3".into(),
+        topic: "ops".into(),
+        token: None,
+    };
+    let mut alert = degraded_alert();
+    assert_eq!(
+        http(render(&discord, &alert, 0)).2["embeds"][0]["color"],
+        0xD2_99_22
+    );
+    let (_, _, n) = http(render(&ntfy, &alert, 0));
+    assert_eq!(
+        (n["priority"].as_i64(), &n["tags"][0]),
+        (Some(3), &json!("warning"))
+    );
+    // Back from DOWN but DEGRADED: still amber.
+    alert.event = AlertEvent::Up;
+    alert.old_status = Status::Down;
+    assert_eq!(
+        http(render(&discord, &alert, 0)).2["embeds"][0]["color"],
+        0xD2_99_22
+    );
+    // DEGRADED -> UP: green, and it says what ended.
+    alert.old_status = Status::Degraded;
+    alert.new_status = Status::Up;
+    alert.error = None;
+    alert.since = alert.at - 12 * 60_000;
+    let (_, _, d) = http(render(&discord, &alert, 0));
+    assert_eq!(d["embeds"][0]["color"], 0x2E_A0_43);
+    assert_eq!(
+        d["embeds"][0]["title"],
+        "api is UP again (was DEGRADED for 12 min)"
+    );
+    let (_, _, n) = http(render(&ntfy, &alert, 0));
+    assert_eq!(n["tags"][0], "white_check_mark");
+}
+
+#[test]
+fn pagerduty_opens_a_warning_for_degraded_that_an_up_resolves() {
+    let config = ChannelConfig::Pagerduty {
+        api_base: "http://127.0.0.1:4".into(),
+        routing_key: Secret::new("RK"),
+    };
+    let mut alert = degraded_alert();
+    let (_, _, trigger) = http(render(&config, &alert, 0));
+    assert_eq!(trigger["event_action"], "trigger");
+    assert_eq!(trigger["payload"]["severity"], "warning");
+    assert_eq!(trigger["payload"]["class"], "latency");
+    assert_eq!(
+        trigger["dedup_key"], "healthmon-service-8",
+        "keyed per service like down"
+    );
+    alert.event = AlertEvent::Up;
+    alert.old_status = Status::Degraded;
+    alert.new_status = Status::Up;
+    let (_, _, resolve) = http(render(&config, &alert, 0));
+    assert_eq!(resolve["event_action"], "resolve");
+    assert_eq!(resolve["dedup_key"], trigger["dedup_key"]);
+}

@@ -58,21 +58,30 @@ pub fn group_id(alerts: &[Alert]) -> String {
     format!("storm-{first}-{}", alerts.len())
 }
 
-/// The summary line: "Alert storm: 23 changes (18 DOWN, 5 UP)".
+/// What a service is now, as a storm's summary counts and names it: the
+/// status a change left it in (an `up` back from DOWN may leave it
+/// DEGRADED), DOWN for a reminder.
+fn now_is(alert: &Alert) -> &'static str {
+    match alert.event {
+        AlertEvent::Down | AlertEvent::Reminder => "DOWN",
+        AlertEvent::Up | AlertEvent::Degraded => alert.new_status.as_str(),
+        AlertEvent::Test => "test",
+    }
+}
+
+/// The summary line: "Alert storm: 23 changes (18 DOWN, 3 DEGRADED, 2 UP)".
 fn title(alerts: &[Alert]) -> String {
-    let down = alerts
-        .iter()
-        .filter(|a| matches!(a.event, AlertEvent::Down | AlertEvent::Reminder))
-        .count();
-    let up = alerts.iter().filter(|a| a.event == AlertEvent::Up).count();
-    let other = alerts.len() - down - up;
+    let count = |status: &str| alerts.iter().filter(|a| now_is(a) == status).count();
     let mut parts = Vec::new();
-    if down > 0 {
-        parts.push(format!("{down} DOWN"));
+    let mut named = 0;
+    for status in ["DOWN", "DEGRADED", "UP"] {
+        let n = count(status);
+        named += n;
+        if n > 0 {
+            parts.push(format!("{n} {status}"));
+        }
     }
-    if up > 0 {
-        parts.push(format!("{up} UP"));
-    }
+    let other = alerts.len() - named;
     if other > 0 {
         parts.push(format!("{other} other"));
     }
@@ -93,15 +102,7 @@ fn lines(alerts: &[Alert], shown: usize) -> Vec<String> {
     if alerts.len() > shown {
         let names: Vec<String> = alerts[shown..]
             .iter()
-            .map(|a| {
-                let now = match a.event {
-                    AlertEvent::Up => "UP",
-                    AlertEvent::Down | AlertEvent::Reminder => "DOWN",
-                    AlertEvent::Degraded => "DEGRADED",
-                    AlertEvent::Test => "test",
-                };
-                format!("{} ({now})", a.service_name)
-            })
+            .map(|a| format!("{} ({})", a.service_name, now_is(a)))
             .collect();
         lines.push(format!(
             "and {} more: {}",
@@ -260,6 +261,7 @@ mod tests {
     use crate::alert::channel::Secret;
     use crate::alert::sign::verify;
     use crate::alert::tests::down_alert;
+    use crate::domain::Status;
 
     fn alerts(n: usize) -> Vec<Alert> {
         (0..n)
@@ -269,6 +271,7 @@ mod tests {
                 a.service_name = format!("svc-{i}");
                 if i % 4 == 3 {
                     a.event = AlertEvent::Up;
+                    (a.old_status, a.new_status) = (Status::Down, Status::Up);
                     a.since = a.at - 60_000;
                 }
                 a
@@ -335,6 +338,24 @@ mod tests {
         assert!(last.starts_with("• and 15 more: svc-25 (DOWN)"), "{text}");
         assert!(last.ends_with("svc-39 (UP)"), "{text}");
         assert!(text.contains("svc-0 is DOWN (timeout)"), "{text}");
+    }
+
+    #[test]
+    fn degraded_changes_are_counted_and_named_as_what_the_service_is_now() {
+        let mut group = alerts(4);
+        group[1].event = AlertEvent::Degraded;
+        (group[1].old_status, group[1].new_status) = (Status::Up, Status::Degraded);
+        group[1].error = Some("cert_expiry: the certificate expires in 3 days".into());
+        // Back from DOWN, but slow: an `up` that leaves it DEGRADED.
+        (group[3].old_status, group[3].new_status) = (Status::Down, Status::Degraded);
+        assert_eq!(title(&group), "Alert storm: 4 changes (2 DOWN, 2 DEGRADED)");
+        let named = lines(&group, 1);
+        assert_eq!(
+            named[1],
+            "and 3 more: svc-1 (DEGRADED), svc-2 (DOWN), svc-3 (DEGRADED)"
+        );
+        let all = lines(&group, 4).join("\n");
+        assert!(all.contains("svc-1 is DEGRADED (cert_expiry)"), "{all}");
     }
 
     #[test]

@@ -198,10 +198,91 @@ fn a_change_alerts_with_its_deciding_check_and_an_up_says_since_when() {
         &p.alerts,
         &HashSet::from([ChannelId(7)]),
         &[],
-        &HashMap::from([(ServiceId(1), 500)]),
+        &HashMap::from([
+            ((ServiceId(1), Status::Degraded), 300),
+            ((ServiceId(1), Status::Down), 500),
+        ]),
     );
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].payload.since, Some(500));
+}
+
+#[test]
+fn degraded_changes_at_once_and_its_end_is_an_up_since_it_began() {
+    // UP -> DEGRADED -> UP -> DOWN -> DEGRADED in one batch, thresholds
+    // 2 and 2: the shades of up change at once, DOWN waits for its two
+    // rounds and coming back for two passing ones of either shade.
+    let batch = [
+        result(1, 1000, Status::Degraded),
+        result(1, 2000, Status::Up),
+        result(1, 3000, Status::Down),
+        result(1, 4000, Status::Down),
+        result(1, 5000, Status::Up),
+        result(1, 6000, Status::Degraded),
+    ];
+    let current = HashMap::from([(ServiceId(1), noisy(2, 2, Status::Up, Some(0)))]);
+    let log = batch.iter().map(|r| (r.scheduled_at, r.status)).collect();
+    let kept: Vec<&CheckResult> = batch.iter().collect();
+    let history = history_of(&current, &kept, &log);
+    let p = plan(current, logged(&batch), &history);
+    let flips: Vec<_> = p
+        .transitions
+        .iter()
+        .map(|t| (t.scheduled_at, t.old, t.new))
+        .collect();
+    assert_eq!(
+        flips,
+        [
+            (1000, Status::Up, Status::Degraded),
+            (2000, Status::Degraded, Status::Up),
+            (4000, Status::Up, Status::Down),
+            (6000, Status::Down, Status::Degraded),
+        ]
+    );
+    let alerts: Vec<_> = p
+        .alerts
+        .iter()
+        .map(|a| (a.event, a.old, a.payload.since))
+        .collect();
+    assert_eq!(
+        alerts,
+        [
+            (AlertEvent::Degraded, Status::Up, Some(1005)),
+            (AlertEvent::Up, Status::Degraded, Some(1005)),
+            (AlertEvent::Down, Status::Up, Some(4005)),
+            (AlertEvent::Up, Status::Down, Some(4005)),
+        ],
+        "an up says since when the status it ends began"
+    );
+    let changes = p
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::StatusChange { .. }))
+        .count();
+    assert_eq!(changes, 4, "each change is a status_change event");
+    assert_eq!(p.updates[0].status, Status::Degraded);
+
+    // A DEGRADED -> UP after a DEGRADED recorded before: the store is
+    // asked when it began, not when the service was last DOWN.
+    let batch = [result(1, 7000, Status::Up)];
+    let current = HashMap::from([(ServiceId(1), noisy(1, 1, Status::Degraded, Some(6000)))]);
+    let p = plan(current, logged(&batch), &History::new());
+    assert_eq!(p.since_wanted(), [ServiceId(1)]);
+    let rows = outbox_rows(
+        &p.alerts,
+        &HashSet::from([ChannelId(7)]),
+        &[],
+        &HashMap::from([
+            ((ServiceId(1), Status::Degraded), 6005),
+            ((ServiceId(1), Status::Down), 500),
+        ]),
+    );
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (rows[0].event, rows[0].old),
+        (AlertEvent::Up, Status::Degraded)
+    );
+    assert_eq!(rows[0].payload.since, Some(6005));
 }
 
 #[test]
@@ -296,27 +377,27 @@ mod properties {
         }
     }
 
-    fn status(up: bool) -> Status {
-        if up { Status::Up } else { Status::Down }
+    fn outcome() -> impl Strategy<Value = Status> {
+        prop_oneof![Just(Status::Up), Just(Status::Degraded), Just(Status::Down)]
     }
 
     /// Rounds due every second, then delivered: in some order, some twice,
     /// in batches of 1 to 4.
-    fn deliveries() -> impl Strategy<Value = (Vec<bool>, Vec<CheckResult>, Vec<usize>)> {
+    fn deliveries() -> impl Strategy<Value = (Vec<Status>, Vec<CheckResult>, Vec<usize>)> {
         (
-            prop::collection::vec(any::<bool>(), 1..30),
+            prop::collection::vec(outcome(), 1..30),
             prop::collection::vec(any::<prop::sample::Index>(), 0..20),
             prop::collection::vec(1usize..5, 1..40),
         )
-            .prop_flat_map(|(ups, dups, sizes)| {
-                let rounds: Vec<CheckResult> = ups
+            .prop_flat_map(|(outcomes, dups, sizes)| {
+                let rounds: Vec<CheckResult> = outcomes
                     .iter()
                     .enumerate()
-                    .map(|(i, up)| result(1, (i as i64 + 1) * 1000, status(*up)))
+                    .map(|(i, s)| result(1, (i as i64 + 1) * 1000, *s))
                     .collect();
                 let mut all = rounds.clone();
                 all.extend(dups.iter().map(|ix| rounds[ix.index(rounds.len())].clone()));
-                (Just(ups), Just(all).prop_shuffle(), Just(sizes))
+                (Just(outcomes), Just(all).prop_shuffle(), Just(sizes))
             })
     }
 
@@ -335,15 +416,15 @@ mod properties {
     }
 
     /// The changes one round at a time in due order makes: the reference.
-    fn reference(th: Thresholds, ups: &[bool]) -> Vec<(i64, Status, Status)> {
+    fn reference(th: Thresholds, rounds: &[Status]) -> Vec<(i64, Status, Status)> {
         let mut current = Status::Pending;
         let mut out = Vec::new();
-        for i in 0..ups.len() {
-            let window: Vec<Status> = ups[..=i]
+        for i in 0..rounds.len() {
+            let window: Vec<Status> = rounds[..=i]
                 .iter()
                 .rev()
                 .take(th.window())
-                .map(|u| status(*u))
+                .copied()
                 .collect();
             let next = confirm::verdict(current, th, &window);
             if current.changes_to(next) {
@@ -375,11 +456,23 @@ mod properties {
                 prop_assert!(t.scheduled_at > last_at);
                 from = t.new;
                 last_at = t.scheduled_at;
-                let need = if t.new == Status::Down { failure } else { success } as usize;
+                // A change shows its deciding round; DOWN rests on
+                // `failure` failing rounds, coming back from DOWN or
+                // PENDING on `success` passing ones of either shade, and
+                // UP <-> DEGRADED on its round alone.
+                prop_assert_eq!(log.get(&t.scheduled_at), Some(&t.new));
+                let need = match (t.old.is_up(), t.new) {
+                    (_, Status::Down) => failure,
+                    (false, _) => success,
+                    (true, _) => 1,
+                } as usize;
                 let by_due: Vec<Status> =
                     log.range(..=t.scheduled_at).rev().take(need).map(|(_, s)| *s).collect();
                 prop_assert_eq!(by_due.len(), need);
-                prop_assert!(by_due.iter().all(|s| *s == t.new), "{:?} on {:?}", t.new, by_due);
+                prop_assert!(
+                    by_due.iter().all(|s| s.is_up() == t.new.is_up()),
+                    "{:?} on {:?}", t.new, by_due
+                );
             }
             let alerting = m
                 .transitions
@@ -399,7 +492,7 @@ mod properties {
         /// changes are exactly those of judging one round at a time.
         #[test]
         fn batching_and_repeats_do_not_change_what_changes(
-            (ups, arrivals, sizes) in deliveries(),
+            (rounds, arrivals, sizes) in deliveries(),
             failure in 1u32..5,
             success in 1u32..4,
         ) {
@@ -413,7 +506,7 @@ mod properties {
                 .map(|(t, _)| (t.scheduled_at, t.old, t.new))
                 .collect();
             let th = Thresholds { failure, success };
-            prop_assert_eq!(got, reference(th, &ups));
+            prop_assert_eq!(got, reference(th, &rounds));
         }
     }
 }
