@@ -6,10 +6,21 @@
 //! case-insensitively.
 
 use super::channel::ChannelId;
+use super::check_kind::CheckOptions;
 use super::service::ServiceSpec;
 use super::time::Seconds;
 use serde::Serialize;
 use serde_json::{Map, Value};
+
+mod check_fields;
+mod target;
+
+pub use check_fields::{
+    MAX_CERT_EXPIRY_DAYS, MAX_EQUALS_LEN, MAX_EXPECT, MAX_GRACE_S, MAX_HEADER_NAME_LEN,
+    MAX_HEADER_VALUE_LEN, MAX_HEADERS, MAX_JSON_ASSERTIONS, MAX_MATCH_LEN, MAX_POINTER_LEN,
+    MAX_REQUEST_BODY, METHODS,
+};
+pub use target::{DNS_PORT, DNS_TYPES, check_target_url, literal_target};
 
 /// Longest accepted name, in characters.
 pub const MAX_NAME_CHARS: usize = 200;
@@ -47,7 +58,8 @@ impl FieldError {
     }
 }
 
-const WRITABLE: [&str; 10] = [
+/// The fields every kind takes; then come [`check_fields::NAMES`].
+const COMMON: [&str; 10] = [
     "name",
     "url",
     "interval",
@@ -59,8 +71,9 @@ const WRITABLE: [&str; 10] = [
     "retry_interval",
     "channels",
 ];
-const READ_ONLY: [&str; 7] = [
+const READ_ONLY: [&str; 8] = [
     "id",
+    "push_url",
     "last_status",
     "last_check",
     "last_latency_ms",
@@ -92,7 +105,11 @@ fn collect_fields<'a>(body: &'a Value, errors: &mut Vec<FieldError>) -> Option<F
     let mut found: Vec<(&'static str, &'a str, &'a Value)> = Vec::new();
     for (key, value) in map {
         let lower = key.to_ascii_lowercase();
-        if let Some(canon) = WRITABLE.iter().find(|w| **w == lower) {
+        if let Some(canon) = COMMON
+            .iter()
+            .chain(check_fields::NAMES.iter())
+            .find(|w| **w == lower)
+        {
             if found.iter().any(|(c, _, _)| c == canon) {
                 errors.push(FieldError::new(
                     key,
@@ -106,7 +123,11 @@ fn collect_fields<'a>(body: &'a Value, errors: &mut Vec<FieldError>) -> Option<F
         } else {
             errors.push(FieldError::new(
                 key,
-                format!("unknown field; expected one of {}", WRITABLE.join(", ")),
+                format!(
+                    "unknown field; expected one of {}, {}",
+                    COMMON.join(", "),
+                    check_fields::NAMES.join(", ")
+                ),
             ));
         }
     }
@@ -353,12 +374,37 @@ fn check_paused(field: &str, v: &Value, errors: &mut Vec<FieldError>) -> Option<
     }
 }
 
-/// Validates a body that sets every field: `POST /services` and `PUT`.
+/// Validates a body that sets every field: `POST /services`.
 ///
 /// `name`, `url` and `interval` are required; `timeout` defaults to
 /// `min(10, interval)`, `paused` to false, `expected_statuses` to null, the
-/// thresholds to 1, `retry_interval` to the interval and `channels` to none.
+/// thresholds to 1, `retry_interval` to the interval, `channels` to none and
+/// every kind-specific field to unset. A header value of `***` is refused:
+/// there is no stored value for it to keep.
 pub fn full_spec(body: &Value) -> Result<ServiceSpec, Vec<FieldError>> {
+    full(body, None)
+}
+
+/// Validates a `PUT`: a body that sets every field, as [`full_spec`], but
+/// a header sent back as `***` keeps the value `current` has for it (as
+/// long as the URL keeps its scheme, host and port).
+pub fn replace_spec(current: &ServiceSpec, body: &Value) -> Result<ServiceSpec, Vec<FieldError>> {
+    full(body, Some(current))
+}
+
+fn url_field(f: &str, v: &Value, errors: &mut Vec<FieldError>) -> Option<String> {
+    match v.as_str() {
+        Some(s) => check_target_url(s)
+            .map_err(|m| errors.push(FieldError::new(f, m)))
+            .ok(),
+        None => {
+            errors.push(FieldError::new(f, "must be a string"));
+            None
+        }
+    }
+}
+
+fn full(body: &Value, current: Option<&ServiceSpec>) -> Result<ServiceSpec, Vec<FieldError>> {
     let mut errors = Vec::new();
     let Some(fields) = collect_fields(body, &mut errors) else {
         return Err(errors);
@@ -371,15 +417,7 @@ pub fn full_spec(body: &Value) -> Result<ServiceSpec, Vec<FieldError>> {
         }
     };
     let name = required("name", &mut errors).and_then(|(f, v)| check_name(f, v, &mut errors));
-    let url = required("url", &mut errors).and_then(|(f, v)| match v.as_str() {
-        Some(s) => check_url(s)
-            .map_err(|m| errors.push(FieldError::new(f, m)))
-            .ok(),
-        None => {
-            errors.push(FieldError::new(f, "must be a string"));
-            None
-        }
-    });
+    let url = required("url", &mut errors).and_then(|(f, v)| url_field(f, v, &mut errors));
     let interval = required("interval", &mut errors)
         .and_then(|(f, v)| check_seconds(f, v, MIN_INTERVAL_S, MAX_INTERVAL_S, &mut errors));
     let timeout = match fields.get("timeout") {
@@ -408,6 +446,12 @@ pub fn full_spec(body: &Value) -> Result<ServiceSpec, Vec<FieldError>> {
         Some((f, v)) => check_channels(f, v, &mut errors),
         None => Some(Vec::new()),
     };
+    let check = check_fields::read(
+        &fields,
+        CheckOptions::default(),
+        current.map(|c| &c.check),
+        &mut errors,
+    );
     finish(
         Parts {
             name,
@@ -420,16 +464,20 @@ pub fn full_spec(body: &Value) -> Result<ServiceSpec, Vec<FieldError>> {
             success_threshold,
             retry_interval,
             channels,
+            check,
         },
         &fields,
+        current.map(|c| c.url.as_str()),
         errors,
     )
 }
 
 /// Validates a partial update (`PATCH`) against the current settings.
 /// The merged result must be valid as a whole (timeout and retry interval
-/// ≤ interval). `null` resets a threshold, the retry interval or the
-/// channels to its default.
+/// ≤ interval, every kind-specific field one the URL's kind takes). `null`
+/// resets a threshold, the retry interval, the channels or a kind-specific
+/// field to its default. Headers left out or sent back as `***` keep their
+/// stored values, which a change of the URL's scheme, host or port refuses.
 pub fn patch_spec(current: &ServiceSpec, body: &Value) -> Result<ServiceSpec, Vec<FieldError>> {
     let mut errors = Vec::new();
     let Some(fields) = collect_fields(body, &mut errors) else {
@@ -440,15 +488,7 @@ pub fn patch_spec(current: &ServiceSpec, body: &Value) -> Result<ServiceSpec, Ve
         None => Some(current.name.clone()),
     };
     let url = match fields.get("url") {
-        Some((f, v)) => match v.as_str() {
-            Some(s) => check_url(s)
-                .map_err(|m| errors.push(FieldError::new(f, m)))
-                .ok(),
-            None => {
-                errors.push(FieldError::new(f, "must be a string"));
-                None
-            }
-        },
+        Some((f, v)) => url_field(f, v, &mut errors),
         None => Some(current.url.clone()),
     };
     let interval = match fields.get("interval") {
@@ -482,6 +522,12 @@ pub fn patch_spec(current: &ServiceSpec, body: &Value) -> Result<ServiceSpec, Ve
         Some((f, v)) => check_channels(f, v, &mut errors),
         None => Some(current.channels.clone()),
     };
+    let check = check_fields::read(
+        &fields,
+        current.check.clone(),
+        Some(&current.check),
+        &mut errors,
+    );
     finish(
         Parts {
             name,
@@ -494,8 +540,10 @@ pub fn patch_spec(current: &ServiceSpec, body: &Value) -> Result<ServiceSpec, Ve
             success_threshold,
             retry_interval,
             channels,
+            check,
         },
         &fields,
+        Some(current.url.as_str()),
         errors,
     )
 }
@@ -512,11 +560,16 @@ struct Parts {
     success_threshold: Option<u32>,
     retry_interval: Option<Option<i64>>,
     channels: Option<Vec<ChannelId>>,
+    check: Option<check_fields::Read>,
 }
 
+/// Judges what depends on more than one field, then builds the spec if
+/// nothing was wrong. `previous_url` is the stored URL a kept header value
+/// was set for (none for a new service).
 fn finish(
     p: Parts,
     fields: &Fields<'_>,
+    previous_url: Option<&str>,
     mut errors: Vec<FieldError>,
 ) -> Result<ServiceSpec, Vec<FieldError>> {
     if let (Some(i), Some(t)) = (p.interval, p.timeout)
@@ -540,6 +593,21 @@ fn finish(
             format!("must not exceed the interval ({r} s > {i} s)"),
         ));
     }
+    // Which fields the kind takes is judged only once the URL is known to
+    // be good; a bad URL is reported on its own.
+    if let (Some(url), Some(timeout), Some(expected), Some(check)) =
+        (&p.url, p.timeout, &p.expected, &p.check)
+    {
+        check_fields::judge(
+            check,
+            url,
+            timeout,
+            expected.is_some(),
+            previous_url,
+            fields,
+            &mut errors,
+        );
+    }
     match p {
         Parts {
             name: Some(name),
@@ -552,6 +620,7 @@ fn finish(
             success_threshold: Some(success_threshold),
             retry_interval: Some(retry_interval),
             channels: Some(channels),
+            check: Some(check),
         } if errors.is_empty() => Ok(ServiceSpec {
             name,
             url,
@@ -563,7 +632,7 @@ fn finish(
             success_threshold,
             retry_interval: retry_interval.map(Seconds),
             channels,
-            check: Default::default(),
+            check: check.options,
         }),
         _ => Err(errors),
     }

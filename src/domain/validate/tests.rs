@@ -4,6 +4,8 @@ use super::*;
 use crate::domain::time::Seconds;
 use serde_json::json;
 
+mod kinds;
+
 fn fields_of(errs: &[FieldError]) -> Vec<&str> {
     errs.iter().map(|e| e.field.as_str()).collect()
 }
@@ -319,7 +321,7 @@ mod properties {
                 Ok(spec) => {
                     let n = spec.name.chars().count();
                     prop_assert!((1..=MAX_NAME_CHARS).contains(&n));
-                    prop_assert!(check_url(&spec.url).is_ok());
+                    prop_assert!(check_target_url(&spec.url).is_ok());
                     prop_assert!((MIN_INTERVAL_S..=MAX_INTERVAL_S).contains(&spec.interval.get()));
                     prop_assert!(spec.timeout >= Seconds(1) && spec.timeout <= spec.interval);
                     prop_assert_eq!(full_spec(&as_json(&spec)), Ok(spec));
