@@ -7,6 +7,10 @@
 //! stall, a service that missed several slots gets one job for the latest of
 //! them, not a burst.
 //!
+//! Push services (`push://`) get no jobs: [`push`] keeps their missed-ping
+//! deadlines, and the scheduler publishes a DOWN result itself when one
+//! passes ([`Schedule::take_missed`]).
+//!
 //! [`run`] drives it: it subscribes to schedule updates before loading the
 //! services, so no change between the two is lost, and reloads everything
 //! from the store if it ever falls behind on updates.
@@ -14,7 +18,7 @@
 use crate::bus::{Bus, ScheduleSignal};
 use crate::domain::event::ScheduleUpdate;
 use crate::domain::time::{Millis, now_ms};
-use crate::domain::{CheckJob, Service, ServiceId, ServiceSpec};
+use crate::domain::{CheckJob, CheckKind, CheckResult, Service, ServiceId, ServiceSpec};
 use crate::drops::{self, DropCause};
 use crate::store::Store;
 use std::cmp::Reverse;
@@ -22,6 +26,10 @@ use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
+
+pub mod push;
+
+pub use push::PING_SETTLE_MS;
 
 #[derive(Debug)]
 struct Entry {
@@ -45,6 +53,12 @@ pub struct Schedule {
     /// Slots passed over by [`Schedule::take_due`] since the last
     /// [`Schedule::take_skipped`]: due, never to be checked.
     skipped: u64,
+    /// Push services: deadlines, not rounds.
+    pushes: push::Pushes,
+}
+
+fn is_push(spec: &ServiceSpec) -> bool {
+    CheckKind::of_url(&spec.url) == CheckKind::Push
 }
 
 impl Schedule {
@@ -53,14 +67,14 @@ impl Schedule {
         Self::default()
     }
 
-    /// Services scheduled.
+    /// Services scheduled (push services included).
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries.len() + self.pushes.len()
     }
 
     /// Whether nothing is scheduled.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 
     fn push(&mut self, id: ServiceId, spec: ServiceSpec, due: Millis) {
@@ -103,9 +117,14 @@ impl Schedule {
     /// Adds a service found in the store at start-up. It keeps the phase of
     /// its last check: due one interval after it, or at the next slot of
     /// that phase if that has passed (so a restart does not check every
-    /// service at once). Never checked: due now.
+    /// service at once). Never checked: due now. A push service's deadline
+    /// runs from its last logged round, or its registration.
     pub fn load(&mut self, svc: &Service, now: Millis) {
         if svc.paused {
+            return;
+        }
+        if is_push(&svc.spec()) {
+            self.pushes.load(svc);
             return;
         }
         let interval = svc.interval.millis();
@@ -126,12 +145,21 @@ impl Schedule {
 
     /// Applies a created or changed service. A change to what is checked
     /// (URL, interval, timeout, expected statuses) or an unpause makes it due
-    /// now; a rename keeps its slot; a pause removes it.
+    /// now; a rename keeps its slot; a pause removes it. A push service
+    /// keeps its deadline but for a changed interval or grace, which moves
+    /// it; a new or resumed one has `interval + grace` from `now`.
     pub fn upsert(&mut self, id: ServiceId, spec: ServiceSpec, now: Millis) {
         if spec.paused {
             self.remove(id);
             return;
         }
+        if is_push(&spec) {
+            self.entries.remove(&id);
+            self.retries.remove(&id);
+            self.pushes.upsert(id, spec, now);
+            return;
+        }
+        self.pushes.remove(id);
         if let Some(entry) = self.entries.get_mut(&id) {
             let same_check = entry.spec.url == spec.url
                 && entry.spec.interval == spec.interval
@@ -165,8 +193,9 @@ impl Schedule {
     ) {
         for svc in services {
             present.insert(svc.id);
-            if self.entries.contains_key(&svc.id) {
+            if self.entries.contains_key(&svc.id) || self.pushes.contains(svc.id) {
                 self.upsert(svc.id, svc.spec(), now);
+                self.pushes.observe(svc);
             } else {
                 self.load(svc, now);
             }
@@ -175,6 +204,7 @@ impl Schedule {
 
     /// Ends a reconcile: drops every service not seen in it.
     pub fn reconcile_end(&mut self, present: &HashSet<ServiceId>) {
+        self.pushes.retain(present);
         self.entries.retain(|id, _| present.contains(id));
         let entries = &self.entries;
         self.retries.retain(|id, _| entries.contains_key(id));
@@ -190,10 +220,40 @@ impl Schedule {
     pub fn remove(&mut self, id: ServiceId) {
         self.entries.remove(&id);
         self.retries.remove(&id);
+        self.pushes.remove(id);
     }
 
-    /// When the earliest service is due, if any.
+    /// A push service was pinged at `at`: its deadline moves to `interval +
+    /// grace` after it. A ping after the deadline in force reports that
+    /// deadline missed (taken by [`Schedule::take_missed`], due at once).
+    /// Ignored for a service that is not a scheduled push service, and for
+    /// a ping older than one already known.
+    pub fn ping(&mut self, id: ServiceId, at: Millis) {
+        self.pushes.ping(id, at);
+    }
+
+    /// Takes the DOWN results of push services whose deadline passed by
+    /// `now` (each reported [`PING_SETTLE_MS`] after its deadline, with the
+    /// deadline as `scheduled_at`), each due again one interval later.
+    pub fn take_missed(&mut self, now: Millis) -> Vec<CheckResult> {
+        let missed = self.pushes.take_missed(now);
+        self.skipped += std::mem::take(&mut self.pushes.skipped);
+        missed
+    }
+
+    /// When the earliest service is due (a round, a retry, or a push
+    /// service's deadline with its settling time), if any.
     pub fn next_due(&mut self) -> Option<Millis> {
+        let deadline = self.pushes.next_due();
+        let rounds = self.next_round();
+        match (rounds, deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// When the earliest round or retry is due, if any.
+    fn next_round(&mut self) -> Option<Millis> {
         let round = loop {
             let Some(Reverse((due, id, generation))) = self.heap.peek().copied() else {
                 break None;
@@ -300,6 +360,7 @@ impl Schedule {
             ScheduleUpdate::Upsert { id, spec } => self.upsert(id, *spec, now),
             ScheduleUpdate::Remove { id } => self.remove(id),
             ScheduleUpdate::Retry { id, at } => self.retry(id, at),
+            ScheduleUpdate::Pinged { id, at } => self.ping(id, at),
         }
     }
 }
@@ -474,7 +535,15 @@ async fn run_active(
                 Err(RecvError::Closed) => return Ok(()),
             },
             () = tokio::time::sleep(wait) => {
-                let due = schedule.take_due(now_ms());
+                let now = now_ms();
+                let missed = schedule.take_missed(now);
+                if !missed.is_empty() {
+                    tokio::select! {
+                        () = shutdown.cancelled() => return Ok(()),
+                        sent = publish_missed(bus, missed) => sent?,
+                    }
+                }
+                let due = schedule.take_due(now);
                 drops::record(DropCause::SchedulerLate, schedule.take_skipped());
                 let count = due.len();
                 let sent = tokio::select! {
@@ -499,6 +568,24 @@ async fn run_active(
             }
         }
     }
+}
+
+/// Publishes push services' missed deadlines, as a worker publishes its
+/// results (the recorder logs them, flips statuses and alerts). A bus that
+/// refuses one (a full or unreachable broker) loses it: the service is
+/// reported again one interval later, and blocking here would hold up
+/// every other service's checks. Only a closed bus is an error.
+async fn publish_missed(bus: &Bus, missed: Vec<CheckResult>) -> Result<(), SchedulerError> {
+    for result in missed {
+        let service_id = result.service_id.get();
+        match bus.publish_result(result).await {
+            Ok(()) => tracing::info!(service_id, "push service missed its deadline"),
+            Err(e @ crate::bus::BusError::Closed) => return Err(e.into()),
+            Err(e) => tracing::warn!(service_id, error = %e,
+                "cannot publish a missed push deadline; it is reported again next interval"),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

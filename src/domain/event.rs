@@ -85,6 +85,16 @@ pub enum ScheduleUpdate {
         #[serde(rename = "at_ms")]
         at: Millis,
     },
+    /// A push service was pinged at `at` (the ping's `scheduled_at`): its
+    /// missed-ping deadline moves to `interval + grace` after it. Sent by
+    /// the API after publishing the ping's result.
+    Pinged {
+        /// The service.
+        id: ServiceId,
+        /// When the ping arrived.
+        #[serde(rename = "at_ms")]
+        at: Millis,
+    },
 }
 
 #[cfg(test)]
@@ -122,6 +132,20 @@ mod tests {
         assert_eq!(
             v,
             serde_json::json!({"op": "retry", "id": 3, "at_ms": 5000})
+        );
+        assert_eq!(serde_json::from_value::<ScheduleUpdate>(v).unwrap(), u);
+    }
+
+    #[test]
+    fn a_ping_travels_as_json() {
+        let u = ScheduleUpdate::Pinged {
+            id: ServiceId(3),
+            at: 5000,
+        };
+        let v = serde_json::to_value(&u).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"op": "pinged", "id": 3, "at_ms": 5000})
         );
         assert_eq!(serde_json::from_value::<ScheduleUpdate>(v).unwrap(), u);
     }

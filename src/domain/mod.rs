@@ -13,6 +13,7 @@ pub mod event;
 pub mod health_log;
 pub mod outbox;
 pub mod plan;
+pub mod push;
 pub mod service;
 pub mod status;
 pub mod time;

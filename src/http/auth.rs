@@ -1,6 +1,8 @@
 //! Authentication and write limits, in front of every route.
 //!
-//! `/healthz` and `/readyz` are always open (orchestrators probe them).
+//! `/healthz` and `/readyz` are always open (orchestrators probe them), and
+//! so is `/push/{token}` (a job's ping: the token is its credential, limited
+//! per token by `push`).
 //! Everything else needs `Authorization: Bearer <token>` once any key
 //! exists; `/ws` also takes `?access_token=` because browsers cannot set
 //! headers on a WebSocket. A `read` key may only read. With no key at all,
@@ -71,7 +73,8 @@ pub async fn guard(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    if matches!(req.path(), "/healthz" | "/readyz") {
+    // Pings carry their own secret (the push token) and their own limit.
+    if matches!(req.path(), "/healthz" | "/readyz") || req.path().starts_with("/push/") {
         return next.call(req).await;
     }
     if req

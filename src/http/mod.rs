@@ -12,6 +12,7 @@ pub mod log_budget;
 pub mod logs;
 pub mod path_id;
 pub mod problem;
+pub mod push;
 pub mod services;
 pub mod uptime;
 pub mod windows;
@@ -133,6 +134,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     channels::routes(cfg);
     alerts::routes(cfg);
     windows::routes(cfg);
+    push::routes(cfg);
 }
 
 /// Longest the kernel keeps a connection whose peer acknowledges nothing, or

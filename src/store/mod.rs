@@ -112,6 +112,7 @@ mod alerts;
 mod channels;
 mod keys;
 mod outbox;
+mod push;
 mod rollups;
 mod windows;
 
