@@ -16,7 +16,16 @@
 //! `--target-latency-ms L` (0), `--mode embedded|distributed`, `--pg URL`
 //! (a server to create a fresh database on, dropped at the end), `--amqp
 //! URL`, `--smoke` (50 services, 1 s interval, 3 s window, 1 s warm-up, 2
-//! WebSocket clients).
+//! WebSocket clients; without `--kind`, one such run per kind, https with
+//! `--assert`, and a last line made of the http run's object plus `smoke`,
+//! the array of all the runs).
+//! `--kind http|https|tcp|push` (http): what the services check (kinds.rs):
+//! HTTP, HTTPS with a full TLS handshake per check against a farm whose CA
+//! healthmon trusts through `checks.ca_file`, a TCP connect (the farm
+//! accepts and closes), or push services pinged at their interval by the
+//! benchmark (push.rs; the `push` object). `--assert` (http, https): every
+//! service has a `body_contains` and a `json` assertion, and the farm
+//! answers a small JSON document that meets both.
 //! `--compare` (bench/compare.sh; 5,000 services unless `--services`): first
 //! Prometheus blackbox_exporter against the same farm at its best rate
 //! (`--bb-clients K` drivers, 64), then healthmon, side by side (blackbox.rs):
@@ -38,7 +47,8 @@
 //! N/S checks a second the run is named for.
 //!
 //! Every target answers `Connection: close`, so each check is a fresh
-//! connection, as checks of distinct hosts would be. healthmon runs with
+//! connection, as checks of distinct hosts would be (with `--kind https`, a
+//! full TLS handshake: the farm keeps no sessions and sends no tickets). healthmon runs with
 //! `checks.send_schedule_header` on, so each request says when its check was
 //! due. Measured for the window (checks whose `scheduled_at` falls in it):
 //! - checks stored: rows counted in `health_logs`, not a counter, split
@@ -55,7 +65,11 @@
 //!   until its last job could have gone stale (`stale_at_worker`,
 //!   `scheduler_late`, `bus_unavailable`, `shutdown`); the rest is `unknown`
 //!   (e.g. jobs that expired on RabbitMQ, which healthmon never sees);
-//! - schedule lag as the target saw it: arrival − `x-healthmon-scheduled-at`.
+//! - schedule lag as the target saw it: arrival − `x-healthmon-scheduled-at`
+//!   (tcp: the check's start, `checked_at - latency_ms`, − `scheduled_at`
+//!   from the store, and the connections accepted in the window against the
+//!   UP checks started in it; push: no lag, pings answered 2xx in the
+//!   window against the logs written in it).
 //!   After the window the run waits until neither the stored checks nor the
 //!   requests grow for a second (`settle_s`, at most 60 s more; `settled`),
 //!   so a late check stays in the tail; `late_arrivals` counts the requests
@@ -94,8 +108,15 @@
 // A bench's root is benches/pipeline.rs: without `path`, `mod` looks in benches/.
 #[path = "pipeline/blackbox.rs"]
 mod blackbox;
+// The CA the integration tests use, for the `--kind https` farm; the bench
+// uses only part of it.
+#[path = "../tests/common/ca.rs"]
+#[allow(dead_code, reason = "shared with the tests, which use the rest")]
+mod ca;
 #[path = "pipeline/flap.rs"]
 mod flap;
+#[path = "pipeline/kinds.rs"]
+mod kinds;
 #[path = "../tests/common/measure.rs"]
 mod measure;
 // The crate root is benches/pipeline.rs, so a bare `mod plot;` would look in
@@ -104,6 +125,8 @@ mod measure;
 mod plot;
 #[path = "pipeline/prefill.rs"]
 mod prefill;
+#[path = "pipeline/push.rs"]
+mod push;
 #[path = "pipeline/servers.rs"]
 mod servers;
 
@@ -113,8 +136,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 #[derive(Clone, Debug)]
 struct Opts {
@@ -148,6 +171,12 @@ struct Opts {
     /// `--storm-threshold`: `alerts.storm_threshold` (healthmon's default
     /// when `None`).
     storm_threshold: Option<u64>,
+    /// `--kind`: what the services check (kinds.rs).
+    kind: kinds::Kind,
+    /// Whether `--kind` was given (a plain `--smoke` runs every kind).
+    kind_given: bool,
+    /// `--assert`: a `body_contains` and a `json` assertion on every check.
+    assert: bool,
 }
 
 fn parse_opts() -> Result<Opts, String> {
@@ -174,6 +203,9 @@ fn parse_opts() -> Result<Opts, String> {
         flap_every: 0,
         flap_share: 0.10,
         storm_threshold: None,
+        kind: kinds::Kind::Http,
+        kind_given: false,
+        assert: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -223,6 +255,14 @@ fn parse_opts() -> Result<Opts, String> {
                     .map_err(|e| format!("--flap-share: {e}"))?;
             }
             "--storm-threshold" => o.storm_threshold = Some(num(v, a)?),
+            "--kind" => {
+                o.kind = kinds::Kind::parse(v.ok_or("--kind needs a value")?)?;
+                o.kind_given = true;
+            }
+            "--assert" => {
+                o.assert = true;
+                takes = false;
+            }
             // cargo passes `--bench` to harness = false targets.
             _ => takes = false,
         }
@@ -266,6 +306,12 @@ fn parse_opts() -> Result<Opts, String> {
     if o.compare && (!o.sweep.is_empty() || o.from.is_some()) {
         return Err("--compare is one run: not with --sweep or --from".into());
     }
+    if o.assert && !o.kind.is_http() {
+        return Err("--assert is for --kind http or https".into());
+    }
+    if !o.kind.is_http() && (o.compare || o.flap_every > 0) {
+        return Err("--compare and --flap-every are for --kind http or https".into());
+    }
     match o.mode.as_str() {
         "embedded" => {}
         "distributed" if o.pg.is_some() && o.amqp.is_some() => {}
@@ -284,18 +330,46 @@ fn now_ms() -> i64 {
 /// Per request: (scheduled_at, lag ms as the target saw it).
 type Arrivals = Arc<Mutex<Vec<(i64, i64)>>>;
 
-async fn start_farm(
-    n: usize,
-    latency: Duration,
+/// What reached the targets, by kind: HTTP(S) requests by due time (the
+/// schedule header), tcp connections by accept time, push pings by send time.
+#[derive(Default)]
+struct Traffic {
     arrivals: Arrivals,
+    accepts: kinds::Accepts,
+    /// `--kind push`: started once the services are registered.
+    pinger: Option<push::Pinger>,
+}
+
+impl Traffic {
+    /// What reached the targets for the window [from, to) so far: requests
+    /// due in it, connections accepted in it, pings sent in it and answered.
+    fn seen(&self, kind: kinds::Kind, from: i64, to: i64) -> i64 {
+        match kind {
+            kinds::Kind::Http | kinds::Kind::Https => {
+                window_arrivals(&self.arrivals, from, to).len() as i64
+            }
+            kinds::Kind::Tcp => kinds::accepts_in(&self.accepts, from, to),
+            kinds::Kind::Push => self.pinger.as_ref().map_or(0, |p| p.pings.ok_in(from, to)),
+        }
+    }
+}
+
+/// How the HTTP farm answers: the 200 answer's bytes (kinds::ok_answer),
+/// TLS or not, and the flapping targets.
+#[derive(Clone)]
+struct Answers {
+    ok: Arc<[u8]>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     flapping: Arc<flap::Targets>,
-) -> Vec<u16> {
+}
+
+async fn start_farm(n: usize, latency: Duration, arrivals: Arrivals, answers: Answers) -> Vec<u16> {
     let mut ports = Vec::new();
     for _ in 0..n {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind target");
         ports.push(listener.local_addr().expect("addr").port());
         let arrivals = Arc::clone(&arrivals);
-        let flapping = Arc::clone(&flapping);
+        let answers = answers.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((sock, _)) = listener.accept().await else {
@@ -303,9 +377,16 @@ async fn start_farm(
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 };
-                let (arrivals, flapping) = (Arc::clone(&arrivals), Arc::clone(&flapping));
+                let (arrivals, answers) = (Arc::clone(&arrivals), answers.clone());
                 tokio::spawn(async move {
-                    let _ = serve(sock, latency, arrivals, flapping).await;
+                    let Some(tls) = answers.tls.clone() else {
+                        let _ = serve(sock, latency, arrivals, &answers).await;
+                        return;
+                    };
+                    let handshake = tokio::time::timeout(Duration::from_secs(10), tls.accept(sock));
+                    if let Ok(Ok(sock)) = handshake.await {
+                        let _ = serve(sock, latency, arrivals, &answers).await;
+                    }
                 });
             }
         });
@@ -315,12 +396,13 @@ async fn start_farm(
 
 const HEADER: &str = "x-healthmon-scheduled-at:";
 
-async fn serve(
-    mut sock: TcpStream,
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    mut sock: S,
     latency: Duration,
     arrivals: Arrivals,
-    flapping: Arc<flap::Targets>,
+    answers: &Answers,
 ) -> std::io::Result<()> {
+    let flapping = &answers.flapping;
     let mut buf = Vec::with_capacity(512);
     let mut chunk = [0u8; 1024];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -356,7 +438,7 @@ async fn serve(
     let answer: &[u8] = if fails {
         b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: text/plain\r\ncontent-length: 4\r\nconnection: close\r\n\r\ndown"
     } else {
-        b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
+        &answers.ok
     };
     sock.write_all(answer).await?;
     let _ = sock.shutdown().await;
@@ -508,7 +590,9 @@ fn spawn_healthmon(
     }
 }
 
-async fn register(api: &str, ports: &[u16], o: &Opts) -> Result<(), String> {
+/// Registers the services; for `--kind push`, returns each one's ping URL
+/// (`push_url` of the 201 answer) by index.
+async fn register(api: &str, ports: &[u16], o: &Opts) -> Result<Vec<String>, String> {
     let http = reqwest::Client::builder()
         .no_proxy()
         .build()
@@ -523,11 +607,19 @@ async fn register(api: &str, ports: &[u16], o: &Opts) -> Result<(), String> {
     // held back further.
     let start = tokio::time::Instant::now();
     let spacing = Duration::from_secs(o.interval).div_f64(o.services.max(1) as f64);
+    let push_urls = Arc::new(Mutex::new(vec![String::new(); o.services]));
+    let extra = if o.assert {
+        kinds::assert_fields()
+    } else {
+        serde_json::Map::new()
+    };
     let mut tasks = Vec::new();
     for _ in 0..32 {
         let (http, next, ports) = (http.clone(), Arc::clone(&next), ports.to_vec());
+        let (push_urls, extra) = (Arc::clone(&push_urls), extra.clone());
         let endpoint = format!("http://{api}/services");
-        let (n, interval) = (o.services, o.interval);
+        let api_addr = api.to_owned();
+        let (n, interval, kind) = (o.services, o.interval, o.kind);
         tasks.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -535,23 +627,42 @@ async fn register(api: &str, ports: &[u16], o: &Opts) -> Result<(), String> {
                     return Ok::<(), String>(());
                 }
                 tokio::time::sleep_until(start + spacing.mul_f64(i as f64)).await;
-                let port = ports[i % ports.len()];
-                let body = json!({
+                // A push service has no farm port; any index will do.
+                let port = ports.get(i % ports.len().max(1)).copied().unwrap_or(0);
+                let mut body = json!({
                     "name": format!("bench-{i}"),
-                    "url": format!("http://127.0.0.1:{port}/s/{i}"),
+                    "url": kind.url(port, i),
                     "interval": interval,
                     "timeout": timeout,
                 });
+                if let Some(m) = body.as_object_mut() {
+                    m.extend(extra.clone());
+                }
                 let mut tries = 0;
                 loop {
                     tries += 1;
                     match http.post(&endpoint).json(&body).send().await {
+                        Ok(r) if r.status().as_u16() == 201 && kind == kinds::Kind::Push => {
+                            let created: serde_json::Value =
+                                r.json().await.map_err(|e| format!("POST /services: {e}"))?;
+                            let url = push::ping_url(&api_addr, &created)?;
+                            if let Ok(mut urls) = push_urls.lock() {
+                                urls[i] = url;
+                            }
+                            break;
+                        }
                         Ok(r) if r.status().as_u16() == 201 => break,
-                        Ok(r) if tries < 5 => {
+                        Ok(r)
+                            if tries < 5 && (r.status().is_server_error() || r.status() == 429) =>
+                        {
                             eprintln!("POST /services: {}; retrying", r.status());
                         }
                         Err(e) if tries < 5 => eprintln!("POST /services: {e}; retrying"),
-                        Ok(r) => return Err(format!("POST /services: {}", r.status())),
+                        Ok(r) => {
+                            let status = r.status();
+                            let text = r.text().await.unwrap_or_default();
+                            return Err(format!("POST /services: {status}: {text}"));
+                        }
                         Err(e) => return Err(format!("POST /services: {e}")),
                     }
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -562,7 +673,7 @@ async fn register(api: &str, ports: &[u16], o: &Opts) -> Result<(), String> {
     for t in tasks {
         t.await.map_err(|e| e.to_string())??;
     }
-    Ok(())
+    Ok(push_urls.lock().map(|u| u.clone()).unwrap_or_default())
 }
 
 // ---------------------------------------------------------------- websocket
@@ -784,6 +895,14 @@ struct Phase {
 }
 
 #[derive(diesel::QueryableByName)]
+struct PhaseLag {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    first: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+#[derive(diesel::QueryableByName)]
 struct Id {
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     id: i64,
@@ -850,10 +969,16 @@ impl Store {
     /// Logs with `scheduled_at` in [from, to), by status. `checked_at >=
     /// from` (a check ends after it is due) lets the query use the
     /// `checked_at` index instead of reading every row of a pre-filled store.
-    async fn stored(&self, from: i64, to: i64) -> Result<Stored, String> {
+    /// A push log is written when its ping arrives, so push services'
+    /// logs are counted by `checked_at` instead.
+    async fn stored(&self, from: i64, to: i64, kind: kinds::Kind) -> Result<Stored, String> {
+        let by = match kind {
+            kinds::Kind::Push => "checked_at",
+            _ => "scheduled_at",
+        };
         let sql = format!(
             "SELECT status, COUNT(*) AS n FROM health_logs WHERE checked_at >= {from} \
-             AND scheduled_at >= {from} AND scheduled_at < {to} GROUP BY status"
+             AND {by} >= {from} AND {by} < {to} GROUP BY status"
         );
         let rows = load_rows!(self, sql, StatusCount)?;
         let mut stored = Stored::default();
@@ -894,6 +1019,28 @@ impl Store {
         let seen: i64 = phases.iter().map(|p| slots(p.first)).sum();
         let unseen = services.saturating_sub(phases.len()) as f64;
         Ok(seen as f64 + unseen * (to - from) as f64 / interval_ms as f64)
+    }
+
+    /// (scheduled_at, start - scheduled_at) of every log due in [from, to),
+    /// the start being `checked_at - latency_ms`: the schedule lag of checks
+    /// that carry no schedule header (tcp).
+    async fn start_lags(&self, from: i64, to: i64) -> Result<Vec<(i64, i64)>, String> {
+        let sql = format!(
+            "SELECT scheduled_at AS first, checked_at - latency_ms - scheduled_at AS n \
+             FROM health_logs WHERE checked_at >= {from} AND scheduled_at >= {from} \
+             AND scheduled_at < {to}"
+        );
+        let rows = load_rows!(self, sql, PhaseLag)?;
+        Ok(rows.into_iter().map(|r| (r.first, r.n)).collect())
+    }
+
+    /// UP logs whose check started (`checked_at - latency_ms`) in [from, to).
+    async fn up_started(&self, from: i64, to: i64) -> Result<i64, String> {
+        self.count_logs(&format!(
+            "checked_at >= {from} AND status = 'UP' AND checked_at - latency_ms >= {from} \
+             AND checked_at - latency_ms < {to}"
+        ))
+        .await
     }
 
     /// Rows of `health_logs` matching `condition` (integers only).
@@ -1135,7 +1282,11 @@ async fn drop_bus(amqp: &str, prefix: &str) {
 // ---------------------------------------------------------------- the run
 
 async fn run(o: Opts) -> Result<serde_json::Value, String> {
-    let arrivals: Arrivals = Arc::new(Mutex::new(Vec::new()));
+    let mut traffic = Traffic::default();
+    let tls = match o.kind {
+        kinds::Kind::Https => Some(kinds::Tls::new()?),
+        _ => None,
+    };
     let alerting = if o.flap_every > 0 {
         Some(flap::Run {
             targets: Arc::new(flap::Targets::new(o.services)),
@@ -1144,24 +1295,48 @@ async fn run(o: Opts) -> Result<serde_json::Value, String> {
     } else {
         None
     };
-    let ports = start_farm(
-        o.targets,
-        Duration::from_millis(o.target_latency_ms),
-        Arc::clone(&arrivals),
-        alerting
+    let answers = Answers {
+        ok: kinds::ok_answer(o.assert),
+        tls: tls.as_ref().map(|t| t.acceptor.clone()),
+        flapping: alerting
             .as_ref()
             .map_or_else(Arc::default, |a| Arc::clone(&a.targets)),
-    )
-    .await;
-    println!("target farm: {} ports on 127.0.0.1 {ports:?}", ports.len());
+    };
+    let ports = match o.kind {
+        kinds::Kind::Http | kinds::Kind::Https => {
+            let latency = Duration::from_millis(o.target_latency_ms);
+            start_farm(o.targets, latency, Arc::clone(&traffic.arrivals), answers).await
+        }
+        kinds::Kind::Tcp => kinds::start_tcp_farm(o.targets, Arc::clone(&traffic.accepts)).await,
+        kinds::Kind::Push => Vec::new(),
+    };
+    if !ports.is_empty() {
+        println!(
+            "target farm ({}{}): {} ports on 127.0.0.1 {ports:?}",
+            o.kind.as_str(),
+            if o.assert {
+                ", JSON answers for --assert"
+            } else {
+                ""
+            },
+            ports.len()
+        );
+    }
+    let ca_file = tls.as_ref().map(|t| t.ca_file.as_path());
     let bb = if o.compare {
-        Some(blackbox::run(&o, &ports).await?)
+        Some(blackbox::run(&o, &ports, ca_file).await?)
     } else {
         None
     };
 
     let prefix = format!("bench{}", std::process::id());
     let mut env = Vec::new();
+    if let Some(ca) = ca_file {
+        env.push((
+            "HEALTHMON__CHECKS__CA_FILE".to_owned(),
+            ca.display().to_string(),
+        ));
+    }
     if o.flap_every > 0 {
         // A line per alert sent would push the warnings out of the tail
         // the run prints.
@@ -1217,13 +1392,16 @@ async fn run(o: Opts) -> Result<serde_json::Value, String> {
     let mut result = prepare_and_measure(
         &o,
         &ports,
-        &arrivals,
+        &mut traffic,
         &store,
         &env,
         &mut procs,
         alerting.as_ref(),
     )
     .await;
+    if let Some(pinger) = traffic.pinger.take() {
+        pinger.finish().await;
+    }
     // The store's size, read with healthmon stopped (its files still there).
     for p in &mut procs {
         let _ = p.child.kill();
@@ -1274,7 +1452,7 @@ struct Prefilled {
 async fn prepare_and_measure(
     o: &Opts,
     ports: &[u16],
-    arrivals: &Arrivals,
+    traffic: &mut Traffic,
     store: &Store,
     env: &[(String, String)],
     procs: &mut Vec<Proc>,
@@ -1294,7 +1472,7 @@ async fn prepare_and_measure(
         o.mode, o.services, o.interval
     );
     let t = Instant::now();
-    register(&api, ports, o).await?;
+    let push_urls = register(&api, ports, o).await?;
     let reg_s = t.elapsed().as_secs_f64();
     println!(
         "registered {} services in {reg_s:.1} s ({:.0}/s)",
@@ -1337,7 +1515,18 @@ async fn prepare_and_measure(
             restarted_at,
         });
     }
-    measure(o, arrivals, store, procs, reg_s, prefilled, alerting).await
+    if o.kind == kinds::Kind::Push {
+        let interval = Duration::from_secs(o.interval);
+        let pinger = push::spawn_pinger(push_urls, interval, tokio::time::Instant::now())?;
+        println!(
+            "pinging {} push services, each every {} s ({} at a time at most)",
+            o.services,
+            o.interval,
+            push::WORKERS
+        );
+        traffic.pinger = Some(pinger);
+    }
+    measure(o, traffic, store, procs, reg_s, prefilled, alerting).await
 }
 
 /// Adds `db_mb`, `logs_total` and `db_bytes_per_million_logs` to a run's
@@ -1404,6 +1593,15 @@ fn sorted_lags(arrivals: &[(i64, i64)], keep: impl Fn(i64) -> bool) -> Vec<i64> 
     lags
 }
 
+/// What `requests_at_targets` counts, in words.
+fn seen_what(kind: kinds::Kind) -> &'static str {
+    match kind {
+        kinds::Kind::Http | kinds::Kind::Https => "requests reached the targets",
+        kinds::Kind::Tcp => "connections were accepted in the window",
+        kinds::Kind::Push => "pings were answered 2xx in the window",
+    }
+}
+
 /// How long after the window the run waits at most for its checks to be
 /// stored and its requests to arrive, beyond the check timeout.
 const SETTLE_LIMIT: Duration = Duration::from_secs(60);
@@ -1413,7 +1611,7 @@ const SANITY_TOLERANCE: f64 = 0.001;
 
 async fn measure(
     o: &Opts,
-    arrivals: &Arrivals,
+    traffic: &Traffic,
     store: &Store,
     procs: &[Proc],
     reg_s: f64,
@@ -1478,8 +1676,8 @@ async fn measure(
     let (mut last, mut steady, mut settled) = (None, 0, false);
     let mut stored = Stored::default();
     while Instant::now() < give_up {
-        stored = store.stored(from, to).await?;
-        let now = (stored, window_arrivals(arrivals, from, to).len());
+        stored = store.stored(from, to, o.kind).await?;
+        let now = (stored, traffic.seen(o.kind, from, to));
         if last == Some(now) {
             steady += 1;
             if steady >= 2 {
@@ -1511,13 +1709,33 @@ async fn measure(
     let checks = stored.total();
     let checked_in_window = store.count("checked_at", from, to).await?;
     let secs = (to - from) as f64 / 1000.0;
-    let due = store
-        .due(from, to, o.services, o.interval as i64 * 1000)
-        .await?;
+    let interval_ms = o.interval as i64 * 1000;
+    let pings = traffic.pinger.as_ref().map(|p| &p.pings);
+    let due = match pings {
+        Some(p) => p.due_in(from, to, o.services, interval_ms),
+        None => store.due(from, to, o.services, interval_ms).await?,
+    };
     let cpu = cpu1 - cpu0;
 
-    let requests = window_arrivals(arrivals, from, to);
-    let requests_at_targets = requests.len() as i64;
+    // (scheduled_at, lag) per check of the window, and the UP checks that
+    // the targets' count is compared with. HTTP(S): the requests as the
+    // farm saw them (due time from the schedule header) and the UP checks
+    // due in the window. tcp carries no header: the lag is the check's
+    // start (checked_at - latency_ms) - scheduled_at from the store, and
+    // the connections accepted in the window are set against the UP checks
+    // that started in it. push: pings answered 2xx in the window against
+    // the logs written in it (lag: none, the pinger is the schedule).
+    let requests_at_targets = traffic.seen(o.kind, from, to);
+    let (requests, up_compared) = match o.kind {
+        kinds::Kind::Http | kinds::Kind::Https => {
+            (window_arrivals(&traffic.arrivals, from, to), stored.up)
+        }
+        kinds::Kind::Tcp => (
+            store.start_lags(from, to).await?,
+            store.up_started(from, to).await?,
+        ),
+        kinds::Kind::Push => (Vec::new(), stored.up),
+    };
     // Arrivals the old fixed settle time would have missed.
     let late_arrivals = requests
         .iter()
@@ -1604,7 +1822,7 @@ async fn measure(
     let per_1k = cpu / (checks.max(1) as f64 / 1000.0);
     println!(
         "[{}] window {secs:.1} s: {checks} checks stored ({checks_per_s:.0}/s, {:.1}% of the {due:.0} due): \
-         {} UP, {} DOWN{}; {requests_at_targets} requests reached the targets; {missing} due but not stored \
+         {} UP, {} DOWN{}; {requests_at_targets} {}; {missing} due but not stored \
          ({attributed} dropped as reported by healthmon)",
         o.mode,
         100.0 * checks as f64 / due,
@@ -1615,18 +1833,26 @@ async fn measure(
         } else {
             String::new()
         },
+        seen_what(o.kind),
     );
-    println!(
-        "[{}] schedule lag at the target (arrival - scheduled_at): p50 {} ms, p99 {} ms, max {} ms \
-         ({} requests; settled {settle_s:.1} s after the window, {late_arrivals} arrived after the \
-         former fixed {} s)",
-        o.mode,
-        percentile(&lags, 0.50),
-        percentile(&lags, 0.99),
-        lags.last().copied().unwrap_or(0),
-        lags.len(),
-        nominal_settle_ms / 1000,
-    );
+    if o.kind != kinds::Kind::Push {
+        println!(
+            "[{}] schedule lag {}: p50 {} ms, p99 {} ms, max {} ms \
+             ({} checks; settled {settle_s:.1} s after the window, {late_arrivals} arrived after the \
+             former fixed {} s)",
+            o.mode,
+            if o.kind.is_http() {
+                "at the target (arrival - scheduled_at)"
+            } else {
+                "(the check's start, checked_at - latency_ms, - scheduled_at)"
+            },
+            percentile(&lags, 0.50),
+            percentile(&lags, 0.99),
+            lags.last().copied().unwrap_or(0),
+            lags.len(),
+            nominal_settle_ms / 1000,
+        );
+    }
     println!(
         "[{}] healthmon cpu {cpu:.2} s = {per_1k:.3} CPU-s per 1,000 checks; rss {rss:.1} MB ({} process{})",
         o.mode,
@@ -1667,18 +1893,21 @@ async fn measure(
     }
     // The run's own sanity check: every request a target answered (200)
     // should be a stored UP check, and no UP check without a request.
-    let gap = (requests_at_targets - stored.up).abs();
+    let gap = (requests_at_targets - up_compared).abs();
     // At least one check of slack: in a short run (the smoke run has 150
     // checks) a single check that reached its target and then ran out of
-    // its 1 s timeout on a loaded machine is not a counting error.
-    let allowed = (SANITY_TOLERANCE * requests_at_targets.max(stored.up) as f64).max(1.0);
+    // its 1 s timeout on a loaded machine is not a counting error. tcp and
+    // push match by clock, not by due time, so a check at either edge of
+    // the window may fall on the other side of it on one count.
+    let slack = if o.kind.is_http() { 1.0 } else { 3.0 };
+    let allowed = (SANITY_TOLERANCE * requests_at_targets.max(up_compared) as f64).max(slack);
     let sanity = if requests_at_targets == 0 {
         Some("no request reached the targets in the window".to_owned())
     } else if gap as f64 > allowed {
         Some(format!(
-            "{requests_at_targets} requests reached the targets but {} UP checks were stored \
+            "{requests_at_targets} {} but {up_compared} UP checks were stored \
              (differ by {gap}, more than {:.1} %)",
-            stored.up,
+            seen_what(o.kind),
             SANITY_TOLERANCE * 100.0
         ))
     } else {
@@ -1690,6 +1919,8 @@ async fn measure(
     };
     let mut summary = json!({
         "mode": o.mode,
+        "kind": o.kind.as_str(),
+        "assert": o.assert,
         "services": o.services,
         "interval_s": o.interval,
         "duration_s": round(secs, 3),
@@ -1729,6 +1960,12 @@ async fn measure(
         }
         if let Some(a) = alerting {
             m.insert("alerting".into(), a);
+        }
+        if o.kind == kinds::Kind::Tcp {
+            m.insert("up_started_in_window".into(), json!(up_compared));
+        }
+        if let Some(p) = pings {
+            m.insert("push".into(), p.figures(from, to, o.services, interval_ms));
         }
     }
     Ok(summary)
@@ -1905,6 +2142,9 @@ fn main() {
     if o.from.is_some() || !o.sweep.is_empty() {
         std::process::exit(sweep(o));
     }
+    if o.smoke && !o.kind_given {
+        std::process::exit(smoke_every_kind(o));
+    }
     match run_bounded(o) {
         Ok(summary) => {
             println!("{summary}");
@@ -1934,6 +2174,48 @@ fn failed_sanity(summary: &serde_json::Value) -> Option<String> {
         "sanity check failed: {}",
         summary["sanity"].as_str().unwrap_or("no sanity verdict")
     ))
+}
+
+/// A plain `--smoke`: one smoke run per kind of [`kinds::SMOKE`] (https with
+/// `--assert`, so the assertions run too), each run's JSON line as it ends,
+/// then the http run's object plus `smoke`, the array of every run. Returns
+/// the exit status: 1 if any run failed.
+fn smoke_every_kind(o: Opts) -> i32 {
+    let (mut runs, mut failed) = (Vec::new(), Vec::new());
+    for kind in kinds::SMOKE {
+        println!("smoke: --kind {}", kind.as_str());
+        let run = Opts {
+            kind,
+            assert: o.assert || kind == kinds::Kind::Https,
+            ..o.clone()
+        };
+        match run_bounded(run) {
+            Ok(summary) => {
+                println!("{summary}");
+                if let Some(why) = failed_sanity(&summary) {
+                    eprintln!("pipeline bench: --kind {}: {why}", kind.as_str());
+                    failed.push(kind.as_str());
+                }
+                runs.push(summary);
+            }
+            Err(e) => {
+                eprintln!("pipeline bench: --kind {}: {e}", kind.as_str());
+                failed.push(kind.as_str());
+            }
+        }
+    }
+    let Some(first) = runs.first() else {
+        return 1;
+    };
+    let mut summary = first.clone();
+    if let Some(m) = summary.as_object_mut() {
+        m.insert("smoke".into(), json!(runs));
+        if !failed.is_empty() {
+            m.insert("smoke_failed".into(), json!(failed));
+        }
+    }
+    println!("{summary}");
+    i32::from(!failed.is_empty())
 }
 
 /// One run on a runtime of its own: dropping it at the end stops the run's

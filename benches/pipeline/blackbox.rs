@@ -114,22 +114,40 @@ async fn version(bin: &Path) -> String {
         .to_owned()
 }
 
+/// The exporter's configuration: one module `http_2xx`; for `--kind https`
+/// its `tls_config.ca_file` is the farm's CA (the same file healthmon gets
+/// as `checks.ca_file`); with `--assert` it also fails a probe whose body
+/// lacks what healthmon's `body_contains` looks for (the exporter has no
+/// JSON pointer assertion, so that one is healthmon's alone).
+fn config(timeout_s: u64, ca_file: Option<&Path>, assert: bool) -> String {
+    let mut yml = format!(
+        "modules:\n  http_2xx:\n    prober: http\n    timeout: {timeout_s}s\n    http:\n      \
+         preferred_ip_protocol: ip4\n      ip_protocol_fallback: false\n      \
+         follow_redirects: false\n      enable_http2: false\n"
+    );
+    if let Some(ca) = ca_file {
+        yml.push_str(&format!(
+            "      tls_config:\n        ca_file: {:?}\n",
+            ca.display().to_string()
+        ));
+    }
+    if assert {
+        yml.push_str(&format!(
+            "      fail_if_body_not_matches_regexp:\n        - {:?}\n",
+            super::kinds::ASSERT_CONTAINS
+        ));
+    }
+    yml
+}
+
 async fn start(
     bin: &Path,
-    timeout_s: u64,
+    yml: &str,
     http: &reqwest::Client,
 ) -> Result<(Exporter, String), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let config = dir.path().join("blackbox.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "modules:\n  http_2xx:\n    prober: http\n    timeout: {timeout_s}s\n    http:\n      \
-             preferred_ip_protocol: ip4\n      ip_protocol_fallback: false\n      \
-             follow_redirects: false\n      enable_http2: false\n"
-        ),
-    )
-    .map_err(|e| format!("writing {}: {e}", config.display()))?;
+    std::fs::write(&config, yml).map_err(|e| format!("writing {}: {e}", config.display()))?;
     let stderr = std::fs::File::create(dir.path().join("stderr.log")).map_err(|e| e.to_string())?;
     let addr = format!("127.0.0.1:{}", free_port()?);
     let child = Command::new(bin)
@@ -185,7 +203,7 @@ impl Counts {
 
 /// Runs the exporter against the farm for `o.warmup` + `o.duration` seconds
 /// and returns its figures as a JSON object.
-pub async fn run(o: &Opts, ports: &[u16]) -> Result<Value, String> {
+pub async fn run(o: &Opts, ports: &[u16], ca_file: Option<&Path>) -> Result<Value, String> {
     let bin = binary()?;
     let version = version(&bin).await;
     // As healthmon's services get in register().
@@ -195,7 +213,8 @@ pub async fn run(o: &Opts, ports: &[u16]) -> Result<Value, String> {
         .pool_max_idle_per_host(o.bb_clients)
         .build()
         .map_err(|e| e.to_string())?;
-    let (mut ex, addr) = start(&bin, timeout_s, &http).await?;
+    let yml = config(timeout_s, ca_file, o.assert);
+    let (mut ex, addr) = start(&bin, &yml, &http).await?;
     let pid = ex.child.id();
     println!(
         "[blackbox] {} {version} pid {pid} on {addr}; {} drivers over {} target URLs, \
@@ -219,11 +238,12 @@ pub async fn run(o: &Opts, ports: &[u16]) -> Result<Value, String> {
             Arc::clone(&next),
         );
         let (ports, services, addr) = (ports.to_vec(), o.services as u64, addr.clone());
+        let kind = o.kind;
         drivers.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 let i = next.fetch_add(1, Ordering::Relaxed) % services;
                 let port = ports[i as usize % ports.len()];
-                let target = format!("http://127.0.0.1:{port}/s/{i}");
+                let target = kind.url(port, i as usize);
                 let url = format!(
                     "http://{addr}/probe?module=http_2xx&target={}",
                     url::form_urlencoded::byte_serialize(target.as_bytes()).collect::<String>()
@@ -292,6 +312,8 @@ pub async fn run(o: &Opts, ports: &[u16]) -> Result<Value, String> {
     Ok(json!({
         "version": version,
         "clients": o.bb_clients,
+        "kind": o.kind.as_str(),
+        "assert": o.assert,
         "timeout_s": timeout_s,
         "duration_s": round(secs, 3),
         "warmup_s": o.warmup,
