@@ -11,9 +11,12 @@
 //! results somewhere, and no finished check is dropped.
 
 pub mod check;
+pub mod dns;
 pub mod guard;
 pub mod http;
 pub mod net;
+pub mod tcp;
+pub mod tls;
 
 use crate::bus::{Bus, BusError};
 use crate::domain::CheckResult;
