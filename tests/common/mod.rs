@@ -4,6 +4,7 @@
 
 pub mod broker;
 pub mod ca;
+pub mod dns;
 pub mod fleet;
 pub mod maintenance;
 pub mod measure;
@@ -12,6 +13,7 @@ pub mod skip;
 pub mod smtp;
 pub mod stores;
 pub mod target;
+pub mod tls_target;
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
