@@ -45,6 +45,7 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let body = read_json(&req, payload).await?;
     let spec = validate::full_spec(&body).map_err(ApiError::Validation)?;
+    targets_allowed(&state, &spec)?;
     channels_exist(&state, &spec.channels, &[]).await?;
     // Checked before the insert, so concurrent registrations may overshoot
     // the limit by a few; it guards against runaway scripts, not races.
@@ -54,7 +55,7 @@ pub async fn create(
             state.max_services
         )));
     }
-    let svc = state.store.create_service(&spec, now_ms()).await?;
+    let (svc, token) = super::push::register(&state, &spec, now_ms()).await?;
     state.service_count.add(1).await;
     tracing::info!(service_id = svc.id.get(), name = %svc.name, "service registered");
     tell_scheduler(
@@ -65,9 +66,24 @@ pub async fn create(
         },
     )
     .await;
+    let location = format!("/services/{}", svc.id);
+    let shown = windows::shown_after_write(&state, svc).await;
     Ok(HttpResponse::Created()
-        .insert_header((header::LOCATION, format!("/services/{}", svc.id)))
-        .json(windows::shown_after_write(&state, svc).await))
+        .insert_header((header::LOCATION, location))
+        .json(super::push::with_push_url(shown, token)))
+}
+
+/// Refuses a `tcp://`, `tls://` or `dns://` URL whose literal address
+/// (a dns resolver's included) target safety blocks: 422 naming `url`.
+/// Names are judged when resolved, at check time, like http(s) URLs.
+fn targets_allowed(state: &AppState, spec: &crate::domain::ServiceSpec) -> Result<(), ApiError> {
+    match validate::literal_target(&spec.url).map(|ip| state.address_policy.check(ip)) {
+        Some(Err(blocked)) => Err(ApiError::Validation(vec![validate::FieldError::new(
+            "url",
+            blocked.to_string(),
+        )])),
+        _ => Ok(()),
+    }
 }
 
 /// Refuses channel ids that name no channel (422 naming `channels`), but
@@ -126,7 +142,15 @@ pub async fn replace(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let body = read_json(&req, payload).await?;
-    let spec = validate::full_spec(&body).map_err(ApiError::Validation)?;
+    // The current settings hold the header values a `***` keeps; an
+    // unknown id still answers 422 for a bad body and 404 for a good one.
+    let current = state.store.get_service(id).await?;
+    let spec = match &current {
+        Some(current) => validate::replace_spec(&current.spec(), &body),
+        None => validate::full_spec(&body),
+    }
+    .map_err(ApiError::Validation)?;
+    targets_allowed(&state, &spec)?;
     channels_exist(&state, &spec.channels, &[]).await?;
     save(&state, id, spec).await
 }
@@ -153,6 +177,9 @@ pub async fn update(
             .await?
             .ok_or_else(|| not_found(id))?;
         let spec = validate::patch_spec(&current.spec(), &body).map_err(ApiError::Validation)?;
+        if spec.url != current.url {
+            targets_allowed(&state, &spec)?;
+        }
         channels_exist(&state, &spec.channels, &current.channels).await?;
         if spec == current.spec() {
             // Nothing changes, so nothing is written (updated_at stays).

@@ -194,7 +194,7 @@ fn text(
     errors: &mut Vec<FieldError>,
 ) -> Option<String> {
     let Some(s) = v.as_str() else {
-        errors.push(FieldError::new(f, "must be a string or null"));
+        errors.push(FieldError::new(f, "must be a string"));
         return None;
     };
     if s.len() < min {
@@ -558,7 +558,9 @@ pub(super) fn judge(
             format!("must not exceed the timeout ({ms} ms > {timeout_s} s)"),
         ));
     }
+    // Off http(s), headers are refused above whatever their origin.
     if let Some(previous) = previous_url
+        && kind == CheckKind::Http
         && !read.kept.is_empty()
         && !same_origin(previous, url)
     {

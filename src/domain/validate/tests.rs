@@ -263,6 +263,11 @@ mod properties {
                 "Success_Threshold",
                 "retry_interval",
                 "channels",
+                "method",
+                "GRACE",
+                "headers",
+                "expect",
+                "degraded_latency_ms",
                 "id",
                 "last_status",
                 "colour",
@@ -289,8 +294,15 @@ mod properties {
                 " http://a ",
                 "http://user:pw@host/",
                 "http://[::1]:9/",
+                "push://",
+                "tcp://127.0.0.1:9",
+                "dns:///example.com?type=mx",
+                "post",
+                "***",
             ])
             .prop_map(Value::from),
+            Just(json!({"X-A": "v"})),
+            Just(json!(["a"])),
             prop::collection::vec(0u64..700, 0..5).prop_map(|v| json!(v)),
         ]
     }
@@ -301,7 +313,7 @@ mod properties {
     }
 
     fn as_json(spec: &ServiceSpec) -> Value {
-        json!({
+        let mut v = json!({
             "name": spec.name, "url": spec.url, "interval": spec.interval,
             "timeout": spec.timeout, "paused": spec.paused,
             "expected_statuses": spec.expected_statuses,
@@ -309,7 +321,13 @@ mod properties {
             "success_threshold": spec.success_threshold,
             "retry_interval": spec.retry_interval,
             "channels": spec.channels,
-        })
+        });
+        if let (Some(v), Ok(Value::Object(check))) =
+            (v.as_object_mut(), serde_json::to_value(&spec.check))
+        {
+            v.extend(check);
+        }
+        v
     }
 
     proptest! {
@@ -330,7 +348,12 @@ mod properties {
                     prop_assert!(!errors.is_empty());
                     let keys: Vec<&String> = b.as_object().map(|m| m.keys().collect()).unwrap_or_default();
                     for e in &errors {
-                        let named = keys.iter().any(|k| **k == e.field)
+                        // A part of a field is named by its path (`headers.X-A`, `expect[0]`).
+                        let named = keys.iter().any(|k| {
+                            e.field.strip_prefix(k.as_str()).is_some_and(|rest| {
+                                rest.is_empty() || rest.starts_with(['.', '['])
+                            })
+                        })
                             || ["name", "url", "interval", "timeout"].contains(&e.field.as_str());
                         prop_assert!(named, "error names no field of the body: {:?}", e);
                     }
