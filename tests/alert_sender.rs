@@ -17,6 +17,7 @@ use common::receiver::Receiver;
 use common::stores::on_every_backend;
 use healthmon::alert::deliver::Deliverer;
 use healthmon::alert::mail::MailSettings;
+use healthmon::alert::sender::plan::NO_LONGER_DEGRADED;
 use healthmon::alert::sender::{RECOVERED_IN_MAINTENANCE, Sender};
 use healthmon::config::{AlertsSettings, DatabaseUrl};
 use healthmon::domain::channel_spec::ChannelSpec;
@@ -31,6 +32,9 @@ use std::time::Duration;
 
 const MIN: i64 = 60_000;
 
+/// A DEGRADED check's error.
+const SLOW: &str = "latency: 2300 ms, over degraded_latency_ms 1000";
+
 on_every_backend!(
     reminders_come_at_their_slots_once_each_and_stop_when_the_service_recovers,
     a_down_held_by_maintenance_is_sent_when_the_window_ends_if_still_down,
@@ -43,6 +47,8 @@ on_every_backend!(
     many_lanes_of_one_channel_take_at_most_half_the_permits,
     a_reminder_waits_for_its_down_and_a_paused_service_is_not_reminded,
     a_hold_survives_a_later_wait_so_a_flap_inside_a_window_stays_quiet,
+    a_degraded_spell_is_told_when_it_starts_and_when_it_ends_in_order,
+    a_degraded_spell_inside_a_window_stays_quiet_and_one_still_on_is_told,
 );
 
 struct Setup {
@@ -92,9 +98,15 @@ impl Setup {
         self.store.create_service(&spec, now_ms()).await.unwrap().id
     }
 
-    /// Records a check of `service` due at `at` (finished 5 ms later).
+    /// Records a check of `service` due at `at` (finished 5 ms later); a
+    /// DEGRADED one was slow.
     async fn check(&self, service: ServiceId, at: i64, status: Status) {
         let down = status == Status::Down;
+        let error = match status {
+            Status::Down => Some("status: unexpected status 503".to_owned()),
+            Status::Degraded => Some(SLOW.to_owned()),
+            _ => None,
+        };
         self.store
             .record(&[CheckResult {
                 service_id: service,
@@ -102,7 +114,7 @@ impl Setup {
                 status,
                 latency_ms: 5,
                 status_code: Some(if down { 503 } else { 200 }),
-                error: down.then(|| "status: unexpected status 503".to_owned()),
+                error,
                 checked_at: at + 5,
                 cert_expires_at: None,
             }])
@@ -721,5 +733,106 @@ async fn one_flapping_service_is_not_a_storm(store: Store) {
         events(&s.bodies()),
         ["down", "up", "down", "up", "down"],
         "each as itself, in order"
+    );
+}
+
+async fn a_degraded_spell_is_told_when_it_starts_and_when_it_ends_in_order(store: Store) {
+    let s = setup(store, AlertsSettings::default()).await;
+    s.channel(60).await;
+    // The degraded alert's first attempt fails: the up that ends it waits.
+    s.receiver.script("/hook", &[503]);
+    let svc = s.service("api").await;
+    let t = now_ms() - 10 * MIN;
+    s.check(svc, t, Status::Up).await;
+    s.check(svc, t + 1_000, Status::Degraded).await;
+    s.check(svc, t + 3 * MIN, Status::Up).await;
+    s.sender.pass(now_ms()).await.unwrap();
+    assert_eq!(events(&s.bodies()), ["degraded"]);
+    let rows = s.alerts(svc).await;
+    assert!(
+        rows[1]
+            .2
+            .as_deref()
+            .is_some_and(|e| e.starts_with("waiting")),
+        "{rows:?}"
+    );
+    s.sender.pass(now_ms() + 10_000).await.unwrap();
+    s.sender.pass(now_ms() + 20_000).await.unwrap();
+    let got = s.bodies();
+    assert_eq!(events(&got), ["degraded", "degraded", "up"], "{got:?}");
+    let (degraded, up) = (&got[1], &got[2]);
+    assert_eq!(
+        (&degraded["old_status"], &degraded["new_status"]),
+        (&json!("UP"), &json!("DEGRADED"))
+    );
+    assert_eq!(degraded["check"]["status"], "DEGRADED");
+    assert_eq!(degraded["check"]["error"], SLOW, "the reason travels");
+    assert_eq!(
+        (&up["old_status"], &up["new_status"]),
+        (&json!("DEGRADED"), &json!("UP"))
+    );
+    assert_eq!(
+        up["since"], degraded["at"],
+        "the up says since when it was DEGRADED"
+    );
+
+    // DOWN, then back but slow: an up (resolved) that leaves it DEGRADED,
+    // then its end. Reminders are for DOWN only.
+    s.check(svc, t + 4 * MIN, Status::Down).await;
+    s.check(svc, t + 5 * MIN, Status::Degraded).await;
+    assert_eq!(
+        s.sender.write_reminders(now_ms() + 60 * MIN).await.unwrap(),
+        0
+    );
+    s.check(svc, t + 6 * MIN, Status::Up).await;
+    s.sender.pass(now_ms()).await.unwrap();
+    let got = s.bodies();
+    assert_eq!(events(&got[3..]), ["down", "up", "up"], "{:?}", &got[3..]);
+    assert_eq!(got[4]["new_status"], "DEGRADED");
+    assert_eq!(got[4]["since"], got[3]["at"], "how long it was down");
+    assert_eq!(got[5]["old_status"], "DEGRADED");
+    assert_eq!(got[5]["since"], got[4]["at"]);
+    let rows = s.alerts(svc).await;
+    assert!(rows.iter().all(|r| r.1 == "sent"), "{rows:?}");
+}
+
+async fn a_degraded_spell_inside_a_window_stays_quiet_and_one_still_on_is_told(store: Store) {
+    let s = setup(store, AlertsSettings::default()).await;
+    s.channel(0).await;
+    let svc = s.service("api").await;
+    window(&s, svc, 60 * MIN).await;
+    let t = now_ms();
+    s.check(svc, t - 5_000, Status::Up).await;
+    s.check(svc, t - 4_000, Status::Degraded).await;
+    s.sender.pass(now_ms()).await.unwrap();
+    s.check(svc, t - 3_000, Status::Up).await;
+    s.sender.pass(now_ms()).await.unwrap();
+    // Another spell begins, still on when the window ends.
+    s.check(svc, t - 2_000, Status::Degraded).await;
+    s.sender.pass(now_ms()).await.unwrap();
+    assert!(s.bodies().is_empty(), "held: {:?}", s.bodies());
+
+    let windows = s.store.windows_after(0, 10).await.unwrap();
+    s.store.delete_window(windows[0].id).await.unwrap();
+    s.sender.pass(now_ms()).await.unwrap();
+    let got = s.bodies();
+    assert_eq!(events(&got), ["degraded"], "{got:?}");
+    assert_eq!(
+        got[0]["check"]["checked_at"],
+        healthmon::domain::time::to_rfc3339(t - 2_000 + 5),
+        "the spell still on"
+    );
+    let rows = s.alerts(svc).await;
+    let states: Vec<(&str, &str, Option<&str>)> = rows
+        .iter()
+        .map(|(e, state, err)| (e.as_str(), state.as_str(), err.as_deref()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("degraded", "failed", Some(NO_LONGER_DEGRADED)),
+            ("up", "failed", Some(RECOVERED_IN_MAINTENANCE)),
+            ("degraded", "sent", None),
+        ]
     );
 }

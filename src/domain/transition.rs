@@ -99,22 +99,18 @@ mod tests {
     }
 
     fn arrivals() -> impl Strategy<Value = Vec<(Millis, Status)>> {
-        // A run of checks (one status per slot), then delivered with
-        // duplicates and in any order.
+        // A run of checks (one status per slot: UP, DEGRADED or DOWN), then
+        // delivered with duplicates and in any order.
+        let outcome = prop_oneof![Just(Status::Up), Just(Status::Degraded), Just(Status::Down)];
         (
-            prop::collection::vec(any::<bool>(), 1..40),
+            prop::collection::vec(outcome, 1..40),
             prop::collection::vec(any::<prop::sample::Index>(), 0..80),
         )
-            .prop_flat_map(|(ups, dup_picks)| {
-                let run: Vec<(Millis, Status)> = ups
+            .prop_flat_map(|(outcomes, dup_picks)| {
+                let run: Vec<(Millis, Status)> = outcomes
                     .iter()
                     .enumerate()
-                    .map(|(i, up)| {
-                        (
-                            (i as Millis + 1) * 1000,
-                            if *up { Status::Up } else { Status::Down },
-                        )
-                    })
+                    .map(|(i, s)| ((i as Millis + 1) * 1000, *s))
                     .collect();
                 let mut all = run.clone();
                 all.extend(dup_picks.iter().map(|ix| run[ix.index(run.len())]));

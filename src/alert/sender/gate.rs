@@ -1,9 +1,12 @@
 //! The gate every alert passes just before it is sent: maintenance holds,
-//! the order within a lane (an `up` or a reminder waits for its `down`),
-//! and the alerts that are not to be sent at all (recovered during a
-//! window, a reminder for a service no longer DOWN).
+//! the order within a lane (an `up` waits for the `down` or `degraded` it
+//! ends, a reminder for its `down`), and the alerts that are not to be
+//! sent at all (recovered during a window, a reminder for a service no
+//! longer DOWN).
 
 use super::*;
+use crate::domain::{ChannelId, ServiceId};
+use crate::store::Earlier;
 
 impl Sender {
     /// Whether `row` is to be delivered now, and as what. Holds, waits and
@@ -46,19 +49,23 @@ impl Sender {
             };
             let channel = row.channel();
             match event {
-                "down" if row.held_until.is_some() => {
-                    let recovered = service
-                        .as_ref()
-                        .is_some_and(|s| s.last_status != Status::Down)
+                // A held `down` (or `degraded`) whose service is no longer
+                // DOWN (DEGRADED) when its window ends, or which an `up`
+                // followed, is old news: dropped, with the `up`.
+                "down" | "degraded" if row.held_until.is_some() => {
+                    let (still, why) = if event == "down" {
+                        (Status::Down, RECOVERED_IN_MAINTENANCE)
+                    } else {
+                        (Status::Degraded, plan::NO_LONGER_DEGRADED)
+                    };
+                    let over = service.as_ref().is_some_and(|s| s.last_status != still)
                         || self
                             .store
                             .neighbour_alert(service_id, channel, "up", row.scheduled_at, true)
                             .await?
                             .is_some();
-                    if recovered {
-                        self.store
-                            .alerts_failed(&ids, RECOVERED_IN_MAINTENANCE, false)
-                            .await?;
+                    if over {
+                        self.store.alerts_failed(&ids, why, false).await?;
                         return Ok(None);
                     }
                 }
@@ -75,36 +82,40 @@ impl Sender {
                         self.store.alerts_failed(&ids, why, false).await?;
                         return Ok(None);
                     }
-                    let down = self
-                        .store
-                        .neighbour_alert(service_id, channel, "down", row.scheduled_at, false)
-                        .await?;
-                    match down {
-                        // A held down that this up follows is dropped when it
-                        // is looked at (its service recovered: here is the
-                        // up), so the up goes too, even when both are in one
-                        // storm message and the down was read before it was
-                        // dropped.
-                        Some(down) if event == "up" && down.state == "pending" && down.held => {
+                    let (follows, opened) = self.follows(row, service_id, channel).await?;
+                    match follows {
+                        // A held down (degraded) that this up follows is
+                        // dropped when it is looked at (here is the up that
+                        // ends it), so the up goes too, even when both are in
+                        // one storm message and the down was read before it
+                        // was dropped. An `up` it follows may still be sent.
+                        Some(before)
+                            if event == "up"
+                                && opened
+                                && before.state == "pending"
+                                && before.held =>
+                        {
                             self.store
                                 .alerts_failed(&ids, RECOVERED_IN_MAINTENANCE, false)
                                 .await?;
                             return Ok(None);
                         }
-                        Some(down) if down.state == "pending" && !together.contains(&down.id) => {
+                        Some(before)
+                            if before.state == "pending" && !together.contains(&before.id) =>
+                        {
                             self.store
                                 .alerts_defer(
                                     &ids,
-                                    down.next_attempt_at.max(now) + 1,
-                                    "waiting: the down alert this follows is not sent yet",
+                                    before.next_attempt_at.max(now) + 1,
+                                    "waiting: the alert this follows is not sent yet",
                                 )
                                 .await?;
                             return Ok(None);
                         }
-                        Some(down)
+                        Some(before)
                             if event == "up"
-                                && down.state == "failed"
-                                && down.last_error.as_deref() == Some(RECOVERED_IN_MAINTENANCE) =>
+                                && before.state == "failed"
+                                && plan::dropped_at_window_end(before.last_error.as_deref()) =>
                         {
                             self.store
                                 .alerts_failed(&ids, RECOVERED_IN_MAINTENANCE, false)
@@ -127,5 +138,34 @@ impl Sender {
                 Ok(None)
             }
         }
+    }
+
+    /// The alert an `up` or a reminder comes after in its lane, and whether
+    /// that one opened what the `up` ends (a `down` or `degraded`, not an
+    /// `up`). A reminder and an `up` from DOWN follow the `down` that began
+    /// the outage. An `up` from DEGRADED follows what began the DEGRADED
+    /// spell: a `degraded` (from UP), or an `up` (back from DOWN, but
+    /// slow), whichever is newer (ids grow with a service's changes: the
+    /// recorder writes them in order, under the service's row lock).
+    async fn follows(
+        &self,
+        row: &OutboxRow,
+        service: ServiceId,
+        channel: ChannelId,
+    ) -> Result<(Option<Earlier>, bool), StoreError> {
+        let before = |event: &'static str| {
+            self.store
+                .neighbour_alert(service, channel, event, row.scheduled_at, false)
+        };
+        if row.event != "up" || row.old_status != Status::Degraded.as_str() {
+            return Ok((before("down").await?, true));
+        }
+        let degraded = before("degraded").await?;
+        let up = before("up").await?;
+        Ok(match (degraded, up) {
+            (Some(d), Some(u)) if u.id > d.id => (Some(u), false),
+            (None, Some(u)) => (Some(u), false),
+            (d, _) => (d, true),
+        })
     }
 }

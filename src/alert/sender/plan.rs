@@ -59,6 +59,21 @@ pub fn is_storm(recent: i64, threshold: usize) -> bool {
 pub const RECOVERED_IN_MAINTENANCE: &str =
     "not sent: held by a maintenance window; the service recovered before it ended";
 
+/// The last_error of a `degraded` held by a maintenance window whose
+/// service was no longer DEGRADED when the window ended (and of the `up`
+/// that would have said it ended).
+pub const NO_LONGER_DEGRADED: &str =
+    "not sent: held by a maintenance window; the service was no longer DEGRADED when it ended";
+
+/// Whether an alert was dropped at a window's end because what it told
+/// was over: the alerts that follow it in its lane go with it.
+pub fn dropped_at_window_end(last_error: Option<&str>) -> bool {
+    matches!(
+        last_error,
+        Some(RECOVERED_IN_MAINTENANCE | NO_LONGER_DEGRADED)
+    )
+}
+
 /// The prefix of `last_error` while an alert is held by a window (for
 /// people: the hold itself is the `held_until` column).
 pub const HELD: &str = "held: ";
