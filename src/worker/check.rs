@@ -99,8 +99,7 @@ impl Checker {
 
     /// A checker made as `settings` say.
     pub fn with_settings(settings: CheckerSettings) -> Result<Self, ClientError> {
-        let http = HttpChecker::new(settings.max_body_bytes, settings.policy.clone())?
-            .send_schedule_header(settings.schedule_header);
+        let http = HttpChecker::new(&settings)?;
         let net = NetChecker::new(&settings)?;
         Ok(Self { http, net })
     }

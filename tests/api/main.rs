@@ -17,6 +17,7 @@ mod alerts;
 mod auth;
 mod channels;
 mod checks;
+mod checks_http;
 mod delivery;
 mod health;
 mod lifecycle;

@@ -1,9 +1,22 @@
-//! The HTTP(S) check: request, bounded body, verdict.
+//! The HTTP(S) check: request (method, headers, body as the service says),
+//! bounded body, verdict (DESIGN.md "Check kinds").
+//!
+//! The response body is kept in memory only when an assertion reads it
+//! (`body_contains`, `body_not_contains`, `json`: see [`judge`]); otherwise
+//! it is counted and dropped up to `worker.max_body_bytes`, as fast as it
+//! comes. The server's certificate (https) is read from the connection for
+//! its expiry date ([`cert`]).
+
+pub(crate) mod cert;
+mod judge;
 
 use crate::domain::check::status_is_up;
 use crate::domain::time::now_ms;
-use crate::domain::{CheckJob, CheckResult, Status};
+use crate::domain::{CheckJob, CheckOptions, CheckResult};
+use crate::worker::check::{CheckerSettings, Outcome};
 use crate::worker::guard::{AddressPolicy, Blocked};
+use judge::{Body, Fetched};
+use reqwest::header::{HeaderName, HeaderValue};
 use std::error::Error as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,10 +31,13 @@ pub const MAX_REDIRECTS: usize = 5;
 /// [`HttpChecker::send_schedule_header`]).
 pub const SCHEDULED_AT_HEADER: &str = "x-healthmon-scheduled-at";
 
-/// Runs HTTP checks with one shared client.
+/// Runs HTTP checks with shared clients: one that follows redirects and one
+/// that does not (`follow_redirects: false`), with the same resolver,
+/// address policy and trust.
 #[derive(Clone)]
 pub struct HttpChecker {
-    client: reqwest::Client,
+    follow: reqwest::Client,
+    no_follow: reqwest::Client,
     max_body_bytes: usize,
     policy: Arc<AddressPolicy>,
     schedule_header: bool,
@@ -41,36 +57,49 @@ pub enum ClientError {
         /// What is wrong with it.
         reason: String,
     },
+    /// rustls refused the TLS client configuration.
+    #[error("TLS configuration: {0}")]
+    Tls(rustls::Error),
+}
+
+impl From<crate::tls::TlsError> for ClientError {
+    fn from(e: crate::tls::TlsError) -> Self {
+        match e {
+            crate::tls::TlsError::CaFile { path, why } => Self::CaFile {
+                path: path.display().to_string(),
+                reason: why,
+            },
+            crate::tls::TlsError::Rustls(e) => Self::Tls(e),
+        }
+    }
 }
 
 impl HttpChecker {
-    /// A checker that reads at most `max_body_bytes` of each response body
-    /// and connects only to addresses `policy` allows.
+    /// A checker that reads at most `settings.max_body_bytes` of each
+    /// response body, trusts the system's roots plus `settings.ca_file`, and
+    /// connects only to addresses `settings.policy` allows.
     ///
     /// The policy is enforced wherever an address is chosen: names are
     /// resolved by [`GuardedResolver`], which drops blocked addresses; a
     /// literal address (which the client connects to without resolving it)
     /// is checked before the request and, by the redirect policy, before
     /// every redirect is followed.
-    pub fn new(max_body_bytes: usize, policy: AddressPolicy) -> Result<Self, ClientError> {
-        let policy = Arc::new(policy);
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("healthmon/", env!("CARGO_PKG_VERSION")))
-            .redirect(redirect_policy(Arc::clone(&policy)))
-            .dns_resolver(GuardedResolver {
-                policy: Arc::clone(&policy),
-            })
-            // Checks go straight to the target; a proxy from the environment
-            // would test the proxy instead.
-            .no_proxy()
-            .pool_idle_timeout(Duration::from_secs(30))
-            .tcp_nodelay(true)
-            .build()?;
+    pub fn new(settings: &CheckerSettings) -> Result<Self, ClientError> {
+        let policy = Arc::new(settings.policy.clone());
+        // Our own rustls configuration rather than reqwest's: the same trust
+        // as SMTP and tls:// checks (system roots plus checks.ca_file, read
+        // once here), on ring, whether or not a process-wide provider was
+        // installed.
+        let mut tls = crate::tls::verifying_client(settings.ca_file.as_deref())?;
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let follow = client(&policy, tls.clone(), redirect_policy(Arc::clone(&policy)))?;
+        let no_follow = client(&policy, tls, reqwest::redirect::Policy::none())?;
         Ok(Self {
-            client,
-            max_body_bytes,
+            follow,
+            no_follow,
+            max_body_bytes: settings.max_body_bytes,
             policy,
-            schedule_header: false,
+            schedule_header: settings.schedule_header,
         })
     }
 
@@ -87,74 +116,123 @@ impl HttpChecker {
     pub async fn run(&self, job: &CheckJob) -> CheckResult {
         let timeout = Duration::from_millis(job.timeout_ms.max(1) as u64);
         let start = Instant::now();
-        let outcome = tokio::time::timeout(timeout, self.fetch(&job.url, job.scheduled_at)).await;
+        let fetched = tokio::time::timeout(timeout, self.fetch(job)).await;
         let elapsed = start.elapsed().as_millis() as i64;
-        let (status, latency_ms, status_code, error) = match outcome {
-            Err(_) => (
-                Status::Down,
+        let outcome = match fetched {
+            Err(_) => Outcome::down(
                 job.timeout_ms,
-                None,
-                Some(format!(
-                    "timeout: no complete response within {} ms",
-                    job.timeout_ms
-                )),
+                format!("timeout: no complete response within {} ms", job.timeout_ms),
             ),
-            Ok(Err(FetchError::Blocked(b))) => {
-                (Status::Down, elapsed, None, Some(format!("blocked: {b}")))
-            }
-            Ok(Err(FetchError::Scheme(b))) => (Status::Down, elapsed, None, Some(b.to_string())),
-            Ok(Err(FetchError::Http(e))) => (Status::Down, elapsed, None, Some(describe(&e))),
-            Ok(Ok(code)) => {
-                if status_is_up(code, job.expected_statuses.as_deref()) {
-                    (Status::Up, elapsed, Some(code), None)
-                } else {
-                    let expected = match &job.expected_statuses {
-                        Some(list) => format!("{list:?}"),
-                        None => "200-399".to_owned(),
-                    };
-                    (
-                        Status::Down,
-                        elapsed,
-                        Some(code),
-                        Some(format!(
-                            "status: unexpected status {code} (expected {expected})"
-                        )),
-                    )
-                }
-            }
+            Ok(Err(FetchError::Blocked(b))) => Outcome::down(elapsed, format!("blocked: {b}")),
+            Ok(Err(FetchError::Scheme(b))) => Outcome::down(elapsed, b.to_string()),
+            Ok(Err(FetchError::Request(what))) => Outcome::down(elapsed, what),
+            Ok(Err(FetchError::Http(e))) => cert::failed_handshake(&e, elapsed)
+                .unwrap_or_else(|| Outcome::down(elapsed, describe(&e))),
+            Ok(Ok(fetched)) => judge::verdict(job, &fetched, elapsed, now_ms()),
         };
-        CheckResult {
-            service_id: job.service_id,
-            scheduled_at: job.scheduled_at,
-            status,
-            latency_ms,
-            status_code,
-            error,
-            checked_at: now_ms(),
-            cert_expires_at: None,
-        }
+        outcome.into_result(job)
     }
 
-    /// Sends the request and reads up to the body cap, then drops the rest.
-    async fn fetch(&self, url: &str, scheduled_at: i64) -> Result<u16, FetchError> {
-        let mut request = self.client.get(url);
-        if self.schedule_header {
-            request = request.header(SCHEDULED_AT_HEADER, scheduled_at);
-        }
-        let request = request.build()?;
+    /// Sends the request as the job's options say and reads the body: into
+    /// memory (up to the cap) when an assertion needs it, else counted and
+    /// dropped at the cap.
+    async fn fetch(&self, job: &CheckJob) -> Result<Fetched, FetchError> {
+        let opts = &job.check;
+        let follow = opts.follow_redirects.unwrap_or(true);
+        let client = if follow {
+            &self.follow
+        } else {
+            &self.no_follow
+        };
+        let request = self.request(client, job)?.build()?;
         self.policy
             .check_url(request.url())
             .map_err(FetchError::Blocked)?;
-        let mut response = self.client.execute(request).await?;
+        let mut response = client.execute(request).await?;
         // The client hands back, unfollowed, a redirect whose target it
         // cannot turn into a request (`file:///...`, `javascript:...`);
         // redirects to other schemes are stopped by the redirect policy.
-        if let Some(next) = unfollowed_redirect(&response)
+        // Without following, a redirect is an answer like any other.
+        if follow
+            && let Some(next) = unfollowed_redirect(&response)
             && !matches!(next.scheme(), "http" | "https")
         {
             return Err(FetchError::Scheme(BlockedScheme(next.scheme().to_owned())));
         }
         let code = response.status().as_u16();
+        let cert_expires_at = response
+            .extensions()
+            .get::<reqwest::tls::TlsInfo>()
+            .and_then(reqwest::tls::TlsInfo::peer_certificate)
+            .and_then(cert::not_after_ms);
+        // A failing status is the verdict already: its body is not judged.
+        let body = if reads_body(opts) && status_is_up(code, job.expected_statuses.as_deref()) {
+            Some(self.read_body(&mut response).await?)
+        } else {
+            self.drain(&mut response).await?;
+            None
+        };
+        Ok(Fetched {
+            code,
+            body,
+            cert_expires_at,
+        })
+    }
+
+    /// The request the job describes.
+    fn request(
+        &self,
+        client: &reqwest::Client,
+        job: &CheckJob,
+    ) -> Result<reqwest::RequestBuilder, FetchError> {
+        let opts = &job.check;
+        let method = match opts.method.as_deref() {
+            None => reqwest::Method::GET,
+            Some(m) => reqwest::Method::from_bytes(m.as_bytes()).map_err(|_| {
+                FetchError::Request(format!("connect: {m:?} is not an HTTP method"))
+            })?,
+        };
+        let mut request = client.request(method, &job.url);
+        if self.schedule_header {
+            request = request.header(SCHEDULED_AT_HEADER, job.scheduled_at);
+        }
+        for (name, value) in opts.headers.iter().flatten() {
+            // The name may be shown, the value never: it often is a token.
+            let bad = || FetchError::Request(format!("connect: header {name:?} cannot be sent"));
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad())?;
+            let mut value = HeaderValue::from_str(value).map_err(|_| bad())?;
+            value.set_sensitive(true);
+            request = request.header(name, value);
+        }
+        if let Some(body) = &opts.body {
+            request = request.body(body.clone());
+        }
+        Ok(request)
+    }
+
+    /// Reads the body into memory up to the cap; a body longer than the cap
+    /// is cut there (and the rest left unread).
+    async fn read_body(&self, response: &mut reqwest::Response) -> Result<Body, FetchError> {
+        let max = self.max_body_bytes;
+        let hint = response.content_length().unwrap_or(0).min(max as u64) as usize;
+        let mut bytes = Vec::with_capacity(hint);
+        // Reading one chunk past a body of exactly `max` bytes tells a cut
+        // body from a complete one.
+        while bytes.len() <= max {
+            match response.chunk().await? {
+                Some(chunk) => bytes.extend_from_slice(&chunk),
+                None => return Ok(Body { bytes, cut: None }),
+            }
+        }
+        bytes.truncate(max);
+        Ok(Body {
+            bytes,
+            cut: Some(max),
+        })
+    }
+
+    /// Reads up to the cap without keeping anything, then drops the rest.
+    async fn drain(&self, response: &mut reqwest::Response) -> Result<(), FetchError> {
         let mut read = 0usize;
         while read < self.max_body_bytes {
             match response.chunk().await? {
@@ -162,8 +240,39 @@ impl HttpChecker {
                 None => break,
             }
         }
-        Ok(code)
+        Ok(())
     }
+}
+
+/// Whether an assertion of `opts` reads the response body.
+fn reads_body(opts: &CheckOptions) -> bool {
+    opts.body_contains.is_some()
+        || opts.body_not_contains.is_some()
+        || opts.json.as_ref().is_some_and(|j| !j.is_empty())
+}
+
+/// One of the checker's clients: `redirect` decides what it follows.
+fn client(
+    policy: &Arc<AddressPolicy>,
+    tls: rustls::ClientConfig,
+    redirect: reqwest::redirect::Policy,
+) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .user_agent(concat!("healthmon/", env!("CARGO_PKG_VERSION")))
+        .redirect(redirect)
+        .dns_resolver(GuardedResolver {
+            policy: Arc::clone(policy),
+        })
+        .tls_backend_preconfigured(tls)
+        // The server's certificate on every response (pooled connections
+        // included), for its expiry date.
+        .tls_info(true)
+        // Checks go straight to the target; a proxy from the environment
+        // would test the proxy instead.
+        .no_proxy()
+        .pool_idle_timeout(Duration::from_secs(30))
+        .tcp_nodelay(true)
+        .build()
 }
 
 /// Where a redirect that reached us unfollowed points, if it is one.
@@ -185,6 +294,9 @@ enum FetchError {
     Blocked(Blocked),
     /// A redirect points to a scheme other than http(s).
     Scheme(BlockedScheme),
+    /// The options make no valid request (a method or header that
+    /// validation let through): the error to show, reason code first.
+    Request(String),
     /// The request failed (a blocked resolved address or redirect included).
     Http(reqwest::Error),
 }
@@ -286,21 +398,33 @@ fn find_source<T: std::error::Error + 'static>(e: &reqwest::Error) -> Option<&T>
     None
 }
 
+/// The rustls error somewhere in an error's chain (a failed handshake).
+pub(crate) fn find_tls_error(e: &reqwest::Error) -> Option<&rustls::Error> {
+    let mut source = e.source();
+    while let Some(s) = source {
+        if let Some(found) = s.downcast_ref::<rustls::Error>() {
+            return Some(found);
+        }
+        if let Some(found) = s.downcast_ref::<std::io::Error>().and_then(tls_error_in) {
+            return Some(found);
+        }
+        source = s.source();
+    }
+    None
+}
+
 /// tokio-rustls wraps its errors in io::Error (sometimes twice), and an
 /// io::Error's `source()` skips the error it wraps, so look inside by hand.
-fn wraps_tls_error(io: &std::io::Error) -> bool {
+fn tls_error_in(io: &std::io::Error) -> Option<&rustls::Error> {
     let mut inner = io.get_ref();
     for _ in 0..4 {
-        match inner {
-            Some(e) if e.is::<rustls::Error>() => return true,
-            Some(e) => match e.downcast_ref::<std::io::Error>() {
-                Some(next) => inner = next.get_ref(),
-                None => return false,
-            },
-            None => return false,
+        let e = inner?;
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
         }
+        inner = e.downcast_ref::<std::io::Error>()?.get_ref();
     }
-    false
+    None
 }
 
 /// Says what went wrong in words a person can act on, after the reason code
@@ -322,7 +446,7 @@ pub(crate) fn describe(e: &reqwest::Error) -> String {
     while let Some(s) = source {
         tls |= s.is::<rustls::Error>();
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            tls |= wraps_tls_error(io);
+            tls |= tls_error_in(io).is_some();
             match io.kind() {
                 std::io::ErrorKind::ConnectionRefused => {
                     return "connect: connection refused".into();
