@@ -83,21 +83,18 @@ impl Pushes {
             spec.check.effective_grace(),
             fired,
         );
-        if let Some(entry) = self.entries.get_mut(&id)
-            && deadline >= entry.deadline
-        {
-            // Its queued wake-up comes no later; it will find this one.
-            *entry = Entry {
-                spec,
-                last_ping,
-                deadline,
-                fired,
-                generation: entry.generation,
-            };
-            return;
-        }
-        self.next_generation += 1;
-        let generation = self.next_generation;
+        let generation = match self.entries.get(&id) {
+            // Its queued wake-up comes no later; it will find this deadline.
+            Some(entry) if deadline >= entry.deadline => entry.generation,
+            // New, or due sooner: a new generation, so the old wake-up is
+            // dropped when reached.
+            _ => {
+                self.next_generation += 1;
+                self.heap
+                    .push(Reverse((deadline, id, self.next_generation)));
+                self.next_generation
+            }
+        };
         self.entries.insert(
             id,
             Entry {
@@ -108,7 +105,6 @@ impl Pushes {
                 fired,
             },
         );
-        self.heap.push(Reverse((deadline, id, generation)));
     }
 
     /// A push service found in the store at start-up: its clock runs from
