@@ -30,6 +30,7 @@ on_every_backend!(
     retention_deletes_only_old_rolled_up_logs_at_most_a_batch_at_a_time,
     old_rollups_go_oldest_first_at_most_a_batch_at_a_time,
     deleting_a_service_removes_its_rollups,
+    rollups_count_down_as_failures_and_degraded_apart,
 );
 
 fn spec(name: &str) -> ServiceSpec {
@@ -408,6 +409,39 @@ async fn rollups_match_hand_computed_aggregates_and_rolling_up_twice_changes_not
         store.rollups(a, H0, h2 + HOUR_MS).await.expect("rollups"),
         expected_a,
         "rolling up twice changed the counts"
+    );
+}
+
+async fn rollups_count_down_as_failures_and_degraded_apart(store: Store) {
+    use Status::{Degraded, Down, Up};
+    let a = store
+        .create_service(&spec("a"), 0)
+        .await
+        .expect("create")
+        .id;
+    store
+        .record(&[
+            log_at(a, H0, Up, 10),
+            log_at(a, H0 + 1_000, Degraded, 900),
+            log_at(a, H0 + 2_000, Degraded, 800),
+            log_at(a, H0 + 3_000, Down, 30),
+        ])
+        .await
+        .expect("record");
+    store.rollup(1000).await.expect("rollup");
+    let rows = store.rollups(a, H0, H0 + HOUR_MS).await.expect("rollups");
+    assert_eq!(
+        rows,
+        [hour(
+            a,
+            H0,
+            &[(Up, 10), (Degraded, 900), (Degraded, 800), (Down, 30)]
+        )]
+    );
+    assert_eq!(
+        (rows[0].checks, rows[0].failures, rows[0].degraded),
+        (4, 1, 2),
+        "DEGRADED passed: not a failure, counted apart"
     );
 }
 
@@ -874,8 +908,129 @@ mod alerting {
         assert!(again.events.is_empty() && again.alerts == 0);
     }
 
+    /// A DEGRADED (slow) result: passed, with its reason.
+    fn slow(id: ServiceId, scheduled_at: i64) -> CheckResult {
+        CheckResult {
+            status_code: Some(200),
+            error: Some("latency: 2300 ms, over degraded_latency_ms 1000".into()),
+            ..result(id, scheduled_at, Status::Degraded)
+        }
+    }
+
+    pub(super) async fn degraded_is_shown_changed_to_and_alerted_like_a_status(store: Store) {
+        use Status::{Degraded, Down, Pending, Up};
+        channel(&store, "everyone", true).await;
+        let id = store
+            .create_service(&spec("api"), 0)
+            .await
+            .expect("create")
+            .id;
+        let mut seen = Vec::new();
+        for r in [
+            result(id, 1000, Up),
+            slow(id, 2000),
+            slow(id, 3000),
+            result(id, 4000, Up),
+            result(id, 5000, Down),
+            slow(id, 6000),
+            result(id, 7000, Up),
+        ] {
+            // One batch each: an `up` reads since when from the changes
+            // recorded before it.
+            let got = store.record_batch(&[r]).await.expect("record");
+            let shown = store.get_service(id).await.unwrap().unwrap().last_status;
+            seen.push((changes(&got.events), shown, got.alerts));
+        }
+        assert_eq!(
+            seen,
+            [
+                (vec![(Pending, Up)], Up, 0),
+                (vec![(Up, Degraded)], Degraded, 1),
+                (vec![], Degraded, 0),
+                (vec![(Degraded, Up)], Up, 1),
+                (vec![(Up, Down)], Down, 1),
+                (vec![(Down, Degraded)], Degraded, 1),
+                (vec![(Degraded, Up)], Up, 1),
+            ]
+        );
+        let rows = outbox(&store).await;
+        let alerts: Vec<(&str, &str, &str, i64, Option<i64>)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.event.as_str(),
+                    r.old_status.as_str(),
+                    r.new_status.as_str(),
+                    r.scheduled_at,
+                    payload(r).since,
+                )
+            })
+            .collect();
+        assert_eq!(
+            alerts,
+            [
+                ("degraded", "UP", "DEGRADED", 2000, Some(2007)),
+                ("up", "DEGRADED", "UP", 4000, Some(2007)),
+                ("down", "UP", "DOWN", 5000, Some(5007)),
+                ("up", "DOWN", "DEGRADED", 6000, Some(5007)),
+                ("up", "DEGRADED", "UP", 7000, Some(6007)),
+            ],
+            "each up since the newest change into the status it ends"
+        );
+        let check = payload(&rows[0]).check.expect("the deciding check");
+        assert_eq!(check.status, Degraded);
+        assert!(check.error.is_some_and(|e| e.starts_with("latency: ")));
+        // Logs and the service show DEGRADED as the status string.
+        let logs = store.list_logs(id, 100, None).await.expect("logs");
+        let statuses: Vec<&str> = logs.iter().map(|l| l.status.as_str()).collect();
+        assert_eq!(
+            statuses,
+            ["UP", "DEGRADED", "DOWN", "UP", "DEGRADED", "DEGRADED", "UP"]
+        );
+        let svc = store.get_service(id).await.unwrap().unwrap();
+        let v = serde_json::to_value(&svc).expect("json");
+        assert_eq!(v["last_status"], "UP");
+        // Redelivered, nothing changes twice.
+        let again = store
+            .record_batch(&[slow(id, 6000), result(id, 7000, Up)])
+            .await
+            .expect("record");
+        assert!(again.events.is_empty() && again.alerts == 0);
+    }
+
+    pub(super) async fn thresholds_count_degraded_as_passing(store: Store) {
+        use Status::{Degraded, Down, Pending, Up};
+        let mut s = spec("api");
+        s.failure_threshold = 2;
+        s.success_threshold = 2;
+        let id = store.create_service(&s, 0).await.expect("create").id;
+        let r = store
+            .record_batch(&[
+                result(id, 1000, Up),
+                result(id, 2000, Down),
+                slow(id, 3000),
+                result(id, 4000, Down),
+                result(id, 5000, Down),
+                slow(id, 6000),
+                result(id, 7000, Up),
+                slow(id, 8000),
+            ])
+            .await
+            .expect("record");
+        assert_eq!(
+            changes(&r.events),
+            [(Pending, Down), (Down, Up), (Up, Degraded)],
+            "a DEGRADED round breaks a failing run and counts as passing; \
+             once passing, the newest shade shows at once"
+        );
+        let shown = store.get_service(id).await.unwrap().unwrap().last_status;
+        assert_eq!(shown, Degraded);
+    }
+
     on_every_backend!(
         a_change_writes_one_outbox_row_per_channel_once,
         thresholds_hold_the_status_until_enough_rounds_agree,
+        degraded_is_shown_changed_to_and_alerted_like_a_status,
+        thresholds_count_degraded_as_passing,
     );
 }
