@@ -560,7 +560,7 @@ struct Parts {
     success_threshold: Option<u32>,
     retry_interval: Option<Option<i64>>,
     channels: Option<Vec<ChannelId>>,
-    check: Option<check_fields::Read>,
+    check: check_fields::Read,
 }
 
 /// Judges what depends on more than one field, then builds the spec if
@@ -595,14 +595,12 @@ fn finish(
     }
     // Which fields the kind takes is judged only once the URL is known to
     // be good; a bad URL is reported on its own.
-    if let (Some(url), Some(timeout), Some(expected), Some(check)) =
-        (&p.url, p.timeout, &p.expected, &p.check)
-    {
+    if let Some(url) = &p.url {
         check_fields::judge(
-            check,
+            &p.check,
             url,
-            timeout,
-            expected.is_some(),
+            p.timeout,
+            matches!(p.expected, Some(Some(_))),
             previous_url,
             fields,
             &mut errors,
@@ -620,8 +618,8 @@ fn finish(
             success_threshold: Some(success_threshold),
             retry_interval: Some(retry_interval),
             channels: Some(channels),
-            check: Some(check),
-        } if errors.is_empty() => Ok(ServiceSpec {
+            check,
+        } if errors.is_empty() && check.bad.is_empty() => Ok(ServiceSpec {
             name,
             url,
             interval: Seconds(interval),

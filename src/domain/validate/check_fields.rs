@@ -37,8 +37,9 @@ pub const MAX_HEADERS: usize = 32;
 pub const MAX_HEADER_NAME_LEN: usize = 256;
 /// Longest header value, bytes.
 pub const MAX_HEADER_VALUE_LEN: usize = 8 * 1024;
-/// Largest request body, bytes.
-pub const MAX_REQUEST_BODY: usize = 64 * 1024;
+/// Largest request body, bytes: half of the API's own 64 KiB limit on a
+/// whole service body, so one that JSON escaping grows still fits.
+pub const MAX_REQUEST_BODY: usize = 32 * 1024;
 /// Longest `body_contains` / `body_not_contains` / `expect` entry, bytes.
 pub const MAX_MATCH_LEN: usize = 1024;
 /// Most `json` assertions.
@@ -73,6 +74,8 @@ pub(super) struct Read {
     /// Header names whose stored value is kept (sent back as `***`, or not
     /// sent by a PATCH that leaves `headers` alone).
     pub(super) kept: Vec<String>,
+    /// Fields whose value was bad (and said so); they keep base's value.
+    pub(super) bad: Vec<&'static str>,
 }
 
 /// Reads the check fields of a body over `base` (the current options for
@@ -83,12 +86,14 @@ pub(super) fn read(
     base: CheckOptions,
     stored: Option<&CheckOptions>,
     errors: &mut Vec<FieldError>,
-) -> Option<Read> {
+) -> Read {
     let mut o = base;
-    let mut ok = true;
-    let mut set = |name: &str, slot: &mut dyn FnMut(Option<&str>, &Value) -> bool| {
-        if let Some((f, v)) = fields.get(name) {
-            ok &= slot(if v.is_null() { None } else { Some(f) }, v);
+    let mut bad = Vec::new();
+    let mut set = |name: &'static str, slot: &mut dyn FnMut(Option<&str>, &Value) -> bool| {
+        if let Some((f, v)) = fields.get(name)
+            && !slot(if v.is_null() { None } else { Some(f) }, v)
+        {
+            bad.push(name);
         }
     };
     // Each closure stores the field (None for null) and says whether it
@@ -148,14 +153,18 @@ pub(super) fn read(
             let stored = stored.and_then(|s| s.headers.as_ref());
             match headers(f, v, stored, &mut kept, &mut errs) {
                 Some(h) => o.headers = Some(h),
-                None => ok = false,
+                None => bad.push("headers"),
             }
         }
         // Left alone (a PATCH): every stored header is kept as it is.
         None => kept.extend(o.headers.iter().flat_map(|h| h.keys().cloned())),
     }
     errors.append(&mut errs);
-    ok.then_some(Read { options: o, kept })
+    Read {
+        options: o,
+        kept,
+        bad,
+    }
 }
 
 /// Stores a parsed field: `None` (null) unsets, `Some(None)` was bad.
@@ -525,7 +534,7 @@ fn set_fields(o: &CheckOptions, expected: bool) -> Vec<&'static str> {
 pub(super) fn judge(
     read: &Read,
     url: &str,
-    timeout_s: i64,
+    timeout_s: Option<i64>,
     expected: bool,
     previous_url: Option<&str>,
     fields: &Fields<'_>,
@@ -535,7 +544,11 @@ pub(super) fn judge(
     let kind = CheckKind::of_url(url);
     let scheme = url.split_once("://").map_or("", |(s, _)| s);
     let spelled = |name: &'static str| fields.get(name).map_or(name, |(f, _)| f);
-    for name in set_fields(o, expected) {
+    // A field whose value was bad is reported for that alone.
+    for name in set_fields(o, expected)
+        .into_iter()
+        .filter(|n| !read.bad.contains(n))
+    {
         if let Some((who, takes)) = takers(name)
             && !takes(kind, scheme)
         {
@@ -550,7 +563,8 @@ pub(super) fn judge(
             ));
         }
     }
-    if let Some(ms) = o.degraded_latency_ms
+    if let (Some(ms), Some(timeout_s)) = (o.degraded_latency_ms, timeout_s)
+        && !read.bad.contains(&"degraded_latency_ms")
         && ms > timeout_s.saturating_mul(1000)
     {
         errors.push(FieldError::new(

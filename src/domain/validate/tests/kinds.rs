@@ -317,6 +317,18 @@ fn a_field_of_another_kind_is_refused_naming_who_takes_it() {
     let mut named = fields_of(&errs);
     named.sort_unstable();
     assert_eq!(named, ["expect", "grace", "method"]);
+    // A bad value is reported for itself, beside the others' kind errors.
+    let errs = refused(
+        "tcp://db:1",
+        json!({"method": "GET", "grace": 1, "expect": []}),
+    );
+    let mut named = fields_of(&errs);
+    named.sort_unstable();
+    assert_eq!(named, ["expect", "grace", "method"]);
+    assert!(
+        errs.iter().any(|e| e.message.contains("list of 1 to")),
+        "{errs:?}"
+    );
 }
 
 #[test]
