@@ -8,7 +8,7 @@ use crate::common::ca::{TestCa, days_from_now};
 use crate::common::target::{JSON_DOC, TAIL};
 use crate::helpers::*;
 use healthmon::domain::check_kind::{CheckOptions, JsonAssertion};
-use healthmon::domain::time::now_ms;
+use healthmon::domain::time::{now_ms, parse_rfc3339};
 use healthmon::domain::{CheckJob, CheckResult, ServiceId, Status};
 use healthmon::worker::Checker;
 use healthmon::worker::check::CheckerSettings;
@@ -337,18 +337,46 @@ async fn with_follow_redirects_false_the_redirect_is_the_answer() {
     assert_eq!(target.hits("/redirect/0"), 1);
 }
 
+/// A CA made for the test, its certificate in a `ca_file`, and HTTPS
+/// targets with certificates it issues.
+struct Https {
+    ca: TestCa,
+    ca_file: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Https {
+    fn new() -> Https {
+        let ca = TestCa::new("healthmon HTTPS checks CA");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca_file = ca.write_pem(dir.path(), "ca");
+        Https {
+            ca,
+            ca_file,
+            _dir: dir,
+        }
+    }
+
+    /// A checker trusting the CA through its `ca_file`.
+    fn checker(&self) -> Checker {
+        checker_with(Some(&self.ca_file), MAX_BODY)
+    }
+
+    /// An HTTPS target whose certificate names `names` and is valid from
+    /// `from` to `to` days from now.
+    async fn target(&self, names: &[&str], from: i64, to: i64) -> Target {
+        let config = self
+            .ca
+            .server_config_with(names, days_from_now(from), days_from_now(to));
+        Target::start_tls_with(config).await
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_trusts_the_ca_file_and_records_when_the_certificate_expires() {
-    let ca = TestCa::new("healthmon h1 CA");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let ca_file = ca.write_pem(dir.path(), "ca");
-    let target = Target::start_tls_with(ca.server_config_with(
-        &["localhost"],
-        days_from_now(-1),
-        days_from_now(90),
-    ))
-    .await;
-    let trusting = checker_with(Some(&ca_file), MAX_BODY);
+    let https = Https::new();
+    let target = https.target(&["localhost"], -1, 90).await;
+    let trusting = https.checker();
 
     let r = check(&trusting, &target.url("/ok"), CheckOptions::default()).await;
     assert_eq!((r.status, r.status_code), (Status::Up, Some(200)), "{r:?}");
@@ -374,15 +402,9 @@ async fn https_trusts_the_ca_file_and_records_when_the_certificate_expires() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_expiring_soon_is_degraded_and_an_expired_one_is_down() {
-    let ca = TestCa::new("healthmon h1 CA");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let c = checker_with(Some(&ca.write_pem(dir.path(), "ca")), MAX_BODY);
-    let soon = Target::start_tls_with(ca.server_config_with(
-        &["localhost"],
-        days_from_now(-1),
-        days_from_now(3),
-    ))
-    .await;
+    let https = Https::new();
+    let c = https.checker();
+    let soon = https.target(&["localhost"], -1, 3).await;
     let within = |days| CheckOptions {
         cert_expiry_days: Some(days),
         ..CheckOptions::default()
@@ -410,12 +432,7 @@ async fn a_certificate_expiring_soon_is_degraded_and_an_expired_one_is_down() {
     assert!(error(&r).starts_with("cert_expiry: "), "{r:?}");
     assert!(error(&r).contains("; latency: "), "{r:?}");
 
-    let expired = Target::start_tls_with(ca.server_config_with(
-        &["localhost"],
-        days_from_now(-30),
-        days_from_now(-1),
-    ))
-    .await;
+    let expired = https.target(&["localhost"], -30, -1).await;
     let r = check(&c, &expired.url("/ok"), CheckOptions::default()).await;
     assert_eq!((r.status, r.status_code), (Status::Down, None), "{r:?}");
     assert!(
@@ -428,16 +445,9 @@ async fn a_certificate_expiring_soon_is_degraded_and_an_expired_one_is_down() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_for_another_host_is_a_tls_failure_saying_so() {
-    let ca = TestCa::new("healthmon h1 CA");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let c = checker_with(Some(&ca.write_pem(dir.path(), "ca")), MAX_BODY);
-    let other = Target::start_tls_with(ca.server_config_with(
-        &["other.example"],
-        days_from_now(-1),
-        days_from_now(90),
-    ))
-    .await;
-    let r = check(&c, &other.url("/ok"), CheckOptions::default()).await;
+    let https = Https::new();
+    let other = https.target(&["other.example"], -1, 90).await;
+    let r = check(&https.checker(), &other.url("/ok"), CheckOptions::default()).await;
     assert_eq!(r.status, Status::Down, "{r:?}");
     assert!(
         error(&r).starts_with("tls: the certificate is not valid for the host name"),
@@ -462,4 +472,108 @@ fn a_ca_file_that_cannot_be_read_stops_the_checker_naming_it() {
     .unwrap_or_default();
     assert!(err.starts_with("checks.ca_file "), "{err}");
     assert!(err.contains(&*missing.to_string_lossy()), "{err}");
+}
+
+// Through the API: the fields as a user sends them, the logs as a user
+// reads them.
+
+/// Registers `body` and waits for its first log; returns the service's id
+/// and the log.
+async fn register_and_check(m: &Monitor, body: Value) -> (i64, Value) {
+    let id = id_of(&m.register(body).await);
+    let log = eventually("the service's first log", || async {
+        m.logs(id, "limit=1").await.into_iter().next()
+    })
+    .await;
+    (id, log)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_a_post_with_a_secret_header_and_assertions_is_up_and_the_secret_stays_hidden() {
+    let target = Target::start().await;
+    let m = Monitor::start();
+    let mut body = service("api", &target.url("/json"), 2);
+    body["method"] = json!("POST");
+    body["headers"] = json!({"Authorization": "Bearer t0p-s3cret-value"});
+    body["body"] = json!("{\"probe\": true}");
+    body["body_contains"] = json!("\"status\"");
+    body["json"] = json!([{"pointer": "/version", "equals": 3}]);
+    let (id, log) = register_and_check(&m, body).await;
+    assert_eq!(log["status"], "UP", "{log}");
+    assert_eq!(log["status_code"], 200, "{log}");
+    assert_eq!(target.methods("/json")[0], "POST");
+    assert_eq!(
+        target.header_values("/json", "authorization")[0],
+        "Bearer t0p-s3cret-value"
+    );
+    assert_eq!(target.bodies("/json")[0], "{\"probe\": true}");
+    let shown = one_service(&m, id).await;
+    assert_eq!(shown["headers"], json!({"Authorization": "***"}), "{shown}");
+    assert!(!m.log_text().contains("t0p-s3cret-value"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_failed_assertions_are_down_and_a_slow_answer_degraded_with_their_reasons() {
+    let target = Target::start().await;
+    let m = Monitor::start();
+    let mut wrong = service("wrong", &target.url("/json"), 2);
+    wrong["json"] = json!([{"pointer": "/version", "equals": 4}]);
+    let (_, log) = register_and_check(&m, wrong).await;
+    assert_eq!(log["status"], "DOWN", "{log}");
+    assert_eq!(log["error"], "json: /version is 3, expected 4", "{log}");
+
+    let mut missing = service("missing", &target.url("/page"), 2);
+    missing["body_contains"] = json!("Out of stock");
+    let (_, log) = register_and_check(&m, missing).await;
+    assert_eq!(log["status"], "DOWN", "{log}");
+    assert_eq!(
+        log["error"], "body: \"Out of stock\" not found in the response",
+        "{log}"
+    );
+
+    let mut slow = service("slow", &target.url("/slow?ms=300"), 2);
+    slow["degraded_latency_ms"] = json!(100);
+    let (id, log) = register_and_check(&m, slow).await;
+    assert_eq!(log["status"], "DEGRADED", "{log}");
+    assert_eq!(log["status_code"], 200, "{log}");
+    let error = log["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("latency: ") && error.ends_with(" ms, slower than 100 ms"),
+        "{log}"
+    );
+    let shown = one_service(&m, id).await;
+    assert_eq!(shown["last_status"], "DEGRADED", "{shown}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_https_services_trusted_through_checks_ca_file_log_their_certificates_expiry() {
+    let https = Https::new();
+    let good = https.target(&["localhost"], -1, 90).await;
+    let expired = https.target(&["localhost"], -30, -1).await;
+    let m = Monitor::start_with(&[(
+        "HEALTHMON__CHECKS__CA_FILE",
+        &https.ca_file.to_string_lossy(),
+    )]);
+    let expiry = |log: &Value| parse_rfc3339(log["cert_expires_at"].as_str().unwrap_or_default());
+
+    let (_, up) = register_and_check(&m, service("shop", &good.url("/ok"), 2)).await;
+    assert_eq!(
+        (&up["status"], &up["error"]),
+        (&json!("UP"), &Value::Null),
+        "{up}"
+    );
+    assert_near(expiry(&up), now_ms() + 90 * DAY_MS);
+
+    // The expired certificate fails the handshake, and the log still says
+    // when it expired.
+    let (_, down) = register_and_check(&m, service("old", &expired.url("/ok"), 2)).await;
+    assert_eq!(down["status"], "DOWN", "{down}");
+    assert!(down["status_code"].is_null(), "{down}");
+    assert!(
+        down["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("cert_expiry: the certificate has expired (")),
+        "{down}"
+    );
+    assert_near(expiry(&down), now_ms() - DAY_MS);
 }
