@@ -5,6 +5,10 @@
 # at its best rate against the target farm, then healthmon, and the ratio of
 # their checks per CPU-second. Options go to the benchmark, e.g.
 #   bash bench/compare.sh --services 5000 --interval 1 --duration 30
+# With --kind https both run against the same TLS farm (a CA made for the
+# run; healthmon trusts it through checks.ca_file, the exporter's module
+# through tls_config.ca_file), a full handshake per check on either side:
+#   bash bench/compare.sh --kind https --services 2000 --interval 1 --duration 30
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
