@@ -159,7 +159,11 @@ async fn tls_trusted_through_ca_file_is_up_and_keeps_the_expiry_date() {
         );
         assert_expires_near(&r, now_ms() + 90 * DAY_MS);
     }
-    assert_eq!(target.handshakes(), 2);
+    // The server finishes its side a moment after the client.
+    eventually("both handshakes done at the target", || async {
+        (target.handshakes() == 2).then_some(())
+    })
+    .await;
     // A longer threshold than the default 14 days takes this one in.
     let wary = CheckOptions {
         cert_expiry_days: Some(120),
@@ -389,4 +393,65 @@ async fn dns_without_an_answer_times_out_at_the_timeout() {
     let r = run(&checker(None, false), &url, CheckOptions::default(), 300).await;
     assert_failed(&r, Status::Down, "timeout: no DNS answer within 300 ms");
     assert_eq!(r.latency_ms, 300);
+}
+
+// ---- through the API ---------------------------------------------------------
+
+/// Registers `body` (a service with its kind's fields) and returns its
+/// first log.
+async fn first_log(m: &Monitor, body: serde_json::Value) -> serde_json::Value {
+    let id = m.register(body).await["id"].as_i64().expect("id");
+    eventually("a first log", || async {
+        m.logs(id, "limit=1").await.into_iter().next()
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_a_tcp_service_is_checked_and_logged() {
+    let open = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("tcp://127.0.0.1:{}", open.local_addr().unwrap().port());
+    let m = Monitor::start();
+    let log = first_log(&m, service("db", &url, 2)).await;
+    assert_eq!(log["status"], "UP", "{log}");
+    assert!(log["error"].is_null(), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_a_tls_service_logs_its_certificate_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, ca_file) = ca_in(dir.path());
+    let target = TlsTarget::start(ca.server_config_with(
+        &["localhost"],
+        days_from_now(-1),
+        days_from_now(3),
+    ))
+    .await;
+    let m = Monitor::start_with(&[("HEALTHMON__CHECKS__CA_FILE", &ca_file.to_string_lossy())]);
+    let mut body = service("edge", &target.url("localhost"), 2);
+    body["cert_expiry_days"] = 7.into();
+    let log = first_log(&m, body).await;
+    assert_eq!(log["status"], "DEGRADED", "{log}");
+    let error = log["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("cert_expiry: the certificate expires in 3 days ("),
+        "{log}"
+    );
+    let at = log["cert_expires_at"].as_str().unwrap_or_default();
+    let at = healthmon::domain::time::parse_rfc3339(at).unwrap_or_else(|| panic!("{log}"));
+    assert!((at - (now_ms() + 3 * DAY_MS)).abs() < 60_000, "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_a_dns_service_logs_a_missing_expectation() {
+    let Some(dns) = zone() else { return };
+    let m = Monitor::start();
+    let mut body = service("mx", &dns.url("test", "MX"), 2);
+    body["expect"] = serde_json::json!(["10 mail.test", "20 backup.test"]);
+    let log = first_log(&m, body).await;
+    assert_eq!(log["status"], "DOWN", "{log}");
+    assert_eq!(
+        log["error"], r#"dns: expected "20 backup.test" not in the answer [10 mail.test]"#,
+        "{log}"
+    );
 }
