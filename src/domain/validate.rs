@@ -196,24 +196,8 @@ fn is_blank(c: char) -> bool {
 /// Checks a target URL: absolute http(s), with a host and a port other than
 /// 0, at most 2048 bytes. Returns the normalised form that is stored.
 pub fn check_url(raw: &str) -> Result<String, String> {
-    // The URL parser silently drops tabs and newlines and would store a URL
-    // other than the one given: refuse them, with NUL and the rest.
-    if let Some(c) = raw.chars().find(|c| c.is_control()) {
-        return Err(format!(
-            "must not contain control characters (found U+{:04X})",
-            u32::from(c)
-        ));
-    }
+    target::precheck(raw)?;
     let raw = raw.trim();
-    if raw.is_empty() {
-        return Err("must not be empty".into());
-    }
-    if raw.len() > MAX_URL_LEN {
-        return Err(format!(
-            "must be at most {MAX_URL_LEN} bytes (got {})",
-            raw.len()
-        ));
-    }
     let parsed = url::Url::parse(raw).map_err(|e| format!("is not an absolute URL: {e}"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(format!(
@@ -244,20 +228,31 @@ fn check_seconds(
     max: i64,
     errors: &mut Vec<FieldError>,
 ) -> Option<i64> {
+    check_whole(field, v, (min, max), "seconds", errors)
+}
+
+/// A whole number of `unit` within `range` (inclusive).
+fn check_whole(
+    field: &str,
+    v: &Value,
+    (min, max): (i64, i64),
+    unit: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<i64> {
     match v.as_i64() {
         Some(n) if (min..=max).contains(&n) => Some(n),
         Some(n) => {
             errors.push(FieldError::new(
                 field,
-                format!("must be between {min} and {max} seconds (got {n})"),
+                format!("must be between {min} and {max} {unit} (got {n})"),
             ));
             None
         }
         None => {
             let msg = if v.is_number() {
-                format!("must be a whole number of seconds between {min} and {max}")
+                format!("must be a whole number of {unit} between {min} and {max}")
             } else {
-                "must be a number (seconds)".to_owned()
+                format!("must be a number ({unit})")
             };
             errors.push(FieldError::new(field, msg));
             None

@@ -470,3 +470,35 @@ async fn header_values_survive_a_read_edit_write_round_trip_but_not_a_new_host()
     assert_eq!(stored.len(), 1);
     assert_eq!(stored["Authorization"], "Bearer other");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_gets_the_real_header_after_a_round_trip_of_stars() {
+    let target = Target::start().await;
+    let m = Monitor::start();
+    let svc = create(
+        &m,
+        json!({
+            "name": "echo", "url": target.url("/echo"), "interval": 1, "timeout": 1,
+            "paused": true, "method": "POST", "headers": {"Authorization": "Bearer s3cret-token"},
+        }),
+    )
+    .await;
+    let id = id_of(&svc);
+    // What GET shows, resumed and sent back whole: the service is checked
+    // only from here on, so every request the target sees follows the PUT.
+    let mut edited = writable(&one_service(&m, id).await);
+    assert_eq!(edited["headers"]["Authorization"], "***");
+    edited["paused"] = json!(false);
+    let r = send(&m, Method::PUT, &format!("/services/{id}"), &edited).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let seen = eventually("the target to be checked", || async {
+        let seen = target.header_values("/echo", "authorization");
+        (!seen.is_empty()).then_some(seen)
+    })
+    .await;
+    assert!(
+        seen.iter().all(|v| v == "Bearer s3cret-token"),
+        "the target saw {seen:?}"
+    );
+    assert_eq!(target.methods("/echo")[0], "POST");
+}

@@ -8,7 +8,7 @@
 //! origin changes, every header must be sent again, or a write key could
 //! point a stored token at a host of its choosing and read it there.
 
-use super::{FieldError, Fields, MAX_INTERVAL_S};
+use super::{FieldError, Fields, MAX_INTERVAL_S, check_whole};
 use crate::domain::check_kind::{CheckKind, CheckOptions, HIDDEN, JsonAssertion};
 use crate::domain::time::Seconds;
 use serde_json::Value;
@@ -129,13 +129,19 @@ pub(super) fn read(
     set("degraded_latency_ms", &mut |f, v| {
         assign(
             &mut o.degraded_latency_ms,
-            f.map(|f| whole(f, v, 1, MAX_INTERVAL_S * 1000, "milliseconds", &mut errs)),
+            f.map(|f| check_whole(f, v, (1, MAX_INTERVAL_S * 1000), "milliseconds", &mut errs)),
         )
     });
     set("cert_expiry_days", &mut |f, v| {
         let days = f.map(|f| {
-            whole(f, v, 1, i64::from(MAX_CERT_EXPIRY_DAYS), "days", &mut errs)
-                .and_then(|d| u32::try_from(d).ok())
+            check_whole(
+                f,
+                v,
+                (1, i64::from(MAX_CERT_EXPIRY_DAYS)),
+                "days",
+                &mut errs,
+            )
+            .and_then(|d| u32::try_from(d).ok())
         });
         assign(&mut o.cert_expiry_days, days)
     });
@@ -143,7 +149,8 @@ pub(super) fn read(
         assign(&mut o.expect, f.map(|f| expect(f, v, &mut errs)))
     });
     set("grace", &mut |f, v| {
-        let grace = f.map(|f| whole(f, v, 0, MAX_GRACE_S, "seconds", &mut errs).map(Seconds));
+        let grace =
+            f.map(|f| check_whole(f, v, (0, MAX_GRACE_S), "seconds", &mut errs).map(Seconds));
         assign(&mut o.grace, grace)
     });
     let mut kept = Vec::new();
@@ -226,33 +233,6 @@ fn boolean(f: &str, v: &Value, errors: &mut Vec<FieldError>) -> Option<bool> {
         errors.push(FieldError::new(f, "must be true, false or null"));
     }
     b
-}
-
-fn whole(
-    f: &str,
-    v: &Value,
-    min: i64,
-    max: i64,
-    unit: &str,
-    errors: &mut Vec<FieldError>,
-) -> Option<i64> {
-    match v.as_i64() {
-        Some(n) if (min..=max).contains(&n) => Some(n),
-        Some(n) => {
-            errors.push(FieldError::new(
-                f,
-                format!("must be between {min} and {max} {unit} (got {n})"),
-            ));
-            None
-        }
-        None => {
-            errors.push(FieldError::new(
-                f,
-                format!("must be a whole number of {unit} from {min} to {max}, or null"),
-            ));
-            None
-        }
-    }
 }
 
 fn expect(f: &str, v: &Value, errors: &mut Vec<FieldError>) -> Option<Vec<String>> {

@@ -82,7 +82,9 @@ fn form(scheme: &str) -> String {
 
 /// What every target URL must be: no control characters (CR, LF and NUL
 /// included), not empty, not too long.
-fn precheck(raw: &str) -> Result<(), String> {
+pub(super) fn precheck(raw: &str) -> Result<(), String> {
+    // The URL parser silently drops tabs and newlines and would store a URL
+    // other than the one given: refuse them, with NUL and the rest.
     if let Some(c) = raw.chars().find(|c| c.is_control()) {
         return Err(format!(
             "must not contain control characters (found U+{:04X})",
