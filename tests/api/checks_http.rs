@@ -382,14 +382,17 @@ async fn https_trusts_the_ca_file_and_records_when_the_certificate_expires() {
     assert_eq!((r.status, r.status_code), (Status::Up, Some(200)), "{r:?}");
     assert_near(r.cert_expires_at, now_ms() + 90 * DAY_MS);
 
-    // A pooled connection still reports its certificate.
-    for _ in 0..2 {
+    // A pooled connection still reports its certificate. (The client puts
+    // a connection back in its pool a moment after the answer, so one of
+    // three checks may open another; two reusing none would fail.)
+    for _ in 0..3 {
         let r = check(&trusting, &target.url("/keep"), CheckOptions::default()).await;
         assert_eq!(r.status, Status::Up, "{r:?}");
         assert_near(r.cert_expires_at, now_ms() + 90 * DAY_MS);
     }
-    assert_eq!(target.answered("/keep"), 2);
-    assert_eq!(target.connections(), 2, "/keep's connection was not reused");
+    assert_eq!(target.answered("/keep"), 3);
+    let keep_connections = target.connections() - 1;
+    assert!(keep_connections <= 2, "/keep's connection was not reused");
 
     // Without the CA file the certificate is not trusted.
     let r = check(&checker(), &target.url("/ok"), CheckOptions::default()).await;
