@@ -16,13 +16,14 @@ pub enum Event {
         service_id: ServiceId,
         /// Its name at the time.
         name: String,
-        /// UP or DOWN.
+        /// UP, DEGRADED or DOWN.
         status: Status,
         /// Latency in milliseconds.
         latency: i64,
         /// HTTP status, when a response arrived.
         status_code: Option<u16>,
-        /// What went wrong, for a DOWN check.
+        /// What went wrong (DOWN) or which soft limit was crossed
+        /// (DEGRADED), starting with its reason code.
         error: Option<String>,
         /// When the check finished (RFC 3339).
         #[serde(
@@ -120,6 +121,24 @@ mod tests {
         assert_eq!(v["changed_at"], "1970-01-01T00:00:00.000Z");
         let back: Event = serde_json::from_value(v).unwrap();
         assert_eq!(back, e);
+    }
+
+    #[test]
+    fn degraded_travels_as_its_name() {
+        let e = Event::StatusChange {
+            service_id: ServiceId(8),
+            name: "api".into(),
+            old_status: Status::Up,
+            new_status: Status::Degraded,
+            latency: 2300,
+            changed_at: 0,
+        };
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(
+            (&v["old_status"], &v["new_status"]),
+            (&"UP".into(), &"DEGRADED".into())
+        );
+        assert_eq!(serde_json::from_value::<Event>(v).unwrap(), e);
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! `GET /services/{id}/uptime?hours=N`: a service's hourly rollups for the
-//! last `N` hours (default 24, at most 90 days), with totals.
+//! last `N` hours (default 24, at most 90 days), with totals. DEGRADED
+//! checks passed: they count as up in `uptime_ratio`, and `degraded` and
+//! `degraded_ratio` say how many of them there were.
 //!
 //! Rollups are written every `logs.rollup_interval_s` (see `crate::maintenance`, log maintenance),
 //! so the newest hour lags by up to one interval; they outlive the raw logs.
