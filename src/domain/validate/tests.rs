@@ -4,10 +4,25 @@ use super::*;
 use crate::domain::time::Seconds;
 use serde_json::json;
 
+mod fields;
 mod kinds;
 
-fn fields_of(errs: &[FieldError]) -> Vec<&str> {
+pub(super) fn fields_of(errs: &[FieldError]) -> Vec<&str> {
     errs.iter().map(|e| e.field.as_str()).collect()
+}
+
+/// A body for `url` with `extra` fields added.
+pub(super) fn body(url: &str, extra: Value) -> Value {
+    let mut b = json!({"name": "a", "url": url, "interval": 60});
+    if let (Some(b), Some(extra)) = (b.as_object_mut(), extra.as_object()) {
+        b.extend(extra.clone());
+    }
+    b
+}
+
+/// The errors of a POST body, as (field, message) pairs.
+pub(super) fn refused(url: &str, extra: Value) -> Vec<FieldError> {
+    full_spec(&body(url, extra.clone())).expect_err(&format!("{url} {extra}"))
 }
 
 #[test]
