@@ -17,7 +17,7 @@
 
 use ipnet::IpNet;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// Why an address is blocked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,6 +140,35 @@ impl AddressPolicy {
             reason,
             host: None,
         })
+    }
+
+    /// The addresses of `resolved` a check may connect to, in their order.
+    /// With none left: the first blocked one (named as `host`'s, when the
+    /// addresses came from resolving a name), or `None` when there were
+    /// none to begin with.
+    pub fn allowed(
+        &self,
+        resolved: impl IntoIterator<Item = SocketAddr>,
+        host: Option<&str>,
+    ) -> Result<Vec<SocketAddr>, Option<Blocked>> {
+        let mut blocked = None;
+        let allowed: Vec<SocketAddr> = resolved
+            .into_iter()
+            .filter(|addr| match self.check(addr.ip()) {
+                Ok(()) => true,
+                Err(b) => {
+                    blocked.get_or_insert(b);
+                    false
+                }
+            })
+            .collect();
+        if allowed.is_empty() {
+            return Err(blocked.map(|mut b| {
+                b.host = host.map(str::to_owned);
+                b
+            }));
+        }
+        Ok(allowed)
     }
 
     /// Checks a URL's host if it is a literal address (the HTTP client
@@ -417,6 +446,28 @@ mod tests {
             "blocked address 127.0.0.1 for localhost (loopback, \
              checks.block_private is on; see checks.allow_cidrs)"
         );
+    }
+
+    #[test]
+    fn allowed_keeps_the_allowed_addresses_or_names_the_first_blocked() {
+        let strict = AddressPolicy::new(true, &[]);
+        let at = |s: &str| SocketAddr::new(ip(s), 80);
+        let mixed = [at("127.0.0.1"), at("8.8.8.8"), at("::1")];
+        assert_eq!(
+            strict.allowed(mixed, Some("x.test")),
+            Ok(vec![at("8.8.8.8")])
+        );
+        let blocked = strict
+            .allowed([at("::1"), at("127.0.0.1")], Some("localhost"))
+            .unwrap_err()
+            .unwrap();
+        assert_eq!(
+            (blocked.addr, blocked.host.as_deref()),
+            (ip("::1"), Some("localhost"))
+        );
+        let literal = strict.allowed([at("10.0.0.1")], None).unwrap_err().unwrap();
+        assert_eq!(literal.host, None);
+        assert_eq!(strict.allowed([], Some("x.test")), Err(None));
     }
 
     #[test]

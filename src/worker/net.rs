@@ -156,29 +156,13 @@ pub(crate) async fn resolve(
             })?
             .collect(),
     };
-    let mut blocked = None;
-    let allowed: Vec<SocketAddr> = resolved
-        .into_iter()
-        .filter(|addr| match policy.check(addr.ip()) {
-            Ok(()) => true,
-            Err(b) => {
-                blocked.get_or_insert(b);
-                false
-            }
-        })
-        .collect();
-    if allowed.is_empty() {
-        return Err(match blocked {
-            Some(mut b) => {
-                if literal.is_none() {
-                    b.host = Some(host.to_owned());
-                }
-                ConnectError::Blocked(b)
-            }
+    let name = literal.is_none().then_some(host);
+    policy
+        .allowed(resolved, name)
+        .map_err(|blocked| match blocked {
+            Some(b) => ConnectError::Blocked(b),
             None => ConnectError::NoAddress(host.to_owned()),
-        });
-    }
-    Ok(allowed)
+        })
 }
 
 /// A TCP connection to `host:port`: its allowed addresses are tried in

@@ -18,7 +18,6 @@ use crate::worker::guard::{AddressPolicy, Blocked};
 use judge::{Body, Fetched};
 use reqwest::header::{HeaderName, HeaderValue};
 use std::error::Error as _;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -355,27 +354,12 @@ impl reqwest::dns::Resolve for GuardedResolver {
         let policy = Arc::clone(&self.policy);
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            let mut blocked = None;
-            let allowed: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .filter(|addr| match policy.check(addr.ip()) {
-                    Ok(()) => true,
-                    Err(b) => {
-                        blocked.get_or_insert(b);
-                        false
-                    }
-                })
-                .collect();
-            if allowed.is_empty() {
-                return Err(match blocked {
-                    Some(mut b) => {
-                        b.host = Some(host);
-                        b.into()
-                    }
-                    None => format!("no addresses found for {host}").into(),
-                });
+            let resolved = tokio::net::lookup_host((host.as_str(), 0)).await?;
+            match policy.allowed(resolved, Some(&host)) {
+                Ok(allowed) => Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs),
+                Err(Some(blocked)) => Err(blocked.into()),
+                Err(None) => Err(format!("no addresses found for {host}").into()),
             }
-            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
         })
     }
 }
