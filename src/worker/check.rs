@@ -116,8 +116,9 @@ impl Checker {
         match CheckKind::of_url(&job.url) {
             CheckKind::Http => self.http.run(job).await,
             CheckKind::Tcp | CheckKind::Tls | CheckKind::Dns => self.net.run(job).await,
-            // Push services are judged by the scheduler's deadline; a job for
-            // one (an older scheduler) has nothing to request.
+            // Push services are judged by the scheduler's deadline, and the
+            // pool drops their jobs before they get here (worker::run); a
+            // direct call gets an answer that says why nothing was requested.
             CheckKind::Push => {
                 Outcome::down(0, "missed_ping: push services are not checked by workers")
                     .into_result(job)

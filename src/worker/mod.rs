@@ -19,8 +19,8 @@ pub mod tcp;
 pub mod tls;
 
 use crate::bus::{Bus, BusError};
-use crate::domain::CheckResult;
 use crate::domain::time::now_ms;
+use crate::domain::{CheckKind, CheckResult};
 use crate::drops::{self, DropCause};
 pub use check::Checker;
 use std::sync::Arc;
@@ -68,6 +68,19 @@ pub async fn run(
                 None => break,
             },
         };
+        if CheckKind::of_url(&delivery.msg.url) == CheckKind::Push {
+            // A job queued just before its service became `push://`: there is
+            // nothing to request, and the scheduler's deadline judges it now,
+            // so a result here could only be a false DOWN.
+            tracing::debug!(
+                service_id = delivery.msg.service_id.get(),
+                "dropping a job for a push service"
+            );
+            if let Err(e) = delivery.ack().await {
+                tracing::debug!(error = %e, "cannot acknowledge a push service's job");
+            }
+            continue;
+        }
         if delivery.msg.is_stale(now_ms()) {
             // Counted, and reported at INFO once a second with the others
             // (see crate::drops); a line per job would flood the log.
