@@ -359,7 +359,7 @@ impl Traffic {
 #[derive(Clone)]
 struct Answers {
     ok: Arc<[u8]>,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls: Option<Arc<kinds::Tls>>,
     flapping: Arc<flap::Targets>,
 }
 
@@ -383,8 +383,10 @@ async fn start_farm(n: usize, latency: Duration, arrivals: Arrivals, answers: An
                         let _ = serve(sock, latency, arrivals, &answers).await;
                         return;
                     };
-                    let handshake = tokio::time::timeout(Duration::from_secs(10), tls.accept(sock));
+                    let handshake =
+                        tokio::time::timeout(Duration::from_secs(10), tls.acceptor.accept(sock));
                     if let Ok(Ok(sock)) = handshake.await {
+                        tls.handshakes.note(sock.get_ref().1.handshake_kind());
                         let _ = serve(sock, latency, arrivals, &answers).await;
                     }
                 });
@@ -1284,7 +1286,7 @@ async fn drop_bus(amqp: &str, prefix: &str) {
 async fn run(o: Opts) -> Result<serde_json::Value, String> {
     let mut traffic = Traffic::default();
     let tls = match o.kind {
-        kinds::Kind::Https => Some(kinds::Tls::new()?),
+        kinds::Kind::Https => Some(Arc::new(kinds::Tls::new()?)),
         _ => None,
     };
     let alerting = if o.flap_every > 0 {
@@ -1297,7 +1299,7 @@ async fn run(o: Opts) -> Result<serde_json::Value, String> {
     };
     let answers = Answers {
         ok: kinds::ok_answer(o.assert),
-        tls: tls.as_ref().map(|t| t.acceptor.clone()),
+        tls: tls.clone(),
         flapping: alerting
             .as_ref()
             .map_or_else(Arc::default, |a| Arc::clone(&a.targets)),
@@ -1409,6 +1411,9 @@ async fn run(o: Opts) -> Result<serde_json::Value, String> {
     }
     if let Ok(summary) = &mut result {
         add_store_size(&o, &store, summary).await;
+        if let (Some(tls), Some(m)) = (&tls, summary.as_object_mut()) {
+            m.insert("tls_handshakes".into(), tls.handshakes.figures());
+        }
     }
     drop(procs);
     if o.mode == "distributed" {

@@ -20,6 +20,7 @@
 
 use serde_json::{Map, Value, json};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -116,6 +117,8 @@ pub fn ok_answer(assert: bool) -> Arc<[u8]> {
 pub struct Tls {
     pub acceptor: tokio_rustls::TlsAcceptor,
     pub ca_file: PathBuf,
+    /// The farm's handshakes by kind, over the whole run.
+    pub handshakes: Handshakes,
     /// Holds `ca_file` until the run ends.
     _dir: tempfile::TempDir,
 }
@@ -134,7 +137,39 @@ impl Tls {
         Ok(Tls {
             acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
             ca_file,
+            handshakes: Handshakes::default(),
             _dir: dir,
+        })
+    }
+}
+
+/// The farm's TLS handshakes by kind: the proof that none resumed.
+#[derive(Default)]
+pub struct Handshakes {
+    full: AtomicU64,
+    /// Full, with a HelloRetryRequest round trip (a key share the server
+    /// did not take): costlier than full.
+    retried: AtomicU64,
+    resumed: AtomicU64,
+}
+
+impl Handshakes {
+    /// Notes one finished handshake.
+    pub fn note(&self, kind: Option<rustls::HandshakeKind>) {
+        let counter = match kind {
+            Some(rustls::HandshakeKind::Resumed) => &self.resumed,
+            Some(rustls::HandshakeKind::FullWithHelloRetryRequest) => &self.retried,
+            _ => &self.full,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The `tls_handshakes` object (every monitor's, over the whole run).
+    pub fn figures(&self) -> Value {
+        json!({
+            "full": self.full.load(Ordering::Relaxed),
+            "full_with_hello_retry": self.retried.load(Ordering::Relaxed),
+            "resumed": self.resumed.load(Ordering::Relaxed),
         })
     }
 }
