@@ -116,6 +116,30 @@ pub async fn register(
     Ok((svc, Some(token)))
 }
 
+/// A service that a PUT or PATCH just turned into `push://` gets its token
+/// here, to show in that answer; one that was push already keeps its token
+/// (`before_url`: its URL before the change). Should this write fail, the
+/// service has no token until `POST /services/{id}/push-token` makes one.
+pub async fn token_if_new_push(
+    state: &AppState,
+    svc: Service,
+    before_url: Option<&str>,
+) -> Result<(Service, Option<String>), ApiError> {
+    let was_push = before_url.is_some_and(|u| CheckKind::of_url(u) == CheckKind::Push);
+    if was_push || CheckKind::of_url(&svc.url) != CheckKind::Push {
+        return Ok((svc, None));
+    }
+    let token = new_token()?;
+    match state
+        .store
+        .set_push_token(svc.id, &push::token_hash(&token))
+        .await?
+    {
+        Some(svc) => Ok((svc, Some(token))),
+        None => Err(ApiError::NotFound(format!("no service with id {}", svc.id))),
+    }
+}
+
 /// `POST /services/{id}/push-token`: a new token for a push service; the
 /// old one stops working at once.
 pub async fn rotate(

@@ -152,7 +152,7 @@ pub async fn replace(
     .map_err(ApiError::Validation)?;
     targets_allowed(&state, &spec)?;
     channels_exist(&state, &spec.channels, &[]).await?;
-    save(&state, id, spec).await
+    save(&state, id, spec, current.map(|c| c.url)).await
 }
 
 /// Attempts a PATCH makes before it reports a conflict.
@@ -190,7 +190,7 @@ pub async fn update(
             .update_service(id, &spec, now_ms(), Some(current.version))
             .await?
         {
-            Updated::Saved(svc) => return announce(&state, *svc).await,
+            Updated::Saved(svc) => return announce(&state, *svc, Some(&current.url)).await,
             Updated::NotFound => return Err(not_found(id)),
             Updated::Conflict => continue,
         }
@@ -204,20 +204,28 @@ async fn save(
     state: &AppState,
     id: ServiceId,
     spec: crate::domain::ServiceSpec,
+    before_url: Option<String>,
 ) -> Result<HttpResponse, ApiError> {
     match state
         .store
         .update_service(id, &spec, now_ms(), None)
         .await?
     {
-        Updated::Saved(svc) => announce(state, *svc).await,
+        Updated::Saved(svc) => announce(state, *svc, before_url.as_deref()).await,
         Updated::NotFound | Updated::Conflict => Err(not_found(id)),
     }
 }
 
-/// Tells the scheduler about a saved change and answers with the service.
-async fn announce(state: &AppState, svc: crate::domain::Service) -> Result<HttpResponse, ApiError> {
+/// Tells the scheduler about a saved change and answers with the service
+/// (and its push URL, if this change made it a push service; `before_url`
+/// is its URL before the change).
+async fn announce(
+    state: &AppState,
+    svc: crate::domain::Service,
+    before_url: Option<&str>,
+) -> Result<HttpResponse, ApiError> {
     tracing::info!(service_id = svc.id.get(), "service updated");
+    let (svc, token) = super::push::token_if_new_push(state, svc, before_url).await?;
     tell_scheduler(
         state,
         ScheduleUpdate::Upsert {
@@ -226,7 +234,8 @@ async fn announce(state: &AppState, svc: crate::domain::Service) -> Result<HttpR
         },
     )
     .await;
-    Ok(HttpResponse::Ok().json(windows::shown_after_write(state, svc).await))
+    let shown = windows::shown_after_write(state, svc).await;
+    Ok(HttpResponse::Ok().json(super::push::with_push_url(shown, token)))
 }
 
 /// `DELETE /services/{id}`: the service, its logs and transitions go.

@@ -354,3 +354,35 @@ async fn bad_pings_are_refused_and_a_paused_service_records_none() {
     assert_eq!(logs.len(), 1, "only the ping after resuming: {logs:?}");
     assert_eq!(logs[0]["status"], "UP");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_turned_into_push_gets_its_token_in_that_answer_only() {
+    let m = Monitor::start();
+    let http = create(&m, service("cron job", NOWHERE, 60)).await;
+    let id = id_of(&http);
+    let patched = send(
+        &m,
+        Method::PATCH,
+        &format!("/services/{id}"),
+        &json!({"url": "push://", "grace": 30}),
+    )
+    .await;
+    assert_eq!(patched.status, 200, "{}", patched.text);
+    let url = patched.json["push_url"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no push_url when it became push: {}", patched.text))
+        .to_owned();
+    assert_recorded(&ping(&m, Method::GET, &url).await, "the new push service");
+
+    // A later change keeps the token, and does not show it again.
+    let renamed = send(
+        &m,
+        Method::PATCH,
+        &format!("/services/{id}"),
+        &json!({"name": "nightly cron"}),
+    )
+    .await;
+    assert_eq!(renamed.status, 200, "{}", renamed.text);
+    assert!(renamed.json.get("push_url").is_none(), "{}", renamed.text);
+    assert_recorded(&ping(&m, Method::GET, &url).await, "the token kept");
+}
