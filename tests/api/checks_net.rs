@@ -261,7 +261,7 @@ async fn tls_without_a_handshake_times_out_at_the_timeout() {
 // ---- dns:// ----------------------------------------------------------------
 
 /// The test zone: an address of each family, a CNAME, MX and TXT records
-/// (one under an underscore name, as DMARC's are).
+/// (one under an underscore name, as DMARC's are), and its NS.
 fn zone() -> Option<Dnsmasq> {
     Dnsmasq::start(
         "10.1.2.3 app.test\nfd00::5 app.test\n",
@@ -270,6 +270,9 @@ fn zone() -> Option<Dnsmasq> {
             "--txt-record=test,v=spf1 -all",
             "--txt-record=_dmarc.test,v=DMARC1; p=reject",
             "--cname=www.test,app.test",
+            // Authoritative for the zone on 127.0.0.1, so it has an NS.
+            "--auth-server=ns1.test,127.0.0.1",
+            "--auth-zone=test",
         ],
     )
 }
@@ -292,6 +295,7 @@ async fn dns_answers_of_every_type_meet_their_expectations() {
         ("test", "MX", "10 mail.test"),
         ("test", "TXT", "v=spf1 -all"),
         ("_dmarc.test", "txt", "v=DMARC1; p=reject"),
+        ("test", "NS", "ns1.test"),
     ] {
         let r = run(&c, &dns.url(name, rtype), expect(&[wanted]), 5000).await;
         assert_eq!(
