@@ -6,7 +6,7 @@
 //! case-insensitively.
 
 use super::channel::ChannelId;
-use super::check_kind::CheckOptions;
+use super::check_kind::{CheckOptions, HIDDEN};
 use super::service::ServiceSpec;
 use super::time::Seconds;
 use name::check_name;
@@ -486,6 +486,43 @@ pub fn patch_spec(current: &ServiceSpec, body: &Value) -> Result<ServiceSpec, Ve
     )
 }
 
+/// A URL sent back as answers show it, its password as `***`, keeps the
+/// stored password, so a read-edit-write round trip does not replace a
+/// secret with three stars. Only for the same scheme, user, host and port:
+/// otherwise a write key could send the stored password to a host of its
+/// own choosing.
+fn keep_stored_password(url: String, previous_url: Option<&str>) -> Result<String, String> {
+    let Ok(mut sent) = url::Url::parse(&url) else {
+        return Ok(url);
+    };
+    if sent.password() != Some(HIDDEN) {
+        return Ok(url);
+    }
+    let stored = previous_url.and_then(|p| url::Url::parse(p).ok());
+    let kept = stored.as_ref().and_then(|stored| {
+        let same = stored.scheme() == sent.scheme()
+            && stored.username() == sent.username()
+            && stored.host_str() == sent.host_str()
+            && stored.port_or_known_default() == sent.port_or_known_default();
+        stored.password().filter(|_| same).map(str::to_owned)
+    });
+    match kept {
+        Some(password) => {
+            sent.set_password(Some(&password))
+                .map_err(|()| String::from("cannot keep the stored password"))?;
+            Ok(sent.to_string())
+        }
+        None if stored.is_some_and(|s| s.password().is_some()) => Err(format!(
+            "the password {HIDDEN} keeps the stored one only for the same scheme, user, host \
+             and port; give the password again to send it elsewhere"
+        )),
+        None => Err(format!(
+            "the password {HIDDEN} stands for a stored password, and there is none; give the \
+             real password"
+        )),
+    }
+}
+
 /// Each field's outcome; `None` when it was bad (and said so).
 struct Parts {
     name: Option<String>,
@@ -505,11 +542,20 @@ struct Parts {
 /// nothing was wrong. `previous_url` is the stored URL a kept header value
 /// was set for (none for a new service).
 fn finish(
-    p: Parts,
+    mut p: Parts,
     fields: &Fields<'_>,
     previous_url: Option<&str>,
     mut errors: Vec<FieldError>,
 ) -> Result<ServiceSpec, Vec<FieldError>> {
+    if let Some(url) = p.url.take() {
+        match keep_stored_password(url, previous_url) {
+            Ok(url) => p.url = Some(url),
+            Err(message) => {
+                let field = fields.get("url").map_or("url", |(f, _)| f);
+                errors.push(FieldError::new(field, message));
+            }
+        }
+    }
     if let (Some(i), Some(t)) = (p.interval, p.timeout)
         && t > i
     {

@@ -26,6 +26,32 @@ pub(super) fn refused(url: &str, extra: Value) -> Vec<FieldError> {
 }
 
 #[test]
+fn a_url_password_sent_back_as_shown_keeps_the_stored_one_for_the_same_place_only() {
+    let stored = full_spec(&body("https://user:s3cret@example.com/x", json!({}))).unwrap();
+    let shown = json!({"url": "https://user:***@example.com/x"});
+    let kept = patch_spec(&stored, &shown).unwrap();
+    assert_eq!(kept.url, "https://user:s3cret@example.com/x");
+    let put = replace_spec(&stored, &body("https://user:***@example.com/y", json!({}))).unwrap();
+    assert_eq!(
+        put.url, "https://user:s3cret@example.com/y",
+        "another path, same place"
+    );
+    for elsewhere in [
+        "https://user:***@evil.example/x",
+        "https://other:***@example.com/x",
+        "https://user:***@example.com:8443/x",
+        "http://user:***@example.com/x",
+    ] {
+        let errs = patch_spec(&stored, &json!({"url": elsewhere})).unwrap_err();
+        assert_eq!(fields_of(&errs), ["url"], "{elsewhere}");
+    }
+    let errs = refused("https://user:***@example.com/", json!({}));
+    assert_eq!(fields_of(&errs), ["url"], "no stored password to keep");
+    let changed = patch_spec(&stored, &json!({"url": "https://user:new@example.com/x"})).unwrap();
+    assert_eq!(changed.url, "https://user:new@example.com/x");
+}
+
+#[test]
 fn accepts_the_original_notes_body() {
     let spec = full_spec(&json!({
         "name": "test register", "url": "https://www.google.com", "interval": 30, "Timeout": 20
