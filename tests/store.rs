@@ -31,6 +31,7 @@ on_every_backend!(
     old_rollups_go_oldest_first_at_most_a_batch_at_a_time,
     deleting_a_service_removes_its_rollups,
     rollups_count_down_as_failures_and_degraded_apart,
+    check_options_and_certificate_expiry_are_kept,
 );
 
 fn spec(name: &str) -> ServiceSpec {
@@ -1032,5 +1033,48 @@ mod alerting {
         thresholds_hold_the_status_until_enough_rounds_agree,
         degraded_is_shown_changed_to_and_alerted_like_a_status,
         thresholds_count_degraded_as_passing,
+    );
+}
+
+/// A service's kind-specific settings come back as stored, and a log keeps
+/// the certificate expiry its check saw (https and tls checks).
+async fn check_options_and_certificate_expiry_are_kept(store: Store) {
+    let mut with_options = spec("tls");
+    with_options.url = "tls://127.0.0.1:8443".into();
+    with_options.check = healthmon::domain::CheckOptions {
+        cert_expiry_days: Some(21),
+        ..Default::default()
+    };
+    let created = store
+        .create_service(&with_options, 0)
+        .await
+        .expect("create");
+    assert_eq!(created.check, with_options.check);
+    let read = store
+        .get_service(created.id)
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!(read.spec(), with_options);
+
+    let expires = 1_900_000_000_000;
+    let mut checked = result(created.id, 1000, Status::Degraded);
+    checked.cert_expires_at = Some(expires);
+    checked.error = Some("cert_expiry: the certificate expires in 3 days".into());
+    store
+        .record(&[checked, result(created.id, 2000, Status::Down)])
+        .await
+        .expect("record");
+    let logs = store.list_logs(created.id, 10, None).await.expect("logs");
+    let by_status: Vec<(String, Option<i64>)> = logs
+        .iter()
+        .map(|l| (l.status.clone(), l.cert_expires_at))
+        .collect();
+    assert_eq!(
+        by_status,
+        [
+            ("DOWN".to_owned(), None),
+            ("DEGRADED".to_owned(), Some(expires))
+        ]
     );
 }
