@@ -8,6 +8,7 @@
 pub mod alert;
 pub mod app;
 pub mod auth;
+pub mod banner;
 pub mod bus;
 pub mod cli;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod domain;
 pub mod drops;
 pub mod http;
 pub mod keys;
+pub mod logging;
 pub mod maintenance;
 pub mod recorder;
 pub mod scheduler;

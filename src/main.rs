@@ -4,7 +4,6 @@
 use clap::Parser;
 use healthmon::cli::{Cli, Command, Roles};
 use healthmon::{app, config, keys};
-use tracing_subscriber::EnvFilter;
 
 // Checks allocate and free small buffers from many threads; glibc's malloc
 // showed in CPU profiles for it and kept freed memory in per-thread arenas
@@ -16,13 +15,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> anyhow::Result<()> {
     limit_c_heap_arenas();
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    healthmon::logging::init();
     let settings = config::load(cli.config.as_deref())
         .map_err(|e| anyhow::anyhow!("configuration error: {e}"))?;
     if let Some(Command::Keys { action }) = cli.command {
@@ -36,12 +29,6 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let app = app::App::build(settings, Roles::from_list(&cli.role), cli.health_bind).await?;
-    if let Some(addr) = app.local_addr() {
-        tracing::info!(%addr, "listening");
-    }
-    if let Some(addr) = app.probe_addr() {
-        tracing::info!(%addr, "health probes listening");
-    }
     app.run(app::shutdown_signal()).await?;
     Ok(())
 }
