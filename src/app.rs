@@ -9,6 +9,7 @@ use crate::alert::deliver::Deliverer;
 use crate::alert::mail::{MailError, MailSettings};
 use crate::alert::sender::Sender;
 use crate::auth::KeyRing;
+use crate::banner::Banner;
 use crate::bus::{self, Bus};
 use crate::cli::Roles;
 use crate::config::{DatabaseUrl, Settings};
@@ -82,6 +83,8 @@ pub struct App {
     checker: Option<Checker>,
     /// The alert sender, in processes that may schedule.
     sender: Option<Sender>,
+    /// API keys in the store at start-up (for the banner).
+    keys: usize,
 }
 
 impl App {
@@ -111,11 +114,13 @@ impl App {
         } else {
             None
         };
-        if let Some(store) = &store
-            && roles.api
-            && !anonymous_allowed(&settings)
-            && store.list_keys().await?.is_empty()
-        {
+        // Counted once for the banner too: keys created later by another
+        // process are honoured at once but not announced.
+        let keys = match &store {
+            Some(store) if roles.api => store.list_keys().await?.len(),
+            _ => 0,
+        };
+        if roles.api && keys == 0 && !anonymous_allowed(&settings) {
             return Err(AppError::NoKey(settings.server.bind));
         }
         let caps = bus::Capacities {
@@ -185,6 +190,7 @@ impl App {
             listener,
             probe_listener,
             checker,
+            keys,
         })
     }
 
@@ -200,9 +206,24 @@ impl App {
             .and_then(|l| l.local_addr().ok())
     }
 
+    /// What the start-up banner says about this process.
+    pub fn banner(&self) -> Banner {
+        Banner::new(
+            &self.settings,
+            self.roles,
+            self.local_addr(),
+            self.probe_addr(),
+            self.keys,
+        )
+    }
+
     /// Runs every task of the chosen roles until `stop` resolves, then shuts
     /// down in order (see [`crate::supervise`]).
     pub async fn run(self, stop: impl Future<Output = ()>) -> Result<(), AppError> {
+        // The listeners are bound (build), so what the banner announces
+        // already accepts connections; they wait in the backlog for the
+        // server task started below.
+        self.banner().log();
         let mut tasks = Vec::new();
         if let Some(keeper) = self.bus.keeper() {
             tasks.push(Task::new("bus", Stage::Transport, move |token| {
