@@ -17,20 +17,23 @@
 //!   would not help, and `last_error` says what to fix.
 //! - Alerts of one service to one channel (a lane) go out one at a time in
 //!   the order they were written: while one is being retried, later ones
-//!   wait for it, so an `up` (or a reminder) never arrives before its
-//!   `down`. Lanes are independent, and a pass looks at each channel on its
-//!   own: one channel has at most half of `alerts.concurrency` deliveries
-//!   in flight, and one whose receiver timed out or refused the connection
-//!   only one until it answers again, so a receiver that hangs holds up its
-//!   own alerts, never another channel's. A delivery starts only when a
-//!   permit is free; what cannot start waits in the outbox for the next
-//!   pass.
+//!   wait for it, so an `up` never arrives before the `down` or `degraded`
+//!   it ends, nor a reminder before its `down`. Lanes are independent, and
+//!   a pass looks at each channel on its own: one channel has at most half
+//!   of `alerts.concurrency` deliveries in flight, and one whose receiver
+//!   timed out or refused the connection only one until it answers again,
+//!   so a receiver that hangs holds up its own alerts, never another
+//!   channel's. A delivery starts only when a permit is free; what cannot
+//!   start waits in the outbox for the next pass.
 //! - Maintenance: an alert for a service inside a window is held (the
 //!   `held_until` column) until the window ends, looked at again at least
 //!   every [`HOLD_RECHECK`] and at once when a window is changed or
 //!   deleted. Then a `down` whose service recovered meanwhile is failed
 //!   ([`RECOVERED_IN_MAINTENANCE`]), and so is the `up` that goes with it;
-//!   one still DOWN is delivered. Reminders inside a window are not sent.
+//!   one still DOWN is delivered. A `degraded` is held alike: failed when
+//!   its service is no longer DEGRADED at the window's end, or an `up`
+//!   followed it ([`plan::NO_LONGER_DEGRADED`]), the `up` with it; delivered
+//!   when it still is. Reminders inside a window are not sent.
 //! - Reminders: every `remind_every_s` of a channel while a service stays
 //!   DOWN, counted from when it went DOWN (see [`plan::reminder_slot`]).
 //! - Storms: see [`storm`].
