@@ -1,4 +1,8 @@
-//! Command-line arguments.
+//! Command-line arguments, and the commands that are not the monitor
+//! itself (`healthcheck`, `completions`) with the error report of `main`.
+
+pub mod healthcheck;
+pub mod report;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -8,8 +12,20 @@ use std::path::PathBuf;
 #[command(name = "healthmon", version, about)]
 pub struct Cli {
     /// A TOML file whose settings override the built-in defaults.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
+    /// Address of the REST API and WebSocket (server.bind); wins over the
+    /// files and the environment.
+    #[arg(long, value_name = "ADDR", global = true)]
+    pub bind: Option<std::net::SocketAddr>,
+    /// sqlite://PATH or postgres://USER:PASS@HOST:PORT/DB (database.url);
+    /// wins over the files and the environment.
+    #[arg(long, value_name = "URL", global = true)]
+    pub database_url: Option<String>,
+    /// On an error, print it in full (with a backtrace where
+    /// RUST_BACKTRACE=1 captured one) instead of one line.
+    #[arg(long, global = true)]
+    pub debug: bool,
     /// Which parts this process runs, as a comma list.
     #[arg(
         long,
@@ -36,6 +52,40 @@ pub enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Inspect the configuration.
+    Config {
+        /// What to do.
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Probe a running monitor's /readyz: exit code 0 when it is ready, 1
+    /// otherwise with one line on stderr saying why (for container
+    /// health checks).
+    Healthcheck {
+        /// The monitor's URL (http://HOST:PORT, or the full /readyz URL);
+        /// by default the configured server.bind.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// Seconds to wait for the answer.
+        #[arg(long, value_name = "SECONDS", default_value_t = 3,
+              value_parser = clap::value_parser!(u64).range(1..=60))]
+        timeout: u64,
+    },
+    /// Print a shell completion script, e.g.
+    /// `healthmon completions bash > /etc/bash_completion.d/healthmon`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `healthmon config ...`
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Print the effective configuration: every key, its value and where
+    /// it came from (default, --config file, .env, environment, flag);
+    /// passwords as ***.
+    Show,
 }
 
 /// `healthmon keys ...`
@@ -90,6 +140,16 @@ pub struct Roles {
     pub scheduler: bool,
     /// Run checks.
     pub worker: bool,
+}
+
+impl Cli {
+    /// The settings given as flags.
+    pub fn flags(&self) -> crate::config::Flags {
+        crate::config::Flags {
+            bind: self.bind.map(|a| a.to_string()),
+            database_url: self.database_url.clone(),
+        }
+    }
 }
 
 impl Roles {

@@ -1,14 +1,17 @@
-//! Configuration: compiled-in defaults, `--config FILE`, `.env`, then the
-//! environment (later wins), checked in full before anything starts.
+//! Configuration: compiled-in defaults, `--config FILE`, `.env`, the
+//! environment, then the `--bind`/`--database-url` flags (later wins),
+//! checked in full before anything starts; [`Resolved`] remembers which
+//! source set each key.
 //!
 //! Every value is validated here so a bad one stops start-up with one line
 //! naming its key, instead of surfacing later from deep inside a task.
 
 mod alerts;
+mod sources;
 
 pub use alerts::AlertsSettings;
-use config::{Config, Environment, File, FileFormat};
 use serde::Deserialize;
+pub use sources::{Entry, EnvVar, Flags, Inputs, Resolved, Source, mask_url, resolve};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -286,68 +289,19 @@ struct RawLogs {
     maintenance_interval_s: i64,
 }
 
-/// Reads `.env` from the working directory into the environment, without
-/// overriding variables that are already set (the environment wins).
-pub fn load_dotenv() -> Result<(), ConfigError> {
-    match dotenvy::from_path(".env") {
-        Ok(()) => Ok(()),
-        Err(e) if e.not_found() => Ok(()),
-        Err(e) => Err(ConfigError::DotEnv(e.to_string())),
-    }
-}
-
 /// A snapshot of environment variables: the process's in production, a
 /// literal list in tests (so tests never mutate the shared environment).
 pub type EnvVars = std::collections::HashMap<String, String>;
 
-/// Loads and validates the settings from every source, with `env` as the
-/// environment.
+/// Loads and validates the settings from the defaults, `config_file` and
+/// `env` as the environment (no `.env`, no flags).
 pub fn load_with(config_file: Option<&Path>, env: &EnvVars) -> Result<Settings, ConfigError> {
-    let mut builder = Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
-    if let Some(path) = config_file {
-        if !path.is_file() {
-            return Err(invalid(
-                "--config",
-                format!("{} is not a readable file", path.display()),
-            ));
-        }
-        builder = builder.add_source(File::from(path).required(true));
-    }
-    let namespaced: config::Map<String, String> = env
-        .iter()
-        .filter(|(k, _)| k.starts_with("HEALTHMON__"))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    builder = builder.add_source(
-        Environment::with_prefix("HEALTHMON")
-            .prefix_separator("__")
-            .separator("__")
-            .source(Some(namespaced)),
-    );
-
-    // The short names of the original notes count only where the
-    // HEALTHMON__ form is absent, so the namespaced key always wins.
-    let nonempty = |k: &str| env.get(k).filter(|v| !v.trim().is_empty()).cloned();
-    if nonempty("HEALTHMON__DATABASE__URL").is_none() {
-        if let Some(url) = nonempty("DATABASE_URL") {
-            builder = builder.set_override("database.url", url)?;
-        } else if let Some(url) = postgres_url_from_parts(&nonempty)? {
-            builder = builder.set_override("database.url", url)?;
-        }
-    }
-    if nonempty("HEALTHMON__QUEUE__URL").is_none()
-        && let Some(url) = nonempty("RABBITMQ_URL")
-    {
-        builder = builder.set_override("queue.url", url)?;
-    }
-    let raw: Raw = builder.build()?.try_deserialize()?;
-    validate(raw)
-}
-
-/// Loads `.env`, then the settings from the process environment.
-pub fn load(config_file: Option<&Path>) -> Result<Settings, ConfigError> {
-    load_dotenv()?;
-    load_with(config_file, &std::env::vars().collect())
+    resolve(&Inputs {
+        config_file: config_file.map(Path::to_path_buf),
+        env: env.clone(),
+        ..Inputs::default()
+    })?
+    .settings()
 }
 
 fn postgres_url_from_parts(

@@ -1,9 +1,15 @@
 //! The `healthmon` binary: reads the CLI and the configuration, then runs
-//! the chosen roles ([`healthmon::app`]) or a `keys` subcommand.
+//! the chosen roles ([`healthmon::app`]) or a subcommand (`keys`, `config
+//! show`, `healthcheck`, `completions`). Errors end it with one line on
+//! stderr and exit code 1.
 
-use clap::Parser;
-use healthmon::cli::{Cli, Command, Roles};
+use clap::{CommandFactory, Parser};
+use healthmon::cli::{Cli, Command, ConfigAction, Roles, healthcheck, report};
+use healthmon::store::pg_connect;
 use healthmon::{app, config, keys};
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
 
 // Checks allocate and free small buffers from many threads; glibc's malloc
 // showed in CPU profiles for it and kept freed memory in per-thread arenas
@@ -12,25 +18,155 @@ use healthmon::{app, config, keys};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     limit_c_heap_arenas();
     let cli = Cli::parse();
     healthmon::logging::init();
-    let settings = config::load(cli.config.as_deref())
+    let detail = report::wants_detail(cli.debug, std::env::var("RUST_LOG").ok().as_deref());
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            // Printed here rather than returned: anyhow's Debug form repeats
+            // the causes and carries a backtrace under RUST_BACKTRACE=1.
+            let mut stderr = std::io::stderr();
+            let _ = if detail {
+                writeln!(stderr, "error: {e:?}")
+            } else {
+                writeln!(
+                    stderr,
+                    "error: {}",
+                    report::one_line(e.chain().map(|c| c.to_string()))
+                )
+            };
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Some(Command::Completions { shell }) = cli.command {
+        clap_complete::generate(
+            shell,
+            &mut Cli::command(),
+            "healthmon",
+            &mut std::io::stdout(),
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(Command::Healthcheck {
+        url: Some(url),
+        timeout,
+    }) = &cli.command
+    {
+        // An explicit URL needs no configuration (which may not be there).
+        let url = healthcheck::readyz_url_for(url).map_err(anyhow::Error::msg)?;
+        return Ok(probe(&url, *timeout).await);
+    }
+    let inputs = config::Inputs::from_process(cli.config.as_deref(), cli.flags())
         .map_err(|e| anyhow::anyhow!("configuration error: {e}"))?;
-    if let Some(Command::Keys { action }) = cli.command {
-        keys::run(
+    let resolved =
+        config::resolve(&inputs).map_err(|e| anyhow::anyhow!("configuration error: {e}"))?;
+    match cli.command {
+        Some(Command::Config {
+            action: ConfigAction::Show,
+        }) => {
+            let mut stderr = std::io::stderr();
+            for warning in resolved.warnings() {
+                let _ = writeln!(stderr, "warning: {warning}");
+            }
+            // Shown even when a value is invalid: the error follows it.
+            let _ = std::io::stdout().write_all(resolved.render().as_bytes());
+            resolved
+                .settings()
+                .map_err(|e| anyhow::anyhow!("configuration error: {e}"))?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Some(Command::Healthcheck { timeout, .. }) => {
+            let settings = resolved
+                .settings()
+                .map_err(|e| anyhow::anyhow!("configuration error: {e}"))?;
+            let url = healthcheck::readyz_url_for_bind(settings.server.bind);
+            return Ok(probe(&url, timeout).await);
+        }
+        _ => {}
+    }
+    for warning in resolved.warnings() {
+        tracing::warn!("{warning}");
+    }
+    let settings = resolved
+        .settings()
+        .map_err(|e| anyhow::anyhow!("configuration error: {e}"))?;
+    let database = settings.database.url.clone();
+    let result = match cli.command {
+        Some(Command::Keys { action }) => keys::run(
             action,
             &settings,
             &mut std::io::stdout(),
             &mut std::io::stderr(),
         )
-        .await?;
-        return Ok(());
-    }
-    let app = app::App::build(settings, Roles::from_list(&cli.role), cli.health_bind).await?;
+        .await
+        .map_err(anyhow::Error::from),
+        _ => run_monitor(settings, &cli.role, cli.health_bind).await,
+    };
+    result
+        .map(|()| ExitCode::SUCCESS)
+        .map_err(|e| match resolved.source("database.url") {
+            Some(source) => name_database_source(e, &database, source),
+            None => e,
+        })
+}
+
+async fn run_monitor(
+    settings: config::Settings,
+    roles: &[healthmon::cli::Role],
+    health_bind: Option<std::net::SocketAddr>,
+) -> anyhow::Result<()> {
+    let app = app::App::build(settings, Roles::from_list(roles), health_bind).await?;
     app.run(app::shutdown_signal()).await?;
     Ok(())
+}
+
+/// `healthmon healthcheck`: 0 when ready, 1 with one line on stderr.
+async fn probe(url: &str, timeout_s: u64) -> ExitCode {
+    match healthcheck::probe(url, Duration::from_secs(timeout_s)).await {
+        Ok(()) => {
+            let _ = writeln!(std::io::stdout(), "ready: {url}");
+            ExitCode::SUCCESS
+        }
+        Err(why) => {
+            let _ = writeln!(std::io::stderr(), "not ready: {why}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A database error names the setting's source: inside the PostgreSQL
+/// description (`PostgreSQL at HOST:PORT (database NAME, from .env's
+/// DB_HOST/DB_PORT)`), or after an SQLite open error. Other errors pass
+/// unchanged. (The store's errors are wrapped transparently by the app's
+/// and the keys' errors, so they are recognised by their text.)
+fn name_database_source(
+    e: anyhow::Error,
+    url: &config::DatabaseUrl,
+    source: &config::Source,
+) -> anyhow::Error {
+    let line = report::one_line(e.chain().map(|c| c.to_string()));
+    let named = match url {
+        config::DatabaseUrl::Postgres(url) => {
+            let plain = pg_connect::describe(url, None);
+            line.contains(&plain).then(|| {
+                line.replacen(
+                    &plain,
+                    &pg_connect::describe(url, Some(&source.to_string())),
+                    1,
+                )
+            })
+        }
+        config::DatabaseUrl::Sqlite(_) => line
+            .starts_with("cannot open the database")
+            .then(|| format!("{line} (database.url from {source})")),
+    };
+    named.map_or(e, anyhow::Error::msg)
 }
 
 /// SQLite (C) still allocates through glibc, which gives each thread that

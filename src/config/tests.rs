@@ -244,7 +244,9 @@ fn bad_checks_values_name_their_key() {
             .unwrap_err()
             .to_string();
         assert!(
-            err.starts_with("checks.allow_cidrs: "),
+            err.starts_with(
+                "checks.allow_cidrs (from environment variable HEALTHMON__CHECKS__ALLOW_CIDRS): "
+            ),
             "{bad:?} gave {err:?}"
         );
     }
@@ -287,4 +289,158 @@ fn a_config_file_overrides_defaults_and_env_overrides_it() {
     assert_eq!(s.worker.concurrency, 5);
     let missing = load_with(Some(&dir.path().join("nope.toml")), &EnvVars::new()).unwrap_err();
     assert!(missing.to_string().contains("--config"));
+}
+
+fn inputs(pairs: &[(&str, &str)]) -> Inputs {
+    Inputs {
+        env: pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        ..Inputs::default()
+    }
+}
+
+#[test]
+fn every_key_has_a_source_and_flags_win() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(
+        &file,
+        "[server]\nbind = \"127.0.0.1:1\"\n[worker]\nconcurrency = 3\n",
+    )
+    .unwrap();
+    let dotenv = dir.path().join(".env");
+    std::fs::write(
+        &dotenv,
+        "HEALTHMON__WS__MAX_CLIENTS=5\nHEALTHMON__WORKER__CONCURRENCY=9\n",
+    )
+    .unwrap();
+    let mut inputs = inputs(&[
+        ("HEALTHMON__SERVER__BIND", "127.0.0.1:2"),
+        ("HEALTHMON__WORKER__CONCURRENCY", "4"),
+        ("DATABASE_URL", "sqlite://env.db"),
+    ]);
+    inputs.config_file = Some(file.clone());
+    inputs.add_dotenv(&dotenv).unwrap();
+    inputs.flags = Flags {
+        bind: Some("127.0.0.1:3".into()),
+        database_url: Some("sqlite://flag.db".into()),
+    };
+    let r = resolve(&inputs).unwrap();
+    let s = r.settings().unwrap();
+    assert_eq!(s.server.bind.port(), 3);
+    assert_eq!(s.database.url, DatabaseUrl::Sqlite("flag.db".into()));
+    // The environment wins over .env, which only fills in what it lacks.
+    assert_eq!(s.worker.concurrency, 4);
+    assert_eq!(s.ws.max_clients, 5);
+    let source = |k: &str| r.source(k).unwrap().to_string();
+    assert_eq!(source("server.bind"), "--bind");
+    assert_eq!(source("database.url"), "--database-url");
+    assert_eq!(
+        source("worker.concurrency"),
+        "environment variable HEALTHMON__WORKER__CONCURRENCY"
+    );
+    assert_eq!(
+        source("ws.max_clients"),
+        ".env's HEALTHMON__WS__MAX_CLIENTS"
+    );
+    assert_eq!(source("worker.max_body_bytes"), "default");
+    inputs.flags = Flags::default();
+    inputs.env.remove("HEALTHMON__SERVER__BIND");
+    let r = resolve(&inputs).unwrap();
+    assert_eq!(r.source("server.bind"), Some(&Source::File(file)));
+    assert_eq!(
+        r.source("database.url").unwrap().to_string(),
+        "environment variable DATABASE_URL"
+    );
+    assert_eq!(
+        r.entries().len(),
+        r.entries()
+            .iter()
+            .map(|e| &e.key)
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+    );
+    assert!(
+        r.entries()
+            .iter()
+            .any(|e| e.key == "checks.ca_file" && e.shown.is_none())
+    );
+}
+
+#[test]
+fn passwords_are_never_shown() {
+    let r = resolve(&inputs(&[
+        ("DB_HOST", "127.0.0.1"),
+        ("DB_USER", "hm"),
+        ("DB_PASSWORD", "hunter2"),
+        ("DB_NAME", "healthmon"),
+        ("RABBITMQ_URL", "amqp://guest:rabbitpw@127.0.0.1:5672/%2f"),
+    ]))
+    .unwrap();
+    let text = r.render();
+    assert!(
+        !text.contains("hunter2") && !text.contains("rabbitpw"),
+        "{text}"
+    );
+    assert!(
+        text.contains("postgres://hm:***@127.0.0.1:5432/healthmon"),
+        "{text}"
+    );
+    assert!(
+        text.contains("amqp://guest:***@127.0.0.1:5672/%2f"),
+        "{text}"
+    );
+    assert!(
+        text.contains("environment variables DB_HOST/DB_USER/DB_PASSWORD/DB_NAME"),
+        "{text}"
+    );
+    assert_eq!(
+        mask_url("postgres://h/db?user=u&password=pw"),
+        "postgres://h/db?user=u&password=***"
+    );
+}
+
+#[test]
+fn a_bad_value_names_the_source_that_set_it() {
+    let err = resolve(&inputs(&[("HEALTHMON__WORKER__CONCURRENCY", "0")]))
+        .unwrap()
+        .settings()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with(
+            "worker.concurrency (from environment variable HEALTHMON__WORKER__CONCURRENCY)"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn single_underscore_variables_that_look_like_keys_are_warned_about() {
+    let r = resolve(&inputs(&[
+        ("HEALTHMON_SERVER_BIND", "0.0.0.0:1"),
+        ("HEALTHMON_ALLOW_ANONYMOUS", "true"),
+        ("HEALTHMON_WORKER_THREADS", "2"),
+        ("HEALTHMON_TEST_PG", "postgres://x"),
+        ("HEALTHMON__SERVER__BIND", "127.0.0.1:1"),
+    ]))
+    .unwrap();
+    let w = r.warnings();
+    assert_eq!(w.len(), 3, "{w:?}");
+    assert!(
+        w[0].starts_with(
+            "HEALTHMON_ALLOW_ANONYMOUS is ignored: did you mean HEALTHMON__AUTH__ALLOW_ANONYMOUS?"
+        ),
+        "{w:?}"
+    );
+    assert!(
+        w[1].contains("did you mean HEALTHMON__SERVER__BIND?"),
+        "{w:?}"
+    );
+    assert!(
+        w[2].contains("keys of [worker] are set as HEALTHMON__WORKER__KEY"),
+        "{w:?}"
+    );
 }

@@ -88,6 +88,58 @@ impl PgTarget {
             root_cert,
         })
     }
+
+    /// Where the URL points, for messages: `PostgreSQL at HOST:PORT
+    /// (database NAME)`, with `from ORIGIN` in the parentheses when given
+    /// (which setting chose the URL). Never the user or password.
+    pub fn describe(&self, origin: Option<&str>) -> String {
+        let Ok(config) = self.driver_url.parse::<tokio_postgres::Config>() else {
+            return "PostgreSQL".to_owned();
+        };
+        let ports = config.get_ports();
+        let hosts: Vec<String> = config
+            .get_hosts()
+            .iter()
+            .enumerate()
+            .map(|(i, host)| {
+                // libpq's rule: one port for all hosts, or one per host.
+                let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+                match host {
+                    tokio_postgres::config::Host::Tcp(name) if name.contains(':') => {
+                        format!("[{name}]:{port}")
+                    }
+                    tokio_postgres::config::Host::Tcp(name) => format!("{name}:{port}"),
+                    #[cfg(unix)]
+                    tokio_postgres::config::Host::Unix(dir) => {
+                        format!("{}/.s.PGSQL.{port}", dir.display())
+                    }
+                }
+            })
+            .collect();
+        let mut text = "PostgreSQL".to_owned();
+        if !hosts.is_empty() {
+            text.push_str(" at ");
+            text.push_str(&hosts.join(", "));
+        }
+        // The server's default database is the user's name.
+        let details: Vec<String> = config
+            .get_dbname()
+            .or(config.get_user())
+            .map(|db| format!("database {db}"))
+            .into_iter()
+            .chain(origin.map(|o| format!("from {o}")))
+            .collect();
+        if !details.is_empty() {
+            text.push_str(&format!(" ({})", details.join(", ")));
+        }
+        text
+    }
+}
+
+/// [`PgTarget::describe`] for a URL, or plain `PostgreSQL` if it does not
+/// parse.
+pub fn describe(url: &str, origin: Option<&str>) -> String {
+    PgTarget::parse(url).map_or_else(|_| "PostgreSQL".to_owned(), |t| t.describe(origin))
 }
 
 /// Makes connections to one PostgreSQL server; the TLS configuration is
@@ -96,6 +148,8 @@ impl PgTarget {
 pub struct Connector {
     target: PgTarget,
     tls: Option<MakeRustlsConnect>,
+    /// [`PgTarget::describe`], for every connection error.
+    description: String,
 }
 
 /// The TLS settings cannot be used.
@@ -122,9 +176,16 @@ impl Connector {
             SslMode::VerifyFull => Some(crate::tls::verifying_client(target.root_cert.as_deref())?),
         };
         Ok(Connector {
+            description: target.describe(None),
             target,
             tls: tls.map(MakeRustlsConnect::new),
         })
+    }
+
+    /// `PostgreSQL at HOST:PORT (database NAME)`: what connection errors
+    /// start with.
+    pub fn describe(&self) -> &str {
+        &self.description
     }
 
     /// Opens one connection. TCP keepalives are on (first probe after
@@ -132,9 +193,11 @@ impl Connector {
     /// peer vanished (a half-open session) errors within about half a
     /// minute instead of the kernel's two hours.
     pub async fn connect(&self) -> Result<AsyncPgConnection, ConnectionError> {
-        // tokio-postgres says "error performing TLS handshake" and keeps
-        // the reason (an unknown issuer, a wrong name) in its source chain.
-        let bad = |e: tokio_postgres::Error| ConnectionError::BadConnection(with_causes(&e));
+        // Named by host, port and database, so a person can tell which
+        // server refused; the cause as short as it can be said.
+        let bad = |e: tokio_postgres::Error| {
+            ConnectionError::BadConnection(format!("{}: {}", self.description, cause(&e)))
+        };
         let mut config: tokio_postgres::Config = self.target.driver_url.parse().map_err(bad)?;
         config
             .keepalives(true)
@@ -198,6 +261,35 @@ pub async fn keep_session_alive(conn: &mut AsyncPgConnection) {
             tracing::debug!(setting = name, error = %e, "the server keeps its own setting");
         }
     }
+}
+
+/// Why a connection failed: the server's message, a plain word for the
+/// common network failures, else the whole chain (tokio-postgres says
+/// "error performing TLS handshake" and keeps the reason, an unknown
+/// issuer or a wrong name, in its sources).
+fn cause(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return db.message().to_owned();
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            let plain = match io.kind() {
+                ConnectionRefused => Some("connection refused"),
+                TimedOut => Some("timed out"),
+                HostUnreachable => Some("host unreachable"),
+                NetworkUnreachable => Some("network unreachable"),
+                ConnectionReset => Some("connection reset by the server"),
+                _ => None,
+            };
+            if let Some(plain) = plain {
+                return plain.to_owned();
+            }
+        }
+        source = s.source();
+    }
+    with_causes(e)
 }
 
 /// An error's text followed by its sources', each once.
@@ -298,6 +390,34 @@ mod tests {
                 .unwrap()
                 .mode,
             SslMode::Require
+        );
+    }
+
+    #[test]
+    fn descriptions_name_host_port_and_database_never_the_password() {
+        let d = describe(
+            "postgres://u:secret@127.0.0.1:5433/healthmon?sslmode=disable",
+            None,
+        );
+        assert_eq!(d, "PostgreSQL at 127.0.0.1:5433 (database healthmon)");
+        let d = describe("postgres://u:secret@db/", Some(".env's DB_HOST"));
+        assert_eq!(d, "PostgreSQL at db:5432 (database u, from .env's DB_HOST)");
+        assert_eq!(
+            describe("postgres://[::1]:6000/x", None),
+            "PostgreSQL at [::1]:6000 (database x)"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_names_the_server_and_the_cause() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let url = format!("postgres://u:secret@127.0.0.1:{port}/hm?sslmode=disable");
+        let err = Connector::new(&url).unwrap().connect().await.err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            format!("PostgreSQL at 127.0.0.1:{port} (database hm): connection refused")
         );
     }
 

@@ -42,9 +42,10 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub async fn connect(connector: &Connector) -> Result<AsyncPgConnection, StoreError> {
     match tokio::time::timeout(CONNECT_TIMEOUT, connector.connect()).await {
         Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(e)) => Err(StoreError::Open(format!("PostgreSQL: {e}"))),
+        Ok(Err(e)) => Err(StoreError::Open(e.to_string())),
         Err(_) => Err(StoreError::Open(format!(
-            "PostgreSQL: no connection within {CONNECT_TIMEOUT:?}"
+            "{}: no connection within {CONNECT_TIMEOUT:?}",
+            connector.describe()
         ))),
     }
 }
