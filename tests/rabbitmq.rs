@@ -695,6 +695,7 @@ async fn the_scheduler_keeps_publishing_due_checks_while_the_broker_is_unreachab
         url: "http://127.0.0.1:1/".into(),
         interval: healthmon::domain::time::Seconds(1),
         timeout: healthmon::domain::time::Seconds(1),
+        timeout_follows_interval: false,
         paused: false,
         expected_statuses: None,
         failure_threshold: 1,

@@ -40,6 +40,7 @@ fn spec(name: &str) -> ServiceSpec {
         url: "http://127.0.0.1:9/".into(),
         interval: Seconds(10),
         timeout: Seconds(5),
+        timeout_follows_interval: false,
         paused: false,
         expected_statuses: None,
         failure_threshold: 1,

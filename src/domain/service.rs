@@ -36,8 +36,15 @@ pub struct ServiceSpec {
     pub url: String,
     /// Time between checks.
     pub interval: Seconds,
-    /// Time a check may take, never more than `interval`.
+    /// Time a check may take, never more than `interval`: the one in
+    /// effect, which the scheduler puts in every job.
     pub timeout: Seconds,
+    /// Whether `timeout` is the default `min(10 s, interval)` rather than
+    /// one the user set: a default follows every change of the interval.
+    /// Absent on the wire (a schedule update from an older process) means
+    /// set, which is how such a process treated every timeout.
+    #[serde(default)]
+    pub timeout_follows_interval: bool,
     /// A paused service stays registered but is not checked.
     pub paused: bool,
     /// Response statuses that count as UP; `None` means 200-399.
@@ -93,8 +100,12 @@ pub struct Service {
     pub url: String,
     /// Seconds between checks.
     pub interval: Seconds,
-    /// Seconds a check may take.
+    /// Seconds a check may take: the one in effect.
     pub timeout: Seconds,
+    /// Whether the timeout is the default that follows the interval (no
+    /// user set one); what a PATCH of the interval alone consults.
+    #[serde(skip)]
+    pub timeout_follows_interval: bool,
     /// Response statuses that count as UP; `null` means 200-399.
     pub expected_statuses: Option<Vec<u16>>,
     /// Failing rounds in a row that make it DOWN.
@@ -145,6 +156,7 @@ impl Service {
             url: self.url.clone(),
             interval: self.interval,
             timeout: self.timeout,
+            timeout_follows_interval: self.timeout_follows_interval,
             paused: self.paused,
             expected_statuses: self.expected_statuses.clone(),
             failure_threshold: self.failure_threshold,
@@ -204,6 +216,17 @@ mod tests {
     }
 
     #[test]
+    fn a_spec_from_an_older_process_counts_its_timeout_as_set() {
+        let old = serde_json::json!({
+            "name": "a", "url": "http://127.0.0.1:1/", "interval": 30, "timeout": 10,
+            "paused": false, "expected_statuses": null,
+        });
+        let spec: ServiceSpec = serde_json::from_value(old).unwrap();
+        assert_eq!(spec.timeout, Seconds(10));
+        assert!(!spec.timeout_follows_interval);
+    }
+
+    #[test]
     fn serialized_service_hides_password_and_uses_contract_fields() {
         let svc = Service {
             id: ServiceId(1),
@@ -211,6 +234,7 @@ mod tests {
             url: "http://u:pw@127.0.0.1:1/".into(),
             interval: Seconds(30),
             timeout: Seconds(10),
+            timeout_follows_interval: true,
             expected_statuses: None,
             failure_threshold: 1,
             success_threshold: 1,
@@ -237,6 +261,7 @@ mod tests {
         assert_eq!(v["created_at"], "1970-01-01T00:00:00.000Z");
         assert!(v.get("last_scheduled_at").is_none());
         assert!(v.get("retry_interval_set").is_none());
+        assert!(v.get("timeout_follows_interval").is_none());
         assert_eq!(v["retry_interval"], 30, "the interval when none is set");
         assert_eq!(v["channels"], serde_json::json!([]));
         assert_eq!(

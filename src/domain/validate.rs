@@ -32,7 +32,8 @@ pub const MAX_URL_LEN: usize = 2048;
 pub const MIN_INTERVAL_S: i64 = 1;
 /// Longest interval: one day, in seconds.
 pub const MAX_INTERVAL_S: i64 = 86_400;
-/// Timeout used when a body gives none (capped by the interval).
+/// Timeout used when a body gives none (capped by the interval, and
+/// following it while the user sets none).
 pub const DEFAULT_TIMEOUT_S: i64 = 10;
 /// Most entries in `expected_statuses`.
 pub const MAX_EXPECTED_STATUSES: usize = 32;
@@ -256,6 +257,19 @@ fn check_threshold(field: &str, v: &Value, errors: &mut Vec<FieldError>) -> Opti
     }
 }
 
+/// The timeout a user did not set: 10 s, or the interval if shorter.
+fn default_timeout(interval: i64) -> i64 {
+    DEFAULT_TIMEOUT_S.min(interval)
+}
+
+/// `null` is the default: `min(10, interval)`, following the interval.
+fn check_timeout(field: &str, v: &Value, errors: &mut Vec<FieldError>) -> Option<Option<i64>> {
+    if v.is_null() {
+        return Some(None);
+    }
+    check_seconds(field, v, 1, MAX_INTERVAL_S, errors).map(Some)
+}
+
 /// `null` is the default: follow the interval.
 fn check_retry(field: &str, v: &Value, errors: &mut Vec<FieldError>) -> Option<Option<i64>> {
     if v.is_null() {
@@ -315,7 +329,7 @@ fn check_paused(field: &str, v: &Value, errors: &mut Vec<FieldError>) -> Option<
 /// Validates a body that sets every field: `POST /services`.
 ///
 /// `name`, `url` and `interval` are required; `timeout` defaults to
-/// `min(10, interval)`, `paused` to false, `expected_statuses` to null, the
+/// `min(10, interval)`, which follows later changes of the interval, `paused` to false, `expected_statuses` to null, the
 /// thresholds to 1, `retry_interval` to the interval, `channels` to none and
 /// every kind-specific field to unset. A header value of `***` is refused:
 /// there is no stored value for it to keep.
@@ -359,8 +373,8 @@ fn full(body: &Value, current: Option<&ServiceSpec>) -> Result<ServiceSpec, Vec<
     let interval = required("interval", &mut errors)
         .and_then(|(f, v)| check_seconds(f, v, MIN_INTERVAL_S, MAX_INTERVAL_S, &mut errors));
     let timeout = match fields.get("timeout") {
-        Some((f, v)) if !v.is_null() => check_seconds(f, v, 1, MAX_INTERVAL_S, &mut errors),
-        _ => Some(interval.map_or(DEFAULT_TIMEOUT_S, |i| DEFAULT_TIMEOUT_S.min(i))),
+        Some((f, v)) => check_timeout(f, v, &mut errors),
+        None => Some(None),
     };
     let paused = match fields.get("paused") {
         Some((f, v)) if !v.is_null() => check_paused(f, v, &mut errors),
@@ -413,8 +427,9 @@ fn full(body: &Value, current: Option<&ServiceSpec>) -> Result<ServiceSpec, Vec<
 /// Validates a partial update (`PATCH`) against the current settings.
 /// The merged result must be valid as a whole (timeout and retry interval
 /// ≤ interval, every kind-specific field one the URL's kind takes). `null`
-/// resets a threshold, the retry interval, the channels or a kind-specific
-/// field to its default. Headers left out or sent back as `***` keep their
+/// resets the timeout, a threshold, the retry interval, the channels or a
+/// kind-specific field to its default. A timeout the user never set follows
+/// the interval, so changing the interval alone never fails on it. Headers left out or sent back as `***` keep their
 /// stored values, which a change of the URL's scheme, host or port refuses.
 pub fn patch_spec(current: &ServiceSpec, body: &Value) -> Result<ServiceSpec, Vec<FieldError>> {
     let mut errors = Vec::new();
@@ -434,8 +449,9 @@ pub fn patch_spec(current: &ServiceSpec, body: &Value) -> Result<ServiceSpec, Ve
         None => Some(current.interval.get()),
     };
     let timeout = match fields.get("timeout") {
-        Some((f, v)) => check_seconds(f, v, 1, MAX_INTERVAL_S, &mut errors),
-        None => Some(current.timeout.get()),
+        Some((f, v)) => check_timeout(f, v, &mut errors),
+        None if current.timeout_follows_interval => Some(None),
+        None => Some(Some(current.timeout.get())),
     };
     let paused = match fields.get("paused") {
         Some((f, v)) => check_paused(f, v, &mut errors),
@@ -528,7 +544,8 @@ struct Parts {
     name: Option<String>,
     url: Option<String>,
     interval: Option<i64>,
-    timeout: Option<i64>,
+    /// `Some(None)`: the default, following the interval.
+    timeout: Option<Option<i64>>,
     paused: Option<bool>,
     expected: Option<Option<Vec<u16>>>,
     failure_threshold: Option<u32>,
@@ -556,7 +573,7 @@ fn finish(
             }
         }
     }
-    if let (Some(i), Some(t)) = (p.interval, p.timeout)
+    if let (Some(i), Some(Some(t))) = (p.interval, p.timeout)
         && t > i
     {
         let field = fields.get("timeout").map_or("timeout", |(f, _)| f);
@@ -577,13 +594,19 @@ fn finish(
             format!("must not exceed the interval ({r} s > {i} s)"),
         ));
     }
+    // The timeout in effect; unknown while the interval it follows is bad.
+    let timeout = match p.timeout {
+        Some(Some(t)) => Some(t),
+        Some(None) => p.interval.map(default_timeout),
+        None => None,
+    };
     // Which fields the kind takes is judged only once the URL is known to
     // be good; a bad URL is reported on its own.
     if let Some(url) = &p.url {
         check_fields::judge(
             &p.check,
             url,
-            p.timeout,
+            timeout,
             matches!(p.expected, Some(Some(_))),
             previous_url,
             fields,
@@ -595,7 +618,7 @@ fn finish(
             name: Some(name),
             url: Some(url),
             interval: Some(interval),
-            timeout: Some(timeout),
+            timeout: Some(set_timeout),
             paused: Some(paused),
             expected: Some(expected_statuses),
             failure_threshold: Some(failure_threshold),
@@ -607,7 +630,8 @@ fn finish(
             name,
             url,
             interval: Seconds(interval),
-            timeout: Seconds(timeout),
+            timeout: Seconds(set_timeout.unwrap_or_else(|| default_timeout(interval))),
+            timeout_follows_interval: set_timeout.is_none(),
             paused,
             expected_statuses,
             failure_threshold,

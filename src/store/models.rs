@@ -43,6 +43,7 @@ pub struct ServiceRow {
     pub check_options: String,
     #[allow(dead_code, reason = "read by push monitors")]
     pub push_token_hash: Option<String>,
+    pub timeout_follows_interval: bool,
 }
 
 impl ServiceRow {
@@ -55,6 +56,7 @@ impl ServiceRow {
             url: self.url,
             interval: Seconds(self.interval_s),
             timeout: Seconds(self.timeout_s),
+            timeout_follows_interval: self.timeout_follows_interval,
             expected_statuses: decode_statuses(self.expected_statuses.as_deref()),
             failure_threshold: threshold(self.failure_threshold),
             success_threshold: threshold(self.success_threshold),
@@ -171,6 +173,7 @@ pub struct NewServiceRow<'a> {
     pub retry_interval_s: Option<i64>,
     pub channel_ids: Option<String>,
     pub check_options: String,
+    pub timeout_follows_interval: bool,
 }
 
 impl<'a> NewServiceRow<'a> {
@@ -191,6 +194,7 @@ impl<'a> NewServiceRow<'a> {
             retry_interval_s: spec.retry_interval.map(Seconds::get),
             channel_ids: encode_channels(&spec.channels),
             check_options: spec.check.to_json(),
+            timeout_follows_interval: spec.timeout_follows_interval,
         }
     }
 }
@@ -211,6 +215,7 @@ pub struct ServiceChanges<'a> {
     pub retry_interval_s: Option<i64>,
     pub channel_ids: Option<String>,
     pub check_options: String,
+    pub timeout_follows_interval: bool,
 }
 
 impl<'a> ServiceChanges<'a> {
@@ -229,6 +234,7 @@ impl<'a> ServiceChanges<'a> {
             retry_interval_s: spec.retry_interval.map(Seconds::get),
             channel_ids: encode_channels(&spec.channels),
             check_options: spec.check.to_json(),
+            timeout_follows_interval: spec.timeout_follows_interval,
         }
     }
 }

@@ -28,6 +28,7 @@ diesel::table! {
         channel_ids -> Nullable<Text>,
         check_options -> Text,
         push_token_hash -> Nullable<Text>,
+        timeout_follows_interval -> Bool,
     }
 }
 

@@ -1263,3 +1263,126 @@ async fn two_authorization_headers_are_400() {
     let text = r.text().await.expect("body");
     assert!(text.contains("one Authorization header"), "{text}");
 }
+
+// ------------------------------------------------- a timeout that follows
+
+/// PATCHes service `id` with `body`, asserting 200, and returns what GET
+/// then shows (the stored state, not just the answer).
+async fn patched(m: &Monitor, id: i64, body: Value) -> Value {
+    let r = send(m, Method::PATCH, &format!("/services/{id}"), &body).await;
+    assert_eq!(r.status, 200, "PATCH {body}: {}", r.text);
+    let shown = one_service(m, id).await;
+    assert_eq!(r.json, shown, "PATCH {body} answered other than GET shows");
+    shown
+}
+
+/// The timeout the user never set follows the interval, one set stays and
+/// bounds the interval, `null` makes it follow again; on the monitor `m`
+/// (any backend), across a restart when `restart` is given.
+async fn a_timeout_follows_until_set(m: Monitor, restart: bool) {
+    let svc = create(&m, body_with(json!({"interval": 2, "paused": true}))).await;
+    let id = id_of(&svc);
+    assert_eq!(svc["timeout"], 2);
+    let svc = patched(&m, id, json!({"interval": 1})).await;
+    assert_eq!((&svc["interval"], &svc["timeout"]), (&json!(1), &json!(1)));
+    let svc = patched(&m, id, json!({"interval": 60})).await;
+    assert_eq!(svc["timeout"], 10, "capped at 10 s: {svc}");
+
+    let svc = patched(&m, id, json!({"timeout": 5})).await;
+    assert_eq!(svc["timeout"], 5);
+    let m = if restart { m.restart() } else { m };
+    let svc = patched(&m, id, json!({"interval": 120})).await;
+    assert_eq!(svc["timeout"], 5, "a set timeout stays: {svc}");
+    let r = send(
+        &m,
+        Method::PATCH,
+        &format!("/services/{id}"),
+        &json!({"interval": 4}),
+    )
+    .await;
+    assert_invalid(&r, &["timeout"], "PATCH interval below a set timeout");
+    assert_eq!(
+        one_service(&m, id).await,
+        svc,
+        "a refused PATCH changes nothing"
+    );
+
+    let svc = patched(&m, id, json!({"timeout": null})).await;
+    assert_eq!(svc["timeout"], 10, "null: the default again: {svc}");
+    let m = if restart { m.restart() } else { m };
+    let svc = patched(&m, id, json!({"interval": 3})).await;
+    assert_eq!((&svc["interval"], &svc["timeout"]), (&json!(3), &json!(3)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_never_set_follows_the_interval_and_a_set_one_stays() {
+    a_timeout_follows_until_set(Monitor::start(), true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_never_set_follows_the_interval_on_postgresql_too() {
+    let Some(db) = pg_db().await else { return };
+    let m = Monitor::start_with(&[("HEALTHMON__DATABASE__URL", db.url.as_str())]);
+    a_timeout_follows_until_set(m, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checks_take_the_timeout_that_followed_the_interval() {
+    let t = Target::start().await;
+    let mon = Monitor::start();
+    let m = &mon;
+    let svc = create(
+        m,
+        json!({"name": "hangs", "url": t.url("/hang"), "interval": 60, "paused": true}),
+    )
+    .await;
+    assert_eq!(svc["timeout"], 10);
+    let id = id_of(&svc);
+    let svc = patched(m, id, json!({"interval": 1, "paused": false})).await;
+    assert_eq!(svc["timeout"], 1);
+    let logs = wait_logs(m, id, 1).await;
+    let log = &logs[0];
+    assert_eq!(log["status"], "DOWN", "{log}");
+    assert_eq!(
+        log["latency_ms"], 1000,
+        "the check waited 1 s, not 10: {log}"
+    );
+    let error = log["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("timeout: ") && error.contains("1000 ms"),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_without_a_scheme_is_422_with_the_http_url_meant() {
+    let mon = Monitor::start();
+    let m = &mon;
+    for (url, meant) in [
+        ("localhost:18999", "http://localhost:18999"),
+        ("example.com/health", "http://example.com/health"),
+        ("127.0.0.1:8080", "http://127.0.0.1:8080"),
+    ] {
+        let r = send(
+            m,
+            Method::POST,
+            "/services",
+            &body_with(json!({"url": url})),
+        )
+        .await;
+        assert_invalid(&r, &["url"], &format!("POST {url}"));
+        let message = r.json["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(&format!("did you mean \"{meant}\"?")),
+            "{url}: {}",
+            r.text
+        );
+    }
+    assert_eq!(all_services(m).await, json!([]), "nothing stored");
+    let svc = create(m, body_with(json!({"paused": true}))).await;
+    let path = format!("/services/{}", id_of(&svc));
+    let r = send(m, Method::PATCH, &path, &json!({"url": "localhost:18999"})).await;
+    assert_invalid(&r, &["url"], "PATCH localhost:18999");
+    assert!(r.text.contains("did you mean"), "{}", r.text);
+    assert_eq!(one_service(m, id_of(&svc)).await, svc, "nothing changed");
+}

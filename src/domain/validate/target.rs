@@ -19,8 +19,60 @@ pub const DNS_PORT: u16 = 53;
 /// stored: `http(s)://` as [`check_url`] reads it, `tcp://host:port`,
 /// `tls://host:port`, `dns://[resolver[:port]]/name?type=T` (the type
 /// always written out, upper case) or `push://`. Hosts are lower case, names
-/// in their ASCII (IDNA) form, addresses in their usual notation.
+/// in their ASCII (IDNA) form, addresses in their usual notation. A URL
+/// refused for want of a scheme (`localhost:8080`, `example.com/health`)
+/// says which `http://` URL was probably meant.
 pub fn check_target_url(raw: &str) -> Result<String, String> {
+    read_target_url(raw).map_err(|e| match missing_scheme(raw) {
+        Some(meant) => {
+            format!("must start with a scheme such as http:// or https://; did you mean {meant:?}?")
+        }
+        None => e,
+    })
+}
+
+/// `http://` and `raw`, when `raw` is a host with an optional port, path,
+/// query or fragment but no scheme, and that makes a good URL. The URL
+/// standard reads `localhost:8080` as the scheme `localhost`, so the form
+/// is recognised by hand: the text before the first `/`, `?` or `#` must be
+/// a host (a DNS name or an address, IPv6 in brackets) and, after a `:`, a
+/// port. Not when the text before a `:` is one of our schemes, whose own
+/// errors say more.
+fn missing_scheme(raw: &str) -> Option<String> {
+    let raw = raw.trim();
+    if raw.contains("://") {
+        return None;
+    }
+    if let Some((scheme, _)) = raw.split_once(':')
+        && CheckKind::of_scheme(scheme).is_some()
+    {
+        return None;
+    }
+    let authority = raw.split(['/', '?', '#']).next().unwrap_or(raw);
+    let port = if let Some(inner) = authority.strip_prefix('[') {
+        let (v6, after) = inner.split_once(']')?;
+        v6.parse::<std::net::Ipv6Addr>().ok()?;
+        match after {
+            "" => None,
+            _ => Some(after.strip_prefix(':')?),
+        }
+    } else {
+        let (host, port) = match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        };
+        host_name(host).ok()?;
+        port
+    };
+    if let Some(p) = port {
+        parse_port(p).ok()?;
+    }
+    let meant = format!("http://{raw}");
+    check_url(&meant).ok()?;
+    Some(meant)
+}
+
+fn read_target_url(raw: &str) -> Result<String, String> {
     let Some((scheme, rest)) = raw.trim().split_once(':') else {
         // No scheme at all: the URL parser says so in its own words.
         return check_url(raw);

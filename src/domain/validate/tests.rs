@@ -284,6 +284,108 @@ fn a_patch_keeps_resets_and_rechecks_noise_control() {
     assert_eq!(errors[0].field, "retry_interval");
 }
 
+#[test]
+fn an_unset_timeout_follows_the_interval_until_the_user_sets_one() {
+    let two = full_spec(&json!({"name": "a", "url": "http://x", "interval": 2})).unwrap();
+    assert_eq!(two.timeout, Seconds(2));
+    assert!(two.timeout_follows_interval);
+    let one = patch_spec(&two, &json!({"interval": 1})).unwrap();
+    assert_eq!((one.interval, one.timeout), (Seconds(1), Seconds(1)));
+    let sixty = patch_spec(&one, &json!({"interval": 60})).unwrap();
+    assert_eq!(sixty.timeout, Seconds(10), "the default is capped at 10 s");
+    assert!(sixty.timeout_follows_interval);
+    let renamed = patch_spec(&sixty, &json!({"name": "b"})).unwrap();
+    assert!(
+        renamed.timeout_follows_interval,
+        "other changes leave it following"
+    );
+
+    // Set, it is the user's: it stays put, and an interval below it fails.
+    let set = patch_spec(&sixty, &json!({"timeout": 5})).unwrap();
+    assert_eq!(set.timeout, Seconds(5));
+    assert!(!set.timeout_follows_interval);
+    let longer = patch_spec(&set, &json!({"interval": 120})).unwrap();
+    assert_eq!(longer.timeout, Seconds(5));
+    let errors = patch_spec(&set, &json!({"interval": 4})).unwrap_err();
+    assert_eq!(fields_of(&errors), ["timeout"]);
+    assert!(errors[0].message.contains("5 s > 4 s"), "{errors:?}");
+
+    // null gives it back to the interval, in the same PATCH or later.
+    let both = patch_spec(&set, &json!({"timeout": null, "interval": 4})).unwrap();
+    assert_eq!(both.timeout, Seconds(4));
+    assert!(both.timeout_follows_interval);
+    let again = patch_spec(&both, &json!({"interval": 3})).unwrap();
+    assert_eq!(again.timeout, Seconds(3));
+
+    // A body that sets it, by POST or PUT, sets it; one without, follows.
+    let posted =
+        full_spec(&json!({"name": "a", "url": "http://x", "interval": 30, "timeout": 10})).unwrap();
+    assert!(!posted.timeout_follows_interval, "10 given is 10 set");
+    assert!(patch_spec(&posted, &json!({"interval": 5})).is_err());
+    let put = replace_spec(
+        &posted,
+        &json!({"name": "a", "url": "http://x", "interval": 5}),
+    )
+    .unwrap();
+    assert_eq!(put.timeout, Seconds(5));
+    assert!(put.timeout_follows_interval);
+}
+
+#[test]
+fn a_following_timeout_bounds_degraded_latency_as_it_is_now() {
+    let spec = full_spec(&json!({"name": "a", "url": "http://x", "interval": 60,
+        "degraded_latency_ms": 5000}))
+    .unwrap();
+    let errors = patch_spec(&spec, &json!({"interval": 2})).unwrap_err();
+    assert_eq!(fields_of(&errors), ["degraded_latency_ms"], "{errors:?}");
+    assert!(patch_spec(&spec, &json!({"interval": 5})).is_ok());
+}
+
+#[test]
+fn a_url_without_a_scheme_is_refused_with_the_http_url_meant() {
+    for (raw, meant) in [
+        ("localhost:18999", "http://localhost:18999"),
+        ("example.com/health", "http://example.com/health"),
+        ("127.0.0.1:8080", "http://127.0.0.1:8080"),
+        ("  localhost  ", "http://localhost"),
+        ("[::1]:9/x?y#z", "http://[::1]:9/x?y#z"),
+        (
+            "api.internal:8443/health?full=1",
+            "http://api.internal:8443/health?full=1",
+        ),
+    ] {
+        let errors = refused(raw, json!({}));
+        assert_eq!(fields_of(&errors), ["url"], "{raw}");
+        assert!(
+            errors[0]
+                .message
+                .ends_with(&format!("did you mean \"{meant}\"?")),
+            "{raw}: {errors:?}"
+        );
+        assert!(check_url(meant).is_ok(), "the suggestion itself is good");
+    }
+    // A scheme of ours, another scheme, or no host: no guess, the usual error.
+    for raw in [
+        "tcp:5432",
+        "ftp://x/",
+        "mailto:ops@example.com",
+        "javascript:alert(1)",
+        "localhost:0",
+        "localhost:99999",
+        ":8080",
+        "/health",
+        "user@example.com",
+        "exa mple.com",
+    ] {
+        let errors = refused(raw, json!({}));
+        assert_eq!(fields_of(&errors), ["url"], "{raw}");
+        assert!(
+            !errors[0].message.contains("did you mean"),
+            "{raw}: {errors:?}"
+        );
+    }
+}
+
 mod properties {
     use super::super::*;
     use proptest::prelude::*;
@@ -356,7 +458,8 @@ mod properties {
     fn as_json(spec: &ServiceSpec) -> Value {
         let mut v = json!({
             "name": spec.name, "url": spec.url, "interval": spec.interval,
-            "timeout": spec.timeout, "paused": spec.paused,
+            "timeout": (!spec.timeout_follows_interval).then_some(spec.timeout),
+            "paused": spec.paused,
             "expected_statuses": spec.expected_statuses,
             "failure_threshold": spec.failure_threshold,
             "success_threshold": spec.success_threshold,

@@ -156,6 +156,7 @@ pub(crate) mod tests {
             url: "http://127.0.0.1:1/".into(),
             interval: Seconds(30),
             timeout: Seconds(10),
+            timeout_follows_interval: false,
             expected_statuses: None,
             failure_threshold: 1,
             success_threshold: 1,
