@@ -164,7 +164,8 @@ impl Schedule {
             let same_check = entry.spec.url == spec.url
                 && entry.spec.interval == spec.interval
                 && entry.spec.timeout == spec.timeout
-                && entry.spec.expected_statuses == spec.expected_statuses;
+                && entry.spec.expected_statuses == spec.expected_statuses
+                && entry.spec.check == spec.check;
             if same_check {
                 entry.spec = spec;
                 return;

@@ -50,8 +50,9 @@ pub enum ApiError {
     /// No or an unknown API key (401).
     #[error("{0}")]
     Unauthorized(String),
-    /// Over the write rate (429); seconds to wait.
-    #[error("too many writes; retry in {0} s")]
+    /// Over a rate limit: writes per caller, pings per push token (429);
+    /// seconds to wait.
+    #[error("too many requests; retry in {0} s")]
     TooManyRequests(u64),
     /// Not allowed for this client (403).
     #[error("{0}")]

@@ -206,6 +206,23 @@ fn jobs_carry_everything_a_worker_needs() {
 }
 
 #[test]
+fn a_changed_assertion_is_checked_at_once_a_rename_keeps_the_slot() {
+    let mut s = Schedule::new();
+    s.upsert(ServiceId(1), spec(60), 0);
+    assert_eq!(s.take_due(0).len(), 1);
+    let mut renamed = spec(60);
+    renamed.name = "renamed".into();
+    s.upsert(ServiceId(1), renamed.clone(), 1_000);
+    assert_eq!(s.next_due(), Some(60_000), "a rename keeps the slot");
+    let mut asserted = renamed;
+    asserted.check.body_contains = Some("ok".into());
+    s.upsert(ServiceId(1), asserted, 2_000);
+    let jobs = s.take_due(2_000);
+    assert_eq!(jobs.len(), 1, "a changed check is due now");
+    assert_eq!(jobs[0].check.body_contains.as_deref(), Some("ok"));
+}
+
+#[test]
 fn a_retry_is_one_extra_job_and_the_phase_is_kept() {
     let mut s = Schedule::new();
     s.upsert(ServiceId(1), spec(60), 0);

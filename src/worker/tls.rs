@@ -134,7 +134,11 @@ fn failed_handshake(e: &std::io::Error, host: &str, latency_ms: i64) -> Outcome 
         CertificateError::NotValidForName => format!("tls: the certificate is not valid for {host}"),
         CertificateError::NotValidForNameContext { presented, .. } => format!(
             "tls: the certificate is not valid for {host} (it names {})",
-            presented.join(", ")
+            presented
+                .iter()
+                .map(|name| presented_name(name))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         CertificateError::UnknownIssuer => {
             "tls: the certificate is not trusted (unknown issuer; an internal CA goes in checks.ca_file)"
@@ -157,6 +161,15 @@ fn rustls_error(e: &std::io::Error) -> Option<&rustls::Error> {
         inner = inner.downcast_ref::<std::io::Error>()?.get_ref()?;
     }
     None
+}
+
+/// A name the certificate presents, as rustls words it (`DnsName("db")`,
+/// `IpAddress(10.0.0.1)`), without the wrapper a reader has no use for.
+fn presented_name(raw: &str) -> &str {
+    raw.split_once('(')
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+        .map(|inner| inner.trim_matches('"'))
+        .unwrap_or(raw)
 }
 
 #[cfg(test)]
@@ -185,6 +198,13 @@ mod tests {
         assert_eq!(gone.status, Status::Down);
         assert_eq!(gone.error, Some(expired(NOW - DAY)));
         assert_eq!(judge(5, None, Some(14), NOW).status, Status::Up);
+    }
+
+    #[test]
+    fn presented_names_lose_rustls_wrappers() {
+        assert_eq!(presented_name("DnsName(\"localhost\")"), "localhost");
+        assert_eq!(presented_name("IpAddress(127.0.0.1)"), "127.0.0.1");
+        assert_eq!(presented_name("plain"), "plain");
     }
 
     #[test]

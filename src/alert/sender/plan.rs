@@ -60,8 +60,8 @@ pub const RECOVERED_IN_MAINTENANCE: &str =
     "not sent: held by a maintenance window; the service recovered before it ended";
 
 /// The last_error of a `degraded` held by a maintenance window whose
-/// service was no longer DEGRADED when the window ended (and of the `up`
-/// that would have said it ended).
+/// service was no longer DEGRADED when the window ended (the `up` that
+/// would have said it ended is dropped with [`RECOVERED_IN_MAINTENANCE`]).
 pub const NO_LONGER_DEGRADED: &str =
     "not sent: held by a maintenance window; the service was no longer DEGRADED when it ended";
 
