@@ -92,6 +92,10 @@
 //! JSON lines (plot.rs). A sweep's last line is its last run's object plus
 //! `sweep`, the array of all its runs.
 //!
+//! `HEALTHMON_BIN=PATH` runs that healthmon binary instead of the one cargo
+//! built (an earlier commit's, say), for a before-and-after under the same
+//! benchmark on the same machine.
+//!
 //! Under `cargo test --all-targets` (no `--bench` argument) it only checks
 //! its WebSocket clients' time parser against chrono.
 //!
@@ -525,7 +529,11 @@ fn spawn_healthmon(
         Some(d) => d,
         None => Arc::new(tempfile::tempdir().map_err(|e| e.to_string())?),
     };
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_healthmon"));
+    // `HEALTHMON_BIN`: another build (an earlier commit's) under the same
+    // benchmark, for a before-and-after on one machine.
+    let bin = std::env::var_os("HEALTHMON_BIN")
+        .unwrap_or_else(|| std::ffi::OsString::from(env!("CARGO_BIN_EXE_healthmon")));
+    let mut cmd = Command::new(bin);
     cmd.current_dir(dir.path())
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
