@@ -9,11 +9,17 @@
 //! and nothing is acknowledged until it commits: with a broker, results are
 //! never lost to a database outage; in-process they wait in the bounded
 //! channel, which pushes back on the workers.
+//!
+//! Each committed status change is logged at INFO with its reason, at most
+//! a bounded number a second ([`changes`]).
+
+pub mod changes;
 
 use crate::bus::{Bus, BusError, Delivery};
 use crate::domain::CheckResult;
 use crate::domain::event::ScheduleUpdate;
 use crate::store::Store;
+use changes::ChangeLog;
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -41,20 +47,29 @@ pub async fn run(
     let mut results = bus.consume_results()?;
     let max_batch = limits.max_batch.max(1);
     let mut batch: Vec<Delivery<CheckResult>> = Vec::with_capacity(max_batch);
+    let mut changes = ChangeLog::default();
     loop {
+        let summary_due = changes.due();
         let first = tokio::select! {
             () = drain.cancelled() => None,
             d = results.next() => d,
+            // A storm's summary is written when its second is over, not
+            // only when the next change arrives.
+            () = sleep_until(summary_due), if summary_due.is_some() => {
+                changes.flush_due();
+                continue;
+            }
         };
         let Some(first) = first else {
             // Shutting down: everything already queued goes in final batches.
             while let Some(d) = results.try_next() {
                 batch.push(d);
                 if batch.len() == max_batch {
-                    write(&store, &bus, &mut batch, &drain).await;
+                    write(&store, &bus, &mut batch, &drain, &mut changes).await;
                 }
             }
-            write(&store, &bus, &mut batch, &drain).await;
+            write(&store, &bus, &mut batch, &drain, &mut changes).await;
+            changes.flush();
             return Ok(());
         };
         batch.push(first);
@@ -69,17 +84,27 @@ pub async fn run(
                 Ok(None) | Err(_) => break,
             }
         }
-        write(&store, &bus, &mut batch, &drain).await;
+        write(&store, &bus, &mut batch, &drain, &mut changes).await;
+    }
+}
+
+/// Sleeps until `at` (the caller only polls this with `Some`).
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
 /// Writes a batch, retrying until it commits (or, once draining, a few
-/// times), then publishes its events and acknowledges its results.
+/// times), then logs its status changes, publishes its events and
+/// acknowledges its results.
 async fn write(
     store: &Store,
     bus: &Bus,
     batch: &mut Vec<Delivery<CheckResult>>,
     drain: &CancellationToken,
+    changes: &mut ChangeLog,
 ) {
     if batch.is_empty() {
         return;
@@ -111,6 +136,8 @@ async fn write(
         crate::alert::sender::outbox_written();
     }
     let events = recorded.events;
+    // Committed: these changes happened, whatever becomes of the events.
+    changes.log(&events);
     if let Err(e) = bus.publish_events(&events).await {
         tracing::warn!(error = %e, events = events.len(), "cannot publish events");
     }
