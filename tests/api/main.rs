@@ -15,6 +15,7 @@ mod helpers;
 
 mod alerts;
 mod auth;
+mod banner;
 mod channels;
 mod checks;
 mod checks_http;
