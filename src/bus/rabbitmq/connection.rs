@@ -23,6 +23,22 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+/// Why a connection failed, as a person would say it: amqprs keeps a
+/// network error's io error only as text ("AMQP network error: network io
+/// error: Connection refused (os error 111)"); the warning that carries
+/// this already names the broker's host and port.
+fn plain_cause(e: &amqprs::error::Error) -> String {
+    match e {
+        amqprs::error::Error::NetworkError(msg) if msg.contains("Connection refused") => {
+            "connection refused".to_owned()
+        }
+        amqprs::error::Error::NetworkError(msg) => {
+            msg.trim_start_matches("network io error: ").to_owned()
+        }
+        other => other.to_string(),
+    }
+}
+
 /// How often the connection's state is polled besides its close signal.
 const LIVENESS_POLL: Duration = Duration::from_millis(250);
 /// Most messages `P.dead` keeps.
@@ -37,7 +53,7 @@ impl RabbitBus {
                 .await
             {
                 Ok(Ok(c)) => c,
-                Ok(Err(e)) => return Err(e.to_string()),
+                Ok(Err(e)) => return Err(plain_cause(&e)),
                 Err(_) => {
                     return Err(format!("no answer within {:?}", self.opts.connect_timeout));
                 }
