@@ -17,6 +17,7 @@ use crate::http::limit::{RateLimiter, ServiceCount};
 use crate::http::ws::snapshot::Snapshots;
 use crate::http::{self, AppState};
 use crate::maintenance;
+use crate::metrics::Metrics;
 use crate::recorder::{self, BatchLimits};
 use crate::scheduler;
 use crate::store::{Store, StoreError};
@@ -85,6 +86,8 @@ pub struct App {
     sender: Option<Sender>,
     /// API keys in the store at start-up (for the banner).
     keys: usize,
+    /// This process's Prometheus metrics, moved by its tasks.
+    metrics: Arc<Metrics>,
 }
 
 impl App {
@@ -142,6 +145,7 @@ impl App {
                     caps,
                 );
                 opts.results_max = settings.queue.results_max;
+                opts.url_source = settings.queue.url_source.clone();
                 Bus::rabbit(opts)?
             }
         };
@@ -191,6 +195,7 @@ impl App {
             probe_listener,
             checker,
             keys,
+            metrics: Arc::new(Metrics::new()),
         })
     }
 
@@ -236,6 +241,7 @@ impl App {
                 store.clone(),
                 self.bus.clone(),
                 &self.settings,
+                Arc::clone(&self.metrics),
             ));
         }
         if self.roles.api {
@@ -245,7 +251,11 @@ impl App {
             drop(self.bus.subscribe_events());
         }
         if let Some(listener) = self.probe_listener {
-            tasks.push(probe_task(listener, self.bus.clone()));
+            tasks.push(probe_task(
+                listener,
+                self.bus.clone(),
+                Arc::clone(&self.metrics),
+            ));
         }
         if let (true, Some(store)) = (self.roles.scheduler, &self.store) {
             // Rollups and retention: one process of the fleet at a time (its
@@ -256,11 +266,15 @@ impl App {
                 maintenance::run(maintained.clone(), logs.clone(), alert_days, token)
             }));
             let (store, bus) = (store.clone(), self.bus.clone());
+            let metrics = Arc::clone(&self.metrics);
             tasks.push(Task::new("scheduler", Stage::Intake, move |token| {
-                scheduler::run(store.clone(), bus.clone(), token)
+                scheduler::run_measured(store.clone(), bus.clone(), Arc::clone(&metrics), token)
             }));
         }
-        if let Some(sender) = self.sender {
+        if let Some(sender) = self
+            .sender
+            .map(|s| s.with_metrics(Arc::clone(&self.metrics)))
+        {
             // One per fleet (its own lock), among the processes that may
             // schedule; a standby takes over when the holder dies.
             tasks.push(Task::new("alert sender", Stage::Intake, move |token| {
@@ -273,8 +287,15 @@ impl App {
                 concurrency: self.settings.worker.concurrency,
                 shutdown_grace: Duration::from_secs(self.settings.worker.shutdown_grace_s),
             };
+            let metrics = Arc::clone(&self.metrics);
             tasks.push(Task::new("worker", Stage::Intake, move |token| {
-                worker::run(bus.clone(), checker.clone(), limits, token)
+                worker::run(
+                    bus.clone(),
+                    checker.clone(),
+                    limits,
+                    Arc::clone(&metrics),
+                    token,
+                )
             }));
         }
         if let (true, Some(store)) = (self.roles.recorder(), &self.store) {
@@ -310,7 +331,13 @@ fn anonymous_allowed(settings: &Settings) -> bool {
     settings.server.bind.ip().is_loopback() || settings.auth.allow_anonymous
 }
 
-fn http_task(listener: std::net::TcpListener, store: Store, bus: Bus, settings: &Settings) -> Task {
+fn http_task(
+    listener: std::net::TcpListener,
+    store: Store,
+    bus: Bus,
+    settings: &Settings,
+    metrics: Arc<Metrics>,
+) -> Task {
     let server_settings = settings.server.clone();
     let ws = settings.ws.clone();
     let max_logs_limit = settings.api.max_logs_limit;
@@ -347,6 +374,7 @@ fn http_task(listener: std::net::TcpListener, store: Store, bus: Bus, settings: 
             service_count: Arc::clone(&service_count),
             snapshots: Arc::clone(&snapshots),
             address_policy: Arc::clone(&address_policy),
+            metrics: Arc::clone(&metrics),
         };
         let listener = listener.try_clone();
         let server_settings = server_settings.clone();
@@ -375,13 +403,13 @@ async fn serve_until(
     }
 }
 
-/// The probe server of a process without the API: `/healthz` and `/readyz`
-/// (the bus is connected) only.
-fn probe_task(listener: std::net::TcpListener, bus: Bus) -> Task {
+/// The probe server of a process without the API: `/healthz`, `/readyz`
+/// (the bus is connected) and `/metrics` only.
+fn probe_task(listener: std::net::TcpListener, bus: Bus, metrics: Arc<Metrics>) -> Task {
     Task::new("probes", Stage::Intake, move |token: CancellationToken| {
         let listener = listener.try_clone();
-        let bus = bus.clone();
-        async move { serve_until(http::health::probe_server(bus, listener?)?, token).await }
+        let (bus, metrics) = (bus.clone(), Arc::clone(&metrics));
+        async move { serve_until(http::health::probe_server(bus, metrics, listener?)?, token).await }
     })
 }
 

@@ -136,6 +136,9 @@ pub struct QueueSettings {
     /// the broker refuses more and workers wait and retry, holding their
     /// jobs: checks slow down, nothing is dropped.
     pub results_max: usize,
+    /// Which setting chose `url`, for messages (filled in by the binary,
+    /// which knows the sources; `None` elsewhere).
+    pub url_source: Option<String>,
 }
 
 /// `[worker]`
@@ -471,6 +474,7 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
         },
         queue: QueueSettings {
             url: queue_url,
+            url_source: None,
             prefix,
             // At least one message's worth; at most what a broker can hold
             // (about 300 bytes a result: 100 million is ~30 GB).

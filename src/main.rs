@@ -93,9 +93,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     for warning in resolved.warnings() {
         tracing::warn!("{warning}");
     }
-    let settings = resolved
+    let mut settings = resolved
         .settings()
         .map_err(|e| anyhow::anyhow!("configuration error: {e}"))?;
+    if settings.queue.url.is_some() {
+        settings.queue.url_source = resolved.source("queue.url").map(ToString::to_string);
+    }
     let database = settings.database.url.clone();
     let result = match cli.command {
         Some(Command::Keys { action }) => keys::run(

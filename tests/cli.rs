@@ -304,3 +304,51 @@ fn a_closed_postgresql_port_is_named_with_the_setting_that_chose_it() {
     );
     assert!(!err.contains("hunter2"), "{err}");
 }
+
+#[test]
+fn a_broker_that_cannot_be_reached_is_named_with_the_setting_that_chose_it() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let broker = format!("amqp://guest:guest@127.0.0.1:{}/%2f", closed_port());
+    let bind = format!("127.0.0.1:{}", closed_port());
+    let mut child = healthmon(
+        dir.path(),
+        &[("RABBITMQ_URL", broker.as_str())],
+        &["--bind", &bind],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("start the monitor");
+    let stderr = child.stderr.take().expect("stderr");
+    let monitor = Running(child);
+    // The broker is waited for, not fatal: read lines until its warning
+    // (the reader ends when the process is dropped below, so no hang).
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + READY_WITHIN;
+    let mut seen = Vec::new();
+    let warning = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains("cannot connect to RabbitMQ") => break line,
+            Ok(line) => seen.push(line),
+            Err(_) => panic!(
+                "no broker warning within {READY_WITHIN:?}:\n{}",
+                seen.join("\n")
+            ),
+        }
+    };
+    drop(monitor);
+    assert!(
+        warning.contains("queue.url from environment variable RABBITMQ_URL"),
+        "{warning}"
+    );
+    assert!(!warning.contains("guest:guest"), "no password: {warning}");
+}

@@ -173,6 +173,10 @@ pub struct RabbitOptions {
     pub min_backoff: Duration,
     /// Longest reconnect delay.
     pub max_backoff: Duration,
+    /// Which setting chose the URL (e.g. `environment variable
+    /// RABBITMQ_URL`), named beside the broker in every connection line so
+    /// a wrong broker is traced to where it was configured.
+    pub url_source: Option<String>,
 }
 
 impl RabbitOptions {
@@ -200,6 +204,7 @@ impl RabbitOptions {
             results_max: 1_000_000,
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(10),
+            url_source: None,
         }
     }
 }
@@ -312,6 +317,10 @@ impl RabbitBus {
     /// [`Keeper`](crate::bus::Keeper) to connect.
     pub fn new(opts: RabbitOptions) -> Result<Self, BusError> {
         let (mut args, endpoint) = connection_args(&opts.url, opts.heartbeat_s)?;
+        let endpoint = match &opts.url_source {
+            Some(source) => format!("{endpoint} (queue.url from {source})"),
+            None => endpoint,
+        };
         args.connection_name(&format!(
             "healthmon {} pid {}",
             opts.prefix,
