@@ -73,7 +73,7 @@ fn changes(events: &[Event]) -> Vec<(Status, Status)> {
                 new_status,
                 ..
             } => Some((*old_status, *new_status)),
-            Event::Check { .. } => None,
+            _ => None,
         })
         .collect()
 }

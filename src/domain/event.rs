@@ -51,6 +51,24 @@ pub enum Event {
         )]
         changed_at: Millis,
     },
+    /// A service was registered: `service` is as `POST /services` answers
+    /// (secrets as `***`, with `in_maintenance`, never a push URL).
+    ServiceCreated {
+        /// The service as the REST API shows it. Kept as JSON: the shown
+        /// form hides secrets, so it cannot be read back into a service.
+        service: serde_json::Value,
+    },
+    /// A service's settings changed (PUT, PATCH, pause, resume): `service`
+    /// is as the REST API shows it after the change.
+    ServiceUpdated {
+        /// The service as the REST API shows it.
+        service: serde_json::Value,
+    },
+    /// A service was deleted, with its logs.
+    ServiceDeleted {
+        /// The service that is gone.
+        service_id: ServiceId,
+    },
 }
 
 fn de_rfc3339<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Millis, D::Error> {
@@ -167,6 +185,36 @@ mod tests {
             serde_json::json!({"op": "pinged", "id": 3, "at_ms": 5000})
         );
         assert_eq!(serde_json::from_value::<ScheduleUpdate>(v).unwrap(), u);
+    }
+
+    #[test]
+    fn service_lifecycle_events_have_the_contract_shapes() {
+        let service = serde_json::json!({"id": 8, "name": "api", "in_maintenance": false});
+        let created = Event::ServiceCreated {
+            service: service.clone(),
+        };
+        let v = serde_json::to_value(&created).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type": "service_created", "service": service})
+        );
+        assert_eq!(serde_json::from_value::<Event>(v).unwrap(), created);
+        let updated = Event::ServiceUpdated {
+            service: service.clone(),
+        };
+        assert_eq!(
+            serde_json::to_value(&updated).unwrap()["type"],
+            "service_updated"
+        );
+        let deleted = Event::ServiceDeleted {
+            service_id: ServiceId(8),
+        };
+        let v = serde_json::to_value(&deleted).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type": "service_deleted", "service_id": 8})
+        );
+        assert_eq!(serde_json::from_value::<Event>(v).unwrap(), deleted);
     }
 
     #[test]

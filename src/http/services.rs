@@ -1,11 +1,13 @@
 //! `/services` and `/services/{id}`: register, list, read, replace, update,
 //! delete. Every change is written to the store first, then announced to the
-//! scheduler.
+//! scheduler and, as a `service_created`, `service_updated` or
+//! `service_deleted` event, to every WebSocket client of every API process.
 
 use super::AppState;
 use super::body::read_json;
 use super::problem::ApiError;
 use super::windows;
+use crate::domain::Event;
 use crate::domain::event::ScheduleUpdate;
 use crate::domain::time::now_ms;
 use crate::domain::validate;
@@ -68,6 +70,13 @@ pub async fn create(
     .await;
     let location = format!("/services/{}", svc.id);
     let shown = windows::shown_after_write(&state, svc).await;
+    tell_clients(
+        &state,
+        shown.service.id,
+        |service| Event::ServiceCreated { service },
+        &shown,
+    )
+    .await;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, location))
         .json(super::push::with_push_url(shown, token)))
@@ -117,6 +126,32 @@ async fn channels_exist(
 async fn tell_scheduler(state: &AppState, update: ScheduleUpdate) {
     if let Err(e) = state.bus.publish_schedule(update).await {
         tracing::warn!(error = %e, "cannot announce a change to the scheduler; it will reconcile");
+    }
+}
+
+/// Announces a committed change to every WebSocket client. As with the
+/// scheduler, a bus failure must not fail the request: a client that
+/// misses the event is brought up to date by the resync (a fresh snapshot)
+/// its API process sends after it lost events. `shown` is what the REST
+/// API answers, so secrets are already `***`; the push URL is never in it.
+async fn tell_clients<T: serde::Serialize>(
+    state: &AppState,
+    id: ServiceId,
+    event: impl FnOnce(serde_json::Value) -> Event,
+    shown: &T,
+) {
+    match serde_json::to_value(shown) {
+        Ok(service) => publish(state, id, &event(service)).await,
+        Err(e) => {
+            tracing::warn!(service_id = id.get(), error = %e, "cannot encode a service for WebSocket clients");
+        }
+    }
+}
+
+async fn publish(state: &AppState, id: ServiceId, event: &Event) {
+    if let Err(e) = state.bus.publish_event(event).await {
+        tracing::warn!(service_id = id.get(), error = %e,
+            "cannot announce a service change to WebSocket clients; they catch up at their next resync");
     }
 }
 
@@ -235,6 +270,13 @@ async fn announce(
     )
     .await;
     let shown = windows::shown_after_write(state, svc).await;
+    tell_clients(
+        state,
+        shown.service.id,
+        |service| Event::ServiceUpdated { service },
+        &shown,
+    )
+    .await;
     Ok(HttpResponse::Ok().json(super::push::with_push_url(shown, token)))
 }
 
@@ -249,5 +291,6 @@ pub async fn delete(
     state.service_count.add(-1).await;
     tracing::info!(service_id = id.get(), "service deleted");
     tell_scheduler(&state, ScheduleUpdate::Remove { id }).await;
+    publish(&state, id, &Event::ServiceDeleted { service_id: id }).await;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -400,3 +400,118 @@ async fn binary_invalid_utf8_and_stray_continuation_frames_close_with_their_code
         .expect("close");
     assert_eq!(close_code(&mut tcp).await, Some(1000));
 }
+
+/// The next message about the set of services (`service_*`); checks and
+/// status changes in between are skipped.
+async fn next_change(ws: &mut WsClient, what: &str) -> Value {
+    ws.until(what, |msg| {
+        msg["type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("service_"))
+    })
+    .await
+    .0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_feed_follows_the_list_created_renamed_paused_deleted_in_order() {
+    let m = Monitor::start();
+    let mut ws = WsClient::connect(&m).await;
+    let snapshot = ws.next_json().await.expect("snapshot");
+    assert_eq!(snapshot["services"], serde_json::json!([]));
+
+    let mut body = service("api", NOWHERE, 3600);
+    body["headers"] = serde_json::json!({"Authorization": "Bearer s3cret-token"});
+    let created = m.register(body).await;
+    let id = id_of(&created);
+    let msg = next_change(&mut ws, "service_created").await;
+    // The service exactly as the POST answered it: header values `***`,
+    // with in_maintenance.
+    assert_eq!(
+        msg,
+        serde_json::json!({"type": "service_created", "service": created})
+    );
+    assert_eq!(msg["service"]["headers"]["Authorization"], "***");
+    assert_eq!(msg["service"]["in_maintenance"], false);
+
+    let path = format!("/services/{id}");
+    let renamed = send(
+        &m,
+        reqwest::Method::PATCH,
+        &path,
+        &serde_json::json!({"name": "api-2"}),
+    )
+    .await;
+    assert_eq!(renamed.status, 200, "{}", renamed.text);
+    let msg = next_change(&mut ws, "service_updated (rename)").await;
+    assert_eq!(
+        msg,
+        serde_json::json!({"type": "service_updated", "service": renamed.json})
+    );
+    assert_eq!(msg["service"]["name"], "api-2");
+
+    let paused = send(
+        &m,
+        reqwest::Method::PATCH,
+        &path,
+        &serde_json::json!({"paused": true}),
+    )
+    .await;
+    assert_eq!(paused.status, 200, "{}", paused.text);
+    let msg = next_change(&mut ws, "service_updated (pause)").await;
+    assert_eq!(msg["type"], "service_updated");
+    assert_eq!(msg["service"]["id"], id);
+    assert_eq!(msg["service"]["paused"], true);
+    assert_eq!(msg["service"]["name"], "api-2");
+
+    // A PATCH that changes nothing announces nothing: the next change the
+    // client sees is the delete.
+    let same = send(
+        &m,
+        reqwest::Method::PATCH,
+        &path,
+        &serde_json::json!({"paused": true}),
+    )
+    .await;
+    assert_eq!(same.status, 200, "{}", same.text);
+    let gone = request(&m, reqwest::Method::DELETE, &path, None, None).await;
+    assert_eq!(gone.status, 204, "{}", gone.text);
+    let msg = next_change(&mut ws, "service_deleted").await;
+    assert_eq!(
+        msg,
+        serde_json::json!({"type": "service_deleted", "service_id": id})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_created_push_service_reaches_clients_without_its_token() {
+    let m = Monitor::start();
+    let mut ws = WsClient::connect(&m).await;
+    ws.next_json().await.expect("snapshot");
+    let created = m
+        .register(
+            serde_json::json!({"name": "cron", "url": "push://", "interval": 60, "timeout": 1}),
+        )
+        .await;
+    let push_url = created["push_url"].as_str().expect("push_url").to_owned();
+    let token = push_url.rsplit('/').next().expect("token").to_owned();
+    let msg = next_change(&mut ws, "service_created").await;
+    assert_eq!(msg["service"]["id"], created["id"]);
+    assert!(msg["service"].get("push_url").is_none(), "{msg}");
+    assert!(!msg.to_string().contains(&token), "the token leaked: {msg}");
+    // A resume announces too.
+    let path = format!("/services/{}", id_of(&created));
+    for paused in [true, false] {
+        let r = send(
+            &m,
+            reqwest::Method::PATCH,
+            &path,
+            &serde_json::json!({"paused": paused}),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let msg = next_change(&mut ws, "service_updated").await;
+        assert_eq!(msg["service"]["paused"], paused);
+        assert!(!msg.to_string().contains(&token), "the token leaked: {msg}");
+    }
+}
