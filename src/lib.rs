@@ -18,6 +18,7 @@ pub mod http;
 pub mod keys;
 pub mod logging;
 pub mod maintenance;
+pub mod metrics;
 pub mod recorder;
 pub mod scheduler;
 pub mod store;

@@ -20,9 +20,11 @@ use crate::domain::event::ScheduleUpdate;
 use crate::domain::time::{Millis, now_ms};
 use crate::domain::{CheckJob, CheckKind, CheckResult, Service, ServiceId, ServiceSpec};
 use crate::drops::{self, DropCause};
+use crate::metrics::Metrics;
 use crate::store::Store;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
@@ -418,7 +420,18 @@ pub async fn run(
     bus: Bus,
     shutdown: CancellationToken,
 ) -> Result<(), SchedulerError> {
-    let ran = lead_or_stand_by(store, bus, shutdown).await;
+    run_measured(store, bus, Arc::new(Metrics::new()), shutdown).await
+}
+
+/// [`run`], noting each published job's lag in `metrics`
+/// (`healthmon_schedule_lag_seconds`).
+pub async fn run_measured(
+    store: Store,
+    bus: Bus,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> Result<(), SchedulerError> {
+    let ran = lead_or_stand_by(store, bus, &metrics, shutdown).await;
     // Drops counted in the last second would otherwise go unreported: their
     // once-a-second report may not run once the runtime stops.
     drops::flush();
@@ -429,6 +442,7 @@ pub async fn run(
 async fn lead_or_stand_by(
     store: Store,
     bus: Bus,
+    metrics: &Metrics,
     shutdown: CancellationToken,
 ) -> Result<(), SchedulerError> {
     let mut standing_by = false;
@@ -441,7 +455,7 @@ async fn lead_or_stand_by(
             Ok(Some(mut lead)) => {
                 tracing::info!("this process is the active scheduler");
                 standing_by = false;
-                run_active(&store, &bus, &shutdown, &mut lead).await?;
+                run_active(&store, &bus, metrics, &shutdown, &mut lead).await?;
                 if shutdown.is_cancelled() {
                     return Ok(());
                 }
@@ -468,6 +482,7 @@ async fn lead_or_stand_by(
 async fn run_active(
     store: &Store,
     bus: &Bus,
+    metrics: &Metrics,
     shutdown: &CancellationToken,
     lead: &mut crate::store::Leadership,
 ) -> Result<(), SchedulerError> {
@@ -547,12 +562,13 @@ async fn run_active(
                 let due = schedule.take_due(now);
                 drops::record(DropCause::SchedulerLate, schedule.take_skipped());
                 let count = due.len();
+                let due_at: Vec<Millis> = due.iter().map(|j| j.scheduled_at).collect();
                 let sent = tokio::select! {
                     () = shutdown.cancelled() => return Ok(()),
                     sent = bus.publish_jobs(due) => sent,
                 };
                 match sent {
-                    Ok(()) => {}
+                    Ok(()) => metrics.jobs_published(&due_at, now_ms()),
                     // The broker is away (a bounded wait ran out): these
                     // checks are skipped, not retried; every service is
                     // already rescheduled at its next slot, which is what a

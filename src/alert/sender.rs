@@ -163,6 +163,8 @@ pub struct Sender {
     /// a scan writes only slots that fell due since, so a long outage is
     /// not one upsert per (service, channel) every scan.
     reminded_to: Arc<Mutex<Option<Millis>>>,
+    /// Where delivery attempts are counted (`healthmon_alerts_total`).
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The lane a storm holds: its whole channel.
@@ -270,7 +272,14 @@ impl Sender {
             storms: Arc::default(),
             lanes: Arc::default(),
             reminded_to: Arc::default(),
+            metrics: Arc::default(),
         }
+    }
+
+    /// The same sender, counting its delivery attempts in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Most deliveries in flight to one channel: half of

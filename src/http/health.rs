@@ -48,24 +48,34 @@ fn readiness(deps: &[(&str, bool)]) -> HttpResponse {
     }
 }
 
-/// A server with only the two probes, for processes without the API
-/// (worker-only processes: orchestrators still need to probe them).
+/// A server with only the two probes and `/metrics`, for processes without
+/// the API (worker-only processes: orchestrators still need to probe them,
+/// and Prometheus to scrape their checks). Open like the probes: it listens
+/// only where `--health-bind` says, and tells counts, never a service.
 pub fn probe_server(
     bus: crate::bus::Bus,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
     listener: std::net::TcpListener,
 ) -> std::io::Result<actix_web::dev::Server> {
     let bus = web::Data::new(bus);
+    let metrics = web::Data::from(metrics);
     Ok(actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .app_data(bus.clone())
+            .app_data(metrics.clone())
             .route("/healthz", web::get().to(healthz))
             .route("/readyz", web::get().to(bus_ready))
+            .route("/metrics", web::get().to(probe_metrics))
     })
     .disable_signals()
     .workers(1)
     .shutdown_timeout(1)
     .listen(listener)?
     .run())
+}
+
+async fn probe_metrics(metrics: web::Data<crate::metrics::Metrics>) -> HttpResponse {
+    super::metrics::encoded(&metrics)
 }
 
 async fn bus_ready(bus: web::Data<crate::bus::Bus>) -> HttpResponse {

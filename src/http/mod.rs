@@ -10,6 +10,7 @@ pub mod health;
 pub mod limit;
 pub mod log_budget;
 pub mod logs;
+pub mod metrics;
 pub mod path_id;
 pub mod problem;
 pub mod push;
@@ -63,6 +64,8 @@ pub struct AppState {
     /// Target safety (`[checks]`), for refusing a channel whose settings
     /// name a blocked literal address.
     pub address_policy: Arc<crate::worker::guard::AddressPolicy>,
+    /// This process's Prometheus metrics (`GET /metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 async fn not_found() -> Result<HttpResponse, ApiError> {
@@ -123,6 +126,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::resource("/readyz")
             .route(web::get().to(health::readyz))
             .route(web::head().to(health::readyz))
+            .default_service(other_methods("GET, HEAD, OPTIONS")),
+    )
+    .service(
+        web::resource("/metrics")
+            .route(web::get().to(metrics::get))
+            .route(web::head().to(metrics::get))
             .default_service(other_methods("GET, HEAD, OPTIONS")),
     )
     .service(

@@ -22,10 +22,11 @@ use crate::bus::{Bus, BusError};
 use crate::domain::time::now_ms;
 use crate::domain::{CheckKind, CheckResult};
 use crate::drops::{self, DropCause};
+use crate::metrics::Metrics;
 pub use check::Checker;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -46,6 +47,7 @@ pub async fn run(
     bus: Bus,
     checker: Checker,
     limits: PoolLimits,
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> Result<(), BusError> {
     let mut jobs = bus.consume_jobs()?;
@@ -98,8 +100,12 @@ pub async fn run(
         }
         let bus = bus.clone();
         let checker = checker.clone();
+        let metrics = Arc::clone(&metrics);
         in_flight.spawn(async move {
+            let (running, started) = (metrics.check_started(), Instant::now());
             let result = checker.run(&delivery.msg).await;
+            metrics.check_done(result.status, started.elapsed());
+            drop(running);
             tracing::debug!(
                 service_id = result.service_id.get(),
                 status = %result.status,

@@ -28,6 +28,7 @@ mod lifecycle;
 mod limits;
 mod logs;
 mod maintenance;
+mod metrics;
 mod push;
 mod retention;
 mod schedule;

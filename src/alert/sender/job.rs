@@ -2,6 +2,7 @@
 //! and their fate written, with the retry time a failure earns.
 
 use super::*;
+use crate::metrics::AlertState;
 
 impl Sender {
     pub(super) async fn run_job(&self, job: Job) -> Result<(), StoreError> {
@@ -120,6 +121,7 @@ impl Sender {
         now: Millis,
     ) -> Result<Option<Millis>, StoreError> {
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let kinds = || rows.iter().map(|r| r.event.as_str());
         match outcome {
             Outcome::Sent => {
                 for row in rows {
@@ -127,11 +129,13 @@ impl Sender {
                         event = %row.event, attempts = row.attempts + 1, "alert sent");
                 }
                 self.store.alerts_sent(&ids, now).await?;
+                self.metrics.alerts(kinds(), AlertState::Sent);
                 Ok(None)
             }
             Outcome::Fail { error } => {
                 tracing::warn!(alerts = ?ids, error = %error, "alert failed; not retried");
                 self.store.alerts_failed(&ids, &error, true).await?;
+                self.metrics.alerts(kinds(), AlertState::Failed);
                 Ok(None)
             }
             Outcome::Retry { error, after } => {
@@ -153,11 +157,13 @@ impl Sender {
                     );
                     tracing::warn!(alerts = ?ids, error = %error, "alert failed");
                     self.store.alerts_failed(&ids, &error, true).await?;
+                    self.metrics.alerts(kinds(), AlertState::Failed);
                     return Ok(None);
                 }
                 tracing::info!(alerts = ?ids, error = %error, attempts,
                     retry_in_ms = delay.as_millis() as u64, "alert delivery failed; will retry");
                 self.store.alerts_retry(&ids, &error, now, next_at).await?;
+                self.metrics.alerts(kinds(), AlertState::Retried);
                 Ok(Some(next_at))
             }
         }
