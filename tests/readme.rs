@@ -1142,11 +1142,15 @@ async fn the_readme_tour_gives_what_the_readme_shows() {
         "README tour: {} steps matched in {:.1?}; not run: {}",
         steps.len(),
         started.elapsed(),
-        skipped
-            .iter()
-            .map(|(line, why)| format!("line {line} ({why})"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        if skipped.is_empty() {
+            "none".to_owned()
+        } else {
+            skipped
+                .iter()
+                .map(|(line, why)| format!("line {line} ({why})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
     );
 }
 
@@ -1175,5 +1179,45 @@ async fn wait_stream(
             );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The comparison can fail: each kind of drift the tour guards against
+/// (a field renamed, a status or error text changed, a status line or
+/// header changed, an item more or less) is a difference, and what may
+/// vary (times, latencies, log ids, `...`) is not.
+#[test]
+fn drift_in_fields_statuses_errors_and_heads_is_a_difference() {
+    let answer = "HTTP/1.1 200 OK\r\ncontent-length: 99\r\nlink: </services/1/logs?limit=2&before=9>; \
+        rel=\"next\"\r\ncontent-type: application/json\r\n\r\n\
+        [{\"id\":10,\"service_id\":1,\"status\":\"DOWN\",\"latency_ms\":3,\"error\":\"connect: \
+        connection refused\",\"checked_at\":\"2026-12-07T19:16:50.607Z\"}]{\"ok\":true}";
+    let readme = "HTTP/1.1 200 OK\nlink: </services/1/logs?limit=2&before=3>; rel=\"next\"\n\n\
+        [{\"id\":4,\"service_id\":1,\"status\":\"DOWN\",\"latency_ms\":0,\
+        \"error\":\"connect: connection refused\",...}]\n{\"ok\":true}";
+    assert_eq!(output_diff(readme, answer), None);
+
+    for (from, to, says) in [
+        (
+            "\"status\":\"DOWN\"",
+            "\"status\":\"UP\"",
+            "$[0].status: expected \"UP\"",
+        ),
+        ("\"latency_ms\"", "\"latency\"", "$[0].latency: missing"),
+        ("connection refused", "connection reset", "$[0].error"),
+        ("200 OK", "201 Created", "status line"),
+        ("rel=\"next\"", "rel=\"prev\"", "link:"),
+        ("{\"ok\":true}", "{\"ok\":true,\"n\":1}", "$.n: missing"),
+        (
+            "\n{\"ok\":true}",
+            "",
+            "the output has 3 items, the README shows 2",
+        ),
+        (",...}]", "}]", "unexpected field \"checked_at\""),
+    ] {
+        let drifted = readme.replacen(from, to, 1);
+        assert_ne!(drifted, readme, "{from} is not in the sample");
+        let diff = output_diff(&drifted, answer).unwrap_or_default();
+        assert!(diff.contains(says), "{from} -> {to}: {diff:?}");
     }
 }
