@@ -7,8 +7,8 @@
 //! process (tests) keep their own numbers. Every hook on a check's path is
 //! a relaxed atomic add: no lock, no allocation, no label lookup (the
 //! labelled counters are resolved once, here). The series read from
-//! elsewhere (services by status, WebSocket clients, dropped checks, queue
-//! depths) are read at scrape time instead of being kept up to date.
+//! elsewhere (services by status, WebSocket clients, dropped checks) are read at
+//! scrape time instead of being kept up to date.
 //!
 //! Each process exposes what it does: a worker-only process counts checks
 //! and has no scheduler lag or services; an API-only one has the services
@@ -67,11 +67,6 @@ struct AlertLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CauseLabel {
     cause: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct QueueLabel {
-    queue: String,
 }
 
 /// What became of an alert delivery attempt, the `state` label of
@@ -170,7 +165,6 @@ pub struct Metrics {
     services_paused: Gauge,
     alerts: Family<AlertLabels, Counter>,
     dropped: Family<CauseLabel, Counter>,
-    queue_depth: Family<QueueLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -251,13 +245,6 @@ impl Metrics {
             "Checks that fell due but were never run, by cause",
             dropped.clone(),
         );
-        let queue_depth = Family::<QueueLabel, Gauge>::default();
-        registry.register(
-            "healthmon_queue_messages",
-            "Messages ready in the broker's shared queues (distributed mode only; read at \
-             scrape time, at most once a second)",
-            queue_depth.clone(),
-        );
         Self {
             registry,
             checks_up,
@@ -271,7 +258,6 @@ impl Metrics {
             services_paused,
             alerts,
             dropped,
-            queue_depth,
         }
     }
 
@@ -344,17 +330,6 @@ impl Metrics {
     /// Sets the WebSocket clients gauge.
     pub fn set_ws_clients(&self, n: usize) {
         self.ws_clients.set(i64::try_from(n).unwrap_or(i64::MAX));
-    }
-
-    /// Sets the depth of the broker's shared queues, by name.
-    pub fn set_queue_depths(&self, depths: &[(String, u32)]) {
-        for (queue, n) in depths {
-            self.queue_depth
-                .get_or_create(&QueueLabel {
-                    queue: queue.clone(),
-                })
-                .set(i64::from(*n));
-        }
     }
 
     /// Writes every series in the Prometheus text format ([`CONTENT_TYPE`]).
