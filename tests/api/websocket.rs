@@ -515,3 +515,103 @@ async fn a_created_push_service_reaches_clients_without_its_token() {
         assert!(!msg.to_string().contains(&token), "the token leaked: {msg}");
     }
 }
+
+/// A client of `/ws` with this query string, past its snapshot, which it
+/// returns.
+async fn filtered_client(m: &Monitor, query: &str) -> (WsClient, Value) {
+    let (stream, _) = tokio_tungstenite::connect_async(format!("{}?{query}", m.ws_url()))
+        .await
+        .expect("ws connect");
+    let mut ws = WsClient { stream };
+    let snapshot = ws.next_json().await.expect("snapshot");
+    assert_eq!(snapshot["type"], "snapshot", "{snapshot}");
+    (ws, snapshot)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_apply_to_changes_of_the_list() {
+    let target = Target::start().await;
+    let m = Monitor::start();
+    // Paused, so neither flips: the flips-only client must see nothing of them.
+    let paused = |name| {
+        let mut body = service(name, NOWHERE, 3600);
+        body["paused"] = true.into();
+        body
+    };
+    let a = id_of(&m.register(paused("a")).await);
+    let b = id_of(&m.register(paused("b")).await);
+    let (mut only_a, snapshot) = filtered_client(&m, &format!("service_id={a}")).await;
+    assert_eq!(service_names(&snapshot), ["a"]);
+    let (mut deletes, _) = filtered_client(&m, "events=service_deleted").await;
+    let (mut flips, _) = filtered_client(&m, "events=status_change").await;
+
+    // b's rename and deletion are not a's; a's rename is.
+    let patch = serde_json::json!({"name": "b-2"});
+    let r = send(
+        &m,
+        reqwest::Method::PATCH,
+        &format!("/services/{b}"),
+        &patch,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = request(
+        &m,
+        reqwest::Method::DELETE,
+        &format!("/services/{b}"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let patch = serde_json::json!({"name": "a-2"});
+    let r = send(
+        &m,
+        reqwest::Method::PATCH,
+        &format!("/services/{a}"),
+        &patch,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let (msg, before) = only_a
+        .until("a's rename", |msg| msg["type"] == "service_updated")
+        .await;
+    assert_eq!(msg["service"]["name"], "a-2");
+    assert!(
+        before
+            .iter()
+            .all(|m| m["service_id"] == a || m["service"]["id"] == a),
+        "only a's events: {before:?}"
+    );
+
+    // The deletes-only client sees b's deletion first, and nothing before.
+    let msg = deletes.next_json().await.expect("an event");
+    assert_eq!(
+        msg,
+        serde_json::json!({"type": "service_deleted", "service_id": b})
+    );
+
+    // The flips-only client saw none of that: its first message is the
+    // flip of a service registered now.
+    let c = id_of(&m.register(service("c", &target.url("/ok"), 1)).await);
+    let msg = flips.next_json().await.expect("an event");
+    assert!(is(&msg, "status_change", c), "{msg}");
+    assert_eq!(msg["new_status"], "UP");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_filter_is_refused_naming_it() {
+    let m = Monitor::start();
+    for (query, field) in [
+        ("events=service_renamed", "events"),
+        ("service_id=one", "service_id"),
+    ] {
+        let r = get(&m, &format!("/ws?{query}")).await;
+        assert_eq!(r.status, 400, "{query}: {}", r.text);
+        assert_eq!(
+            error_fields(&r, query),
+            [field.to_owned()].into_iter().collect(),
+            "{query}"
+        );
+    }
+}

@@ -17,7 +17,8 @@
 //! [`Snapshots`], which reads once for every client of the process.
 
 use super::SNAPSHOT_FRAME_BYTES;
-use super::snapshot::{Load, RESYNC_MESSAGE, Snapshots};
+use super::filter::Filter;
+use super::snapshot::{Load, RESYNC_MESSAGE, Snapshots, pages};
 use crate::bus::{EventText, Resync};
 use crate::http::log_budget::LogBudget;
 use actix_http::ws::{CloseCode, CloseReason, OpCode, Parser};
@@ -131,6 +132,9 @@ pub struct Feed {
     awaiting: Option<Load>,
     snapshots: Arc<Snapshots>,
     events: Ring,
+    /// Which events (and which services of a fresh snapshot) the client
+    /// asked for.
+    filter: Filter,
     out: BytesMut,
     stall: Arc<Stall>,
     gone: CancellationToken,
@@ -167,6 +171,7 @@ impl Feed {
                 rx: Some(events),
                 waiting: None,
             },
+            filter: Filter::default(),
             out: BytesMut::new(),
             stall: Arc::clone(&stall),
             gone: gone.clone(),
@@ -181,6 +186,15 @@ impl Feed {
                 stall,
             },
         )
+    }
+
+    /// Sends only what `filter` lets through: of the events, and of the
+    /// services in a fresh snapshot after lost events. The first snapshot,
+    /// given to [`Feed::new`], is already filtered.
+    #[must_use]
+    pub fn with_filter(mut self, filter: Filter) -> Self {
+        self.filter = filter;
+        self
     }
 
     /// Frames the queued messages, or as much as fits in a chunk. A message
@@ -224,6 +238,9 @@ impl Feed {
                     if let Some(mark) = Resync::find(&text) {
                         return Next::Resync(mark);
                     }
+                    if !self.filter.passes(&text) {
+                        continue;
+                    }
                     Parser::write_message(
                         &mut self.out,
                         text.as_bytes(),
@@ -255,10 +272,31 @@ impl Feed {
             if let Some(load) = self.awaiting.as_mut() {
                 match Pin::new(load).poll(cx) {
                     Poll::Pending => return None,
-                    Poll::Ready(Ok(pages)) => {
+                    Poll::Ready(Ok(listing)) => {
                         self.awaiting = None;
-                        self.outbox.extend(pages.iter().cloned());
-                        continue;
+                        if !self.filter.limits_services() {
+                            self.outbox.extend(listing.pages.iter().cloned());
+                            continue;
+                        }
+                        let shown: Vec<_> = listing
+                            .services
+                            .iter()
+                            .filter(|s| self.filter.shows(s))
+                            .cloned()
+                            .collect();
+                        match pages(&shown, &listing.open) {
+                            Ok(own) => {
+                                self.outbox.extend(own);
+                                continue;
+                            }
+                            Err(error) => {
+                                if let Some(suppressed) = SNAPSHOT_ERRORS.take() {
+                                    tracing::warn!(%error, suppressed,
+                                        "cannot encode the snapshot due after lost events; closing the WebSocket");
+                                }
+                                return Some(Ended::NoSnapshot);
+                            }
+                        }
                     }
                     Poll::Ready(Err(error)) => {
                         self.awaiting = None;

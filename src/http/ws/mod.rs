@@ -10,6 +10,7 @@
 //! the session task spawned here watches the rest.
 
 pub mod feed;
+pub mod filter;
 mod inbound;
 pub mod snapshot;
 
@@ -58,12 +59,16 @@ pub async fn connect(
                 .into(),
         ));
     }
+    let filter = filter::Filter::parse(req.query_string()).map_err(ApiError::BadQuery)?;
     let permit = Arc::clone(&state.ws_slots)
         .try_acquire_owned()
         .map_err(|_| ApiError::TooManyClients(state.ws.max_clients))?;
     // Subscribe before reading the snapshot so no event falls between them.
     let events = state.bus.subscribe_events();
-    let services = state.store.list_services().await?;
+    let mut services = state.store.list_services().await?;
+    if filter.limits_services() {
+        services.retain(|s| filter.shows(s));
+    }
     let open = state
         .store
         .open_windows(crate::domain::time::now_ms())
@@ -72,6 +77,7 @@ pub async fn connect(
     let mut response = actix_http::ws::handshake(req.head())
         .map_err(|e| ApiError::BadRequest(format!("expected a WebSocket upgrade: {e}")))?;
     let (feed, link) = Feed::new(snapshot, events, permit, Arc::clone(&state.snapshots));
+    let feed = feed.with_filter(filter);
     let response = response
         .message_body(BodyStream::new(feed).boxed())
         .map_err(|e| ApiError::BadRequest(format!("expected a WebSocket upgrade: {e}")))?;

@@ -63,12 +63,24 @@ pub fn pages(services: &[Service], open: &OpenWindows) -> Result<Vec<Bytes>, ser
 /// A snapshot's messages, shared by every client that sends it.
 pub type Pages = Arc<[Bytes]>;
 
+/// A snapshot read after a mark: its messages for every client that gets
+/// every service, and what they were made from, for a client limited to
+/// some services to make its own.
+pub struct Listing {
+    /// Every service, in id order.
+    pub services: Vec<Service>,
+    /// The maintenance windows open when they were read.
+    pub open: OpenWindows,
+    /// The messages of every service.
+    pub pages: Pages,
+}
+
 /// Why a snapshot could not be made (the store's error, as text: every
 /// waiting client gets a copy).
 pub type LoadError = Arc<str>;
 
 /// Reading a snapshot.
-pub type Read = BoxFuture<'static, Result<Pages, LoadError>>;
+pub type Read = BoxFuture<'static, Result<Arc<Listing>, LoadError>>;
 
 /// A snapshot being read, awaited by every client that needs it.
 pub type Load = Shared<Read>;
@@ -133,7 +145,11 @@ impl Snapshots {
         let load = async move {
             let (services, open) = read.await.map_err(LoadError::from)?;
             let pages = pages(&services, &open).map_err(|e| LoadError::from(e.to_string()))?;
-            Ok(Pages::from(pages))
+            Ok(Arc::new(Listing {
+                services,
+                open,
+                pages: Pages::from(pages),
+            }))
         }
         .boxed()
         .shared();
