@@ -961,3 +961,77 @@ async fn two_schedulers_never_both_publish_when_the_active_one_is_cut_off_from_t
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_to_the_list_made_through_one_api_reach_the_clients_of_another() {
+    let _serial = SERIAL.lock().await;
+    let Some(fleet) = Fleet::new().await else {
+        return;
+    };
+    let first = fleet.spawn("api,scheduler");
+    let second = fleet.spawn("api");
+    let mut ws = WsClient::connect(&second).await;
+    ws.next_json().await.expect("snapshot");
+    let (stream, _) =
+        tokio_tungstenite::connect_async(format!("{}?events=service_deleted", second.ws_url()))
+            .await
+            .expect("ws connect");
+    let mut deletes = WsClient { stream };
+    deletes.next_json().await.expect("snapshot");
+
+    let mut body = service("remote", "http://127.0.0.1:9/", 3600);
+    body["headers"] = serde_json::json!({"Authorization": "Bearer s3cret-token"});
+    let created = first.register(body).await;
+    let id = created["id"].as_i64().expect("id");
+    let path = format!("/services/{id}");
+    let (status, renamed) = first
+        .send_json(
+            reqwest::Method::PATCH,
+            &path,
+            serde_json::json!({"name": "remote-2"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{renamed}");
+    let (status, paused) = first
+        .send_json(
+            reqwest::Method::PATCH,
+            &path,
+            serde_json::json!({"paused": true}),
+        )
+        .await;
+    assert_eq!(status, 200, "{paused}");
+    let deleted = first
+        .http
+        .delete(first.url(&path))
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(deleted.status(), 204);
+
+    let is_change = |m: &Value| {
+        m["type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("service_"))
+    };
+    let mut seen = Vec::new();
+    for what in ["created", "renamed", "paused", "deleted"] {
+        let (msg, _) = ws.until(what, is_change).await;
+        seen.push(msg);
+    }
+    assert_eq!(
+        seen,
+        [
+            serde_json::json!({"type": "service_created", "service": created}),
+            serde_json::json!({"type": "service_updated", "service": renamed}),
+            serde_json::json!({"type": "service_updated", "service": paused}),
+            serde_json::json!({"type": "service_deleted", "service_id": id}),
+        ]
+    );
+    assert_eq!(seen[0]["service"]["headers"]["Authorization"], "***");
+    // A client of the second API that asked for deletions only sees just that.
+    let msg = deletes.next_json().await.expect("an event");
+    assert_eq!(
+        msg,
+        serde_json::json!({"type": "service_deleted", "service_id": id})
+    );
+}
