@@ -353,3 +353,32 @@ fn a_snapshot_that_cannot_be_read_closes_with_1011() {
     assert_eq!(*op, OpCode::Close);
     assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 1011);
 }
+
+#[test]
+fn a_filtered_client_gets_only_its_services_in_a_fresh_snapshot_and_in_events() {
+    let services: Vec<Service> = (1..=5).map(service).collect();
+    let (snapshots, _reads) = snapshots_of(services, None);
+    let (tx, rx) = broadcast::channel(64);
+    let (feed, _link) = Feed::new(tiny(), rx, slot(), snapshots);
+    let filter = crate::http::ws::filter::Filter::parse("service_id=2,4").expect("filter");
+    let mut feed = feed.with_filter(filter);
+    drain(&mut feed);
+    let deleted =
+        |id: i64| EventText::from(format!(r#"{{"type":"service_deleted","service_id":{id}}}"#));
+    tx.send(deleted(1)).ok();
+    tx.send(Resync(1).text()).ok();
+    tx.send(deleted(4)).ok();
+    let (frames, ended) = drain(&mut feed);
+    assert!(!ended);
+    let got = messages(&frames);
+    assert_eq!(got.len(), 3, "resync, snapshot, service 4's event: {got:?}");
+    assert_eq!(got[0], serde_json::json!({"type": "resync"}));
+    let ids: Vec<_> = got[1]["services"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .map(|s| s["id"].clone())
+        .collect();
+    assert_eq!(ids, [2, 4]);
+    assert_eq!(got[2]["service_id"], 4);
+}
