@@ -9,7 +9,7 @@ use super::channel::ChannelId;
 use super::check_kind::{CheckOptions, HIDDEN};
 use super::service::ServiceSpec;
 use super::time::Seconds;
-use name::check_name;
+pub(crate) use name::check_name;
 use serde::Serialize;
 use serde_json::{Map, Value};
 

@@ -5,7 +5,7 @@ use super::{FieldError, MAX_NAME_CHARS};
 use serde_json::Value;
 
 /// The trimmed name, or an error naming `field`.
-pub(super) fn check_name(field: &str, v: &Value, errors: &mut Vec<FieldError>) -> Option<String> {
+pub(crate) fn check_name(field: &str, v: &Value, errors: &mut Vec<FieldError>) -> Option<String> {
     let Some(s) = v.as_str() else {
         errors.push(FieldError::new(field, "must be a string"));
         return None;
