@@ -1,6 +1,8 @@
 //! Command-line arguments, and the commands that are not the monitor
 //! itself (`healthcheck`, `completions`) with the error report of `main`.
 
+pub mod apply;
+pub mod export;
 pub mod healthcheck;
 pub mod report;
 
@@ -71,12 +73,58 @@ pub enum Command {
               value_parser = clap::value_parser!(u64).range(1..=60))]
         timeout: u64,
     },
+    /// Make a running monitor's services, alert channels and maintenance
+    /// windows what a YAML file says: create what is missing, update what
+    /// differs, leave the rest (docs/config-as-code.md).
+    Apply {
+        /// The YAML file (examples/monitors.yaml is one to start from).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Also delete what the file does not list.
+        #[arg(long)]
+        prune: bool,
+        /// Print the changes without making them.
+        #[arg(long)]
+        dry_run: bool,
+        /// Also update the objects whose secrets the file gives, though
+        /// nothing else differs (the monitor never shows secrets, so a
+        /// changed one is not seen otherwise).
+        #[arg(long)]
+        send_secrets: bool,
+        /// Where the monitor is.
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Print a running monitor's services, alert channels and maintenance
+    /// windows as the YAML `apply` reads (secrets as ***).
+    Export {
+        /// Where the monitor is.
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Print a shell completion script, e.g.
     /// `healthmon completions bash > /etc/bash_completion.d/healthmon`.
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
     },
+}
+
+/// The monitor `apply` and `export` talk to.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Remote {
+    /// The monitor's URL (http://HOST:PORT); by default the configured
+    /// server.bind.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// An API key's token (apply needs a write key once keys exist).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "HEALTHMON_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
 }
 
 /// `healthmon config ...`

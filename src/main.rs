@@ -4,7 +4,9 @@
 //! stderr and exit code 1.
 
 use clap::{CommandFactory, Parser};
-use healthmon::cli::{Cli, Command, ConfigAction, Roles, healthcheck, report};
+use healthmon::cli::{
+    Cli, Command, ConfigAction, Remote, Roles, apply, export, healthcheck, report,
+};
 use healthmon::store::pg_connect;
 use healthmon::{app, config, keys};
 use std::io::Write;
@@ -61,6 +63,31 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         // An explicit URL needs no configuration (which may not be there).
         let url = healthcheck::readyz_url_for(url).map_err(anyhow::Error::msg)?;
         return Ok(probe(&url, *timeout).await);
+    }
+    if let Some(Command::Apply { remote, .. } | Command::Export { remote }) = &cli.command {
+        let api = remote_api(remote, &cli)?;
+        return Ok(match cli.command {
+            Some(Command::Apply {
+                file,
+                prune,
+                dry_run,
+                send_secrets,
+                ..
+            }) => {
+                let options = apply::Options {
+                    file,
+                    prune,
+                    dry_run,
+                    send_secrets,
+                };
+                apply::run(&options, &api).await
+            }
+            _ => {
+                let yaml = export::export(&api).await?;
+                std::io::stdout().write_all(yaml.as_bytes())?;
+                ExitCode::SUCCESS
+            }
+        });
     }
     let inputs = config::Inputs::from_process(cli.config.as_deref(), cli.flags())
         .map_err(|e| anyhow::anyhow!("configuration error: {e}"))?;
@@ -127,6 +154,24 @@ async fn run_monitor(
     let app = app::App::build(settings, Roles::from_list(roles), health_bind).await?;
     app.run(app::shutdown_signal()).await?;
     Ok(())
+}
+
+/// The API `apply` and `export` use: `--url`, or the configured
+/// server.bind (an explicit URL needs no configuration).
+fn remote_api(remote: &Remote, cli: &Cli) -> anyhow::Result<apply::client::Api> {
+    let base = match &remote.url {
+        Some(url) => apply::client::base_url(url)?,
+        None => {
+            let inputs = config::Inputs::from_process(cli.config.as_deref(), cli.flags())
+                .map_err(|e| anyhow::anyhow!("configuration error: {e}"))?;
+            let settings = config::resolve(&inputs)
+                .and_then(|r| r.settings())
+                .map_err(|e| anyhow::anyhow!("configuration error: {e}"))?;
+            let readyz = healthcheck::readyz_url_for_bind(settings.server.bind);
+            apply::client::base_url(readyz.trim_end_matches("readyz"))?
+        }
+    };
+    Ok(apply::client::Api::new(base, remote.token.clone())?)
 }
 
 /// `healthmon healthcheck`: 0 when ready, 1 with one line on stderr.
