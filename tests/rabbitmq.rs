@@ -703,6 +703,7 @@ async fn the_scheduler_keeps_publishing_due_checks_while_the_broker_is_unreachab
         retry_interval: None,
         channels: Vec::new(),
         check: Default::default(),
+        tags: Vec::new(),
     };
     store.create_service(&spec, now_ms()).await.unwrap();
     // The scheduler runs on this thread (polled below, not spawned), so a

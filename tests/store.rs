@@ -48,6 +48,7 @@ fn spec(name: &str) -> ServiceSpec {
         retry_interval: None,
         channels: Vec::new(),
         check: Default::default(),
+        tags: Vec::new(),
     }
 }
 

@@ -67,6 +67,10 @@ pub struct ServiceSpec {
     /// The settings of its check kind (method, assertions, grace, ...).
     #[serde(default)]
     pub check: CheckOptions,
+    /// Labels to group and filter by (`["prod", "api"]`), in the order
+    /// given, without repeats; see `validate::tags` for what a tag may be.
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
 
 fn one() -> u32 {
@@ -121,6 +125,8 @@ pub struct Service {
     pub retry_interval_set: Option<Seconds>,
     /// Its own alert channels' ids.
     pub channels: Vec<ChannelId>,
+    /// Its tags, in the order given (`[]` when none).
+    pub tags: Vec<String>,
     /// The settings of its check kind, flattened into the service's fields
     /// as the user gave them; header values show as `***`.
     #[serde(flatten, serialize_with = "serialize_shown_options")]
@@ -164,6 +170,7 @@ impl Service {
             retry_interval: self.retry_interval_set,
             channels: self.channels.clone(),
             check: self.check.clone(),
+            tags: self.tags.clone(),
         }
     }
 }
@@ -241,6 +248,7 @@ mod tests {
             retry_interval: Seconds(30),
             retry_interval_set: None,
             channels: Vec::new(),
+            tags: vec!["prod".into(), "api".into()],
             check: CheckOptions {
                 headers: Some([("X-Token".to_owned(), "s3cret".to_owned())].into()),
                 ..CheckOptions::default()
@@ -264,6 +272,7 @@ mod tests {
         assert!(v.get("timeout_follows_interval").is_none());
         assert_eq!(v["retry_interval"], 30, "the interval when none is set");
         assert_eq!(v["channels"], serde_json::json!([]));
+        assert_eq!(v["tags"], serde_json::json!(["prod", "api"]));
         assert_eq!(
             v["headers"]["X-Token"], "***",
             "header values are write-only"
@@ -285,6 +294,7 @@ mod tests {
             "success_threshold",
             "retry_interval",
             "channels",
+            "tags",
         ] {
             assert!(v.get(key).is_some(), "missing {key}");
         }

@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 
 mod check_fields;
 mod name;
+mod tags;
 mod target;
 
 pub use check_fields::{
@@ -22,6 +23,7 @@ pub use check_fields::{
     MAX_HEADER_VALUE_LEN, MAX_HEADERS, MAX_JSON_ASSERTIONS, MAX_MATCH_LEN, MAX_POINTER_LEN,
     MAX_REQUEST_BODY, METHODS,
 };
+pub use tags::{MAX_TAG_LEN, MAX_TAGS, TAG_CHARS, check_tag};
 pub use target::{DNS_PORT, DNS_TYPES, check_target_url, literal_target};
 
 /// Longest accepted name, in characters.
@@ -62,7 +64,7 @@ impl FieldError {
 }
 
 /// The fields every kind takes; then come [`check_fields::NAMES`].
-const COMMON: [&str; 10] = [
+const COMMON: [&str; 11] = [
     "name",
     "url",
     "interval",
@@ -73,6 +75,7 @@ const COMMON: [&str; 10] = [
     "success_threshold",
     "retry_interval",
     "channels",
+    "tags",
 ];
 const READ_ONLY: [&str; 8] = [
     "id",
@@ -330,7 +333,7 @@ fn check_paused(field: &str, v: &Value, errors: &mut Vec<FieldError>) -> Option<
 ///
 /// `name`, `url` and `interval` are required; `timeout` defaults to
 /// `min(10, interval)`, which follows later changes of the interval, `paused` to false, `expected_statuses` to null, the
-/// thresholds to 1, `retry_interval` to the interval, `channels` to none and
+/// thresholds to 1, `retry_interval` to the interval, `channels` and `tags` to none and
 /// every kind-specific field to unset. A header value of `***` is refused:
 /// there is no stored value for it to keep.
 pub fn full_spec(body: &Value) -> Result<ServiceSpec, Vec<FieldError>> {
@@ -398,6 +401,10 @@ fn full(body: &Value, current: Option<&ServiceSpec>) -> Result<ServiceSpec, Vec<
         Some((f, v)) => check_channels(f, v, &mut errors),
         None => Some(Vec::new()),
     };
+    let tags = match fields.get("tags") {
+        Some((f, v)) => tags::check_tags(f, v, &mut errors),
+        None => Some(Vec::new()),
+    };
     let check = check_fields::read(
         &fields,
         CheckOptions::default(),
@@ -416,6 +423,7 @@ fn full(body: &Value, current: Option<&ServiceSpec>) -> Result<ServiceSpec, Vec<
             success_threshold,
             retry_interval,
             channels,
+            tags,
             check,
         },
         &fields,
@@ -427,7 +435,7 @@ fn full(body: &Value, current: Option<&ServiceSpec>) -> Result<ServiceSpec, Vec<
 /// Validates a partial update (`PATCH`) against the current settings.
 /// The merged result must be valid as a whole (timeout and retry interval
 /// ≤ interval, every kind-specific field one the URL's kind takes). `null`
-/// resets the timeout, a threshold, the retry interval, the channels or a
+/// resets the timeout, a threshold, the retry interval, the channels, the tags or a
 /// kind-specific field to its default. A timeout the user never set follows
 /// the interval, so changing the interval alone never fails on it. Headers left out or sent back as `***` keep their
 /// stored values, which a change of the URL's scheme, host or port refuses.
@@ -476,6 +484,10 @@ pub fn patch_spec(current: &ServiceSpec, body: &Value) -> Result<ServiceSpec, Ve
         Some((f, v)) => check_channels(f, v, &mut errors),
         None => Some(current.channels.clone()),
     };
+    let tags = match fields.get("tags") {
+        Some((f, v)) => tags::check_tags(f, v, &mut errors),
+        None => Some(current.tags.clone()),
+    };
     let check = check_fields::read(
         &fields,
         current.check.clone(),
@@ -494,6 +506,7 @@ pub fn patch_spec(current: &ServiceSpec, body: &Value) -> Result<ServiceSpec, Ve
             success_threshold,
             retry_interval,
             channels,
+            tags,
             check,
         },
         &fields,
@@ -552,6 +565,7 @@ struct Parts {
     success_threshold: Option<u32>,
     retry_interval: Option<Option<i64>>,
     channels: Option<Vec<ChannelId>>,
+    tags: Option<Vec<String>>,
     check: check_fields::Read,
 }
 
@@ -625,6 +639,7 @@ fn finish(
             success_threshold: Some(success_threshold),
             retry_interval: Some(retry_interval),
             channels: Some(channels),
+            tags: Some(tags),
             check,
         } if errors.is_empty() && check.bad.is_empty() => Ok(ServiceSpec {
             name,
@@ -639,6 +654,7 @@ fn finish(
             retry_interval: retry_interval.map(Seconds),
             channels,
             check: check.options,
+            tags,
         }),
         _ => Err(errors),
     }

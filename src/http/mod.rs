@@ -8,6 +8,7 @@ pub mod body;
 pub mod channels;
 pub mod health;
 pub mod limit;
+pub mod list_query;
 pub mod log_budget;
 pub mod logs;
 pub mod metrics;

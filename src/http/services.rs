@@ -155,10 +155,22 @@ async fn publish(state: &AppState, id: ServiceId, event: &Event) {
     }
 }
 
-/// `GET /services`
-pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let services = state.store.list_services().await?;
-    Ok(HttpResponse::Ok().json(windows::annotate(&state, services, |s| s.id).await?))
+/// `GET /services?limit=&after=&status=&tag=&q=`: a page of services in
+/// id order, filtered in the database ([`super::list_query`]); a full page
+/// carries `Link: <...>; rel="next"` with the same filters.
+pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let filter = super::list_query::parse(req.query_string()).map_err(ApiError::BadQuery)?;
+    let services = state.store.list_services_page(&filter).await?;
+    let mut response = HttpResponse::Ok();
+    if services.len() as i64 == filter.limit
+        && let Some(last) = services.last()
+    {
+        response.insert_header((
+            header::LINK,
+            super::list_query::next_link(&filter, last.id.get()),
+        ));
+    }
+    Ok(response.json(windows::annotate(&state, services, |s| s.id).await?))
 }
 
 /// `GET /services/{id}`

@@ -17,6 +17,7 @@ fn spec(interval: i64) -> ServiceSpec {
         retry_interval: None,
         channels: Vec::new(),
         check: Default::default(),
+        tags: Vec::new(),
     }
 }
 
@@ -35,6 +36,7 @@ fn stored(id: i64, url: &str, last_scheduled_at: Option<i64>) -> Service {
         retry_interval: Seconds(10),
         retry_interval_set: None,
         channels: Vec::new(),
+        tags: Vec::new(),
         check: Default::default(),
         last_status: crate::domain::Status::Up,
         last_check: None,

@@ -111,6 +111,7 @@ macro_rules! with_writer {
 mod alerts;
 mod channels;
 mod keys;
+mod list;
 mod metrics;
 mod outbox;
 mod push;
@@ -119,6 +120,7 @@ mod windows;
 
 pub use alerts::TEST_SERVICE_NAME;
 pub use channels::{CHANNEL_DELETED, ChannelSaved};
+pub use list::ServiceFilter;
 pub use metrics::StatusCount;
 pub use outbox::{ChannelRecord, DownService, Earlier, NewOutboxRow, OutboxRow};
 pub use rollups::RollupReport;

@@ -44,6 +44,7 @@ pub struct ServiceRow {
     #[allow(dead_code, reason = "read by push monitors")]
     pub push_token_hash: Option<String>,
     pub timeout_follows_interval: bool,
+    pub tags: String,
 }
 
 impl ServiceRow {
@@ -63,6 +64,7 @@ impl ServiceRow {
             retry_interval: Seconds(self.retry_interval_s.unwrap_or(self.interval_s)),
             retry_interval_set: self.retry_interval_s.map(Seconds),
             channels: decode_channels(self.channel_ids.as_deref()),
+            tags: decode_tags(&self.tags),
             check: CheckOptions::from_json(&self.check_options),
             last_status: self.last_status.parse().unwrap_or(Status::Pending),
             last_check: self.last_check,
@@ -174,6 +176,7 @@ pub struct NewServiceRow<'a> {
     pub channel_ids: Option<String>,
     pub check_options: String,
     pub timeout_follows_interval: bool,
+    pub tags: String,
 }
 
 impl<'a> NewServiceRow<'a> {
@@ -195,6 +198,7 @@ impl<'a> NewServiceRow<'a> {
             channel_ids: encode_channels(&spec.channels),
             check_options: spec.check.to_json(),
             timeout_follows_interval: spec.timeout_follows_interval,
+            tags: encode_tags(&spec.tags),
         }
     }
 }
@@ -216,6 +220,7 @@ pub struct ServiceChanges<'a> {
     pub channel_ids: Option<String>,
     pub check_options: String,
     pub timeout_follows_interval: bool,
+    pub tags: String,
 }
 
 impl<'a> ServiceChanges<'a> {
@@ -235,6 +240,7 @@ impl<'a> ServiceChanges<'a> {
             channel_ids: encode_channels(&spec.channels),
             check_options: spec.check.to_json(),
             timeout_follows_interval: spec.timeout_follows_interval,
+            tags: encode_tags(&spec.tags),
         }
     }
 }
@@ -487,9 +493,30 @@ pub fn decode_channels(text: Option<&str>) -> Vec<ChannelId> {
         .unwrap_or_default()
 }
 
+/// Stores tags as a JSON array (`'["prod","api"]'`, `'[]'` for none): the
+/// triggers of `service_tags` read it with `json_each` (SQLite) or
+/// `jsonb_array_elements_text` (PostgreSQL).
+pub fn encode_tags(tags: &[String]) -> String {
+    serde_json::to_string(tags).unwrap_or_else(|_| String::from("[]"))
+}
+
+/// Reads a list written by [`encode_tags`]; anything unreadable is none.
+pub fn decode_tags(text: &str) -> Vec<String> {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tag_lists_round_trip() {
+        let tags = vec!["prod".to_owned(), "team:pay/eu".to_owned()];
+        assert_eq!(encode_tags(&tags), r#"["prod","team:pay/eu"]"#);
+        assert_eq!(decode_tags(&encode_tags(&tags)), tags);
+        assert_eq!(encode_tags(&[]), "[]");
+        assert!(decode_tags("garbage").is_empty());
+    }
 
     #[test]
     fn channel_lists_round_trip_and_none_is_null() {

@@ -29,6 +29,16 @@ diesel::table! {
         check_options -> Text,
         push_token_hash -> Nullable<Text>,
         timeout_follows_interval -> Bool,
+        tags -> Text,
+    }
+}
+
+diesel::table! {
+    /// A service's tags, one per row (the `services.tags` list, kept in step
+    /// by triggers): what `?tag=` filters on, by its (tag, service_id) key.
+    service_tags (tag, service_id) {
+        tag -> Text,
+        service_id -> BigInt,
     }
 }
 
@@ -84,6 +94,7 @@ diesel::table! {
 diesel::joinable!(health_logs -> services (service_id));
 diesel::joinable!(state_changes -> services (service_id));
 diesel::joinable!(hourly_rollups -> services (service_id));
+diesel::joinable!(service_tags -> services (service_id));
 
 diesel::table! {
     /// API keys, by hash.
@@ -156,6 +167,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     alerts,
     maintenance_windows,
     services,
+    service_tags,
     health_logs,
     state_changes,
     api_keys,

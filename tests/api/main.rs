@@ -26,6 +26,7 @@ mod health;
 mod kinds;
 mod lifecycle;
 mod limits;
+mod lists;
 mod logs;
 mod maintenance;
 mod metrics;

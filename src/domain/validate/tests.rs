@@ -6,6 +6,7 @@ use serde_json::json;
 
 mod fields;
 mod kinds;
+mod tags;
 
 pub(super) fn fields_of(errs: &[FieldError]) -> Vec<&str> {
     errs.iter().map(|e| e.field.as_str()).collect()

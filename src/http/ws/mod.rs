@@ -59,7 +59,7 @@ pub async fn connect(
                 .into(),
         ));
     }
-    let filter = filter::Filter::parse(req.query_string()).map_err(ApiError::BadQuery)?;
+    let mut filter = filter::Filter::parse(req.query_string()).map_err(ApiError::BadQuery)?;
     let permit = Arc::clone(&state.ws_slots)
         .try_acquire_owned()
         .map_err(|_| ApiError::TooManyClients(state.ws.max_clients))?;

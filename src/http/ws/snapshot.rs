@@ -179,6 +179,7 @@ pub(crate) mod tests {
             retry_interval: Seconds(30),
             retry_interval_set: None,
             channels: Vec::new(),
+            tags: Vec::new(),
             check: Default::default(),
             last_status: Status::Up,
             last_check: None,
