@@ -68,7 +68,7 @@ impl Section {
 }
 
 /// A service's writable fields as the API shows them.
-const SERVICE_FIELDS: [&str; 21] = [
+const SERVICE_FIELDS: [&str; 22] = [
     "name",
     "url",
     "interval",
@@ -79,6 +79,7 @@ const SERVICE_FIELDS: [&str; 21] = [
     "success_threshold",
     "retry_interval",
     "channels",
+    "tags",
     "method",
     "headers",
     "body",
@@ -106,9 +107,10 @@ const CHECK_FIELDS: [&str; 11] = [
     "grace",
 ];
 const CHANNEL_FIELDS: [&str; 5] = ["name", "kind", "config", "all_services", "remind_every_s"];
-const WINDOW_FIELDS: [&str; 7] = [
+const WINDOW_FIELDS: [&str; 8] = [
     "name",
     "services",
+    "tag",
     "start",
     "end",
     "cron",
@@ -398,6 +400,13 @@ fn check_service(item: &mut Item) -> Result<Canon, Vec<FieldError>> {
         spec.effective_retry_interval().get().into(),
     );
     canon.insert("channels".into(), channels.into());
+    // Read through the spec's serialised form, so tags compare as the
+    // API stores them (and as null where this build has no tags).
+    let whole = serde_json::to_value(&spec).unwrap_or(Value::Null);
+    canon.insert(
+        "tags".into(),
+        whole.get("tags").cloned().unwrap_or(Value::Null),
+    );
     let check = serde_json::to_value(spec.check.shown()).unwrap_or(Value::Null);
     for field in CHECK_FIELDS {
         canon.insert(
@@ -537,7 +546,9 @@ pub fn is_default(section: Section, canon: &Canon, field: &str) -> bool {
         (Section::Services, "retry_interval") => int("retry_interval") == int("interval"),
         (Section::Services, "failure_threshold" | "success_threshold") => value == 1,
         (Section::Services | Section::Channels, "paused" | "all_services") => value == false,
-        (Section::Services, "channels") => value.as_array().is_some_and(Vec::is_empty),
+        (Section::Services, "channels" | "tags") => {
+            value.is_null() || value.as_array().is_some_and(Vec::is_empty)
+        }
         (Section::Channels, "remind_every_s") => value == 0,
         (Section::Channels, "kind" | "config") => false,
         _ => value.is_null(),
