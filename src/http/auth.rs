@@ -1,8 +1,9 @@
 //! Authentication and write limits, in front of every route.
 //!
 //! `/healthz` and `/readyz` are always open (orchestrators probe them), and
-//! so is `/push/{token}` (a job's ping: the token is its credential, limited
-//! per token by `push`).
+//! so are `/push/{token}` (a job's ping: the token is its credential, limited
+//! per token by `push`) and `/status/...` (public status pages and badges,
+//! which show only the services a page lists).
 //! Everything else needs `Authorization: Bearer <token>` once any key
 //! exists; `/ws` also takes `?access_token=` because browsers cannot set
 //! headers on a WebSocket. A `read` key may only read. With no key at all,
@@ -74,7 +75,11 @@ pub async fn guard(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     // Pings carry their own secret (the push token) and their own limit.
-    if matches!(req.path(), "/healthz" | "/readyz") || req.path().starts_with("/push/") {
+    // Status pages are public by design: they show only what a page lists.
+    if matches!(req.path(), "/healthz" | "/readyz")
+        || req.path().starts_with("/push/")
+        || req.path().starts_with("/status/")
+    {
         return next.call(req).await;
     }
     if req
