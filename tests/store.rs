@@ -1043,10 +1043,10 @@ mod alerting {
 async fn check_options_and_certificate_expiry_are_kept(store: Store) {
     let mut with_options = spec("tls");
     with_options.url = "tls://127.0.0.1:8443".into();
-    with_options.check = healthmon::domain::CheckOptions {
+    with_options.check = healthmon::domain::CheckOptions::from(healthmon::domain::CheckFields {
         cert_expiry_days: Some(21),
         ..Default::default()
-    };
+    });
     let created = store
         .create_service(&with_options, 0)
         .await
@@ -1079,4 +1079,235 @@ async fn check_options_and_certificate_expiry_are_kept(store: Store) {
             ("DEGRADED".to_owned(), Some(expires))
         ]
     );
+}
+
+/// `GET /services`' pages and filters in the store, on both backends.
+mod lists {
+    use super::*;
+    use healthmon::store::ServiceFilter;
+
+    on_every_backend!(
+        pages_filters_and_tags_are_answered_by_the_database,
+        tags_follow_every_write_and_leave_with_the_service,
+    );
+
+    fn tagged(name: &str, tags: &[&str]) -> ServiceSpec {
+        let mut s = spec(name);
+        s.tags = tags.iter().map(|t| (*t).to_owned()).collect();
+        s
+    }
+
+    async fn page(store: &Store, filter: ServiceFilter) -> Vec<i64> {
+        store
+            .list_services_page(&filter)
+            .await
+            .expect("page")
+            .iter()
+            .map(|s| s.id.get())
+            .collect()
+    }
+
+    /// Every id `filter` selects, a page of `limit` at a time.
+    async fn walk(store: &Store, filter: ServiceFilter, limit: i64) -> Vec<i64> {
+        let mut all = Vec::new();
+        let mut after = 0;
+        loop {
+            let got = page(
+                store,
+                ServiceFilter {
+                    after,
+                    limit,
+                    ..filter.clone()
+                },
+            )
+            .await;
+            all.extend(&got);
+            match got.last() {
+                Some(last) if got.len() as i64 == limit => after = *last,
+                _ => return all,
+            }
+        }
+    }
+
+    pub(super) async fn pages_filters_and_tags_are_answered_by_the_database(store: Store) {
+        // 60 services: every third tagged prod, every fifth api; names
+        // alternate case; statuses set by recorded results.
+        let mut ids = Vec::new();
+        for i in 0..60 {
+            let mut tags = Vec::new();
+            if i % 3 == 0 {
+                tags.push("prod");
+            }
+            if i % 5 == 0 {
+                tags.push("api");
+            }
+            let name = if i % 2 == 0 {
+                format!("Web {i}")
+            } else {
+                format!("web_{i}%")
+            };
+            let s = store
+                .create_service(&tagged(&name, &tags), 0)
+                .await
+                .expect("create");
+            assert_eq!(s.tags, tags);
+            ids.push(s.id);
+        }
+        let results: Vec<CheckResult> = ids
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 4 != 3)
+            .map(|(i, id)| {
+                result(
+                    *id,
+                    1000,
+                    if i % 4 == 0 { Status::Up } else { Status::Down },
+                )
+            })
+            .collect();
+        store.record(&results).await.expect("record");
+        let id = |i: usize| ids[i].get();
+        let which = |pred: &dyn Fn(usize) -> bool| -> Vec<i64> {
+            (0..60).filter(|i| pred(*i)).map(id).collect()
+        };
+        let all = ServiceFilter::default();
+
+        assert_eq!(walk(&store, all.clone(), 7).await, which(&|_| true));
+        assert_eq!(
+            page(
+                &store,
+                ServiceFilter {
+                    limit: 5,
+                    ..all.clone()
+                }
+            )
+            .await,
+            which(&|i| i < 5)
+        );
+        assert_eq!(
+            page(
+                &store,
+                ServiceFilter {
+                    after: id(57),
+                    ..all.clone()
+                }
+            )
+            .await,
+            [id(58), id(59)]
+        );
+        let prod = ServiceFilter {
+            tag: Some("prod".into()),
+            ..all.clone()
+        };
+        assert_eq!(walk(&store, prod.clone(), 4).await, which(&|i| i % 3 == 0));
+        let up = ServiceFilter {
+            statuses: vec![Status::Up],
+            ..all.clone()
+        };
+        assert_eq!(walk(&store, up.clone(), 4).await, which(&|i| i % 4 == 0));
+        let pending_or_down = ServiceFilter {
+            statuses: vec![Status::Pending, Status::Down],
+            ..all.clone()
+        };
+        assert_eq!(
+            walk(&store, pending_or_down, 9).await,
+            which(&|i| i % 4 != 0)
+        );
+        let named = |q: &str| ServiceFilter {
+            name_contains: Some(q.into()),
+            ..all.clone()
+        };
+        assert_eq!(
+            walk(&store, named("WEB"), 8).await,
+            which(&|_| true),
+            "any case"
+        );
+        assert_eq!(
+            walk(&store, named("b_"), 8).await,
+            which(&|i| i % 2 == 1),
+            "_ is itself"
+        );
+        assert_eq!(
+            walk(&store, named("%"), 8).await,
+            which(&|i| i % 2 == 1),
+            "% is itself"
+        );
+        assert_eq!(
+            walk(&store, named("web 1"), 8).await,
+            which(&|i| i % 2 == 0 && (i == 1 || (10..20).contains(&i)))
+        );
+        let together = ServiceFilter {
+            tag: Some("prod".into()),
+            statuses: vec![Status::Up],
+            name_contains: Some("web ".into()),
+            ..all.clone()
+        };
+        assert_eq!(
+            walk(&store, together, 2).await,
+            which(&|i| i % 3 == 0 && i % 4 == 0 && i % 2 == 0)
+        );
+        let api_down = ServiceFilter {
+            tag: Some("api".into()),
+            statuses: vec![Status::Down],
+            ..all.clone()
+        };
+        assert_eq!(
+            walk(&store, api_down, 1).await,
+            which(&|i| i % 5 == 0 && i % 4 != 0 && i % 4 != 3)
+        );
+        let none = ServiceFilter {
+            tag: Some("Prod".into()),
+            ..all.clone()
+        };
+        assert_eq!(
+            page(&store, none).await,
+            Vec::<i64>::new(),
+            "tags are case-sensitive"
+        );
+    }
+
+    pub(super) async fn tags_follow_every_write_and_leave_with_the_service(store: Store) {
+        let with = |tag: &str| ServiceFilter {
+            tag: Some(tag.into()),
+            ..ServiceFilter::default()
+        };
+        let a = store
+            .create_service(&tagged("a", &["prod", "api"]), 0)
+            .await
+            .expect("a");
+        let b = store
+            .create_service(&tagged("b", &["prod"]), 0)
+            .await
+            .expect("b");
+        assert_eq!(page(&store, with("prod")).await, [a.id.get(), b.id.get()]);
+        let read = store.get_service(a.id).await.expect("get").expect("a");
+        assert_eq!(read.tags, ["prod", "api"], "order kept");
+
+        let Updated::Saved(changed) = store
+            .update_service(a.id, &tagged("a", &["staging", "api"]), 1, None)
+            .await
+            .expect("update")
+        else {
+            panic!("not saved");
+        };
+        assert_eq!(changed.tags, ["staging", "api"]);
+        assert_eq!(page(&store, with("prod")).await, [b.id.get()]);
+        assert_eq!(page(&store, with("staging")).await, [a.id.get()]);
+        assert_eq!(page(&store, with("api")).await, [a.id.get()]);
+        // A status write leaves the tags alone.
+        store
+            .record(&[result(a.id, 1000, Status::Up)])
+            .await
+            .expect("record");
+        assert_eq!(page(&store, with("staging")).await, [a.id.get()]);
+
+        assert!(store.delete_service(a.id).await.expect("delete"));
+        assert_eq!(page(&store, with("staging")).await, Vec::<i64>::new());
+        assert_eq!(page(&store, with("api")).await, Vec::<i64>::new());
+        store
+            .update_service(b.id, &tagged("b", &[]), 2, None)
+            .await
+            .expect("untag");
+        assert_eq!(page(&store, with("prod")).await, Vec::<i64>::new());
+    }
 }
