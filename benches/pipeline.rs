@@ -65,7 +65,10 @@
 //!   until its last job could have gone stale (`stale_at_worker`,
 //!   `scheduler_late`, `bus_unavailable`, `shutdown`); the rest is `unknown`
 //!   (e.g. jobs that expired on RabbitMQ, which healthmon never sees);
-//! - schedule lag as the target saw it: arrival − `x-healthmon-scheduled-at`
+//! - schedule lag as the target saw it: arrival − `x-healthmon-scheduled-at`;
+//!   `lag_slowest_seconds`: the window's 10 seconds (by due time) with the
+//!   worst p99, as [second, checks, p99 ms, max ms], to tell stalls from a
+//!   spread tail
 //!   (tcp: the check's start, `checked_at - latency_ms`, − `scheduled_at`
 //!   from the store, and the connections accepted in the window against the
 //!   UP checks started in it; push: no lag, pings answered 2xx in the
@@ -1615,6 +1618,34 @@ fn seen_what(kind: kinds::Kind) -> &'static str {
     }
 }
 
+/// The window's [`SLOWEST_SECONDS`] seconds (by due time) with the worst
+/// p99 lag, as `[second from the window's start, checks due in it, p99 ms,
+/// max ms]`, worst first: whether the tail comes from a few stalls (and
+/// how far apart: a periodic task) or is spread over the window.
+fn slow_seconds(requests: &[(i64, i64)], from: i64) -> Vec<[i64; 4]> {
+    let mut by_second: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
+    for (scheduled, lag) in requests {
+        by_second
+            .entry((scheduled - from).div_euclid(1000))
+            .or_default()
+            .push(*lag);
+    }
+    let mut seconds: Vec<[i64; 4]> = by_second
+        .into_iter()
+        .map(|(second, mut lags)| {
+            lags.sort_unstable();
+            let max = lags.last().copied().unwrap_or(0);
+            [second, lags.len() as i64, percentile(&lags, 0.99), max]
+        })
+        .collect();
+    seconds.sort_by_key(|s| std::cmp::Reverse((s[2], s[3])));
+    seconds.truncate(SLOWEST_SECONDS);
+    seconds
+}
+
+/// How many seconds [`slow_seconds`] reports.
+const SLOWEST_SECONDS: usize = 10;
+
 /// How long after the window the run waits at most for its checks to be
 /// stored and its requests to arrive, beyond the check timeout.
 const SETTLE_LIMIT: Duration = Duration::from_secs(60);
@@ -1755,6 +1786,7 @@ async fn measure(
         .filter(|(s, lag)| s + lag > to + nominal_settle_ms)
         .count();
     let lags = sorted_lags(&requests, |_| true);
+    let slow = slow_seconds(&requests, from);
 
     // Checks due in the window and never stored; the causes healthmon
     // reported (INFO lines, by when they were logged: from the window's
@@ -1952,6 +1984,7 @@ async fn measure(
         "lag_p50_ms": percentile(&lags, 0.50),
         "lag_p99_ms": percentile(&lags, 0.99),
         "lag_max_ms": lags.last().copied().unwrap_or(0),
+        "lag_slowest_seconds": slow,
         "settle_s": round(settle_s, 1),
         "settled": settled,
         "late_arrivals": late_arrivals,
