@@ -94,12 +94,12 @@ pub struct JsonAssertion {
 // total and options can sit in the `Eq` types that carry them.
 impl Eq for JsonAssertion {}
 
-/// A service's kind-specific settings. Every field is optional: `None` means
+/// The fields of [`CheckOptions`]. Every field is optional: `None` means
 /// "not set", and the kind's default applies. Unknown fields in the stored
 /// document are ignored, so an older process reads a newer row.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct CheckOptions {
+pub struct CheckFields {
     /// HTTP method (GET when unset).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
@@ -137,15 +137,99 @@ pub struct CheckOptions {
     pub grace: Option<Seconds>,
 }
 
+impl CheckFields {
+    /// No field set.
+    pub const NONE: CheckFields = CheckFields {
+        method: None,
+        headers: None,
+        body: None,
+        follow_redirects: None,
+        body_contains: None,
+        body_not_contains: None,
+        json: None,
+        degraded_latency_ms: None,
+        cert_expiry_days: None,
+        expect: None,
+        grace: None,
+    };
+}
+
+/// What [`CheckOptions`] reads as while it holds nothing.
+static NO_FIELDS: CheckFields = CheckFields::NONE;
+
+/// A service's kind-specific settings: [`CheckFields`], boxed, and nothing
+/// at all while none is set. Most services set none, and the scheduler keeps
+/// a spec per service and every job carries one: inline, the fields took
+/// 224 bytes each (about 22 MB at 100,000 services, BENCHMARKS.md "Check
+/// kinds"); this takes 8. Reads go through `Deref` to the fields (all `None`
+/// when unset), writes through `DerefMut`, which makes the box.
+#[derive(Clone, Default)]
+pub struct CheckOptions(Option<Box<CheckFields>>);
+
+impl std::ops::Deref for CheckOptions {
+    type Target = CheckFields;
+
+    fn deref(&self) -> &CheckFields {
+        self.0.as_deref().unwrap_or(&NO_FIELDS)
+    }
+}
+
+impl std::ops::DerefMut for CheckOptions {
+    fn deref_mut(&mut self) -> &mut CheckFields {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
+impl From<CheckFields> for CheckOptions {
+    fn from(fields: CheckFields) -> Self {
+        if fields == CheckFields::NONE {
+            Self(None)
+        } else {
+            Self(Some(Box::new(fields)))
+        }
+    }
+}
+
+// Equal when the fields are: a box emptied by writes equals no box.
+impl PartialEq for CheckOptions {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for CheckOptions {}
+
+impl std::fmt::Debug for CheckOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (**self).fmt(f)
+    }
+}
+
+impl Serialize for CheckOptions {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (**self).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for CheckOptions {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        CheckFields::deserialize(d).map(Self::from)
+    }
+}
+
 impl CheckOptions {
     /// Whether no field is set (the stored `{}`).
     pub fn is_empty(&self) -> bool {
-        *self == Self::default()
+        **self == CheckFields::NONE
     }
 
     /// The same options as an answer may show them: header values hidden.
     pub fn shown(&self) -> Self {
         let mut shown = self.clone();
+        // Only options with headers are touched (a write makes the box).
+        if self.headers.is_none() {
+            return shown;
+        }
         if let Some(headers) = shown.headers.as_mut() {
             for value in headers.values_mut() {
                 *value = HIDDEN.to_owned();
@@ -198,7 +282,7 @@ mod tests {
 
     #[test]
     fn header_values_are_never_shown_and_the_stored_form_round_trips() {
-        let opts = CheckOptions {
+        let opts = CheckOptions::from(CheckFields {
             headers: Some(BTreeMap::from([(
                 "Authorization".into(),
                 "Bearer s3cret".into(),
@@ -207,8 +291,8 @@ mod tests {
                 pointer: "/a/0".into(),
                 equals: serde_json::json!({"ok": true}),
             }]),
-            ..CheckOptions::default()
-        };
+            ..CheckFields::default()
+        });
         let shown = serde_json::to_string(&opts.shown()).unwrap();
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(shown.contains(HIDDEN));

@@ -24,7 +24,7 @@ pub mod window;
 
 pub use channel::ChannelId;
 pub use check::{CheckJob, CheckResult};
-pub use check_kind::{CheckKind, CheckOptions};
+pub use check_kind::{CheckFields, CheckKind, CheckOptions};
 pub use event::Event;
 pub use service::{Service, ServiceId, ServiceSpec};
 pub use status::Status;

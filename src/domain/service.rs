@@ -209,6 +209,7 @@ pub fn redact_url(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::CheckFields;
 
     #[test]
     fn passwords_never_leave_the_url() {
@@ -249,10 +250,10 @@ mod tests {
             retry_interval_set: None,
             channels: Vec::new(),
             tags: vec!["prod".into(), "api".into()],
-            check: CheckOptions {
+            check: CheckOptions::from(CheckFields {
                 headers: Some([("X-Token".to_owned(), "s3cret".to_owned())].into()),
-                ..CheckOptions::default()
-            },
+                ..CheckFields::default()
+            }),
             last_status: Status::Pending,
             last_check: None,
             last_latency_ms: None,

@@ -7,7 +7,7 @@
 use crate::common::ca::{TestCa, days_from_now};
 use crate::common::target::{JSON_DOC, TAIL};
 use crate::helpers::*;
-use healthmon::domain::check_kind::{CheckOptions, JsonAssertion};
+use healthmon::domain::check_kind::{CheckFields, JsonAssertion};
 use healthmon::domain::time::{now_ms, parse_rfc3339};
 use healthmon::domain::{CheckJob, CheckResult, ServiceId, Status};
 use healthmon::worker::Checker;
@@ -40,7 +40,7 @@ fn checker() -> Checker {
 }
 
 /// A job for `url` with `check` options and a 5 s timeout.
-fn job(url: &str, check: CheckOptions) -> CheckJob {
+fn job(url: &str, check: CheckFields) -> CheckJob {
     CheckJob {
         service_id: ServiceId(1),
         url: url.to_owned(),
@@ -48,11 +48,11 @@ fn job(url: &str, check: CheckOptions) -> CheckJob {
         interval_ms: 60_000,
         expected_statuses: None,
         scheduled_at: now_ms(),
-        check,
+        check: check.into(),
     }
 }
 
-async fn check(checker: &Checker, url: &str, check: CheckOptions) -> CheckResult {
+async fn check(checker: &Checker, url: &str, check: CheckFields) -> CheckResult {
     checker.run(&job(url, check)).await
 }
 
@@ -60,15 +60,15 @@ fn error(r: &CheckResult) -> &str {
     r.error.as_deref().unwrap_or_default()
 }
 
-fn contains(text: &str) -> CheckOptions {
-    CheckOptions {
+fn contains(text: &str) -> CheckFields {
+    CheckFields {
         body_contains: Some(text.to_owned()),
-        ..CheckOptions::default()
+        ..CheckFields::default()
     }
 }
 
-fn json_at(pairs: &[(&str, Value)]) -> CheckOptions {
-    CheckOptions {
+fn json_at(pairs: &[(&str, Value)]) -> CheckFields {
+    CheckFields {
         json: Some(
             pairs
                 .iter()
@@ -78,7 +78,7 @@ fn json_at(pairs: &[(&str, Value)]) -> CheckOptions {
                 })
                 .collect(),
         ),
-        ..CheckOptions::default()
+        ..CheckFields::default()
     }
 }
 
@@ -96,14 +96,14 @@ fn assert_near(at: Option<i64>, expected: i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_method_headers_and_body_are_sent_as_given() {
     let target = Target::start().await;
-    let opts = CheckOptions {
+    let opts = CheckFields {
         method: Some("POST".into()),
         headers: Some(BTreeMap::from([
             ("Authorization".into(), "Bearer s3cret".into()),
             ("Content-Type".into(), "application/json".into()),
         ])),
         body: Some(r#"{"ping": 1}"#.into()),
-        ..CheckOptions::default()
+        ..CheckFields::default()
     };
     let r = check(&checker(), &target.url("/echo"), opts).await;
     assert_eq!((r.status, r.status_code), (Status::Up, Some(200)), "{r:?}");
@@ -119,7 +119,7 @@ async fn the_method_headers_and_body_are_sent_as_given() {
     assert_eq!(target.bodies("/echo"), [r#"{"ping": 1}"#]);
 
     // Without options: a GET with no body.
-    let r = check(&checker(), &target.url("/echo"), CheckOptions::default()).await;
+    let r = check(&checker(), &target.url("/echo"), CheckFields::default()).await;
     assert_eq!(r.status, Status::Up, "{r:?}");
     assert_eq!(target.methods("/echo"), ["POST", "GET"]);
     assert_eq!(target.bodies("/echo")[1], "");
@@ -141,9 +141,9 @@ async fn body_contains_and_body_not_contains_judge_the_page_text() {
         r#"body: "Out of stock" not found in the response"#
     );
 
-    let not = |text: &str| CheckOptions {
+    let not = |text: &str| CheckFields {
         body_not_contains: Some(text.to_owned()),
-        ..CheckOptions::default()
+        ..CheckFields::default()
     };
     let r = check(&c, &page, not("All systems normal")).await;
     assert_eq!(r.status, Status::Down);
@@ -248,7 +248,7 @@ async fn json_assertions_pass_and_fail_saying_what_was_found() {
 async fn the_status_is_judged_first_then_the_body_then_the_json() {
     let target = Target::start().await;
     let c = checker();
-    let both = CheckOptions {
+    let both = CheckFields {
         body_contains: Some("no such text".into()),
         ..json_at(&[("/version", json!(4))])
     };
@@ -269,9 +269,9 @@ async fn the_status_is_judged_first_then_the_body_then_the_json() {
 async fn a_slow_passing_check_is_degraded_and_a_failing_one_stays_down() {
     let target = Target::start().await;
     let c = checker();
-    let slow = CheckOptions {
+    let slow = CheckFields {
         degraded_latency_ms: Some(100),
-        ..CheckOptions::default()
+        ..CheckFields::default()
     };
     let r = check(&c, &target.url("/slow?ms=300"), slow.clone()).await;
     assert_eq!(r.status, Status::Degraded, "{r:?}");
@@ -285,9 +285,9 @@ async fn a_slow_passing_check_is_degraded_and_a_failing_one_stays_down() {
     let r = check(
         &c,
         &target.url("/ok"),
-        CheckOptions {
+        CheckFields {
             degraded_latency_ms: Some(2000),
-            ..CheckOptions::default()
+            ..CheckFields::default()
         },
     )
     .await;
@@ -308,9 +308,9 @@ async fn a_slow_passing_check_is_degraded_and_a_failing_one_stays_down() {
 async fn with_follow_redirects_false_the_redirect_is_the_answer() {
     let target = Target::start().await;
     let c = checker();
-    let no_follow = CheckOptions {
+    let no_follow = CheckFields {
         follow_redirects: Some(false),
-        ..CheckOptions::default()
+        ..CheckFields::default()
     };
     let r = check(&c, &target.url("/redirect/1"), no_follow.clone()).await;
     assert_eq!((r.status, r.status_code), (Status::Up, Some(302)), "{r:?}");
@@ -332,7 +332,7 @@ async fn with_follow_redirects_false_the_redirect_is_the_answer() {
     assert_eq!((r.status, r.status_code), (Status::Up, Some(302)), "{r:?}");
 
     // By default the redirect is followed.
-    let r = check(&c, &target.url("/redirect/1"), CheckOptions::default()).await;
+    let r = check(&c, &target.url("/redirect/1"), CheckFields::default()).await;
     assert_eq!((r.status, r.status_code), (Status::Up, Some(200)), "{r:?}");
     assert_eq!(target.hits("/redirect/0"), 1);
 }
@@ -378,7 +378,7 @@ async fn https_trusts_the_ca_file_and_records_when_the_certificate_expires() {
     let target = https.target(&["localhost"], -1, 90).await;
     let trusting = https.checker();
 
-    let r = check(&trusting, &target.url("/ok"), CheckOptions::default()).await;
+    let r = check(&trusting, &target.url("/ok"), CheckFields::default()).await;
     assert_eq!((r.status, r.status_code), (Status::Up, Some(200)), "{r:?}");
     assert_near(r.cert_expires_at, now_ms() + 90 * DAY_MS);
 
@@ -386,7 +386,7 @@ async fn https_trusts_the_ca_file_and_records_when_the_certificate_expires() {
     // a connection back in its pool a moment after the answer, so one of
     // three checks may open another; two reusing none would fail.)
     for _ in 0..3 {
-        let r = check(&trusting, &target.url("/keep"), CheckOptions::default()).await;
+        let r = check(&trusting, &target.url("/keep"), CheckFields::default()).await;
         assert_eq!(r.status, Status::Up, "{r:?}");
         assert_near(r.cert_expires_at, now_ms() + 90 * DAY_MS);
     }
@@ -395,7 +395,7 @@ async fn https_trusts_the_ca_file_and_records_when_the_certificate_expires() {
     assert!(keep_connections <= 2, "/keep's connection was not reused");
 
     // Without the CA file the certificate is not trusted.
-    let r = check(&checker(), &target.url("/ok"), CheckOptions::default()).await;
+    let r = check(&checker(), &target.url("/ok"), CheckFields::default()).await;
     assert_eq!(r.status, Status::Down);
     assert!(error(&r).starts_with("tls: "), "{r:?}");
     assert!(error(&r).contains("UnknownIssuer"), "{r:?}");
@@ -408,9 +408,9 @@ async fn a_certificate_expiring_soon_is_degraded_and_an_expired_one_is_down() {
     let https = Https::new();
     let c = https.checker();
     let soon = https.target(&["localhost"], -1, 3).await;
-    let within = |days| CheckOptions {
+    let within = |days| CheckFields {
         cert_expiry_days: Some(days),
-        ..CheckOptions::default()
+        ..CheckFields::default()
     };
     let r = check(&c, &soon.url("/ok"), within(14)).await;
     assert_eq!(
@@ -426,7 +426,7 @@ async fn a_certificate_expiring_soon_is_degraded_and_an_expired_one_is_down() {
     let r = check(&c, &soon.url("/ok"), within(2)).await;
     assert_eq!((r.status, r.error.as_deref()), (Status::Up, None), "{r:?}");
     // Both soft limits: both reasons, the certificate's first.
-    let both = CheckOptions {
+    let both = CheckFields {
         degraded_latency_ms: Some(100),
         ..within(14)
     };
@@ -436,7 +436,7 @@ async fn a_certificate_expiring_soon_is_degraded_and_an_expired_one_is_down() {
     assert!(error(&r).contains("; latency: "), "{r:?}");
 
     let expired = https.target(&["localhost"], -30, -1).await;
-    let r = check(&c, &expired.url("/ok"), CheckOptions::default()).await;
+    let r = check(&c, &expired.url("/ok"), CheckFields::default()).await;
     assert_eq!((r.status, r.status_code), (Status::Down, None), "{r:?}");
     assert!(
         error(&r).starts_with("cert_expiry: the certificate has expired"),
@@ -450,7 +450,7 @@ async fn a_certificate_expiring_soon_is_degraded_and_an_expired_one_is_down() {
 async fn a_certificate_for_another_host_is_a_tls_failure_saying_so() {
     let https = Https::new();
     let other = https.target(&["other.example"], -1, 90).await;
-    let r = check(&https.checker(), &other.url("/ok"), CheckOptions::default()).await;
+    let r = check(&https.checker(), &other.url("/ok"), CheckFields::default()).await;
     assert_eq!(r.status, Status::Down, "{r:?}");
     assert!(
         error(&r).starts_with("tls: the certificate is not valid for the host name"),

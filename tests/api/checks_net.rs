@@ -8,7 +8,7 @@ use crate::common::ca::{TestCa, days_from_now};
 use crate::common::dns::Dnsmasq;
 use crate::common::tls_target::TlsTarget;
 use crate::helpers::*;
-use healthmon::domain::check_kind::CheckOptions;
+use healthmon::domain::check_kind::CheckFields;
 use healthmon::domain::time::now_ms;
 use healthmon::domain::{CheckJob, CheckResult, ServiceId, Status};
 use healthmon::worker::Checker;
@@ -30,7 +30,7 @@ fn checker(ca_file: Option<&Path>, block_private: bool) -> Checker {
 }
 
 /// Runs one check of `url` with `check` options within `timeout_ms`.
-async fn run(checker: &Checker, url: &str, check: CheckOptions, timeout_ms: i64) -> CheckResult {
+async fn run(checker: &Checker, url: &str, check: CheckFields, timeout_ms: i64) -> CheckResult {
     checker
         .run(&CheckJob {
             service_id: ServiceId(1),
@@ -39,7 +39,7 @@ async fn run(checker: &Checker, url: &str, check: CheckOptions, timeout_ms: i64)
             interval_ms: 60_000,
             expected_statuses: None,
             scheduled_at: now_ms(),
-            check,
+            check: check.into(),
         })
         .await
 }
@@ -78,7 +78,7 @@ async fn tcp_is_up_when_the_port_accepts_and_down_when_it_refuses() {
         let r = run(
             &c,
             &format!("tcp://{host}:{port}"),
-            CheckOptions::default(),
+            CheckFields::default(),
             2000,
         )
         .await;
@@ -96,7 +96,7 @@ async fn tcp_is_up_when_the_port_accepts_and_down_when_it_refuses() {
     let r = run(
         &c,
         &format!("tcp://127.0.0.1:{closed}"),
-        CheckOptions::default(),
+        CheckFields::default(),
         2000,
     )
     .await;
@@ -114,13 +114,13 @@ async fn tcp_and_tls_to_a_blocked_address_never_connect() {
         format!("tcp://[::ffff:127.0.0.1]:{port}"),
         format!("tls://localhost:{port}"),
     ] {
-        let r = run(&c, &url, CheckOptions::default(), 2000).await;
+        let r = run(&c, &url, CheckFields::default(), 2000).await;
         assert_failed(&r, Status::Down, "blocked: blocked address ");
     }
     let r = run(
         &c,
         &format!("tcp://localhost:{port}"),
-        CheckOptions::default(),
+        CheckFields::default(),
         2000,
     )
     .await;
@@ -151,7 +151,7 @@ async fn tls_trusted_through_ca_file_is_up_and_keeps_the_expiry_date() {
     .await;
     let c = checker(Some(&ca_file), false);
     for host in ["localhost", "127.0.0.1"] {
-        let r = run(&c, &target.url(host), CheckOptions::default(), 5000).await;
+        let r = run(&c, &target.url(host), CheckFields::default(), 5000).await;
         assert_eq!(
             (r.status, r.error.as_deref()),
             (Status::Up, None),
@@ -165,9 +165,9 @@ async fn tls_trusted_through_ca_file_is_up_and_keeps_the_expiry_date() {
     })
     .await;
     // A longer threshold than the default 14 days takes this one in.
-    let wary = CheckOptions {
+    let wary = CheckFields {
         cert_expiry_days: Some(120),
-        ..CheckOptions::default()
+        ..CheckFields::default()
     };
     let r = run(&c, &target.url("localhost"), wary, 5000).await;
     assert_failed(
@@ -189,7 +189,7 @@ async fn tls_expiring_in_3_days_is_degraded_and_expired_is_down() {
         days_from_now(3),
     ))
     .await;
-    let r = run(&c, &soon.url("localhost"), CheckOptions::default(), 5000).await;
+    let r = run(&c, &soon.url("localhost"), CheckFields::default(), 5000).await;
     assert_failed(
         &r,
         Status::Degraded,
@@ -203,7 +203,7 @@ async fn tls_expiring_in_3_days_is_degraded_and_expired_is_down() {
         days_from_now(-1),
     ))
     .await;
-    let r = run(&c, &expired.url("localhost"), CheckOptions::default(), 5000).await;
+    let r = run(&c, &expired.url("localhost"), CheckFields::default(), 5000).await;
     assert_failed(
         &r,
         Status::Down,
@@ -225,7 +225,7 @@ async fn tls_for_another_host_or_from_an_unknown_ca_is_down() {
     let r = run(
         &checker(Some(&ca_file), false),
         &other_host.url("localhost"),
-        CheckOptions::default(),
+        CheckFields::default(),
         5000,
     )
     .await;
@@ -241,7 +241,7 @@ async fn tls_for_another_host_or_from_an_unknown_ca_is_down() {
     let r = run(
         &checker(None, false),
         &trusted.url("localhost"),
-        CheckOptions::default(),
+        CheckFields::default(),
         5000,
     )
     .await;
@@ -253,7 +253,7 @@ async fn tls_without_a_handshake_times_out_at_the_timeout() {
     // Accepts TCP (the kernel does) but never answers the ClientHello.
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("tls://localhost:{}", silent.local_addr().unwrap().port());
-    let r = run(&checker(None, false), &url, CheckOptions::default(), 300).await;
+    let r = run(&checker(None, false), &url, CheckFields::default(), 300).await;
     assert_failed(&r, Status::Down, "timeout: no TLS handshake within 300 ms");
     assert_eq!(r.latency_ms, 300);
 }
@@ -277,10 +277,10 @@ fn zone() -> Option<Dnsmasq> {
     )
 }
 
-fn expect(strings: &[&str]) -> CheckOptions {
-    CheckOptions {
+fn expect(strings: &[&str]) -> CheckFields {
+    CheckFields {
         expect: Some(strings.iter().map(|s| (*s).to_owned()).collect()),
-        ..CheckOptions::default()
+        ..CheckFields::default()
     }
 }
 
@@ -308,7 +308,7 @@ async fn dns_answers_of_every_type_meet_their_expectations() {
     let r = run(
         &c,
         &format!("dns://{}/app.test", dns.addr),
-        CheckOptions::default(),
+        CheckFields::default(),
         5000,
     )
     .await;
@@ -331,22 +331,10 @@ async fn dns_without_the_expected_answer_or_the_name_is_down() {
         Status::Down,
         r#"dns: expected "10.9.9.9" not in the answer [10.1.2.3]"#,
     );
-    let r = run(
-        &c,
-        &dns.url("nope.test", "A"),
-        CheckOptions::default(),
-        5000,
-    )
-    .await;
+    let r = run(&c, &dns.url("nope.test", "A"), CheckFields::default(), 5000).await;
     assert_failed(&r, Status::Down, "dns: nope.test does not exist (NXDOMAIN)");
     // The name exists, without records of the type.
-    let r = run(
-        &c,
-        &dns.url("app.test", "MX"),
-        CheckOptions::default(),
-        5000,
-    )
-    .await;
+    let r = run(&c, &dns.url("app.test", "MX"), CheckFields::default(), 5000).await;
     assert_failed(&r, Status::Down, "dns: no MX records for app.test");
 }
 
@@ -358,13 +346,13 @@ async fn dns_resolver_named_by_host_name_is_resolved_and_guarded() {
     assert_eq!(r.status, Status::Up, "{r:?}");
 
     let strict = checker(None, true);
-    let r = run(&strict, &url, CheckOptions::default(), 5000).await;
+    let r = run(&strict, &url, CheckFields::default(), 5000).await;
     assert_failed(&r, Status::Down, "blocked: blocked address ");
     assert!(r.error.unwrap_or_default().contains("for localhost"));
     let r = run(
         &strict,
         &dns.url("app.test", "A"),
-        CheckOptions::default(),
+        CheckFields::default(),
         5000,
     )
     .await;
@@ -394,7 +382,7 @@ async fn dns_without_an_answer_times_out_at_the_timeout() {
     // A UDP port that reads queries and never answers.
     let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let url = format!("dns://{}/app.test", silent.local_addr().unwrap());
-    let r = run(&checker(None, false), &url, CheckOptions::default(), 300).await;
+    let r = run(&checker(None, false), &url, CheckFields::default(), 300).await;
     assert_failed(&r, Status::Down, "timeout: no DNS answer within 300 ms");
     assert_eq!(r.latency_ms, 300);
 }

@@ -25,6 +25,7 @@ async fn stored_headers(m: &Monitor, id: i64) -> Option<BTreeMap<String, String>
         .expect("service stored")
         .check
         .headers
+        .clone()
 }
 
 /// The fields a user sets on a service as read, for sending back (what a

@@ -198,10 +198,10 @@ fn shortened(text: &str) -> std::borrow::Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::ServiceId;
+    use crate::domain::{CheckFields, ServiceId};
     use serde_json::json;
 
-    fn job(check: CheckOptions) -> CheckJob {
+    fn job(check: CheckFields) -> CheckJob {
         CheckJob {
             service_id: ServiceId(1),
             url: "https://example.test/".into(),
@@ -209,7 +209,7 @@ mod tests {
             interval_ms: 10_000,
             expected_statuses: None,
             scheduled_at: 0,
-            check,
+            check: check.into(),
         }
     }
 
@@ -230,13 +230,13 @@ mod tests {
 
     #[test]
     fn the_status_is_judged_before_the_body_and_the_body_before_json() {
-        let opts = CheckOptions {
+        let opts = CheckFields {
             body_contains: Some("absent".into()),
             json: Some(vec![JsonAssertion {
                 pointer: "/a".into(),
                 equals: json!(1),
             }]),
-            ..CheckOptions::default()
+            ..CheckFields::default()
         };
         let o = verdict(&job(opts.clone()), &fetched(500, "{}", None), 5, 0);
         assert_eq!(o.status, Status::Down);
@@ -246,7 +246,7 @@ mod tests {
         );
         let o = verdict(&job(opts.clone()), &fetched(200, "{}", None), 5, 0);
         assert_eq!(error(&o), r#"body: "absent" not found in the response"#);
-        let with_text = CheckOptions {
+        let with_text = CheckFields {
             body_contains: Some("{".into()),
             ..opts
         };
@@ -257,12 +257,12 @@ mod tests {
 
     #[test]
     fn json_values_compare_by_value_and_show_compactly() {
-        let assert = |pointer: &str, equals| CheckOptions {
+        let assert = |pointer: &str, equals| CheckFields {
             json: Some(vec![JsonAssertion {
                 pointer: pointer.into(),
                 equals,
             }]),
-            ..CheckOptions::default()
+            ..CheckFields::default()
         };
         let doc = r#"{"a": [3, {"b": 1.0}], "s": "x"}"#;
         let run = |opts| verdict(&job(opts), &fetched(200, doc, None), 5, 0);
@@ -284,21 +284,21 @@ mod tests {
 
     #[test]
     fn a_cut_body_says_so_in_its_error() {
-        let opts = CheckOptions {
+        let opts = CheckFields {
             body_contains: Some("end".into()),
-            ..CheckOptions::default()
+            ..CheckFields::default()
         };
         let o = verdict(&job(opts), &fetched(200, "start", Some(5)), 5, 0);
         assert_eq!(
             error(&o),
             r#"body: "end" not found in the response (only the first 5 bytes were read: worker.max_body_bytes)"#
         );
-        let opts = CheckOptions {
+        let opts = CheckFields {
             json: Some(vec![JsonAssertion {
                 pointer: "/a".into(),
                 equals: json!(1),
             }]),
-            ..CheckOptions::default()
+            ..CheckFields::default()
         };
         let e = verdict(&job(opts), &fetched(200, r#"{"a": 1, "b"#, Some(10)), 5, 0)
             .error
@@ -309,10 +309,10 @@ mod tests {
 
     #[test]
     fn soft_limits_make_a_passing_check_degraded_certificate_first() {
-        let opts = CheckOptions {
+        let opts = CheckFields {
             degraded_latency_ms: Some(500),
             cert_expiry_days: Some(14),
-            ..CheckOptions::default()
+            ..CheckFields::default()
         };
         let now = 1_800_000_000_000;
         let mut f = fetched(200, "", None);
@@ -336,9 +336,9 @@ mod tests {
     #[test]
     fn body_not_contains_and_long_texts() {
         let long = format!("{}\"", "z".repeat(300));
-        let opts = CheckOptions {
+        let opts = CheckFields {
             body_not_contains: Some(long.clone()),
-            ..CheckOptions::default()
+            ..CheckFields::default()
         };
         let o = verdict(
             &job(opts),
