@@ -16,6 +16,7 @@ pub mod plan;
 pub mod push;
 pub mod service;
 pub mod status;
+pub mod status_page;
 pub mod time;
 pub mod transition;
 pub mod uptime;

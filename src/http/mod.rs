@@ -16,6 +16,8 @@ pub mod path_id;
 pub mod problem;
 pub mod push;
 pub mod services;
+pub mod status_pages;
+pub mod status_public;
 pub mod uptime;
 pub mod windows;
 pub mod ws;
@@ -145,6 +147,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     alerts::routes(cfg);
     windows::routes(cfg);
     push::routes(cfg);
+    status_pages::routes(cfg);
+    status_public::routes(cfg);
 }
 
 /// Longest the kernel keeps a connection whose peer acknowledges nothing, or

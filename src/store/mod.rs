@@ -116,6 +116,7 @@ mod metrics;
 mod outbox;
 mod push;
 mod rollups;
+mod status_pages;
 mod windows;
 
 pub use alerts::TEST_SERVICE_NAME;
@@ -124,6 +125,7 @@ pub use list::ServiceFilter;
 pub use metrics::StatusCount;
 pub use outbox::{ChannelRecord, DownService, Earlier, NewOutboxRow, OutboxRow};
 pub use rollups::RollupReport;
+pub use status_pages::{DaysOf, ListedService, PageSaved};
 pub use windows::{MAX_WINDOWS, OpenWindows, WindowUpdate};
 
 /// Where a page of logs starts (exclusive).

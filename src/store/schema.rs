@@ -174,3 +174,27 @@ diesel::allow_tables_to_appear_in_same_query!(
     hourly_rollups,
     rollup_progress
 );
+
+diesel::table! {
+    /// Public status pages.
+    status_pages (id) {
+        id -> BigInt,
+        slug -> Text,
+        title -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// The services each status page lists, in order.
+    status_page_services (page_id, service_id) {
+        page_id -> BigInt,
+        service_id -> BigInt,
+        position -> Integer,
+    }
+}
+
+diesel::joinable!(status_page_services -> status_pages (page_id));
+diesel::joinable!(status_page_services -> services (service_id));
+diesel::allow_tables_to_appear_in_same_query!(status_pages, status_page_services, services);

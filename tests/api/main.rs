@@ -34,6 +34,7 @@ mod push;
 mod retention;
 mod schedule;
 mod services;
+mod status_pages;
 mod target_safety;
 mod thresholds;
 mod websocket;
