@@ -10,6 +10,7 @@
 use super::time::Seconds;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// What a check does, chosen by the URL's scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -157,14 +158,17 @@ impl CheckFields {
 /// What [`CheckOptions`] reads as while it holds nothing.
 static NO_FIELDS: CheckFields = CheckFields::NONE;
 
-/// A service's kind-specific settings: [`CheckFields`], boxed, and nothing
-/// at all while none is set. Most services set none, and the scheduler keeps
-/// a spec per service and every job carries one: inline, the fields took
-/// 224 bytes each (about 22 MB at 100,000 services, BENCHMARKS.md "Check
-/// kinds"); this takes 8. Reads go through `Deref` to the fields (all `None`
-/// when unset), writes through `DerefMut`, which makes the box.
+/// A service's kind-specific settings: [`CheckFields`] behind a shared
+/// pointer, and nothing at all while none is set. The scheduler keeps a spec
+/// per service and every job carries one: inline, the fields took 224 bytes
+/// each (about 22 MB at 100,000 services, BENCHMARKS.md "Check kinds"), and
+/// a job copied its strings and assertions each time. Now an unset one takes
+/// 8 bytes, a job shares its service's fields, and services with the same
+/// options can share one copy (the store interns them). Reads go through
+/// `Deref` to the fields (all `None` when unset); writes through `DerefMut`
+/// copy shared fields first, so a change never shows in another service.
 #[derive(Clone, Default)]
-pub struct CheckOptions(Option<Box<CheckFields>>);
+pub struct CheckOptions(Option<Arc<CheckFields>>);
 
 impl std::ops::Deref for CheckOptions {
     type Target = CheckFields;
@@ -176,7 +180,7 @@ impl std::ops::Deref for CheckOptions {
 
 impl std::ops::DerefMut for CheckOptions {
     fn deref_mut(&mut self) -> &mut CheckFields {
-        self.0.get_or_insert_with(Box::default)
+        Arc::make_mut(self.0.get_or_insert_with(Arc::default))
     }
 }
 
@@ -185,7 +189,7 @@ impl From<CheckFields> for CheckOptions {
         if fields == CheckFields::NONE {
             Self(None)
         } else {
-            Self(Some(Box::new(fields)))
+            Self(Some(Arc::new(fields)))
         }
     }
 }
@@ -218,6 +222,16 @@ impl<'de> Deserialize<'de> for CheckOptions {
 }
 
 impl CheckOptions {
+    /// Options sharing `fields` (for an interner).
+    pub fn from_shared(fields: Arc<CheckFields>) -> Self {
+        Self(Some(fields))
+    }
+
+    /// The shared fields, if any is set (for an interner).
+    pub fn shared(&self) -> Option<&Arc<CheckFields>> {
+        self.0.as_ref()
+    }
+
     /// Whether no field is set (the stored `{}`).
     pub fn is_empty(&self) -> bool {
         **self == CheckFields::NONE

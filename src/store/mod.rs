@@ -6,6 +6,7 @@
 //! use and expands the same diesel expression for it. Adding PostgreSQL is a
 //! new variant, a pool constructor and a migrations folder.
 
+mod interned;
 mod models;
 pub mod pg_connect;
 mod postgres;

@@ -12,9 +12,7 @@ use crate::domain::health_log::HealthLog;
 use crate::domain::plan::{self, Current, EnteredSince, OutboxRow, Plan, StatusUpdate, Transition};
 use crate::domain::time::{Millis, Seconds};
 use crate::domain::uptime::HourlyRollup;
-use crate::domain::{
-    ChannelId, CheckOptions, CheckResult, Service, ServiceId, ServiceSpec, Status,
-};
+use crate::domain::{ChannelId, CheckResult, Service, ServiceId, ServiceSpec, Status};
 use diesel::prelude::*;
 use std::collections::{HashMap, HashSet};
 
@@ -65,7 +63,7 @@ impl ServiceRow {
             retry_interval_set: self.retry_interval_s.map(Seconds),
             channels: decode_channels(self.channel_ids.as_deref()),
             tags: decode_tags(&self.tags),
-            check: CheckOptions::from_json(&self.check_options),
+            check: super::interned::options(&self.check_options),
             last_status: self.last_status.parse().unwrap_or(Status::Pending),
             last_check: self.last_check,
             last_latency_ms: self.last_latency_ms,
