@@ -78,8 +78,9 @@ pub async fn probe(url: &str, timeout: Duration) -> Result<(), String> {
     })
 }
 
-/// "connection refused" and the like from a request error's sources.
-fn network_cause(e: &reqwest::Error) -> String {
+/// "connection refused" and the like from a request error's sources (also
+/// what `healthmon apply` and `export` say when the monitor is not there).
+pub(crate) fn network_cause(e: &reqwest::Error) -> String {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     let mut last = e.to_string();
     while let Some(s) = source {

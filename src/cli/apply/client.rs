@@ -296,19 +296,7 @@ fn cause(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         return format!("no answer within {} s", REQUEST_TIMEOUT.as_secs());
     }
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    let mut last = e.to_string();
-    while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::ConnectionRefused {
-                return "connection refused (is the monitor running?)".to_owned();
-            }
-            return io.to_string();
-        }
-        last = s.to_string();
-        source = s.source();
-    }
-    last
+    crate::cli::healthcheck::network_cause(e)
 }
 
 #[cfg(test)]
