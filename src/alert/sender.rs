@@ -40,11 +40,14 @@
 
 mod gate;
 mod job;
+mod lanes;
 pub mod plan;
 mod reminders;
 pub mod storm;
 
 pub use plan::{RECOVERED_IN_MAINTENANCE, backoff, reminder_slot};
+
+use lanes::{ChannelState, Held, Lanes, STORM_LANE, lane, unreachable};
 
 use super::channel::ChannelConfig;
 use super::deliver::{Deliverer, Outcome};
@@ -58,7 +61,7 @@ use crate::domain::{Service, Status};
 use crate::store::{
     ChannelRecord, Leadership, NewOutboxRow, OpenWindows, OutboxRow, Store, StoreError,
 };
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -130,21 +133,6 @@ pub enum SenderError {
     Store(#[from] StoreError),
 }
 
-/// What is under way, per channel.
-#[derive(Default)]
-struct Lanes {
-    /// Lanes with a delivery under way: (channel, service), a test alert's
-    /// lane being minus its id, and a storm holding its whole channel
-    /// ([`STORM_LANE`]). A pass leaves busy lanes alone, so alerts of one
-    /// service to one channel stay in order.
-    busy: HashSet<(i64, i64)>,
-    /// Deliveries in flight per channel.
-    in_flight: HashMap<i64, usize>,
-    /// Channels whose last attempt timed out or could not connect: one
-    /// delivery at a time until one gets an answer.
-    struggling: HashSet<i64>,
-}
-
 /// The sender: the outbox, a way to deliver, and its limits.
 #[derive(Clone)]
 pub struct Sender {
@@ -165,21 +153,6 @@ pub struct Sender {
     reminded_to: Arc<Mutex<Option<Millis>>>,
     /// Where delivery attempts are counted (`healthmon_alerts_total`).
     metrics: Arc<crate::metrics::Metrics>,
-}
-
-/// The lane a storm holds: its whole channel.
-const STORM_LANE: i64 = i64::MIN;
-
-/// The lane of an alert within its channel.
-fn lane(row: &OutboxRow) -> i64 {
-    row.service_id.unwrap_or(-row.id)
-}
-
-/// Whether an attempt's failure says the receiver is not answering at all
-/// (as opposed to answering with an error).
-fn unreachable(outcome: &Outcome) -> bool {
-    matches!(outcome, Outcome::Retry { error, .. }
-        if error.starts_with("timeout:") || error.starts_with("connect:"))
 }
 
 /// What a job already knows when it looks at an alert.
@@ -217,42 +190,8 @@ struct Job {
     windows: Arc<OpenWindows>,
 }
 
-/// A lane held busy while its job runs (or until the job is dropped,
-/// aborted at shutdown included).
-struct Held {
-    lanes: Arc<Mutex<Lanes>>,
-    key: (i64, i64),
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        if let Ok(mut lanes) = self.lanes.lock() {
-            lanes.busy.remove(&self.key);
-            if let Some(n) = lanes.in_flight.get_mut(&self.key.0) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    lanes.in_flight.remove(&self.key.0);
-                }
-            }
-        }
-    }
-}
-
 /// The deliveries running, each reporting whether its outcome was written.
 type Running = JoinSet<Result<(), StoreError>>;
-
-/// A channel's lanes as a pass sees them.
-struct ChannelState {
-    /// A storm message is under way: nothing else of the channel's changes
-    /// may start.
-    storm_busy: bool,
-    /// Services with a delivery under way.
-    busy_services: Vec<i64>,
-    /// Test alerts under way.
-    busy_ids: Vec<i64>,
-    /// How many more deliveries may start on it.
-    free: usize,
-}
 
 impl Sender {
     /// A sender over `store`, delivering over HTTP with `deliverer` and
