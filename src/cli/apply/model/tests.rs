@@ -1,0 +1,100 @@
+use super::*;
+
+#[test]
+fn objects_read_with_lines_and_defaults() {
+    let text = "\
+channels:
+  - name: oncall
+kind: webhook
+config:
+  url: https://hooks.example.org/x/y
+  secret: s3cret
+services:
+  - name: api
+url: https://api.example.org
+interval: 30
+channels: [oncall]
+  - name: db
+url: tcp://db.example.org:5432
+interval: 5
+timeout: 2
+maintenance:
+  - name: weekly
+services: [db, api]
+cron: 0 2 * * SUN
+duration_s: 3600
+";
+    let items = parse(text).unwrap();
+    assert_eq!(items.len(), 4);
+    let api = &items[1];
+    assert_eq!(api.label(), "services[0] \"api\"");
+    assert_eq!(api.line, 8);
+    assert_eq!(api.line_of("interval"), 10);
+    assert_eq!(api.canon["url"], "https://api.example.org/");
+    assert_eq!(api.canon["timeout"], 10);
+    assert_eq!(api.canon["retry_interval"], 30);
+    assert_eq!(api.canon["channels"], serde_json::json!(["oncall"]));
+    assert_eq!(api.canon["method"], Value::Null);
+    assert_eq!(items[0].canon["config"]["secret"], "***");
+    assert!(items[0].has_secrets && items[0].hidden.is_empty());
+    assert_eq!(items[3].canon["services"], serde_json::json!(["api", "db"]));
+    assert_eq!(items[3].canon["timezone"], "UTC");
+    assert_eq!(items[3].canon["start"], Value::Null);
+}
+
+#[test]
+fn problems_name_line_object_and_field() {
+    let bad = "services:\n  - name: api\n    url: http://a\n    interval: 0\n    colour: red\n";
+    let problems = parse(bad).unwrap_err();
+    let shown: Vec<String> = problems.iter().map(|p| p.render("m.yaml")).collect();
+    assert!(
+        shown.contains(
+            &"m.yaml:4: services[0] \"api\": interval: must be between 1 and 86400 seconds (got 0)"
+                .to_owned()
+        ),
+        "{shown:?}"
+    );
+    assert!(
+        shown
+            .iter()
+            .any(|s| s.starts_with("m.yaml:5: services[0] \"api\": colour: unknown field")),
+        "{shown:?}"
+    );
+    let syntax = parse("services:\n  - name: [a\n").unwrap_err();
+    assert_eq!(syntax.len(), 1);
+    assert!(syntax[0].line >= 2, "{syntax:?}");
+    let section = parse("servics: []\n").unwrap_err();
+    assert!(section[0].text.contains("servics"), "{section:?}");
+    let twice = parse("services:\n  - {name: a, url: 'http://a', interval: 5}\n  - {name: a, url: 'http://b', interval: 5}\n").unwrap_err();
+    assert!(
+        twice[0]
+            .render("f")
+            .starts_with("f:3: services[1] \"a\": name: is also the name of services[0] (line 2)"),
+        "{twice:?}"
+    );
+}
+
+#[test]
+fn hidden_secrets_compare_as_shown() {
+    let text = "\
+channels:
+  - name: c
+kind: webhook
+config: {url: 'https://hooks.example.org/***', secret: '***'}
+services:
+  - name: s
+url: 'http://bob:***@h.example/'
+interval: 5
+headers: {Authorization: '***'}
+";
+    let items = parse(text).unwrap();
+    assert_eq!(items[0].hidden, ["config.secret", "config.url"]);
+    assert_eq!(
+        items[0].canon["config"]["url"],
+        "https://hooks.example.org/***"
+    );
+    assert_eq!(items[1].hidden, ["url", "headers.Authorization"]);
+    assert_eq!(items[1].canon["url"], "http://bob:***@h.example/");
+    assert_eq!(items[1].canon["headers"]["Authorization"], "***");
+    assert!(!items[1].has_secrets);
+}
