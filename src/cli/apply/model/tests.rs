@@ -5,24 +5,24 @@ fn objects_read_with_lines_and_defaults() {
     let text = "\
 channels:
   - name: oncall
-kind: webhook
-config:
-  url: https://hooks.example.org/x/y
-  secret: s3cret
+    kind: webhook
+    config:
+      url: https://hooks.example.org/x/y
+      secret: s3cret
 services:
   - name: api
-url: https://api.example.org
-interval: 30
-channels: [oncall]
+    url: https://api.example.org
+    interval: 30
+    channels: [oncall]
   - name: db
-url: tcp://db.example.org:5432
-interval: 5
-timeout: 2
+    url: tcp://db.example.org:5432
+    interval: 5
+    timeout: 2
 maintenance:
   - name: weekly
-services: [db, api]
-cron: 0 2 * * SUN
-duration_s: 3600
+    services: [db, api]
+    cron: 0 2 * * SUN
+    duration_s: 3600
 ";
     let items = parse(text).unwrap();
     assert_eq!(items.len(), 4);
@@ -79,13 +79,13 @@ fn hidden_secrets_compare_as_shown() {
     let text = "\
 channels:
   - name: c
-kind: webhook
-config: {url: 'https://hooks.example.org/***', secret: '***'}
+    kind: webhook
+    config: {url: 'https://hooks.example.org/***', secret: '***'}
 services:
   - name: s
-url: 'http://bob:***@h.example/'
-interval: 5
-headers: {Authorization: '***'}
+    url: 'http://bob:***@h.example/'
+    interval: 5
+    headers: {Authorization: '***'}
 ";
     let items = parse(text).unwrap();
     assert_eq!(items[0].hidden, ["config.secret", "config.url"]);
