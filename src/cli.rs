@@ -36,6 +36,11 @@ pub struct Cli {
         default_value = "all"
     )]
     pub role: Vec<Role>,
+    /// The region this process's workers check from (worker.region, 1-32
+    /// characters of a-z, 0-9 and -); wins over the files and the
+    /// environment.
+    #[arg(long, value_name = "NAME", global = true)]
+    pub region: Option<String>,
     /// Serve /healthz and /readyz on this address in a process without the
     /// api role (a worker-only process has no other HTTP port).
     #[arg(long, value_name = "ADDR")]
@@ -196,6 +201,7 @@ impl Cli {
         crate::config::Flags {
             bind: self.bind.map(|a| a.to_string()),
             database_url: self.database_url.clone(),
+            region: self.region.clone(),
         }
     }
 }

@@ -150,6 +150,9 @@ pub struct WorkerSettings {
     pub max_body_bytes: usize,
     /// Seconds in-flight checks get at shutdown.
     pub shutdown_grace_s: u64,
+    /// The region the workers check from (`--region`, DESIGN.md "Regions
+    /// and quorum"); a name as `validate::check_region` allows.
+    pub region: String,
 }
 
 /// `[checks]`: target safety (see `worker::guard`).
@@ -246,6 +249,7 @@ struct RawWorker {
     concurrency: i64,
     max_body_bytes: i64,
     shutdown_grace_s: i64,
+    region: String,
 }
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -500,6 +504,12 @@ fn validate(raw: Raw) -> Result<Settings, ConfigError> {
                 0,
                 60,
             )? as u64,
+            region: {
+                let region = raw.worker.region.trim().to_owned();
+                crate::domain::validate::check_region(&region)
+                    .map_err(|m| invalid("worker.region", format!("{region:?}: {m}")))?;
+                region
+            },
         },
         checks: ChecksSettings {
             block_private: raw.checks.block_private,

@@ -317,6 +317,7 @@ impl Schedule {
                 expected_statuses: entry.spec.expected_statuses.clone(),
                 scheduled_at: at,
                 check: entry.spec.check.clone(),
+                region: None,
             });
         }
         while let Some(Reverse((due, id, generation))) = self.heap.peek().copied() {
@@ -340,6 +341,7 @@ impl Schedule {
                 expected_statuses: entry.spec.expected_statuses.clone(),
                 scheduled_at,
                 check: entry.spec.check.clone(),
+                region: None,
             });
             self.heap
                 .push(Reverse((scheduled_at + interval, id, generation)));

@@ -117,6 +117,7 @@ impl Setup {
                 error,
                 checked_at: at + 5,
                 cert_expires_at: None,
+                region: None,
             }])
             .await
             .unwrap();

@@ -97,6 +97,7 @@ fn job(id: i64, interval_ms: i64) -> CheckJob {
         expected_statuses: None,
         scheduled_at: now_ms(),
         check: Default::default(),
+        region: None,
     }
 }
 
@@ -110,6 +111,7 @@ fn result(id: i64) -> CheckResult {
         error: None,
         checked_at: now_ms(),
         cert_expires_at: None,
+        region: None,
     }
 }
 
@@ -704,6 +706,8 @@ async fn the_scheduler_keeps_publishing_due_checks_while_the_broker_is_unreachab
         channels: Vec::new(),
         check: Default::default(),
         tags: Vec::new(),
+        regions: Vec::new(),
+        quorum: None,
     };
     store.create_service(&spec, now_ms()).await.unwrap();
     // The scheduler runs on this thread (polled below, not spawned), so a

@@ -49,6 +49,8 @@ fn spec(name: &str) -> ServiceSpec {
         channels: Vec::new(),
         check: Default::default(),
         tags: Vec::new(),
+        regions: Vec::new(),
+        quorum: None,
     }
 }
 
@@ -62,6 +64,7 @@ fn result(id: ServiceId, scheduled_at: i64, status: Status) -> CheckResult {
         error: (status == Status::Down).then(|| "connection refused".into()),
         checked_at: scheduled_at + 7,
         cert_expires_at: None,
+        region: None,
     }
 }
 

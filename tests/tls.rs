@@ -172,6 +172,7 @@ async fn amqps_with_the_brokers_ca_carries_jobs_and_without_it_never_connects() 
         expected_statuses: None,
         scheduled_at: now_ms(),
         check: Default::default(),
+        region: None,
     };
     bus.publish_job(job).await.expect("published over TLS");
     let got = tokio::time::timeout(Duration::from_secs(10), jobs.next())

@@ -139,6 +139,7 @@ mod tests {
             expected_statuses: None,
             scheduled_at: 0,
             check: Default::default(),
+            region: None,
         }
     }
 

@@ -22,6 +22,8 @@ pub struct Flags {
     pub bind: Option<String>,
     /// `--database-url`: `database.url`.
     pub database_url: Option<String>,
+    /// `--region`: `worker.region`.
+    pub region: Option<String>,
 }
 
 /// Everything the settings are read from.
@@ -324,6 +326,10 @@ pub fn resolve(inputs: &Inputs) -> Result<Resolved, ConfigError> {
     if let Some(url) = &inputs.flags.database_url {
         builder = builder.set_override("database.url", url.as_str())?;
         set("database.url", Source::Flag("--database-url"));
+    }
+    if let Some(region) = &inputs.flags.region {
+        builder = builder.set_override("worker.region", region.as_str())?;
+        set("worker.region", Source::Flag("--region"));
     }
 
     let merged = builder.build()?;

@@ -17,6 +17,19 @@ fn defaults_are_the_embedded_monitor() {
     assert_eq!(s.database.url, DatabaseUrl::Sqlite("healthmon.db".into()));
     assert_eq!(s.queue.url, None);
     assert_eq!(s.worker.concurrency, 256);
+    assert_eq!(s.worker.region, "default");
+}
+
+#[test]
+fn the_worker_region_comes_from_the_environment_and_is_checked() {
+    let s = load_env(&[("HEALTHMON__WORKER__REGION", "us-east-1")]).unwrap();
+    assert_eq!(s.worker.region, "us-east-1");
+    for bad in ["", "EU", "eu west", "a_b", &"x".repeat(33)] {
+        let err = load_env(&[("HEALTHMON__WORKER__REGION", bad)])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("worker.region"), "{bad:?} gave {err:?}");
+    }
 }
 
 #[test]
@@ -326,6 +339,7 @@ fn every_key_has_a_source_and_flags_win() {
     inputs.flags = Flags {
         bind: Some("127.0.0.1:3".into()),
         database_url: Some("sqlite://flag.db".into()),
+        region: Some("eu-west".into()),
     };
     let r = resolve(&inputs).unwrap();
     let s = r.settings().unwrap();
@@ -337,6 +351,8 @@ fn every_key_has_a_source_and_flags_win() {
     let source = |k: &str| r.source(k).unwrap().to_string();
     assert_eq!(source("server.bind"), "--bind");
     assert_eq!(source("database.url"), "--database-url");
+    assert_eq!(s.worker.region, "eu-west");
+    assert_eq!(source("worker.region"), "--region");
     assert_eq!(
         source("worker.concurrency"),
         "environment variable HEALTHMON__WORKER__CONCURRENCY"

@@ -29,6 +29,12 @@ pub struct CheckJob {
     /// logged). Defaulted so a job from an older scheduler still reads.
     #[serde(default)]
     pub check: CheckOptions,
+    /// The region whose workers must run it (one job per listed region and
+    /// round, DESIGN.md "Regions and quorum"); `None`: any worker, as for a
+    /// service without `regions`. Defaulted so a job from an older
+    /// scheduler still reads.
+    #[serde(default)]
+    pub region: Option<String>,
 }
 
 impl CheckJob {
@@ -60,6 +66,13 @@ pub struct CheckResult {
     /// one). Defaulted so a result from an older worker still reads.
     #[serde(default)]
     pub cert_expires_at: Option<Millis>,
+    /// The region of the worker that ran it (`worker.region`). For a
+    /// service with `regions` it is the round's vote it casts, and with
+    /// `service_id` and `scheduled_at` it identifies the log; a service
+    /// without `regions` has one log per round whatever region ran it.
+    /// Defaulted so a result from an older worker still reads.
+    #[serde(default)]
+    pub region: Option<String>,
 }
 
 /// Whether an HTTP status means UP for a service.
@@ -92,6 +105,22 @@ mod tests {
     }
 
     #[test]
+    fn a_job_and_result_from_an_older_process_have_no_region() {
+        let job: CheckJob = serde_json::from_value(serde_json::json!({
+            "service_id": 1, "url": "http://x/", "timeout_ms": 1000, "interval_ms": 5000,
+            "expected_statuses": null, "scheduled_at": 10,
+        }))
+        .unwrap();
+        assert_eq!(job.region, None);
+        let result: CheckResult = serde_json::from_value(serde_json::json!({
+            "service_id": 1, "scheduled_at": 10, "status": "UP", "latency_ms": 3,
+            "status_code": 200, "error": null, "checked_at": 12,
+        }))
+        .unwrap();
+        assert_eq!(result.region, None);
+    }
+
+    #[test]
     fn job_is_stale_after_one_interval() {
         let job = CheckJob {
             service_id: ServiceId(1),
@@ -101,6 +130,7 @@ mod tests {
             expected_statuses: None,
             scheduled_at: 10_000,
             check: CheckOptions::default(),
+            region: None,
         };
         assert!(!job.is_stale(14_999));
         assert!(job.is_stale(15_000));

@@ -25,4 +25,7 @@ pub struct HealthLog {
     /// When the server's certificate expires, for https and tls checks.
     #[serde(serialize_with = "serde_rfc3339::option::serialize")]
     pub cert_expires_at: Option<Millis>,
+    /// The region whose vote it is, for a service with `regions`; `null`
+    /// for one without (one log a round, whichever worker ran it).
+    pub region: Option<String>,
 }

@@ -14,6 +14,7 @@ pub mod health_log;
 pub mod outbox;
 pub mod plan;
 pub mod push;
+pub mod quorum;
 pub mod service;
 pub mod status;
 pub mod status_page;

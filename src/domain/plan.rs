@@ -34,6 +34,11 @@ pub struct Current {
     pub retry_ms: Option<i64>,
     /// Its own alert channels (some may no longer exist).
     pub channels: Vec<ChannelId>,
+    /// The regions that check it each round (empty: not regional).
+    pub regions: Vec<String>,
+    /// Regions whose failure makes a round DOWN, as set (`None`: a
+    /// majority; see [`crate::domain::quorum::effective`]).
+    pub quorum: Option<u32>,
 }
 
 impl Current {
@@ -47,6 +52,20 @@ impl Current {
             thresholds: Thresholds::default(),
             retry_ms: None,
             channels: Vec::new(),
+            regions: Vec::new(),
+            quorum: None,
+        }
+    }
+
+    /// The region a result of this service is logged under: its worker's
+    /// for a regional service (one log per region and round), none for one
+    /// without regions (one log per round, whichever region's worker ran
+    /// it, so a redelivery to another region is still a repeat).
+    pub fn log_region<'r>(&self, result: &'r CheckResult) -> Option<&'r str> {
+        if self.regions.is_empty() {
+            None
+        } else {
+            result.region.as_deref()
         }
     }
 
@@ -423,6 +442,24 @@ pub fn distinct(results: &[CheckResult]) -> Vec<&CheckResult> {
     results
         .iter()
         .filter(|r| seen.insert((r.service_id, r.scheduled_at)))
+        .collect()
+}
+
+/// The batch's results for services that exist, without repeats of a log
+/// (service, scheduled_at and [`Current::log_region`]), first one kept:
+/// what the store inserts.
+pub fn fresh<'a>(
+    results: &'a [CheckResult],
+    current: &HashMap<ServiceId, Current>,
+) -> Vec<&'a CheckResult> {
+    let mut seen = std::collections::HashSet::with_capacity(results.len());
+    results
+        .iter()
+        .filter(|r| {
+            current
+                .get(&r.service_id)
+                .is_some_and(|c| seen.insert((r.service_id, r.scheduled_at, c.log_region(r))))
+        })
         .collect()
 }
 

@@ -84,6 +84,7 @@ impl Report {
             error,
             checked_at: at,
             cert_expires_at: None,
+            region: None,
         }
     }
 }
@@ -159,6 +160,7 @@ pub fn missed(
         )),
         checked_at: now.max(at),
         cert_expires_at: None,
+        region: None,
     }
 }
 

@@ -71,6 +71,15 @@ pub struct ServiceSpec {
     /// given, without repeats; see `validate::tags` for what a tag may be.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// The regions that each check every round (`["eu", "us"]`), each once,
+    /// in the order given; empty: not regional, one check a round by any
+    /// worker (DESIGN.md "Regions and quorum").
+    #[serde(default)]
+    pub regions: Vec<String>,
+    /// How many regions must see a round fail for it to count as DOWN
+    /// (1..=`regions.len()`); `None`: a majority. Only with `regions`.
+    #[serde(default)]
+    pub quorum: Option<u32>,
 }
 
 fn one() -> u32 {
@@ -89,6 +98,12 @@ impl ServiceSpec {
     /// The retry interval in effect.
     pub fn effective_retry_interval(&self) -> Seconds {
         self.retry_interval.unwrap_or(self.interval)
+    }
+
+    /// The quorum in effect: the one set, else a majority of the regions
+    /// (0 for a service without regions).
+    pub fn effective_quorum(&self) -> u32 {
+        crate::domain::quorum::effective(self.regions.len(), self.quorum)
     }
 }
 
@@ -127,6 +142,11 @@ pub struct Service {
     pub channels: Vec<ChannelId>,
     /// Its tags, in the order given (`[]` when none).
     pub tags: Vec<String>,
+    /// The regions that check it each round (`[]`: not regional).
+    pub regions: Vec<String>,
+    /// Regions that must see a round fail for DOWN, as set (`null`: a
+    /// majority of `regions`).
+    pub quorum: Option<u32>,
     /// The settings of its check kind, flattened into the service's fields
     /// as the user gave them; header values show as `***`.
     #[serde(flatten, serialize_with = "serialize_shown_options")]
@@ -171,6 +191,8 @@ impl Service {
             channels: self.channels.clone(),
             check: self.check.clone(),
             tags: self.tags.clone(),
+            regions: self.regions.clone(),
+            quorum: self.quorum,
         }
     }
 }
@@ -232,6 +254,8 @@ mod tests {
         let spec: ServiceSpec = serde_json::from_value(old).unwrap();
         assert_eq!(spec.timeout, Seconds(10));
         assert!(!spec.timeout_follows_interval);
+        assert!(spec.regions.is_empty(), "not regional");
+        assert_eq!(spec.quorum, None);
     }
 
     #[test]
@@ -250,6 +274,8 @@ mod tests {
             retry_interval_set: None,
             channels: Vec::new(),
             tags: vec!["prod".into(), "api".into()],
+            regions: vec!["eu".into(), "us".into()],
+            quorum: None,
             check: CheckOptions::from(CheckFields {
                 headers: Some([("X-Token".to_owned(), "s3cret".to_owned())].into()),
                 ..CheckFields::default()
@@ -274,6 +300,8 @@ mod tests {
         assert_eq!(v["retry_interval"], 30, "the interval when none is set");
         assert_eq!(v["channels"], serde_json::json!([]));
         assert_eq!(v["tags"], serde_json::json!(["prod", "api"]));
+        assert_eq!(v["regions"], serde_json::json!(["eu", "us"]));
+        assert!(v["quorum"].is_null(), "null: a majority");
         assert_eq!(
             v["headers"]["X-Token"], "***",
             "header values are write-only"
@@ -296,6 +324,8 @@ mod tests {
             "retry_interval",
             "channels",
             "tags",
+            "regions",
+            "quorum",
         ] {
             assert!(v.get(key).is_some(), "missing {key}");
         }

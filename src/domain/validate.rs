@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 
 mod check_fields;
 mod name;
+mod regions;
 mod scalars;
 mod tags;
 mod target;
@@ -24,6 +25,7 @@ pub use check_fields::{
     MAX_HEADER_VALUE_LEN, MAX_HEADERS, MAX_JSON_ASSERTIONS, MAX_MATCH_LEN, MAX_POINTER_LEN,
     MAX_REQUEST_BODY, METHODS,
 };
+pub use regions::{MAX_REGION_LEN, MAX_REGIONS, check_region, embedded_regions_error};
 use scalars::{
     check_channels, check_expected, check_paused, check_retry, check_seconds, check_threshold,
     check_timeout, check_whole, default_timeout,
@@ -69,7 +71,7 @@ impl FieldError {
 }
 
 /// The fields every kind takes; then come [`check_fields::NAMES`].
-const COMMON: [&str; 11] = [
+const COMMON: [&str; 13] = [
     "name",
     "url",
     "interval",
@@ -81,6 +83,8 @@ const COMMON: [&str; 11] = [
     "retry_interval",
     "channels",
     "tags",
+    "regions",
+    "quorum",
 ];
 const READ_ONLY: [&str; 8] = [
     "id",
@@ -249,6 +253,14 @@ fn full(body: &Value, current: Option<&ServiceSpec>) -> Result<ServiceSpec, Vec<
         Some((f, v)) => tags::check_tags(f, v, &mut errors),
         None => Some(Vec::new()),
     };
+    let regions = match fields.get("regions") {
+        Some((f, v)) => regions::check_regions(f, v, &mut errors),
+        None => Some(Vec::new()),
+    };
+    let quorum = match fields.get("quorum") {
+        Some((f, v)) => regions::check_quorum(f, v, &mut errors),
+        None => Some(None),
+    };
     let check = check_fields::read(
         &fields,
         CheckOptions::default(),
@@ -268,6 +280,8 @@ fn full(body: &Value, current: Option<&ServiceSpec>) -> Result<ServiceSpec, Vec<
             retry_interval,
             channels,
             tags,
+            regions,
+            quorum,
             check,
         },
         &fields,
@@ -332,6 +346,14 @@ pub fn patch_spec(current: &ServiceSpec, body: &Value) -> Result<ServiceSpec, Ve
         Some((f, v)) => tags::check_tags(f, v, &mut errors),
         None => Some(current.tags.clone()),
     };
+    let regions = match fields.get("regions") {
+        Some((f, v)) => regions::check_regions(f, v, &mut errors),
+        None => Some(current.regions.clone()),
+    };
+    let quorum = match fields.get("quorum") {
+        Some((f, v)) => regions::check_quorum(f, v, &mut errors),
+        None => Some(current.quorum),
+    };
     let check = check_fields::read(
         &fields,
         current.check.clone(),
@@ -351,6 +373,8 @@ pub fn patch_spec(current: &ServiceSpec, body: &Value) -> Result<ServiceSpec, Ve
             retry_interval,
             channels,
             tags,
+            regions,
+            quorum,
             check,
         },
         &fields,
@@ -410,6 +434,9 @@ struct Parts {
     retry_interval: Option<Option<i64>>,
     channels: Option<Vec<ChannelId>>,
     tags: Option<Vec<String>>,
+    regions: Option<Vec<String>>,
+    /// `Some(None)`: a majority.
+    quorum: Option<Option<u32>>,
     check: check_fields::Read,
 }
 
@@ -452,6 +479,10 @@ fn finish(
             format!("must not exceed the interval ({r} s > {i} s)"),
         ));
     }
+    if let (Some(regions), Some(quorum)) = (&p.regions, p.quorum) {
+        let field = fields.get("quorum").map_or("quorum", |(f, _)| f);
+        regions::check_quorum_fits(field, regions, quorum, &mut errors);
+    }
     // The timeout in effect; unknown while the interval it follows is bad.
     let timeout = match p.timeout {
         Some(Some(t)) => Some(t),
@@ -484,6 +515,8 @@ fn finish(
             retry_interval: Some(retry_interval),
             channels: Some(channels),
             tags: Some(tags),
+            regions: Some(regions),
+            quorum: Some(quorum),
             check,
         } if errors.is_empty() && check.bad.is_empty() => Ok(ServiceSpec {
             name,
@@ -499,6 +532,8 @@ fn finish(
             channels,
             check: check.options,
             tags,
+            regions,
+            quorum,
         }),
         _ => Err(errors),
     }

@@ -18,6 +18,8 @@ fn spec(interval: i64) -> ServiceSpec {
         channels: Vec::new(),
         check: Default::default(),
         tags: Vec::new(),
+        regions: Vec::new(),
+        quorum: None,
     }
 }
 
@@ -46,6 +48,8 @@ fn stored(id: i64, url: &str, last_scheduled_at: Option<i64>) -> Service {
         updated_at: 0,
         last_scheduled_at,
         version: 0,
+        regions: Vec::new(),
+        quorum: None,
     }
 }
 

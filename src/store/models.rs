@@ -43,6 +43,8 @@ pub struct ServiceRow {
     pub push_token_hash: Option<String>,
     pub timeout_follows_interval: bool,
     pub tags: String,
+    pub regions: String,
+    pub quorum: Option<i32>,
 }
 
 impl ServiceRow {
@@ -63,6 +65,8 @@ impl ServiceRow {
             retry_interval_set: self.retry_interval_s.map(Seconds),
             channels: decode_channels(self.channel_ids.as_deref()),
             tags: decode_tags(&self.tags),
+            regions: decode_tags(&self.regions),
+            quorum: decode_quorum(self.quorum),
             check: super::interned::options(&self.check_options),
             last_status: self.last_status.parse().unwrap_or(Status::Pending),
             last_check: self.last_check,
@@ -90,6 +94,8 @@ pub struct CurrentRow {
     pub success_threshold: i32,
     pub retry_interval_s: Option<i64>,
     pub channel_ids: Option<String>,
+    pub regions: String,
+    pub quorum: Option<i32>,
 }
 
 /// The rows a batch read, by id, as [`crate::domain::plan::plan`] takes
@@ -113,6 +119,8 @@ pub fn current(rows: Vec<CurrentRow>) -> HashMap<ServiceId, Current> {
                 },
                 retry_ms,
                 channels: decode_channels(r.channel_ids.as_deref()),
+                regions: decode_tags(&r.regions),
+                quorum: decode_quorum(r.quorum),
             };
             (ServiceId(r.id), row)
         })
@@ -175,6 +183,8 @@ pub struct NewServiceRow<'a> {
     pub check_options: String,
     pub timeout_follows_interval: bool,
     pub tags: String,
+    pub regions: String,
+    pub quorum: Option<i32>,
 }
 
 impl<'a> NewServiceRow<'a> {
@@ -197,6 +207,8 @@ impl<'a> NewServiceRow<'a> {
             check_options: spec.check.to_json(),
             timeout_follows_interval: spec.timeout_follows_interval,
             tags: encode_tags(&spec.tags),
+            regions: encode_tags(&spec.regions),
+            quorum: encode_quorum(spec.quorum),
         }
     }
 }
@@ -219,6 +231,8 @@ pub struct ServiceChanges<'a> {
     pub check_options: String,
     pub timeout_follows_interval: bool,
     pub tags: String,
+    pub regions: String,
+    pub quorum: Option<i32>,
 }
 
 impl<'a> ServiceChanges<'a> {
@@ -239,6 +253,8 @@ impl<'a> ServiceChanges<'a> {
             check_options: spec.check.to_json(),
             timeout_follows_interval: spec.timeout_follows_interval,
             tags: encode_tags(&spec.tags),
+            regions: encode_tags(&spec.regions),
+            quorum: encode_quorum(spec.quorum),
         }
     }
 }
@@ -255,6 +271,7 @@ pub struct HealthLogRow {
     pub error: Option<String>,
     pub checked_at: i64,
     pub cert_expires_at: Option<i64>,
+    pub region: String,
 }
 
 impl From<HealthLogRow> for HealthLog {
@@ -268,6 +285,7 @@ impl From<HealthLogRow> for HealthLog {
             error: r.error,
             checked_at: r.checked_at,
             cert_expires_at: r.cert_expires_at,
+            region: decode_region(r.region),
         }
     }
 }
@@ -284,11 +302,13 @@ pub struct NewHealthLog<'a> {
     pub scheduled_at: i64,
     pub checked_at: i64,
     pub cert_expires_at: Option<i64>,
+    pub region: &'a str,
 }
 
 impl<'a> NewHealthLog<'a> {
-    /// The log of a check result.
-    pub fn from_result(r: &'a CheckResult) -> Self {
+    /// The log of a check result, under `region` (see
+    /// [`crate::domain::plan::Current::log_region`]).
+    pub fn from_result(r: &'a CheckResult, region: Option<&'a str>) -> Self {
         Self {
             service_id: r.service_id.get(),
             status: r.status.as_str(),
@@ -298,6 +318,7 @@ impl<'a> NewHealthLog<'a> {
             scheduled_at: r.scheduled_at,
             checked_at: r.checked_at,
             cert_expires_at: r.cert_expires_at,
+            region: encode_region(region),
         }
     }
 }
@@ -503,9 +524,49 @@ pub fn decode_tags(text: &str) -> Vec<String> {
     serde_json::from_str(text).unwrap_or_default()
 }
 
+/// A quorum as stored (validation keeps it within 1..=16).
+pub fn encode_quorum(quorum: Option<u32>) -> Option<i32> {
+    quorum.map(|q| i32::try_from(q).unwrap_or(i32::MAX))
+}
+
+/// Reads a stored quorum; a value below 1 (a row edited by hand) is none:
+/// the majority.
+pub fn decode_quorum(quorum: Option<i32>) -> Option<u32> {
+    quorum
+        .and_then(|q| u32::try_from(q).ok())
+        .filter(|q| *q >= 1)
+}
+
+/// A log's region as stored: `''` for none, so the (service, scheduled_at,
+/// region) key also repeats for logs without one (SQL's NULLs never do).
+pub fn encode_region(region: Option<&str>) -> &str {
+    region.unwrap_or("")
+}
+
+/// Reads a stored region: `''` is none.
+pub fn decode_region(region: String) -> Option<String> {
+    (!region.is_empty()).then_some(region)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn regions_and_quorum_round_trip() {
+        assert_eq!(decode_region(encode_region(None).to_owned()), None);
+        assert_eq!(
+            decode_region(encode_region(Some("eu")).to_owned()),
+            Some("eu".to_owned())
+        );
+        assert_eq!(decode_quorum(encode_quorum(Some(2))), Some(2));
+        assert_eq!(decode_quorum(encode_quorum(None)), None);
+        assert_eq!(
+            decode_quorum(Some(0)),
+            None,
+            "a hand-edited 0 is a majority"
+        );
+    }
 
     #[test]
     fn tag_lists_round_trip() {

@@ -94,6 +94,8 @@ struct LoggedRow {
     service_id: i64,
     #[diesel(sql_type = BigInt)]
     scheduled_at: i64,
+    #[diesel(sql_type = Text)]
+    region: String,
 }
 
 #[derive(diesel::QueryableByName)]
@@ -133,21 +135,22 @@ pub async fn record(
             .load(conn)
             .await?;
         let current = models::current(rows);
-        let fresh: Vec<&CheckResult> = plan::distinct(results)
-            .into_iter()
-            .filter(|r| current.contains_key(&r.service_id))
-            .collect();
-        let logged: HashMap<(i64, i64), i64> = if fresh.is_empty() {
+        let fresh: Vec<&CheckResult> = plan::fresh(results, &current);
+        let region = |r: &CheckResult| {
+            models::encode_region(current.get(&r.service_id).and_then(|c| c.log_region(r)))
+                .to_owned()
+        };
+        let logged: HashMap<(i64, i64, String), i64> = if fresh.is_empty() {
             HashMap::new()
         } else {
             diesel::sql_query(
                 "INSERT INTO health_logs \
                  (service_id, status, latency_ms, status_code, error, scheduled_at, checked_at, \
-                 cert_expires_at) \
+                 cert_expires_at, region) \
                  SELECT * FROM unnest($1::int8[], $2::text[], $3::int8[], $4::int4[], \
-                 $5::text[], $6::int8[], $7::int8[], $8::int8[]) \
-                 ON CONFLICT (service_id, scheduled_at) DO NOTHING \
-                 RETURNING id, service_id, scheduled_at",
+                 $5::text[], $6::int8[], $7::int8[], $8::int8[], $9::text[]) \
+                 ON CONFLICT (service_id, scheduled_at, region) DO NOTHING \
+                 RETURNING id, service_id, scheduled_at, region",
             )
             .bind::<Array<BigInt>, _>(fresh.iter().map(|r| r.service_id.get()).collect::<Vec<_>>())
             .bind::<Array<Text>, _>(fresh.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
@@ -166,16 +169,17 @@ pub async fn record(
             .bind::<Array<Nullable<BigInt>>, _>(
                 fresh.iter().map(|r| r.cert_expires_at).collect::<Vec<_>>(),
             )
+            .bind::<Array<Text>, _>(fresh.iter().map(|r| region(r)).collect::<Vec<_>>())
             .load::<LoggedRow>(conn)
             .await?
             .into_iter()
-            .map(|l| ((l.service_id, l.scheduled_at), l.id))
+            .map(|l| ((l.service_id, l.scheduled_at, l.region), l.id))
             .collect()
         };
         let logged: Vec<Logged> = fresh
             .into_iter()
             .filter_map(|r| {
-                let id = logged.get(&(r.service_id.get(), r.scheduled_at))?;
+                let id = logged.get(&(r.service_id.get(), r.scheduled_at, region(r)))?;
                 Some(Logged {
                     result: r,
                     log_id: Some(*id),

@@ -30,6 +30,8 @@ diesel::table! {
         push_token_hash -> Nullable<Text>,
         timeout_follows_interval -> Bool,
         tags -> Text,
+        regions -> Text,
+        quorum -> Nullable<Integer>,
     }
 }
 
@@ -54,6 +56,7 @@ diesel::table! {
         scheduled_at -> BigInt,
         checked_at -> BigInt,
         cert_expires_at -> Nullable<BigInt>,
+        region -> Text,
     }
 }
 

@@ -113,13 +113,15 @@ pub fn record(
             .load(conn)?;
         let current = models::current(rows);
         let mut logged = Vec::with_capacity(results.len());
-        for r in plan::distinct(results) {
-            if !current.contains_key(&r.service_id) {
-                continue;
-            }
+        for r in plan::fresh(results, &current) {
+            let region = current.get(&r.service_id).and_then(|c| c.log_region(r));
             let inserted: Option<i64> = diesel::insert_into(health_logs::table)
-                .values(NewHealthLog::from_result(r))
-                .on_conflict((health_logs::service_id, health_logs::scheduled_at))
+                .values(NewHealthLog::from_result(r, region))
+                .on_conflict((
+                    health_logs::service_id,
+                    health_logs::scheduled_at,
+                    health_logs::region,
+                ))
                 .do_nothing()
                 .returning(health_logs::id)
                 .get_result(conn)

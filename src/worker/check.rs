@@ -60,6 +60,8 @@ impl Outcome {
             error: self.error,
             checked_at: now_ms(),
             cert_expires_at: self.cert_expires_at,
+            // A regional job is taken only by its region's workers.
+            region: job.region.clone(),
         }
     }
 }

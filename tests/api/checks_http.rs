@@ -49,6 +49,7 @@ fn job(url: &str, check: CheckFields) -> CheckJob {
         expected_statuses: None,
         scheduled_at: now_ms(),
         check: check.into(),
+        region: None,
     }
 }
 

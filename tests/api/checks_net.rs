@@ -40,6 +40,7 @@ async fn run(checker: &Checker, url: &str, check: CheckFields, timeout_ms: i64) 
             expected_statuses: None,
             scheduled_at: now_ms(),
             check: check.into(),
+            region: None,
         })
         .await
 }

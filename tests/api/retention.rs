@@ -252,6 +252,7 @@ async fn measure(backend: &str, store: &healthmon::store::Store, logs: i64) {
                         error: None,
                         checked_at: at,
                         cert_expires_at: None,
+                        region: None,
                     })
                     .collect();
                 at += 1;

@@ -12,6 +12,7 @@ fn result(id: i64, at: i64, status: Status) -> CheckResult {
         error: None,
         checked_at: at + 5,
         cert_expires_at: None,
+        region: None,
     }
 }
 

@@ -189,6 +189,8 @@ pub(crate) mod tests {
             updated_at: 0,
             last_scheduled_at: None,
             version: 0,
+            regions: Vec::new(),
+            quorum: None,
         }
     }
 

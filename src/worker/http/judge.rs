@@ -210,6 +210,7 @@ mod tests {
             expected_statuses: None,
             scheduled_at: 0,
             check: check.into(),
+            region: None,
         }
     }
 
