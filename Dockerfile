@@ -29,6 +29,7 @@ RUN mkdir -p src benches \
 COPY src src
 COPY migrations migrations
 COPY config config
+COPY assets assets
 # COPY keeps the files' own times, older than the stub's build: without the
 # touch cargo would take the stub's healthmon as fresh and ship it.
 RUN touch src/main.rs src/lib.rs \

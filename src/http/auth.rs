@@ -3,7 +3,8 @@
 //! `/healthz` and `/readyz` are always open (orchestrators probe them), and
 //! so are `/push/{token}` (a job's ping: the token is its credential, limited
 //! per token by `push`) and `/status/...` (public status pages and badges,
-//! which show only the services a page lists).
+//! which show only the services a page lists), and so are `/` and `/ui/...`
+//! (the dashboard's fixed files: the page asks for a key and sends it itself).
 //! Everything else needs `Authorization: Bearer <token>` once any key
 //! exists; `/ws` also takes `?access_token=` because browsers cannot set
 //! headers on a WebSocket. A `read` key may only read. With no key at all,
@@ -76,9 +77,10 @@ pub async fn guard(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     // Pings carry their own secret (the push token) and their own limit.
     // Status pages are public by design: they show only what a page lists.
-    if matches!(req.path(), "/healthz" | "/readyz")
+    if matches!(req.path(), "/healthz" | "/readyz" | "/")
         || req.path().starts_with("/push/")
         || req.path().starts_with("/status/")
+        || req.path().starts_with("/ui/")
     {
         return next.call(req).await;
     }

@@ -6,6 +6,7 @@ pub mod alerts;
 pub mod auth;
 pub mod body;
 pub mod channels;
+pub mod dashboard;
 pub mod health;
 pub mod limit;
 pub mod list_query;
@@ -149,6 +150,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     push::routes(cfg);
     status_pages::routes(cfg);
     status_public::routes(cfg);
+    dashboard::routes(cfg);
 }
 
 /// Longest the kernel keeps a connection whose peer acknowledges nothing, or
