@@ -21,7 +21,16 @@ pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10)
 /// Reads and parses the body, or says exactly what is wrong with it.
 pub async fn read_json(
     req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<serde_json::Value, ApiError> {
+    read_json_up_to(req, payload, MAX_BODY_BYTES).await
+}
+
+/// [`read_json`] with a route's own size limit, `max_bytes` (413 over it).
+pub async fn read_json_up_to(
+    req: &HttpRequest,
     mut payload: web::Payload,
+    max_bytes: usize,
 ) -> Result<serde_json::Value, ApiError> {
     let content_type = req
         .headers()
@@ -43,15 +52,15 @@ pub async fn read_json(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
-        return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
+    if declared.is_some_and(|n| n > max_bytes) {
+        return Err(ApiError::PayloadTooLarge(max_bytes));
     }
-    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(1024).min(MAX_BODY_BYTES));
+    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(1024).min(max_bytes));
     let read = async {
         while let Some(chunk) = payload.next().await {
             let chunk = chunk.map_err(|e| ApiError::BadBody(e.to_string()))?;
-            if body.len() + chunk.len() > MAX_BODY_BYTES {
-                return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
+            if body.len() + chunk.len() > max_bytes {
+                return Err(ApiError::PayloadTooLarge(max_bytes));
             }
             body.extend_from_slice(&chunk);
         }

@@ -5,6 +5,7 @@
 pub mod alerts;
 pub mod auth;
 pub mod body;
+pub mod bulk;
 pub mod channels;
 pub mod dashboard;
 pub mod health;
@@ -99,6 +100,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(services::create))
             .default_service(other_methods("GET, HEAD, POST, OPTIONS")),
     )
+    // Before `/services/{id}`, which would take `bulk` for an id.
+    .configure(bulk::routes)
     .service(
         web::resource("/services/{id}")
             .route(web::get().to(services::get))

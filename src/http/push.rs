@@ -69,7 +69,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// A fresh token: 128 bits from the OS's random source.
-fn new_token() -> Result<String, ApiError> {
+pub(super) fn new_token() -> Result<String, ApiError> {
     let mut bytes = [0u8; push::TOKEN_BYTES];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).map_err(|_| {
         ApiError::Store(crate::store::StoreError::Unsupported(

@@ -85,7 +85,10 @@ pub async fn create(
 /// Refuses a `tcp://`, `tls://` or `dns://` URL whose literal address
 /// (a dns resolver's included) target safety blocks: 422 naming `url`.
 /// Names are judged when resolved, at check time, like http(s) URLs.
-fn targets_allowed(state: &AppState, spec: &crate::domain::ServiceSpec) -> Result<(), ApiError> {
+pub(super) fn targets_allowed(
+    state: &AppState,
+    spec: &crate::domain::ServiceSpec,
+) -> Result<(), ApiError> {
     match validate::literal_target(&spec.url).map(|ip| state.address_policy.check(ip)) {
         Some(Err(blocked)) => Err(ApiError::Validation(vec![validate::FieldError::new(
             "url",

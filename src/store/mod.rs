@@ -110,6 +110,7 @@ macro_rules! with_writer {
 }
 
 mod alerts;
+mod bulk;
 mod channels;
 mod keys;
 mod list;
@@ -121,6 +122,7 @@ mod status_pages;
 mod windows;
 
 pub use alerts::TEST_SERVICE_NAME;
+pub use bulk::NewService;
 pub use channels::{CHANNEL_DELETED, ChannelSaved};
 pub use list::ServiceFilter;
 pub use metrics::StatusCount;

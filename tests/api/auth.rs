@@ -264,19 +264,27 @@ async fn a_network_bind_starts_with_a_key_or_the_explicit_opt_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_over_the_rate_get_429_with_retry_after_and_reads_do_not() {
-    let m = Monitor::start_with(&[
-        ("HEALTHMON__API__WRITE_RATE_PER_S", "1"),
-        ("HEALTHMON__API__WRITE_BURST", "3"),
-    ]);
+    // With a key: an open loopback server does not limit its own loopback
+    // callers (tests/api/bulk.rs).
+    let dir = new_dir();
+    let key = create_key(&dir, "importer", "write");
+    let m = Monitor::start_in(
+        Arc::clone(&dir),
+        &[
+            ("HEALTHMON__API__WRITE_RATE_PER_S", "1"),
+            ("HEALTHMON__API__WRITE_BURST", "3"),
+        ],
+    );
+    let key = Some(key.as_str());
     for _ in 0..3 {
         assert_eq!(
-            status_with(&m, Method::POST, "/services", None)
+            status_with(&m, Method::POST, "/services", key)
                 .await
                 .status(),
             201
         );
     }
-    let limited = status_with(&m, Method::POST, "/services", None).await;
+    let limited = status_with(&m, Method::POST, "/services", key).await;
     assert_eq!(limited.status(), 429);
     let retry: u64 = limited
         .headers()
@@ -287,13 +295,17 @@ async fn writes_over_the_rate_get_429_with_retry_after_and_reads_do_not() {
     assert!((1..=2).contains(&retry), "Retry-After {retry}");
     for _ in 0..20 {
         assert_eq!(
-            status_with(&m, Method::GET, "/services", None)
+            status_with(&m, Method::GET, "/services", key)
                 .await
                 .status(),
             200
         );
     }
-    let (_, list) = m.get("/services").await;
+    let list: serde_json::Value = status_with(&m, Method::GET, "/services", key)
+        .await
+        .json()
+        .await
+        .expect("json");
     assert_eq!(
         list.as_array().map(Vec::len),
         Some(3),
