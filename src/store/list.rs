@@ -4,7 +4,8 @@
 //! A tag filter starts from `service_tags`, whose (tag, service_id) key
 //! hands the tagged ids over in order, so a page costs its own rows whether
 //! the tag is on ten services or on most of a million; the other filters
-//! ride along on the same walk. A name search (`q`) is a `LIKE` on
+//! ride along on the same walk. A status filter walks `services_by_status`
+//! (last_status, id) the same way, once per status asked for. A name search (`q`) is a `LIKE` on
 //! `lower(name)`: SQLite's `lower` folds ASCII letters only, PostgreSQL's
 //! every letter.
 
@@ -102,6 +103,31 @@ impl Store {
                     )
                     .load(conn)
                     .await?
+                }
+                None if !statuses.is_empty() => {
+                    // A walk of (last_status, id) per status, merged: with
+                    // several in one `IN`, SQLite reads every matching row
+                    // after the cursor and sorts them for each page, and
+                    // PostgreSQL's `= ANY` cannot give them in id order.
+                    let mut rows = Vec::new();
+                    for status in &statuses {
+                        let mut query = services::table
+                            .filter(services::last_status.eq(*status))
+                            .filter(services::id.gt(after))
+                            .select(ServiceRow::as_select())
+                            .order(services::id.asc())
+                            .limit(limit)
+                            .into_boxed();
+                        if let Some(pattern) = &pattern {
+                            query = query
+                                .filter(lower(services::name).like(pattern.clone()).escape('\\'));
+                        }
+                        let one: Vec<ServiceRow> = query.load(conn).await?;
+                        rows.extend(one);
+                    }
+                    rows.sort_unstable_by_key(|r: &ServiceRow| r.id);
+                    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+                    rows
                 }
                 None => {
                     narrowed!(
