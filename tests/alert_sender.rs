@@ -240,6 +240,7 @@ async fn window(s: &Setup, service: ServiceId, ms: i64) -> i64 {
     let spec = WindowSpec {
         name: "deploy".into(),
         scope: Scope::Services(vec![service]),
+        tag: None,
         schedule: Schedule::Once { start, end },
     };
     s.store.create_window(&spec, now_ms()).await.unwrap();

@@ -742,7 +742,75 @@ mod maintenance_windows {
         assert!(open.covers(a) && !open.covers(b));
     }
 
-    on_every_backend!(maintenance_until_follows_the_stored_windows);
+    /// A window by tag covers whoever carries the tag when asked: a
+    /// service tagged after the window was stored, not one untagged since;
+    /// the tag and the ids add up, and both read back as stored.
+    async fn a_window_by_tag_follows_the_tags_as_they_are_now(store: Store) {
+        let tagged = |name: &str, tags: &[&str]| {
+            let mut s = spec(name);
+            s.tags = tags.iter().map(|t| (*t).to_owned()).collect();
+            s
+        };
+        let a = store.create_service(&tagged("a", &["db"]), 0).await.expect("a");
+        let b = store.create_service(&tagged("b", &["web"]), 0).await.expect("b");
+        let c = store.create_service(&spec("c"), 0).await.expect("c");
+        let t = at("2026-06-01T08:00:00Z");
+        let by_tag = store
+            .create_window(
+                &window(serde_json::json!({"name": "db", "tag": "db",
+                    "start": "2026-06-01T08:00:00Z", "end": "2026-06-01T09:00:00Z"})),
+                0,
+            )
+            .await
+            .expect("create");
+        assert_eq!(by_tag.spec.tag.as_deref(), Some("db"));
+        let read = store.get_window(by_tag.id).await.expect("get");
+        assert_eq!(read.as_ref().map(|w| &w.spec), Some(&by_tag.spec));
+        let covered = async || {
+            let open = store.open_windows(t).await.expect("open");
+            [a.id, b.id, c.id]
+                .into_iter()
+                .filter(|id| open.covers(*id))
+                .collect::<Vec<ServiceId>>()
+        };
+        assert_eq!(covered().await, [a.id]);
+        assert_eq!(
+            store.maintenance_until(a.id, t).await.expect("ask"),
+            Some(t + HOUR_MS)
+        );
+        assert_eq!(store.maintenance_until(a.id, t - 1).await.expect("ask"), None);
+
+        // b is tagged after the window was made, a untagged.
+        for (svc, name, tags) in [(&b, "b", vec!["web", "db"]), (&a, "a", vec![])] {
+            let Updated::Saved(_) = store
+                .update_service(svc.id, &tagged(name, &tags), 1, None)
+                .await
+                .expect("update")
+            else {
+                panic!("not saved");
+            };
+        }
+        assert_eq!(covered().await, [b.id]);
+
+        // Ids and the tag together.
+        let both = window(serde_json::json!({"name": "db", "tag": "db", "services": [c.id.get()],
+            "start": "2026-06-01T08:00:00Z", "end": "2026-06-01T09:00:00Z"}));
+        let saved = store
+            .update_window(by_tag.id, &both, 2, by_tag.updated_at)
+            .await
+            .expect("update");
+        assert!(matches!(saved, healthmon::store::WindowUpdate::Saved(ref w) if w.spec == both));
+        assert_eq!(covered().await, [b.id, c.id]);
+        // A deleted service leaves the tag, and so the window.
+        assert!(store.delete_service(b.id).await.expect("delete"));
+        let open = store.open_windows(t).await.expect("open");
+        assert!(!open.covers(b.id) && open.covers(c.id));
+    }
+
+    on_every_backend!(
+        maintenance_until_follows_the_stored_windows,
+        a_window_by_tag_follows_the_tags_as_they_are_now,
+    );
 }
 
 /// Noise control and the alert outbox, as the recorder writes them.

@@ -15,7 +15,7 @@
 
 use super::ServiceId;
 use super::time::{Millis, parse_rfc3339, to_rfc3339};
-use super::validate::FieldError;
+use super::validate::{FieldError, check_tag};
 use chrono::{TimeZone, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
@@ -49,17 +49,18 @@ const WRITABLE: [&str; 8] = [
 /// Fields a response carries that no request may set.
 const READ_ONLY: [&str; 5] = ["id", "created_at", "updated_at", "active", "next_start"];
 
-/// Which services a window covers.
+/// Which services a window names by id (besides those its `tag` brings in).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {
     /// Every service, including those registered later.
     All,
-    /// These services, by id, without repeats, in the order given.
+    /// These services, by id, without repeats, in the order given (none
+    /// when the window covers a tag only).
     Services(Vec<ServiceId>),
 }
 
 impl Scope {
-    /// Whether the window covers `service`.
+    /// Whether the window names `service` (its tag aside).
     pub fn covers(&self, service: ServiceId) -> bool {
         match self {
             Scope::All => true,
@@ -178,14 +179,18 @@ impl Schedule {
     }
 }
 
-/// What a client sets on a window. Tags do not exist on services yet, so a
-/// window names its services by id or covers them all; a `tag` is refused.
+/// What a client sets on a window. It covers the services it lists by id
+/// (or all of them) and, with a `tag`, every service carrying that tag when
+/// asked, so a service tagged after the window was made is covered too.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WindowSpec {
     /// Human-readable name, 1..=200 characters.
     pub name: String,
-    /// The services it covers.
+    /// The services it names by id, or all.
     pub scope: Scope,
+    /// The services carrying this tag are covered too (never with
+    /// [`Scope::All`], which covers them already).
+    pub tag: Option<String>,
     /// When it is open.
     pub schedule: Schedule,
 }
@@ -199,6 +204,9 @@ impl WindowSpec {
             Scope::Services(ids) => json!(ids),
         };
         let mut body = json!({"name": self.name, "services": services});
+        if let Some(tag) = &self.tag {
+            body["tag"] = json!(tag);
+        }
         match &self.schedule {
             Schedule::Once { start, end } => {
                 body["start"] = json!(to_rfc3339(*start));
@@ -257,15 +265,29 @@ pub fn full_spec(body: &Value) -> Result<WindowSpec, Vec<FieldError>> {
         .and_then(check_name)
         .map_err(|m| errors.push(FieldError::new("name", m)))
         .ok();
-    let scope = field("services")
-        .ok_or_else(|| "is required: a list of service ids, or \"all\"".to_owned())
-        .and_then(check_scope)
-        .map_err(|m| errors.push(FieldError::new("services", m)))
-        .ok();
-    if field("tag").is_some() {
+    let tag = field("tag").map(check_window_tag);
+    let scope = match (field("services"), &tag) {
+        (None, Some(_)) => Ok(Scope::Services(Vec::new())),
+        (None, None) => Err(
+            "is required: a list of service ids, or \"all\" (or leave it out and give a tag)"
+                .to_owned(),
+        ),
+        (Some(v), tag) => check_scope(v, tag.is_some()),
+    }
+    .map_err(|m| errors.push(FieldError::new("services", m)))
+    .ok();
+    let tag = match tag.transpose() {
+        Ok(tag) => tag,
+        Err(m) => {
+            errors.push(FieldError::new("tag", m));
+            None
+        }
+    };
+    if tag.is_some() && scope == Some(Scope::All) {
         errors.push(FieldError::new(
             "tag",
-            "services have no tags yet; name the services by id in services, or \"all\"",
+            "cannot go with services \"all\", which covers every service already; \
+             list service ids or leave services out",
         ));
     }
     let schedule = check_schedule(map, &mut errors);
@@ -273,6 +295,7 @@ pub fn full_spec(body: &Value) -> Result<WindowSpec, Vec<FieldError>> {
         (Some(name), Some(scope), Some(schedule)) if errors.is_empty() => Ok(WindowSpec {
             name,
             scope,
+            tag,
             schedule,
         }),
         _ => Err(errors),
@@ -319,7 +342,17 @@ fn check_name(v: &Value) -> Result<String, String> {
     }
 }
 
-fn check_scope(v: &Value) -> Result<Scope, String> {
+/// A window's `tag`: one tag, by the rules of services' tags.
+fn check_window_tag(v: &Value) -> Result<String, String> {
+    let tag = v
+        .as_str()
+        .ok_or("must be a string: one tag, such as \"prod\"")?;
+    check_tag(tag)?;
+    Ok(tag.to_owned())
+}
+
+/// `services`; an empty list is allowed only beside a tag.
+fn check_scope(v: &Value, tagged: bool) -> Result<Scope, String> {
     const EXPECTED: &str = "must be a list of service ids or \"all\"";
     if let Some(s) = v.as_str() {
         return if s == "all" {
@@ -329,8 +362,10 @@ fn check_scope(v: &Value) -> Result<Scope, String> {
         };
     }
     let list = v.as_array().ok_or(EXPECTED)?;
-    if list.is_empty() {
-        return Err("must name at least one service id, or be \"all\"".into());
+    if list.is_empty() && !tagged {
+        return Err(
+            "must name at least one service id, or be \"all\" (an empty list needs a tag)".into(),
+        );
     }
     if list.len() > MAX_SERVICE_IDS {
         return Err(format!(

@@ -53,9 +53,9 @@ pub struct WindowView {
     pub id: i64,
     /// Its name.
     pub name: String,
-    /// `"all"` or the list of service ids.
+    /// `"all"` or the list of service ids (empty when only `tag` says).
     pub services: serde_json::Value,
-    /// Always `null`: services have no tags yet.
+    /// Every service carrying this tag is covered too, `null` if none.
     pub tag: Option<String>,
     /// A one-off window's first instant.
     #[serde(with = "serde_rfc3339::option")]
@@ -95,7 +95,7 @@ impl WindowView {
             id: w.id,
             name: w.spec.name,
             services,
-            tag: None,
+            tag: w.spec.tag,
             start: None,
             end: None,
             cron: None,

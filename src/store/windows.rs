@@ -5,14 +5,14 @@
 //! Nothing is cached: a window created or deleted by another process counts
 //! at the next question.
 
-use super::schema::{maintenance_windows, services};
+use super::schema::{maintenance_windows, service_tags, services};
 use super::{Backend, Store, StoreError};
 use crate::domain::ServiceId;
 use crate::domain::time::Millis;
 use crate::domain::window::{Recurrence, Schedule, Scope, Window, WindowSpec};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// Most windows that may exist: every alert delivery reads those open now,
 /// so their number must stay small.
@@ -25,6 +25,7 @@ struct WindowRow {
     id: i64,
     name: String,
     service_ids: Option<String>,
+    tag: Option<String>,
     start_at: Option<i64>,
     end_at: Option<i64>,
     cron: Option<String>,
@@ -34,12 +35,13 @@ struct WindowRow {
     updated_at: i64,
 }
 
-/// The columns a client sets. `tag` is left NULL: services have no tags yet.
+/// The columns a client sets.
 #[derive(Debug, Insertable, AsChangeset)]
 #[diesel(table_name = maintenance_windows, treat_none_as_null = true)]
 struct WindowColumns {
     name: String,
     service_ids: Option<String>,
+    tag: Option<String>,
     start_at: Option<i64>,
     end_at: Option<i64>,
     cron: Option<String>,
@@ -60,6 +62,7 @@ impl WindowColumns {
         let mut row = Self {
             name: spec.name.clone(),
             service_ids,
+            tag: spec.tag.clone(),
             start_at: None,
             end_at: None,
             cron: None,
@@ -119,11 +122,15 @@ impl WindowRow {
             }
             _ => return Err("neither a one-off nor a recurring window".into()),
         };
+        if scope == Scope::Services(Vec::new()) && self.tag.is_none() {
+            return Err("no service ids and no tag".into());
+        }
         Ok(Window {
             id: self.id,
             spec: WindowSpec {
                 name: self.name,
                 scope,
+                tag: self.tag,
                 schedule,
             },
             created_at: self.created_at,
@@ -314,15 +321,42 @@ impl Store {
         Ok(readable(rows))
     }
 
-    /// What is open at `now`: each open window's scope and when it closes.
+    /// What is open at `now`: each open window's scope and when it closes,
+    /// and who carries the tags of those that name one. Tags are read as
+    /// they are now, so a service tagged after its window was made is
+    /// covered, and one untagged leaves it.
     pub async fn open_windows(&self, now: Millis) -> Result<OpenWindows, StoreError> {
-        let open = self
+        let open: Vec<OpenWindow> = self
             .windows_maybe_open(now)
             .await?
             .into_iter()
-            .filter_map(|w| Some((w.spec.scope, w.spec.schedule.active_until(now)?)))
+            .filter_map(|w| {
+                Some(OpenWindow {
+                    until: w.spec.schedule.active_until(now)?,
+                    scope: w.spec.scope,
+                    tag: w.spec.tag,
+                })
+            })
             .collect();
-        Ok(OpenWindows { open })
+        let mut tags: Vec<String> = open.iter().filter_map(|w| w.tag.clone()).collect();
+        tags.sort();
+        tags.dedup();
+        let mut tagged: HashMap<String, HashSet<ServiceId>> = HashMap::new();
+        if !tags.is_empty() {
+            // One read for every open tag window; only open windows' tags
+            // are looked up, so this costs nothing while none is open.
+            let rows: Vec<(String, i64)> = with_conn!(self, |conn| {
+                service_tags::table
+                    .filter(service_tags::tag.eq_any(&tags))
+                    .select((service_tags::tag, service_tags::service_id))
+                    .load(conn)
+                    .await?
+            });
+            for (tag, id) in rows {
+                tagged.entry(tag).or_default().insert(ServiceId(id));
+            }
+        }
+        Ok(OpenWindows { open, tagged })
     }
 
     /// The end of the maintenance window that covers `service` at `now`, if
@@ -341,7 +375,18 @@ impl Store {
 /// read of the store ([`Store::open_windows`]).
 #[derive(Debug, Default)]
 pub struct OpenWindows {
-    open: Vec<(Scope, Millis)>,
+    open: Vec<OpenWindow>,
+    /// The services carrying each tag an open window names.
+    tagged: HashMap<String, HashSet<ServiceId>>,
+}
+
+/// One open window, as far as coverage goes.
+#[derive(Debug)]
+struct OpenWindow {
+    scope: Scope,
+    tag: Option<String>,
+    /// When it closes.
+    until: Millis,
 }
 
 impl OpenWindows {
@@ -349,8 +394,15 @@ impl OpenWindows {
     pub fn until(&self, service: ServiceId) -> Option<Millis> {
         self.open
             .iter()
-            .filter(|(scope, _)| scope.covers(service))
-            .map(|(_, end)| *end)
+            .filter(|w| {
+                w.scope.covers(service)
+                    || w.tag.as_ref().is_some_and(|tag| {
+                        self.tagged
+                            .get(tag)
+                            .is_some_and(|ids| ids.contains(&service))
+                    })
+            })
+            .map(|w| w.until)
             .max()
     }
 

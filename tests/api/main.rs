@@ -40,5 +40,6 @@ mod target_safety;
 mod thresholds;
 mod websocket;
 mod windows;
+mod windows_tags;
 mod worker;
 mod ws_python;

@@ -324,8 +324,18 @@ async fn every_bad_window_is_refused_naming_the_field_and_nothing_is_stored() {
             vec!["services"],
         ),
         (
-            "a tag (services have none yet)",
-            recurring(json!({"tag": "prod"})),
+            "a tag beside services \"all\"",
+            recurring(json!({"services": "all", "tag": "prod"})),
+            vec!["tag"],
+        ),
+        (
+            "a tag that no service could carry",
+            recurring(json!({"services": null, "tag": "no spaces"})),
+            vec!["tag"],
+        ),
+        (
+            "tags as a list",
+            recurring(json!({"services": null, "tag": ["prod"]})),
             vec!["tag"],
         ),
         (

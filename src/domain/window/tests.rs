@@ -138,6 +138,36 @@ fn a_one_off_body_is_accepted_and_round_trips() {
 }
 
 #[test]
+fn a_tag_stands_in_for_service_ids_or_adds_to_them_and_round_trips() {
+    let only = full_spec(&json!({
+        "name": "db", "tag": "db:primary", "cron": "0 2 * * *", "duration_s": 60,
+    }))
+    .expect("a tag alone is enough");
+    assert_eq!(only.scope, Scope::Services(Vec::new()));
+    assert_eq!(only.tag.as_deref(), Some("db:primary"));
+    assert_eq!(full_spec(&only.to_body()), Ok(only.clone()));
+    let empty = json!({"name": "db", "services": [], "tag": "db:primary",
+                       "cron": "0 2 * * *", "duration_s": 60});
+    assert_eq!(
+        full_spec(&empty),
+        Ok(only.clone()),
+        "[] with a tag is the same"
+    );
+    let both = full_spec(&json!({
+        "name": "db", "services": [4], "tag": "prod", "cron": "0 2 * * *", "duration_s": 60,
+    }))
+    .expect("ids and a tag");
+    assert_eq!(both.scope, Scope::Services(vec![ServiceId(4)]));
+    assert_eq!(full_spec(&both.to_body()), Ok(both.clone()));
+    // Removing the tag of a tag-only window leaves it covering nothing:
+    // refused, naming services.
+    let errors = patch_spec(&only, &json!({"tag": null})).unwrap_err();
+    assert_eq!(fields(&errors), ["services"]);
+    let moved = patch_spec(&both, &json!({"services": null})).expect("tag only");
+    assert_eq!(moved.scope, Scope::Services(Vec::new()));
+}
+
+#[test]
 fn a_recurring_body_defaults_to_utc_and_round_trips() {
     let spec = full_spec(&json!({
         "name": "nightly", "services": "all", "cron": "30 3 * * *", "duration_s": 600,
@@ -194,6 +224,22 @@ fn every_bad_field_is_named() {
         ),
         (
             json!({"name": "n", "services": "all", "tag": "prod", "cron": "0 2 * * *", "duration_s": 60}),
+            vec!["tag"],
+        ),
+        (
+            json!({"name": "n", "tag": "", "cron": "0 2 * * *", "duration_s": 60}),
+            vec!["tag"],
+        ),
+        (
+            json!({"name": "n", "tag": "has space", "cron": "0 2 * * *", "duration_s": 60}),
+            vec!["tag"],
+        ),
+        (
+            json!({"name": "n", "tag": ["prod"], "cron": "0 2 * * *", "duration_s": 60}),
+            vec!["tag"],
+        ),
+        (
+            json!({"name": "n", "tag": "x".repeat(65), "cron": "0 2 * * *", "duration_s": 60}),
             vec!["tag"],
         ),
         (json!({"name": "n", "services": "all"}), vec!["start"]),

@@ -65,6 +65,8 @@ pub fn is_default(section: Section, canon: &Canon, field: &str) -> bool {
             value.is_null() || value.as_array().is_some_and(Vec::is_empty)
         }
         (Section::Channels, "remind_every_s") => value == 0,
+        // No ids: a window by tag alone.
+        (Section::Maintenance, "services") => value.as_array().is_some_and(Vec::is_empty),
         (Section::Channels, "kind" | "config") => false,
         _ => value.is_null(),
     }

@@ -98,3 +98,32 @@ services:
     assert_eq!(items[1].canon["headers"]["Authorization"], "***");
     assert!(!items[1].has_secrets);
 }
+
+#[test]
+fn a_window_by_tag_needs_no_services_and_exports_without_them() {
+    let text = "\
+maintenance:
+  - name: db nights
+    tag: db
+    cron: 0 2 * * *
+    duration_s: 600
+  - name: bad
+    services: all
+    tag: db
+    cron: 0 2 * * *
+    duration_s: 600
+";
+    let problems = parse(text).unwrap_err();
+    let shown: Vec<String> = problems.iter().map(|p| p.render("m.yaml")).collect();
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    assert!(
+        shown[0].starts_with("m.yaml:8: maintenance[1] \"bad\": tag: cannot go with"),
+        "{shown:?}"
+    );
+    let items = parse(&text[..text.find("  - name: bad").unwrap()]).unwrap();
+    let canon = &items[0].canon;
+    assert_eq!(canon["tag"], "db");
+    assert_eq!(canon["services"], serde_json::json!([]));
+    assert!(is_default(Section::Maintenance, canon, "services"));
+    assert!(!is_default(Section::Maintenance, canon, "tag"));
+}
