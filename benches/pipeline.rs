@@ -95,6 +95,22 @@
 //! JSON lines (plot.rs). A sweep's last line is its last run's object plus
 //! `sweep`, the array of all its runs.
 //!
+//! `--raw` (http): before healthmon starts, a bare reqwest loop against the
+//! same farm at the run's rate, in a child process (raw.rs): the `raw`
+//! object, its CPU-s per 1,000 requests, and `healthmon_over_raw`.
+//! `--ws-filter QUERY` (with `--ws-clients N`): those N clients connect to
+//! `/ws?QUERY` (e.g. `events=status_change`), and `--ws-full-clients M` adds
+//! M on the full feed; the filtered ones are judged against the status
+//! changes in the stored logs (wsmix.rs; the `ws_filtered` object). The
+//! benchmark raises its soft open-files limit to the hard one (healthmon
+//! inherits it). `--bulk N` (http) registers through `POST /services/bulk`,
+//! N services a request, the requests spread over one interval.
+//! `--restart` (embedded): after the window, healthmon restarted on the same
+//! store and timed to its first check (large.rs; the `restart` object).
+//! Every run also times the dashboard's first page (`GET
+//! /services?limit=100`, `GET /`) and reads how far the hourly rollups are
+//! behind (the `dashboard` and `rollups` objects).
+//!
 //! `HEALTHMON_BIN=PATH` runs that healthmon binary instead of the one cargo
 //! built (an earlier commit's, say), for a before-and-after under the same
 //! benchmark on the same machine.
@@ -115,6 +131,8 @@
 // A bench's root is benches/pipeline.rs: without `path`, `mod` looks in benches/.
 #[path = "pipeline/blackbox.rs"]
 mod blackbox;
+#[path = "pipeline/bulk.rs"]
+mod bulk;
 // The CA the integration tests use, for the `--kind https` farm; the bench
 // uses only part of it.
 #[path = "../tests/common/ca.rs"]
@@ -124,6 +142,8 @@ mod ca;
 mod flap;
 #[path = "pipeline/kinds.rs"]
 mod kinds;
+#[path = "pipeline/large.rs"]
+mod large;
 #[path = "../tests/common/measure.rs"]
 mod measure;
 // The crate root is benches/pipeline.rs, so a bare `mod plot;` would look in
@@ -134,8 +154,12 @@ mod plot;
 mod prefill;
 #[path = "pipeline/push.rs"]
 mod push;
+#[path = "pipeline/raw.rs"]
+mod raw;
 #[path = "pipeline/servers.rs"]
 mod servers;
+#[path = "pipeline/wsmix.rs"]
+mod wsmix;
 
 use measure::{cpu_seconds, percentile, rss_mb};
 use serde_json::json;
@@ -184,6 +208,17 @@ struct Opts {
     kind_given: bool,
     /// `--assert`: a `body_contains` and a `json` assertion on every check.
     assert: bool,
+    /// `--raw`: the bare reqwest loop first (raw.rs).
+    raw: bool,
+    /// `--ws-filter QUERY`: the `--ws-clients` connect to `/ws?QUERY`.
+    ws_filter: Option<String>,
+    /// `--ws-full-clients M`: M more clients on the full feed.
+    ws_full: usize,
+    /// `--restart`: after the window, restart healthmon on the same store
+    /// and time it to its first check (large.rs).
+    restart: bool,
+    /// `--bulk N`: register through `POST /services/bulk`, N at a time.
+    bulk: usize,
 }
 
 fn parse_opts() -> Result<Opts, String> {
@@ -213,6 +248,11 @@ fn parse_opts() -> Result<Opts, String> {
         kind: kinds::Kind::Http,
         kind_given: false,
         assert: false,
+        raw: false,
+        ws_filter: None,
+        ws_full: 0,
+        restart: false,
+        bulk: 0,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -270,6 +310,17 @@ fn parse_opts() -> Result<Opts, String> {
                 o.assert = true;
                 takes = false;
             }
+            "--raw" => {
+                o.raw = true;
+                takes = false;
+            }
+            "--restart" => {
+                o.restart = true;
+                takes = false;
+            }
+            "--ws-filter" => o.ws_filter = Some(v.ok_or("--ws-filter needs a value")?.clone()),
+            "--ws-full-clients" => o.ws_full = num(v, a)? as usize,
+            "--bulk" => o.bulk = num(v, a)? as usize,
             // cargo passes `--bench` to harness = false targets.
             _ => takes = false,
         }
@@ -312,6 +363,15 @@ fn parse_opts() -> Result<Opts, String> {
     }
     if o.compare && (!o.sweep.is_empty() || o.from.is_some()) {
         return Err("--compare is one run: not with --sweep or --from".into());
+    }
+    if (o.raw || o.bulk > 0) && o.kind != kinds::Kind::Http {
+        return Err("--raw and --bulk are for --kind http".into());
+    }
+    if o.bulk > 1000 {
+        return Err("--bulk: at most 1000 services a request".into());
+    }
+    if o.ws_filter.is_some() && o.ws_clients == 0 {
+        return Err("--ws-filter needs --ws-clients N".into());
     }
     if o.assert && !o.kind.is_http() {
         return Err("--assert is for --kind http or https".into());
@@ -606,6 +666,10 @@ fn spawn_healthmon(
 /// Registers the services; for `--kind push`, returns each one's ping URL
 /// (`push_url` of the 201 answer) by index.
 async fn register(api: &str, ports: &[u16], o: &Opts) -> Result<Vec<String>, String> {
+    if o.bulk > 0 {
+        bulk::register(api, ports, o).await?;
+        return Ok(Vec::new());
+    }
     let http = reqwest::Client::builder()
         .no_proxy()
         .build()
@@ -700,6 +764,9 @@ struct WsRecord {
     /// and how many text messages had come.
     closed_why: String,
     messages: u64,
+    /// Per `status_change` event from a flip (not from `PENDING`):
+    /// (service id, `changed_at` ms, delivery latency ms).
+    changes: Vec<(i64, i64, i64)>,
 }
 
 /// `"key":"value"` → value, without parsing the whole message.
@@ -839,8 +906,10 @@ async fn ws_client(
                         let received = now_ms();
                         if let Some(at) = check_event_time(text.as_str()) {
                             rec.events.push((at, received - at));
-                        } else {
-                            flap::note_change(&changes, text.as_str(), received);
+                        } else if flap::note_change(&changes, text.as_str(), received)
+                            && let Some((service, at)) = flap::change_key(text.as_str())
+                        {
+                            rec.changes.push((service, at, received - at));
                         }
                     }
                     Some(Ok(Message::Close(frame))) => {
@@ -1059,6 +1128,11 @@ impl Store {
     /// Rows of `health_logs` matching `condition` (integers only).
     async fn count_logs(&self, condition: &str) -> Result<i64, String> {
         let sql = format!("SELECT COUNT(*) AS n FROM health_logs WHERE {condition}");
+        Ok(load_rows!(self, sql, Count)?.first().map_or(0, |c| c.n))
+    }
+
+    /// One integer that `sql` selects as `n` (0 when it selects no row).
+    async fn scalar(&self, sql: &str) -> Result<i64, String> {
         Ok(load_rows!(self, sql, Count)?.first().map_or(0, |c| c.n))
     }
 
@@ -1342,6 +1416,18 @@ async fn run(o: Opts) -> Result<serde_json::Value, String> {
         None
     };
 
+    // The bare loop first, on the same farm, before healthmon shares the
+    // cores with it.
+    let raw = if o.raw {
+        let rate = o.services as f64 / o.interval as f64;
+        let secs = o.duration.min(raw::MAX_SECS);
+        println!("--raw: a bare reqwest loop at {rate:.0} requests/s for {secs} s");
+        let r = raw::measure(&ports, rate, secs)?;
+        println!("--raw: {r}");
+        Some(r)
+    } else {
+        None
+    };
     let prefix = format!("bench{}", std::process::id());
     let mut env = Vec::new();
     if let Some(ca) = ca_file {
@@ -1419,6 +1505,9 @@ async fn run(o: Opts) -> Result<serde_json::Value, String> {
     for p in &mut procs {
         let _ = p.child.kill();
         let _ = p.child.wait();
+    }
+    if let (Ok(summary), Some(raw)) = (&mut result, raw) {
+        raw::compare(summary, raw);
     }
     if let Ok(summary) = &mut result {
         add_store_size(&o, &store, summary).await;
@@ -1542,7 +1631,14 @@ async fn prepare_and_measure(
         );
         traffic.pinger = Some(pinger);
     }
-    measure(o, traffic, store, procs, reg_s, prefilled, alerting).await
+    let mut summary = measure(o, traffic, store, procs, reg_s, prefilled, alerting).await?;
+    if o.restart && o.mode == "embedded" {
+        let r = large::restart(o, env, procs, &traffic.arrivals).await?;
+        if let Some(m) = summary.as_object_mut() {
+            m.insert("restart".into(), r);
+        }
+    }
+    Ok(summary)
 }
 
 /// Adds `db_mb`, `logs_total` and `db_bytes_per_million_logs` to a run's
@@ -1670,18 +1766,32 @@ async fn measure(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let changes = flap::Changes::default();
     let mut clients = Vec::new();
-    for _ in 0..ws_clients {
-        clients.push(
-            ws_client(
-                format!("ws://{api}/ws"),
-                stop_rx.clone(),
-                Arc::clone(&changes),
-            )
-            .await?,
+    let connecting = Instant::now();
+    for i in 0..ws_clients + o.ws_full {
+        let url = match &o.ws_filter {
+            Some(q) if i < ws_clients => format!("ws://{api}/ws?{q}"),
+            _ => format!("ws://{api}/ws"),
+        };
+        clients.push(ws_client(url, stop_rx.clone(), Arc::clone(&changes)).await?);
+        if (i + 1) % 1000 == 0 {
+            println!("{} WebSocket clients connected", i + 1);
+        }
+    }
+    if ws_clients + o.ws_full > 1000 {
+        println!(
+            "open files limit: {} (soft limit raised to the hard one at start)",
+            wsmix::raise_nofile()
         );
     }
-    if ws_clients > 0 {
-        println!("{ws_clients} WebSocket clients connected");
+    if ws_clients + o.ws_full > 0 {
+        println!(
+            "{} WebSocket clients connected{} in {:.1} s",
+            ws_clients + o.ws_full,
+            o.ws_filter
+                .as_ref()
+                .map_or(String::new(), |q| format!(" ({ws_clients} on ?{q})")),
+            connecting.elapsed().as_secs_f64()
+        );
     }
 
     tokio::time::sleep(Duration::from_secs(o.warmup)).await;
@@ -1749,6 +1859,8 @@ async fn measure(
         _ => None,
     };
     let _ = stop_tx.send(true);
+    let dashboard = large::dashboard(&api).await;
+    let rollups = large::rollups(store).await;
 
     let checks = stored.total();
     let checked_in_window = store.count("checked_at", from, to).await?;
@@ -1826,8 +1938,25 @@ async fn measure(
     let mut ws_lat = Vec::new();
     let mut ws_complete = true;
     let mut ws_min = i64::MAX;
+    let mut recs = Vec::new();
     for c in clients {
-        let rec = c.await.map_err(|e| e.to_string())?;
+        recs.push(c.await.map_err(|e| e.to_string())?);
+    }
+    // `--ws-filter`: the first `--ws-clients` asked for less; judged apart.
+    let filtered: Vec<WsRecord> = if o.ws_filter.is_some() {
+        recs.drain(..ws_clients).collect()
+    } else {
+        Vec::new()
+    };
+    let ws_filtered = match &o.ws_filter {
+        Some(q) => {
+            let logged = store.status_changes(from).await?;
+            Some(wsmix::figures(q, &filtered, &logged, from, to))
+        }
+        None => None,
+    };
+    let ws_feed = recs.len();
+    for rec in recs {
         let got: Vec<i64> = rec
             .events
             .iter()
@@ -1845,7 +1974,7 @@ async fn measure(
         ws_lat.extend(got);
     }
     ws_lat.sort_unstable();
-    let ws_every = ws_clients == 0 || ws_complete;
+    let ws_every = ws_feed == 0 || ws_complete;
 
     // What the processes complained about, for a run that fell behind.
     for p in procs {
@@ -1924,11 +2053,11 @@ async fn measure(
             json!(round(all_per_1k, 4)),
         );
     }
-    if ws_clients > 0 {
+    if ws_feed > 0 {
         println!(
-            "[{}] websocket: {} clients, delivery p50 {} ms, p99 {} ms, max {} ms; fewest events per client {} of {} checked in the window; every client got every event: {ws_every}",
+            "[{}] websocket: {} clients on the full feed, delivery p50 {} ms, p99 {} ms, max {} ms; fewest events per client {} of {} checked in the window; every client got every event: {ws_every}",
             o.mode,
-            ws_clients,
+            ws_feed,
             percentile(&ws_lat, 0.50),
             percentile(&ws_lat, 0.99),
             ws_lat.last().copied().unwrap_or(0),
@@ -1991,7 +2120,7 @@ async fn measure(
         "cpu_s": round(cpu, 2),
         "cpu_s_per_1k_checks": round(per_1k, 4),
         "rss_mb": round(rss, 1),
-        "ws_clients": ws_clients,
+        "ws_clients": ws_clients + o.ws_full,
         "ws_p99_ms": percentile(&ws_lat, 0.99),
         "ws_every_event": ws_every,
         "registration_s": round(reg_s, 1),
@@ -2004,6 +2133,11 @@ async fn measure(
         if let Some(r) = retention {
             m.insert("retention".into(), r);
         }
+        if let Some(f) = ws_filtered {
+            m.insert("ws_filtered".into(), f);
+        }
+        m.insert("dashboard".into(), dashboard);
+        m.insert("rollups".into(), rollups);
         if let Some(a) = alerting {
             m.insert("alerting".into(), a);
         }
@@ -2164,6 +2298,10 @@ async fn retention_figures(
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|a| a == "--raw-child") {
+        std::process::exit(raw::child(&args[at + 1..]));
+    }
     // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this
     // binary without it, and a test run should not start a benchmark.
     if !std::env::args().any(|a| a == "--bench") {
@@ -2183,6 +2321,9 @@ fn main() {
             std::process::exit(2);
         }
     };
+    // 10,000 WebSocket clients need more than the usual 1,024 descriptors,
+    // here and in healthmon (which inherits the limit).
+    wsmix::raise_nofile();
     // reqwest is built with `rustls-no-provider`: the API client needs one.
     let _ = rustls::crypto::ring::default_provider().install_default();
     if o.from.is_some() || !o.sweep.is_empty() {

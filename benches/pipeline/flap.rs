@@ -168,6 +168,15 @@ pub fn note_change(changes: &Changes, text: &str, seen: i64) -> bool {
     true
 }
 
+/// A `status_change` event's (service id, `changed_at` ms).
+pub fn change_key(text: &str) -> Option<(i64, i64)> {
+    let v = serde_json::from_str::<Value>(text).ok()?;
+    Some((
+        v["service_id"].as_i64()?,
+        v["changed_at"].as_str().and_then(rfc3339_ms)?,
+    ))
+}
+
 fn rfc3339_ms(at: &str) -> Option<i64> {
     chrono::DateTime::parse_from_rfc3339(at)
         .ok()
