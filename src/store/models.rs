@@ -9,7 +9,7 @@ use super::schema::{alerts, api_keys, health_logs, hourly_rollups, services, sta
 use crate::domain::api_key::{ApiKey, NewApiKey};
 use crate::domain::confirm::Thresholds;
 use crate::domain::health_log::HealthLog;
-use crate::domain::plan::{self, Current, EnteredSince, OutboxRow, Plan, StatusUpdate, Transition};
+use crate::domain::plan::{self, Current, EnteredSince, OutboxRow, Plan, Transition};
 use crate::domain::time::{Millis, Seconds};
 use crate::domain::uptime::HourlyRollup;
 use crate::domain::{ChannelId, CheckResult, Service, ServiceId, ServiceSpec, Status};
@@ -385,27 +385,6 @@ impl NewAlertRow {
 /// fallback only keeps the row writable).
 pub fn payload_json(row: &OutboxRow) -> String {
     serde_json::to_string(&row.payload).unwrap_or_else(|_| String::from("{}"))
-}
-
-/// The status columns a recorded result sets.
-#[derive(Debug, AsChangeset)]
-#[diesel(table_name = services)]
-pub struct StatusColumns {
-    pub last_status: &'static str,
-    pub last_check: Option<i64>,
-    pub last_latency_ms: Option<i64>,
-    pub last_scheduled_at: Option<i64>,
-}
-
-impl From<&StatusUpdate> for StatusColumns {
-    fn from(u: &StatusUpdate) -> Self {
-        Self {
-            last_status: u.status.as_str(),
-            last_check: Some(u.checked_at),
-            last_latency_ms: Some(u.latency_ms),
-            last_scheduled_at: Some(u.scheduled_at),
-        }
-    }
 }
 
 /// An `api_keys` row.
