@@ -190,6 +190,9 @@ export class ServiceList {
     const st = shownStatus(svc);
     const d = this.details.get(svc.id);
     li.className = `row st-${st.toLowerCase()}`;
+    // Marks rows whose charts came (for a person inspecting, and the tests).
+    if (d && d.uptime) li.dataset.charts = "loaded";
+    else delete li.dataset.charts;
     fill(
       li,
       el(

@@ -20,7 +20,7 @@ export class ServicePage {
     this.changes = [];
     this.header = el("section", { class: "svc-head" });
     this.uptime = el("section", { class: "uptime", "aria-labelledby": "h-uptime" });
-    this.chart = el("section", { class: "latency", "aria-labelledby": "h-latency" });
+    this.chart = el("section", { class: "latency-box", "aria-labelledby": "h-latency" });
     this.changesBox = el("section", { class: "changes", "aria-labelledby": "h-changes" });
     this.logsBox = el("section", { class: "logs", "aria-labelledby": "h-logs" });
     fill(
@@ -97,6 +97,7 @@ export class ServicePage {
     fill(
       this.uptime,
       el("h2", { id: "h-uptime", text: "Uptime" }),
+      el("p", { class: "hint", text: "From hourly rollups, written every few seconds: the newest checks may not be in yet." }),
       el(
         "div",
         { class: "uptime-grid" },

@@ -8,6 +8,9 @@ Scenarios:
         open the service's page, and optionally a public status page.
   key   keys exist: the page asks for the key, refuses a wrong one, then
         works with the right one (the list and its live status).
+  scale --count services exist (svc-000001...): the page loads them over the
+        WebSocket only, keeps only the rows in view in the DOM, scrolls,
+        searches, filters and sorts; prints a SCALE line of timings.
 
 Screenshots go to --out. Any console error (a CSP refusal among them) or
 uncaught page error fails the run. Exit status 0 means every step passed;
@@ -60,6 +63,27 @@ def flip(page, args):
     # The lazily loaded sparkline draws once the first checks are stored.
     expect(r.locator("svg.spark polyline")).to_have_count(1, timeout=STEP_TIMEOUT_MS)
     page.screenshot(path=f"{args.out}/dashboard-up.png")
+    # Notes the wall-clock time the row turns DOWN, as the DOM changes
+    # (expect() polls with growing pauses, up to a second).
+    page.evaluate(
+        """(name) => {
+            window.__downAt = null;
+            const rows = document.querySelector("ul.rows");
+            const seen = () => [...rows.querySelectorAll("li.row")].some((li) => {
+                const a = li.querySelector(".name a");
+                const badge = li.querySelector(".badge");
+                return a && a.textContent === name && badge && badge.textContent === "DOWN";
+            });
+            const obs = new MutationObserver(() => {
+                if (!window.__downAt && seen()) {
+                    window.__downAt = Date.now();
+                    obs.disconnect();
+                }
+            });
+            obs.observe(rows, { subtree: true, childList: true, characterData: true });
+        }""",
+        args.name,
+    )
     log("UP")
 
     line = sys.stdin.readline()
@@ -71,6 +95,7 @@ def flip(page, args):
     if page.evaluate("window.__sameDocument") is not True:
         raise RuntimeError("the page was reloaded")
     log(f"DOWN seen {seen_after:.2f} s after the target failed, without a reload")
+    log(f"DOWN_AT {page.evaluate('window.__downAt')}")
 
     # A fresh load reads the snapshot again and fetches each row's charts
     # (hourly rollups are written every few seconds): the picture for the
@@ -81,6 +106,9 @@ def flip(page, args):
     expect(page.locator("li.row rect.bar-up")).not_to_have_count(0, timeout=STEP_TIMEOUT_MS)
     expect(page.locator("li.row svg.spark polyline")).to_have_count(4, timeout=STEP_TIMEOUT_MS)
     page.screenshot(path=f"{args.out}/dashboard.png")
+    page.emulate_media(color_scheme="dark")
+    page.screenshot(path=f"{args.out}/dashboard-dark.png")
+    page.emulate_media(color_scheme="light")
 
     # Search narrows the list to the one service.
     page.get_by_label("Search").fill(args.name)
@@ -126,9 +154,101 @@ def key(page, args):
     log("works with the key")
 
 
+LONG_TASKS = """
+window.__longest = 0;
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) window.__longest = Math.max(window.__longest, e.duration);
+}).observe({ type: "longtask", buffered: true });
+"""
+
+
+def frames(page, script):
+    """Runs `script` in the page, then waits two animation frames: the
+    milliseconds until the change is painted."""
+    return page.evaluate(
+        """(script) => new Promise((done) => {
+            const t = performance.now();
+            (0, eval)(script);
+            requestAnimationFrame(() => requestAnimationFrame(() => done(performance.now() - t)));
+        })""",
+        script,
+    )
+
+
+def scale(page, args):
+    n = args.count
+    requests = []
+    in_flight = {"now": 0, "most": 0}
+
+    def started(r):
+        requests.append(r.url)
+        if "/logs?" in r.url or "/uptime?" in r.url:
+            in_flight["now"] += 1
+            in_flight["most"] = max(in_flight["most"], in_flight["now"])
+
+    def ended(r):
+        if "/logs?" in r.url or "/uptime?" in r.url:
+            in_flight["now"] -= 1
+
+    page.on("request", started)
+    page.on("requestfinished", ended)
+    page.on("requestfailed", ended)
+    page.add_init_script(LONG_TASKS)
+    started = time.monotonic()
+    page.goto(args.base + "/")
+    expect(page.locator(".counts")).to_contain_text(f"{n:,} services", timeout=120_000)
+    load_ms = (time.monotonic() - started) * 1000
+    dom_rows = page.locator("li.row").count()
+    page.evaluate("window.__longest = 0")
+
+    # Halfway down: the rows there are drawn, and only they.
+    middle = n // 2
+    scroll_ms = frames(page, f"document.querySelector('.scroller').scrollTop = {middle} * 56")
+    expect(page.get_by_role("link", name=f"svc-{middle:06d}", exact=True)).to_be_visible()
+    rows_after_scroll = page.locator("li.row").count()
+
+    # Search: 100 of the names contain "svc-0777".
+    started = time.monotonic()
+    page.get_by_label("Search").fill("svc-0777")
+    expect(page.locator(".counts")).to_contain_text("100 shown")
+    filter_ms = (time.monotonic() - started) * 1000
+    started = time.monotonic()
+    page.get_by_label("Status").select_option("DOWN")
+    expect(page.locator(".counts")).to_contain_text("10 shown")
+    status_ms = (time.monotonic() - started) * 1000
+    page.get_by_label("Search").fill("")
+    page.get_by_label("Status").select_option("")
+    started = time.monotonic()
+    page.get_by_label("Sort by").select_option("status")
+    expect(page.locator("li.row .badge").first).to_have_text("DOWN")
+    sort_ms = (time.monotonic() - started) * 1000
+    longest = page.evaluate("window.__longest")
+    # The rows in view fetch their charts lazily, a few at a time.
+    page.wait_for_function(
+        "() => document.querySelectorAll('li.row[data-charts]').length > 0"
+    )
+    page.wait_for_load_state("networkidle")
+    page.screenshot(path=f"{args.out}/dashboard-100k.png")
+
+    path = lambda u: u.split("//", 1)[-1].split("/", 1)[-1]
+    lists = [u for u in requests if path(u).startswith("services?") or path(u) == "services"]
+    details = [u for u in requests if "/logs?" in u or "/uptime?" in u]
+    log(
+        f"SCALE services={n} load_ms={load_ms:.0f} dom_rows={dom_rows} "
+        f"rows_after_scroll={rows_after_scroll} scroll_ms={scroll_ms:.0f} "
+        f"search_ms={filter_ms:.0f} status_filter_ms={status_ms:.0f} sort_ms={sort_ms:.0f} "
+        f"longest_task_ms={longest:.0f} list_requests={len(lists)} detail_requests={len(details)} "
+        f"detail_in_flight_max={in_flight['most']}"
+    )
+    for u in lists:
+        if "limit=1" not in u:
+            raise RuntimeError(f"the page asked REST for the service list: {u}")
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--scenario", choices=["flip", "key"], required=True)
+    p.add_argument("--scenario", choices=["flip", "key", "scale"], required=True)
+    p.add_argument("--count", type=int, default=100_000)
     p.add_argument("--base", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--chromium", default="/usr/bin/chromium")
@@ -148,7 +268,7 @@ def main():
         page.on("console", lambda m: m.type == "error" and problems.append("console: " + m.text))
         page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
         try:
-            {"flip": flip, "key": key}[args.scenario](page, args)
+            {"flip": flip, "key": key, "scale": scale}[args.scenario](page, args)
         except Exception:
             page.screenshot(path=f"{args.out}/failure-{args.scenario}.png", full_page=True)
             raise
