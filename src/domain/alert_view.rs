@@ -44,7 +44,7 @@ impl FromStr for AlertState {
 }
 
 /// One alert as `GET /alerts` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct AlertView {
     /// The alert's id, also its delivery id (`X-Healthmon-Delivery`).
     pub id: i64,
@@ -63,9 +63,11 @@ pub struct AlertView {
     pub last_error: Option<String>,
     /// When the alert was written.
     #[serde(serialize_with = "serde_rfc3339::serialize")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Millis,
     /// When it was delivered.
     #[serde(serialize_with = "serde_rfc3339::option::serialize")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub sent_at: Option<Millis>,
 }
 

@@ -139,7 +139,7 @@ pub struct StoredChannel {
 }
 
 /// A channel as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ChannelView {
     /// Stable id.
     pub id: ChannelId,
@@ -148,6 +148,7 @@ pub struct ChannelView {
     /// The kind.
     pub kind: String,
     /// Settings, secrets as `***`.
+    #[schema(value_type = Object)]
     pub config: Value,
     /// Whether every service's alerts come here.
     pub all_services: bool,
@@ -155,9 +156,11 @@ pub struct ChannelView {
     pub remind_every_s: i64,
     /// Creation time.
     #[serde(serialize_with = "serde_rfc3339::serialize")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Millis,
     /// Last change.
     #[serde(serialize_with = "serde_rfc3339::serialize")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: Millis,
 }
 

@@ -82,12 +82,13 @@ pub const HIDDEN: &str = "***";
 
 /// One assertion on a JSON response body: the value at `pointer` (RFC 6901)
 /// must equal `equals`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JsonAssertion {
     /// RFC 6901 pointer, `""` or starting with `/`.
     pub pointer: String,
     /// The JSON value expected there.
+    #[schema(value_type = Value)]
     pub equals: serde_json::Value,
 }
 
@@ -98,7 +99,7 @@ impl Eq for JsonAssertion {}
 /// The fields of [`CheckOptions`]. Every field is optional: `None` means
 /// "not set", and the kind's default applies. Unknown fields in the stored
 /// document are ignored, so an older process reads a newer row.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct CheckFields {
     /// HTTP method (GET when unset).

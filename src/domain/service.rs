@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 /// A service's id: stable, never reused, positive. A type of its own so a
 /// service id cannot be passed where a log id, a key id or a count is
 /// meant; on the wire and in the store it is the plain integer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(transparent)]
 pub struct ServiceId(pub i64);
 
@@ -108,7 +110,7 @@ impl ServiceSpec {
 }
 
 /// A service as the API returns it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Service {
     /// Stable id, never reused.
     pub id: ServiceId,
@@ -124,6 +126,7 @@ pub struct Service {
     /// Whether the timeout is the default that follows the interval (no
     /// user set one); what a PATCH of the interval alone consults.
     #[serde(skip)]
+    #[schema(ignore)]
     pub timeout_follows_interval: bool,
     /// Response statuses that count as UP; `null` means 200-399.
     pub expected_statuses: Option<Vec<u16>>,
@@ -137,6 +140,7 @@ pub struct Service {
     /// The retry interval as set (`None`: follow the interval); what a
     /// PATCH merges into.
     #[serde(skip)]
+    #[schema(ignore)]
     pub retry_interval_set: Option<Seconds>,
     /// Its own alert channels' ids.
     pub channels: Vec<ChannelId>,
@@ -150,11 +154,13 @@ pub struct Service {
     /// The settings of its check kind, flattened into the service's fields
     /// as the user gave them; header values show as `***`.
     #[serde(flatten, serialize_with = "serialize_shown_options")]
+    #[schema(value_type = super::check_kind::CheckFields)]
     pub check: CheckOptions,
     /// Result of the most recent check, or PENDING.
     pub last_status: Status,
     /// When the most recent check finished.
     #[serde(serialize_with = "serde_rfc3339::option::serialize")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub last_check: Option<Millis>,
     /// Latency of the most recent check.
     pub last_latency_ms: Option<i64>,
@@ -162,15 +168,19 @@ pub struct Service {
     pub paused: bool,
     /// Registration time.
     #[serde(serialize_with = "serde_rfc3339::serialize")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Millis,
     /// Last change of the user-set fields.
     #[serde(serialize_with = "serde_rfc3339::serialize")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: Millis,
     /// Due time of the check behind `last_status`; orders late results.
     #[serde(skip)]
+    #[schema(ignore)]
     pub last_scheduled_at: Option<Millis>,
     /// Bumped by every settings change; the compare-and-set key of PATCH.
     #[serde(skip)]
+    #[schema(ignore)]
     pub version: i64,
 }
 

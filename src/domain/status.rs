@@ -5,7 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// The health of a service as the API and WebSocket show it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Status {
     /// Registered, not checked yet.

@@ -179,7 +179,7 @@ pub struct DayCount {
 }
 
 /// One bar: a day, and the share of its checks that passed.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DayBar {
     /// The day, `YYYY-MM-DD` (UTC).
     pub date: String,
@@ -231,7 +231,7 @@ pub fn uptime_ratio(counts: &[DayCount]) -> Option<f64> {
 }
 
 /// What a service shows publicly: its status, or PAUSED.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum PublicStatus {
     /// Not checked yet.

@@ -13,7 +13,17 @@ pub type Millis = i64;
 /// carries: [`Seconds::millis`] is the one conversion. On the wire and in
 /// the store it is the plain integer.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(transparent)]
 pub struct Seconds(pub i64);

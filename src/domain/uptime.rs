@@ -36,7 +36,7 @@ impl HourlyRollup {
 }
 
 /// Counts over some checks, as the API shows them.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Uptime {
     /// Checks counted.
     pub checks: i64,
@@ -80,10 +80,11 @@ impl Uptime {
 }
 
 /// One hour of the answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Hour {
     /// Start of the hour.
     #[serde(serialize_with = "serde_rfc3339::serialize")]
+    #[schema(value_type = String, format = DateTime)]
     pub hour_start: i64,
     /// Its counts.
     #[serde(flatten)]
@@ -91,7 +92,7 @@ pub struct Hour {
 }
 
 /// The answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UptimeReport {
     /// The service.
     pub service_id: ServiceId,
@@ -99,9 +100,11 @@ pub struct UptimeReport {
     pub hours: i64,
     /// Start of the first hour covered.
     #[serde(serialize_with = "serde_rfc3339::serialize")]
+    #[schema(value_type = String, format = DateTime)]
     pub from: i64,
     /// End of the window (now).
     #[serde(serialize_with = "serde_rfc3339::serialize")]
+    #[schema(value_type = String, format = DateTime)]
     pub to: i64,
     /// Over every hour below.
     pub totals: Uptime,

@@ -52,7 +52,7 @@ pub const MAX_THRESHOLD: u32 = 100;
 pub const MAX_CHANNELS: usize = 32;
 
 /// One bad field and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     /// The field as the client spelled it.
     pub field: String,

@@ -123,6 +123,13 @@ fn next_page(q: &AlertQuery, last: i64) -> String {
 }
 
 /// `GET /alerts`
+#[utoipa::path(get, path = "/alerts", tag = "alerting",
+    params(("service_id" = Option<i64>, Query, minimum = 1), ("channel_id" = Option<i64>, Query, minimum = 1),
+        ("state" = Option<String>, Query, description = "`pending`, `sent` or `failed`"),
+        ("limit" = Option<i64>, Query, minimum = 1),
+        ("before" = Option<String>, Query, description = "The last id of the previous page, or an RFC 3339 time")),
+    responses((status = 200, description = "Alerts, newest first", body = [crate::domain::alert_view::AlertView],
+        headers(("Link" = String, description = "`<...>; rel=\"next\"` on a full page")))))]
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let query =
         parse_query(req.query_string(), state.max_logs_limit).map_err(ApiError::BadQuery)?;
@@ -143,6 +150,8 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
 }
 
 /// `GET /alerts/{id}`
+#[utoipa::path(get, path = "/alerts/{id}", tag = "alerting", params(("id" = i64, Path)),
+    responses((status = 200, description = "The alert", body = crate::domain::alert_view::AlertView)))]
 pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let alert = match super::path_id::canonical(&req).ok() {
         Some(id) => state.store.get_alert(id).await?,

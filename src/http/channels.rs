@@ -106,6 +106,9 @@ fn shown(channel: &StoredChannel) -> ChannelView {
 }
 
 /// `POST /channels`
+#[utoipa::path(post, path = "/channels", tag = "alerting", request_body = crate::http::openapi::bodies::ChannelInput,
+    responses((status = 201, description = "Created; secrets shown as `***`", body = crate::domain::channel_spec::ChannelView,
+        headers(("Location" = String, description = "`/channels/{id}`")))))]
 pub async fn create(
     req: HttpRequest,
     payload: web::Payload,
@@ -164,6 +167,10 @@ fn list_query(query: &str) -> Result<(i64, i64), Vec<FieldError>> {
 }
 
 /// `GET /channels?limit=&after=`: by id; a full page links to the next.
+#[utoipa::path(get, path = "/channels", tag = "alerting",
+    params(("limit" = Option<i64>, Query, minimum = 1), ("after" = Option<i64>, Query, description = "The last id of the previous page")),
+    responses((status = 200, description = "Channels by id", body = [crate::domain::channel_spec::ChannelView],
+        headers(("Link" = String, description = "`<...>; rel=\"next\"` on a full page")))))]
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let (limit, after) = list_query(req.query_string()).map_err(ApiError::BadQuery)?;
     let channels = state.store.list_channels(after, limit).await?;
@@ -180,6 +187,8 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
 }
 
 /// `GET /channels/{id}`
+#[utoipa::path(get, path = "/channels/{id}", tag = "alerting", params(("id" = i64, Path)),
+    responses((status = 200, description = "The channel", body = crate::domain::channel_spec::ChannelView)))]
 pub async fn get(
     ChannelPath(id): ChannelPath,
     state: web::Data<AppState>,
@@ -192,6 +201,9 @@ pub async fn get(
 
 /// `PUT /channels/{id}`: replaces every field (`all_services` and
 /// `remind_every_s` fall back to their defaults when left out).
+#[utoipa::path(put, path = "/channels/{id}", tag = "alerting", params(("id" = i64, Path)), request_body = crate::http::openapi::bodies::ChannelInput,
+    responses((status = 200, description = "Replaced", body = crate::domain::channel_spec::ChannelView),
+        (status = 409, description = "It kept changing during the update")))]
 pub async fn replace(
     req: HttpRequest,
     ChannelPath(id): ChannelPath,
@@ -207,6 +219,10 @@ pub async fn replace(
 
 /// `PATCH /channels/{id}`: changes the fields given; `config` is merged
 /// setting by setting (`null` removes one).
+#[utoipa::path(patch, path = "/channels/{id}", tag = "alerting", params(("id" = i64, Path)),
+    request_body(content = crate::http::openapi::bodies::ChannelInput, description = "Any of the fields; `config` merges"),
+    responses((status = 200, description = "Updated", body = crate::domain::channel_spec::ChannelView),
+        (status = 409, description = "It kept changing during the update")))]
 pub async fn update(
     req: HttpRequest,
     ChannelPath(id): ChannelPath,
@@ -262,6 +278,8 @@ async fn write(
 
 /// `DELETE /channels/{id}`: its undelivered alerts fail ("channel
 /// deleted") and services stop listing it.
+#[utoipa::path(delete, path = "/channels/{id}", tag = "alerting", params(("id" = i64, Path)),
+    responses((status = 204, description = "Deleted")))]
 pub async fn delete(
     ChannelPath(id): ChannelPath,
     state: web::Data<AppState>,
@@ -276,6 +294,8 @@ pub async fn delete(
 /// `POST /channels/{id}/test`: writes a `test` alert to the outbox and
 /// answers 202 with it as `GET /alerts/{id}` shows it; the sender delivers
 /// it like any other, so its state there says whether the channel works.
+#[utoipa::path(post, path = "/channels/{id}/test", tag = "alerting", params(("id" = i64, Path)),
+    responses((status = 202, description = "A `test` alert is queued", body = crate::domain::alert_view::AlertView)))]
 pub async fn test(
     ChannelPath(id): ChannelPath,
     state: web::Data<AppState>,

@@ -86,11 +86,20 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// `GET /`
+#[utoipa::path(get, path = "/", tag = "dashboard", security(()),
+    description = "The dashboard page (it asks for a key and sends it itself).",
+    responses((status = 200, description = "The page", content_type = "text/html", body = String),
+        (status = 304, description = "Not modified (If-None-Match)")))]
 pub async fn index(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     serve(&req, "index.html")
 }
 
 /// `GET /ui/{file}`
+#[utoipa::path(get, path = "/ui/{file}", tag = "dashboard", security(()),
+    params(("file" = String, Path, description = "One of the dashboard's files")),
+    responses((status = 200, description = "The file",
+            content((String = "text/javascript"), (String = "text/css"), (String = "text/html"), (String = "image/svg+xml"))),
+        (status = 304, description = "Not modified (If-None-Match)")))]
 pub async fn file(req: HttpRequest, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
     serve(&req, &name)
 }

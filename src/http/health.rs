@@ -6,12 +6,18 @@ use actix_web::{HttpResponse, web};
 use serde_json::json;
 
 /// Liveness: answers as long as the HTTP server runs.
+#[utoipa::path(get, path = "/healthz", tag = "meta", security(()),
+    responses((status = 200, description = "Alive: `{\"status\": \"ok\"}`", body = Object)))]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
 /// Readiness: 200 when the store and the bus answer, else 503 naming what is
 /// down.
+#[utoipa::path(get, path = "/readyz", tag = "meta", security(()),
+    responses(
+        (status = 200, description = "Ready: `{\"status\": \"ready\", \"checks\": {\"store\": \"ok\", \"bus\": \"ok\"}}`", body = Object),
+        (status = 503, description = "Not ready: a problem whose `checks` names what is down")))]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let store =
         match tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping()).await {

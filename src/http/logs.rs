@@ -63,6 +63,12 @@ pub fn parse_query(query: &str, max_limit: i64) -> Result<LogQuery, Vec<FieldErr
 }
 
 /// `GET /services/{id}/logs`
+#[utoipa::path(get, path = "/services/{id}/logs", tag = "services",
+    params(("id" = i64, Path),
+        ("limit" = Option<i64>, Query, minimum = 1, description = "Page size (default 100, capped by api.max_logs_limit)"),
+        ("before" = Option<String>, Query, description = "The last id of the previous page, or an RFC 3339 time")),
+    responses((status = 200, description = "Health logs, newest first", body = [crate::domain::health_log::HealthLog],
+        headers(("Link" = String, description = "`<...>; rel=\"next\"` on a full page")))))]
 pub async fn list(
     req: HttpRequest,
     PathId(id): PathId,

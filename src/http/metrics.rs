@@ -14,6 +14,9 @@ use std::time::Duration;
 const STORE_WAIT: Duration = Duration::from_secs(5);
 
 /// The handler.
+#[utoipa::path(get, path = "/metrics", tag = "meta",
+    responses((status = 200, description = "Prometheus text format",
+        content_type = "text/plain; version=0.0.4; charset=utf-8", body = String)))]
 pub async fn get(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     // One grouped COUNT per scrape. A store that does not answer fails the
     // scrape (Prometheus shows `up 0`) rather than serving stale numbers as

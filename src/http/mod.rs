@@ -14,6 +14,7 @@ pub mod list_query;
 pub mod log_budget;
 pub mod logs;
 pub mod metrics;
+pub mod openapi;
 pub mod path_id;
 pub mod problem;
 pub mod push;
@@ -139,6 +140,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::resource("/metrics")
             .route(web::get().to(metrics::get))
             .route(web::head().to(metrics::get))
+            .default_service(other_methods("GET, HEAD, OPTIONS")),
+    )
+    .service(
+        web::resource("/openapi.json")
+            .route(web::get().to(openapi::get))
+            .route(web::head().to(openapi::get))
             .default_service(other_methods("GET, HEAD, OPTIONS")),
     )
     .service(

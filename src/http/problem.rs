@@ -74,14 +74,21 @@ pub enum ApiError {
     Bus(#[from] BusError),
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An RFC 9457 problem: every error answer's body.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Problem<'a> {
+    /// A URN naming the kind of problem (`urn:healthmon:problem:...`).
     #[serde(rename = "type")]
     kind: &'a str,
+    /// The kind of problem, for a person.
     title: &'a str,
+    /// The HTTP status.
     status: u16,
+    /// What went wrong this time.
     detail: String,
+    /// Each bad field or query parameter (422, and 400 for a query).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<FieldError>>, nullable = false)]
     errors: Option<&'a [FieldError]>,
 }
 

@@ -79,8 +79,18 @@ pub(super) fn new_token() -> Result<String, ApiError> {
     Ok(push::render_token(bytes))
 }
 
+/// The answer to a ping.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct PingAnswer {
+    /// Always true.
+    ok: bool,
+    /// Present and true when the service is paused (the ping is ignored).
+    paused: Option<bool>,
+}
+
 /// A service with its push URL, in the one answer that shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WithPushUrl<T> {
     /// The service, as it would be shown without this.
     #[serde(flatten)]
@@ -142,6 +152,11 @@ pub async fn token_if_new_push(
 
 /// `POST /services/{id}/push-token`: a new token for a push service; the
 /// old one stops working at once.
+#[utoipa::path(post, path = "/services/{id}/push-token", tag = "services", params(("id" = i64, Path)),
+    responses(
+        (status = 200, description = "The service with its new `push_url` (shown once)",
+            body = WithPushUrl<crate::http::windows::WithMaintenance<crate::domain::Service>>),
+        (status = 422, description = "Not a push service")))]
 pub async fn rotate(
     PathId(id): PathId,
     state: web::Data<AppState>,
@@ -237,6 +252,14 @@ fn stamp(id: ServiceId, now: Millis) -> Millis {
 /// job behind a push service reports in. 200 `{"ok": true}` once recorded;
 /// a paused service's pings are answered alike (the job need not know)
 /// but not recorded, as a paused service is not checked.
+#[utoipa::path(method(get, post), path = "/push/{token}", tag = "push", security(()),
+    description = "A job reports in (HEAD too); a body is read and ignored. The token is the credential: no key.",
+    params(("token" = String, Path),
+        ("status" = Option<String>, Query, description = "`up` (default) or `down`"),
+        ("msg" = Option<String>, Query, description = "Text logged with a `down`")),
+    responses(
+        (status = 200, description = "Recorded (`paused`: ignored, the service is paused)", body = PingAnswer),
+        (status = 429, description = "Pinged faster than the token's limit")))]
 pub async fn ping(
     req: HttpRequest,
     payload: web::Payload,

@@ -6,7 +6,9 @@
 use super::AppState;
 use super::body::read_json;
 use super::problem::ApiError;
-use super::windows;
+use super::push::WithPushUrl;
+use super::windows::{self, WithMaintenance};
+use crate::domain::Service;
 use crate::domain::Event;
 use crate::domain::event::ScheduleUpdate;
 use crate::domain::time::now_ms;
@@ -40,6 +42,12 @@ fn not_found(id: ServiceId) -> ApiError {
 }
 
 /// `POST /services`
+#[utoipa::path(post, path = "/services", tag = "services",
+    request_body = crate::http::openapi::bodies::ServiceInput,
+    responses(
+        (status = 201, description = "Registered; a push service's answer carries its `push_url` (shown once)",
+            body = WithPushUrl<WithMaintenance<Service>>, headers(("Location" = String, description = "`/services/{id}`"))),
+        (status = 409, description = "The limit of services (`api.max_services`) is reached")))]
 pub async fn create(
     req: HttpRequest,
     payload: web::Payload,
@@ -161,6 +169,15 @@ async fn publish(state: &AppState, id: ServiceId, event: &Event) {
 /// `GET /services?limit=&after=&status=&tag=&q=`: a page of services in
 /// id order, filtered in the database ([`super::list_query`]); a full page
 /// carries `Link: <...>; rel="next"` with the same filters.
+#[utoipa::path(get, path = "/services", tag = "services",
+    params(
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 10000, description = "Page size (default 1000)"),
+        ("after" = Option<i64>, Query, description = "The last id of the previous page"),
+        ("status" = Option<String>, Query, description = "Comma list of statuses (any case); may repeat"),
+        ("tag" = Option<String>, Query, description = "Only services with this tag"),
+        ("q" = Option<String>, Query, description = "Name contains (any case)")),
+    responses((status = 200, description = "A page of services in id order", body = [WithMaintenance<Service>],
+        headers(("Link" = String, description = "`<...>; rel=\"next\"` on a full page")))))]
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let filter = super::list_query::parse(req.query_string()).map_err(ApiError::BadQuery)?;
     let services = state.store.list_services_page(&filter).await?;
@@ -177,6 +194,8 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
 }
 
 /// `GET /services/{id}`
+#[utoipa::path(get, path = "/services/{id}", tag = "services", params(("id" = i64, Path)),
+    responses((status = 200, description = "The service", body = WithMaintenance<Service>)))]
 pub async fn get(PathId(id): PathId, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     match state.store.get_service(id).await? {
         Some(svc) => Ok(HttpResponse::Ok().json(windows::shown(&state, svc).await?)),
@@ -185,6 +204,9 @@ pub async fn get(PathId(id): PathId, state: web::Data<AppState>) -> Result<HttpR
 }
 
 /// `PUT /services/{id}`: replaces every settable field.
+#[utoipa::path(put, path = "/services/{id}", tag = "services", params(("id" = i64, Path)),
+    request_body = crate::http::openapi::bodies::ServiceInput,
+    responses((status = 200, description = "Replaced; `push_url` when it became a push service", body = WithPushUrl<WithMaintenance<Service>>)))]
 pub async fn replace(
     req: HttpRequest,
     PathId(id): PathId,
@@ -213,6 +235,11 @@ const PATCH_ATTEMPTS: usize = 8;
 /// Read, merge, then write only if nobody wrote in between (a
 /// compare-and-set on the row's version), retrying on a race, so two
 /// concurrent PATCHes of different fields both take effect.
+#[utoipa::path(patch, path = "/services/{id}", tag = "services", params(("id" = i64, Path)),
+    request_body(content = crate::http::openapi::bodies::ServiceInput, description = "Any of the fields"),
+    responses(
+        (status = 200, description = "Updated; `push_url` when it became a push service", body = WithPushUrl<WithMaintenance<Service>>),
+        (status = 409, description = "It kept changing during the update")))]
 pub async fn update(
     req: HttpRequest,
     PathId(id): PathId,
@@ -296,6 +323,8 @@ async fn announce(
 }
 
 /// `DELETE /services/{id}`: the service, its logs and transitions go.
+#[utoipa::path(delete, path = "/services/{id}", tag = "services", params(("id" = i64, Path)),
+    responses((status = 204, description = "Deleted")))]
 pub async fn delete(
     PathId(id): PathId,
     state: web::Data<AppState>,

@@ -40,7 +40,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// A page as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PageView {
     /// Its id.
     pub id: i64,
@@ -54,9 +54,11 @@ pub struct PageView {
     pub public_url: String,
     /// When it was created.
     #[serde(with = "serde_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Millis,
     /// When it last changed.
     #[serde(with = "serde_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: Millis,
 }
 
@@ -148,6 +150,10 @@ fn saved(outcome: PageSaved, spec: &StatusPageSpec, slug: &str) -> Result<Status
 }
 
 /// `POST /status-pages`
+#[utoipa::path(post, path = "/status-pages", tag = "status pages", request_body = crate::http::openapi::bodies::StatusPageInput,
+    responses((status = 201, description = "Created", body = PageView,
+        headers(("Location" = String, description = "`/status-pages/{slug}`"))),
+        (status = 409, description = "The slug is taken, or the limit of pages is reached")))]
 async fn create(
     req: HttpRequest,
     payload: web::Payload,
@@ -176,6 +182,10 @@ async fn create(
 
 /// `GET /status-pages?limit=&after=`: pages by slug, a page at a time; a
 /// full one carries a `Link: <...>; rel="next"` header.
+#[utoipa::path(get, path = "/status-pages", tag = "status pages",
+    params(("limit" = Option<i64>, Query, minimum = 1), ("after" = Option<String>, Query, description = "The last slug of the previous page")),
+    responses((status = 200, description = "Pages by slug", body = [PageView],
+        headers(("Link" = String, description = "`<...>; rel=\"next\"` on a full page")))))]
 async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let (limit, after) = parse_query(req.query_string()).map_err(ApiError::BadQuery)?;
     let pages = state.store.status_pages_after(&after, limit).await?;
@@ -223,6 +233,8 @@ fn parse_query(query: &str) -> Result<(i64, String), Vec<FieldError>> {
 }
 
 /// `GET /status-pages/{slug}`
+#[utoipa::path(get, path = "/status-pages/{slug}", tag = "status pages", params(("slug" = String, Path)),
+    responses((status = 200, description = "The page", body = PageView)))]
 async fn get(Slug(slug): Slug, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     match state.store.get_status_page(&slug).await? {
         Some(p) => Ok(HttpResponse::Ok().json(PageView::from(p))),
@@ -233,6 +245,10 @@ async fn get(Slug(slug): Slug, state: web::Data<AppState>) -> Result<HttpRespons
 /// `PATCH /status-pages/{slug}`: a JSON merge patch of the fields given.
 /// Read, patch, then write only if nobody wrote in between, retrying on a
 /// race, so two concurrent PATCHes of different fields both take effect.
+#[utoipa::path(patch, path = "/status-pages/{slug}", tag = "status pages", params(("slug" = String, Path)),
+    request_body(content = crate::http::openapi::bodies::StatusPageInput, description = "A JSON merge patch"),
+    responses((status = 200, description = "Updated", body = PageView),
+        (status = 409, description = "The new slug is taken, or it kept changing during the update")))]
 async fn update(
     req: HttpRequest,
     Slug(slug): Slug,
@@ -268,6 +284,8 @@ async fn update(
 }
 
 /// `DELETE /status-pages/{slug}`
+#[utoipa::path(delete, path = "/status-pages/{slug}", tag = "status pages", params(("slug" = String, Path)),
+    responses((status = 204, description = "Deleted")))]
 async fn delete(Slug(slug): Slug, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     if !state.store.delete_status_page(&slug).await? {
         return Err(not_found(&slug));

@@ -46,7 +46,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// One listed service as the public sees it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PublicService {
     /// Its id (for its badges).
     pub id: ServiceId,
@@ -56,6 +56,7 @@ pub struct PublicService {
     pub status: PublicStatus,
     /// When its last check finished.
     #[serde(serialize_with = "serde_rfc3339::option::serialize")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub last_check: Option<Millis>,
     /// Latency of its last check.
     pub last_latency_ms: Option<i64>,
@@ -67,7 +68,7 @@ pub struct PublicService {
 }
 
 /// A page as the public sees it (`.json`; the HTML shows the same).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PublicPage {
     /// Its name in URLs.
     pub slug: String,
@@ -77,6 +78,7 @@ pub struct PublicPage {
     pub overall: PublicStatus,
     /// When this answer was made.
     #[serde(serialize_with = "serde_rfc3339::serialize")]
+    #[schema(value_type = String, format = DateTime)]
     pub generated_at: Millis,
     /// The services listed, in order.
     pub services: Vec<PublicService>,
@@ -133,6 +135,10 @@ async fn public_page(state: &AppState, slug: &str) -> Result<PublicPage, ApiErro
 }
 
 /// `GET /status/{slug}` (HTML) and `GET /status/{slug}.json`.
+#[utoipa::path(get, path = "/status/{page}", tag = "status pages", security(()),
+    params(("page" = String, Path, description = "The slug (HTML), or the slug and `.json`")),
+    responses((status = 200, description = "The public page: HTML, or JSON for `{slug}.json`",
+        content((String = "text/html"), (PublicPage = "application/json")))))]
 async fn page(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let raw = req.uri().path().split('/').nth(2).unwrap_or_default();
     let (slug, json) = match raw.strip_suffix(".json") {
@@ -160,6 +166,13 @@ async fn page(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespon
 }
 
 /// `GET /status/{slug}/badge/{service_id}.svg?type=status|uptime|latency`
+#[utoipa::path(get, path = "/status/{page}/badge/{file}", tag = "status pages", security(()),
+    params(("page" = String, Path, description = "The slug"),
+        ("file" = String, Path, description = "`{service_id}.svg`, a service the page lists"),
+        ("type" = Option<String>, Query, description = "`status` (default), `uptime` or `latency`")),
+    responses(
+        (status = 200, description = "An SVG badge (Cache-Control public, max-age=60; ETag)", content_type = "image/svg+xml", body = String),
+        (status = 304, description = "Not modified (If-None-Match)")))]
 async fn badge(
     req: HttpRequest,
     Slug(slug): Slug,

@@ -40,6 +40,10 @@ pub fn parse_hours(query: &str) -> Result<i64, Vec<FieldError>> {
 }
 
 /// `GET /services/{id}/uptime`
+#[utoipa::path(get, path = "/services/{id}/uptime", tag = "services",
+    params(("id" = i64, Path),
+        ("hours" = Option<i64>, Query, minimum = 1, maximum = 2160, description = "Hours back from now (default 24)")),
+    responses((status = 200, description = "Hourly rollups and their totals", body = crate::domain::uptime::UptimeReport)))]
 pub async fn get(
     req: HttpRequest,
     PathId(id): PathId,

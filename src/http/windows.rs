@@ -47,7 +47,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// A window as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WindowView {
     /// Its id.
     pub id: i64,
@@ -59,9 +59,11 @@ pub struct WindowView {
     pub tag: Option<String>,
     /// A one-off window's first instant.
     #[serde(with = "serde_rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub start: Option<Millis>,
     /// A one-off window's end (exclusive).
     #[serde(with = "serde_rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub end: Option<Millis>,
     /// A recurring window's pattern.
     pub cron: Option<String>,
@@ -73,12 +75,15 @@ pub struct WindowView {
     pub active: bool,
     /// When it next opens after now, if ever.
     #[serde(with = "serde_rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub next_start: Option<Millis>,
     /// When it was created.
     #[serde(with = "serde_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Millis,
     /// When it last changed.
     #[serde(with = "serde_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: Millis,
 }
 
@@ -173,6 +178,10 @@ async fn check_services(
 }
 
 /// `POST /maintenance`
+#[utoipa::path(post, path = "/maintenance", tag = "alerting", request_body = crate::http::openapi::bodies::WindowInput,
+    responses((status = 201, description = "Created", body = WindowView,
+        headers(("Location" = String, description = "`/maintenance/{id}`"))),
+        (status = 409, description = "The limit of windows is reached")))]
 async fn create(
     req: HttpRequest,
     payload: web::Payload,
@@ -197,6 +206,10 @@ async fn create(
 
 /// `GET /maintenance?limit=&after=`: windows by id, a page at a time; a full
 /// page carries a `Link: <...>; rel="next"` header.
+#[utoipa::path(get, path = "/maintenance", tag = "alerting",
+    params(("limit" = Option<i64>, Query, minimum = 1), ("after" = Option<i64>, Query, description = "The last id of the previous page")),
+    responses((status = 200, description = "Windows by id", body = [WindowView],
+        headers(("Link" = String, description = "`<...>; rel=\"next\"` on a full page")))))]
 async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let (limit, after) = parse_query(req.query_string()).map_err(ApiError::BadQuery)?;
     let windows = state.store.windows_after(after, limit).await?;
@@ -248,6 +261,8 @@ fn parse_query(query: &str) -> Result<(i64, i64), Vec<FieldError>> {
 }
 
 /// `GET /maintenance/{id}`
+#[utoipa::path(get, path = "/maintenance/{id}", tag = "alerting", params(("id" = i64, Path)),
+    responses((status = 200, description = "The window", body = WindowView)))]
 async fn get(WindowId(id): WindowId, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     match state.store.get_window(id).await? {
         Some(w) => Ok(HttpResponse::Ok().json(respond(w))),
@@ -256,6 +271,9 @@ async fn get(WindowId(id): WindowId, state: web::Data<AppState>) -> Result<HttpR
 }
 
 /// `PUT /maintenance/{id}`: replaces every field.
+#[utoipa::path(put, path = "/maintenance/{id}", tag = "alerting", params(("id" = i64, Path)), request_body = crate::http::openapi::bodies::WindowInput,
+    responses((status = 200, description = "Replaced", body = WindowView),
+        (status = 409, description = "It kept changing during the update")))]
 async fn replace(
     req: HttpRequest,
     WindowId(id): WindowId,
@@ -269,6 +287,10 @@ async fn replace(
 
 /// `PATCH /maintenance/{id}`: a JSON merge patch (RFC 7396) of the fields
 /// given; `null` removes one.
+#[utoipa::path(patch, path = "/maintenance/{id}", tag = "alerting", params(("id" = i64, Path)),
+    request_body(content = crate::http::openapi::bodies::WindowInput, description = "A JSON merge patch"),
+    responses((status = 200, description = "Updated", body = WindowView),
+        (status = 409, description = "It kept changing during the update")))]
 async fn update(
     req: HttpRequest,
     WindowId(id): WindowId,
@@ -324,6 +346,8 @@ async fn write(
 }
 
 /// `DELETE /maintenance/{id}`
+#[utoipa::path(delete, path = "/maintenance/{id}", tag = "alerting", params(("id" = i64, Path)),
+    responses((status = 204, description = "Deleted")))]
 async fn delete(
     WindowId(id): WindowId,
     state: web::Data<AppState>,
@@ -337,7 +361,7 @@ async fn delete(
 
 /// `in_maintenance` for service responses: the service's fields and
 /// whether an open window covers it now.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WithMaintenance<T> {
     /// The service, as it would be shown without this.
     #[serde(flatten)]

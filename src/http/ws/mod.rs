@@ -47,6 +47,20 @@ pub const MAX_INBOUND_PER_SEC: u32 = 50;
 pub const MAX_FRAME_BYTES: usize = 4096;
 
 /// `GET /ws`: upgrades and starts the client's session.
+#[utoipa::path(get, path = "/ws", tag = "meta",
+    description = "The live feed: a WebSocket upgrade. The server sends the `snapshot` messages, \
+        then one message per event (`check`, `status_change`, `service_created`, `service_updated`, \
+        `service_deleted`, `resync`). The key may also come as `access_token`.",
+    params(
+        ("service_id" = Option<String>, Query, description = "Comma list of service ids"),
+        ("tag" = Option<String>, Query, description = "Only services with this tag"),
+        ("events" = Option<String>, Query, description = "Comma list of event types"),
+        ("access_token" = Option<String>, Query, description = "The API key, for browsers")),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol"),
+        (status = 400, description = "Not a WebSocket handshake, or a bad filter"),
+        (status = 403, description = "A cross-origin page (see ws.allowed_origins)"),
+        (status = 503, description = "Too many WebSocket clients (ws.max_clients)")))]
 pub async fn connect(
     req: HttpRequest,
     body: web::Payload,
