@@ -30,7 +30,7 @@ struct Opts {
     services: usize,
     clients: usize,
     limit: usize,
-    query: String,
+    queries: Vec<String>,
     pg: Option<String>,
 }
 
@@ -39,7 +39,7 @@ fn opts() -> Opts {
         services: 1_000_000,
         clients: 10,
         limit: 1000,
-        query: String::new(),
+        queries: Vec::new(),
         pg: None,
     };
     let mut args = std::env::args().skip(1);
@@ -49,7 +49,7 @@ fn opts() -> Opts {
             "--services" => o.services = value().parse().expect("--services N"),
             "--clients" => o.clients = value().parse().expect("--clients K"),
             "--limit" => o.limit = value().parse().expect("--limit L"),
-            "--query" => o.query = value(),
+            "--query" => o.queries.push(value()),
             "--pg" => o.pg = Some(value()),
             // cargo bench passes --bench to every bench binary.
             "--bench" => {}
@@ -125,6 +125,21 @@ fn rss_mb(pid: u32) -> f64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// CPU seconds `pid` has used (user + system), from /proc.
+fn cpu_s(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name, which is in parentheses.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<f64>().ok())
+        .sum();
+    // USER_HZ is 100 on Linux.
+    ticks / 100.0
 }
 
 /// Registers `n` paused services, 1,000 a request, four requests at once.
@@ -205,26 +220,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
-    let o = opts();
-    let pg_db = o.pg.as_deref().map(pg::fresh);
-    let m = start(pg_db.as_ref().map(|d| d.url.as_str()));
-    let pid = m.child.id();
-    let api = m.addr.clone();
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(300))
-        .build()
-        .expect("client");
-
-    let t = Instant::now();
-    fill(&http, &api, o.services).await;
-    let fill_s = t.elapsed().as_secs_f64();
-    // Let the registration's garbage go before the baseline.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let rss_before = rss_mb(pid);
-
+/// One paging pass of every client through `query`; its figures.
+async fn pass(o: &Opts, query: &str, http: &reqwest::Client, api: &str, pid: u32) -> Value {
     let sampling = Arc::new(AtomicBool::new(true));
     let peak = Arc::new(AtomicU64::new(0));
     let sampler = {
@@ -237,11 +234,12 @@ async fn main() {
             }
         })
     };
-    let sep = if o.query.is_empty() { "" } else { "&" };
-    let first = format!("/services?limit={}{sep}{}", o.limit, o.query);
+    let sep = if query.is_empty() { "" } else { "&" };
+    let first = format!("/services?limit={}{sep}{}", o.limit, query);
     let t = Instant::now();
+    let cpu0 = cpu_s(pid);
     let clients: Vec<_> = (0..o.clients)
-        .map(|_| tokio::spawn(page_through(http.clone(), api.clone(), first.clone())))
+        .map(|_| tokio::spawn(page_through(http.clone(), api.to_owned(), first.clone())))
         .collect();
     let mut latencies = Vec::new();
     let mut seen = Vec::new();
@@ -251,21 +249,28 @@ async fn main() {
         seen.push(s);
     }
     let paging_s = t.elapsed().as_secs_f64();
+    let paging_cpu_s = cpu_s(pid) - cpu0;
     sampling.store(false, Ordering::Relaxed);
     sampler.join().expect("sampler");
     let rss_during = peak.load(Ordering::Relaxed) as f64 / 1024.0;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_after = rss_mb(pid);
     latencies.sort_by(f64::total_cmp);
-    let result = json!({
-        "services": o.services,
-        "store": if o.pg.is_some() { "postgres" } else { "sqlite" },
+    let cpu_ms_per_page = paging_cpu_s * 1000.0 / latencies.len().max(1) as f64;
+    // The machine's load over the pass: other processes' share of the cores.
+    let load_avg: Vec<String> = std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .map(str::to_owned)
+        .collect();
+    json!({
         "clients": o.clients,
         "limit": o.limit,
-        "query": o.query,
-        "fill_s": (fill_s * 10.0).round() / 10.0,
-        "fill_per_s": (o.services as f64 / fill_s).round(),
+        "query": query,
         "pages": latencies.len(),
+        "cpu_ms_per_page": (cpu_ms_per_page * 100.0).round() / 100.0,
+        "load_avg": load_avg,
         "services_seen_per_client": seen,
         "paging_s": (paging_s * 10.0).round() / 10.0,
         "page_ms": {
@@ -274,12 +279,54 @@ async fn main() {
             "max": (percentile(&latencies, 1.0) * 100.0).round() / 100.0,
         },
         "rss_mb": {
-            "before": (rss_before * 10.0).round() / 10.0,
             "during_peak": (rss_during * 10.0).round() / 10.0,
             "after": (rss_after * 10.0).round() / 10.0,
         },
-    });
-    println!("{result}");
+    })
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let mut o = opts();
+    let pg_db = o.pg.as_deref().map(pg::fresh);
+    let m = start(pg_db.as_ref().map(|d| d.url.as_str()));
+    let pid = m.child.id();
+    let api = m.addr.clone();
+    // reqwest is built without a TLS provider of its own (src/app.rs).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(300))
+        .build()
+        .expect("client");
+
+    let t = Instant::now();
+    let cpu0 = cpu_s(pid);
+    fill(&http, &api, o.services).await;
+    let fill_s = t.elapsed().as_secs_f64();
+    let fill_cpu_s = cpu_s(pid) - cpu0;
+    // Let the registration's garbage go before the baseline.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_before = rss_mb(pid);
+
+    if o.queries.is_empty() {
+        o.queries.push(String::new());
+    }
+    for query in &o.queries {
+        let result = pass(&o, query, &http, &api, pid).await;
+        println!(
+            "{}",
+            json!({
+                "services": o.services,
+                "store": if o.pg.is_some() { "postgres" } else { "sqlite" },
+                "fill_s": (fill_s * 10.0).round() / 10.0,
+                "fill_per_s": (o.services as f64 / fill_s).round(),
+                "fill_cpu_s": (fill_cpu_s * 10.0).round() / 10.0,
+                "rss_mb_before": (rss_before * 10.0).round() / 10.0,
+                "pass": result,
+            })
+        );
+    }
     drop(m);
     if let Some(db) = pg_db {
         db.drop_now();
