@@ -7,14 +7,20 @@
 //! process (tests) keep their own numbers. Every hook on a check's path is
 //! a relaxed atomic add: no lock, no allocation, no label lookup (the
 //! labelled counters are resolved once, here). The series read from
-//! elsewhere (services by status, WebSocket clients, dropped checks) are read at
-//! scrape time instead of being kept up to date.
+//! elsewhere (services by status, WebSocket clients, dropped checks, the
+//! bus's queue depths) are read at scrape time instead of being kept up to
+//! date.
 //!
 //! Each process exposes what it does: a worker-only process counts checks
 //! and has no scheduler lag or services; an API-only one has the services
 //! gauge and WebSocket clients but no checks.
 
+mod queues;
+
+pub use queues::{ASK_WITHIN, FRESH_FOR};
+
 use crate::domain::Status;
+use crate::domain::outbox::AlertEvent;
 use crate::domain::time::Millis;
 use crate::drops::{DROPPED, DropCause};
 use crate::store::StatusCount;
@@ -47,6 +53,15 @@ const LAG_BUCKETS: &[f64] = &[
 /// The statuses `healthmon_services` has a series for, each scrape (a
 /// status with no service is 0, not missing, so a graph does not break).
 const SERVICE_STATUSES: [Status; 4] = [Status::Pending, Status::Up, Status::Degraded, Status::Down];
+
+/// The alert events `healthmon_alerts_total` has a series for from the start.
+const ALERT_KINDS: [AlertEvent; 5] = [
+    AlertEvent::Down,
+    AlertEvent::Up,
+    AlertEvent::Degraded,
+    AlertEvent::Reminder,
+    AlertEvent::Test,
+];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
@@ -165,6 +180,7 @@ pub struct Metrics {
     services_paused: Gauge,
     alerts: Family<AlertLabels, Counter>,
     dropped: Family<CauseLabel, Counter>,
+    queues: queues::Queues,
 }
 
 impl Default for Metrics {
@@ -228,6 +244,16 @@ impl Metrics {
             services_paused.clone(),
         );
         let alerts = Family::<AlertLabels, Counter>::default();
+        // Every pair at 0 from the start, so the family is served (an empty
+        // one is left out of the text) and rate() has a series to start from.
+        for kind in ALERT_KINDS {
+            for state in [AlertState::Sent, AlertState::Failed, AlertState::Retried] {
+                drop(alerts.get_or_create(&AlertLabels {
+                    kind: kind.as_str().to_owned(),
+                    state: state.as_str(),
+                }));
+            }
+        }
         registry.register(
             "healthmon_alerts",
             "Alert delivery attempts by this process, by event kind (down, up, degraded, \
@@ -245,6 +271,24 @@ impl Metrics {
             "Checks that fell due but were never run, by cause",
             dropped.clone(),
         );
+        let queues = queues::Queues::default();
+        registry.register(
+            "healthmon_queue_messages",
+            "Messages waiting in the bus's queues (jobs, results, and with a broker dead), read \
+             at scrape time: in-process one job or result each, on RabbitMQ the ready messages \
+             of the shared queue, each up to 32 jobs or 64 results",
+            queues.messages.clone(),
+        );
+        registry.register(
+            "healthmon_queue_consumers",
+            "Consumers taking from each of the bus's queues, read at scrape time",
+            queues.consumers.clone(),
+        );
+        registry.register(
+            "healthmon_queue_capacity",
+            "Most messages each bounded queue of the bus holds",
+            queues.capacity.clone(),
+        );
         Self {
             registry,
             checks_up,
@@ -258,6 +302,7 @@ impl Metrics {
             services_paused,
             alerts,
             dropped,
+            queues,
         }
     }
 

@@ -40,6 +40,27 @@ impl InProcessBus {
         }
     }
 
+    /// The two queues' fill: what waits in each channel, and whether its
+    /// consumer is taken (its receiver out of the slot).
+    pub(super) fn depths(&self) -> Vec<super::QueueDepth> {
+        fn depth<T>(queue: &'static str, tx: &mpsc::Sender<T>, rx: &Slot<T>) -> super::QueueDepth {
+            let max = tx.max_capacity();
+            let taken = rx.lock().map(|slot| slot.is_none()).unwrap_or(false);
+            super::QueueDepth {
+                queue,
+                // Permits reserved by a sender count as queued: they are
+                // about to be.
+                messages: (max - tx.capacity()) as u64,
+                consumers: u64::from(taken),
+                capacity: Some(max as u64),
+            }
+        }
+        vec![
+            depth("jobs", &self.jobs_tx, &self.jobs_rx),
+            depth("results", &self.results_tx, &self.results_rx),
+        ]
+    }
+
     pub(super) async fn publish_job(&self, job: CheckJob) -> Result<(), BusError> {
         self.jobs_tx.send(job).await.map_err(|_| BusError::Closed)
     }
@@ -152,6 +173,27 @@ mod tests {
         let mut again = bus.consume_jobs().unwrap();
         bus.publish_job(job(7)).await.unwrap();
         assert_eq!(again.next().await.unwrap().msg.service_id, ServiceId(7));
+    }
+
+    #[tokio::test]
+    async fn depths_count_what_waits_and_whether_a_consumer_took_the_queue() {
+        let bus = Bus::in_process(caps(4));
+        let depths = bus.queue_depths(std::time::Duration::from_secs(1)).await;
+        let jobs = |d: &Option<Vec<super::super::QueueDepth>>| {
+            d.as_ref()
+                .and_then(|d| d.iter().find(|q| q.queue == "jobs").cloned())
+                .map(|q| (q.messages, q.consumers, q.capacity))
+        };
+        assert_eq!(jobs(&depths), Some((0, 0, Some(4))));
+        bus.publish_job(job(1)).await.unwrap();
+        bus.publish_job(job(2)).await.unwrap();
+        let mut c = bus.consume_jobs().unwrap();
+        let depths = bus.queue_depths(std::time::Duration::from_secs(1)).await;
+        assert_eq!(jobs(&depths), Some((2, 1, Some(4))));
+        c.next().await.unwrap();
+        let depths = bus.queue_depths(std::time::Duration::from_secs(1)).await;
+        assert_eq!(jobs(&depths), Some((1, 1, Some(4))));
+        assert!(depths.unwrap().iter().any(|q| q.queue == "results"));
     }
 
     #[tokio::test]

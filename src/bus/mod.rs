@@ -10,10 +10,12 @@
 //! a broker connection up, and the schedule stream carries
 //! [`ScheduleSignal`]s.
 
+mod depth;
 pub mod in_process;
 pub mod rabbitmq;
 mod resync;
 
+pub use depth::QueueDepth;
 pub use resync::Resync;
 
 use crate::domain::event::ScheduleUpdate;

@@ -25,6 +25,9 @@ pub async fn get(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
         .await
         .map_err(|_| StoreError::Pool(format!("no answer within {} s", STORE_WAIT.as_secs())))??;
     state.metrics.set_services(&counts);
+    // Never fails the scrape: a broker that does not answer leaves the
+    // queue series out (see crate::metrics::FRESH_FOR and ASK_WITHIN).
+    state.metrics.read_queues(&state.bus).await;
     // Each client holds one slot while connected: the slots in use are the
     // clients, with no hook in the WebSocket code.
     let free = state.ws_slots.available_permits();

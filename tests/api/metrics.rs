@@ -2,6 +2,7 @@
 //! (checks by result, their duration, the scheduler's lag, services by
 //! status, WebSocket clients, alert deliveries), need a key once keys
 //! exist, and are text `promtool check metrics` accepts.
+use crate::common::promtool::{accepts as promtool_accepts, samples};
 use crate::common::receiver::Receiver;
 use crate::helpers::*;
 
@@ -9,18 +10,6 @@ use reqwest::Method;
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
-
-/// Every sample of a scrape, by its name and labels as written
-/// (`healthmon_checks_total{result="up"}`).
-fn samples(text: &str) -> HashMap<String, f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .filter_map(|l| {
-            let (key, value) = l.rsplit_once(' ')?;
-            Some((key.to_owned(), value.parse().ok()?))
-        })
-        .collect()
-}
 
 async fn scrape(m: &Monitor) -> Reply {
     let r = get(m, "/metrics").await;
@@ -31,37 +20,6 @@ async fn scrape(m: &Monitor) -> Reply {
 /// The value of `key` in `s`, 0 when the series is not there yet.
 fn value(s: &HashMap<String, f64>, key: &str) -> f64 {
     s.get(key).copied().unwrap_or(0.0)
-}
-
-/// Runs `promtool check metrics` on `text`: under CI a missing promtool
-/// fails the test, elsewhere it skips loudly (Debian's `prometheus`
-/// package has it; `.ci/run` installs it).
-fn promtool_accepts(text: &str) {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) => return skip::skip("promtool", &e.to_string()),
-    };
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("write to promtool");
-    let out = child.wait_with_output().expect("promtool");
-    assert!(
-        out.status.success(),
-        "promtool check metrics refused the scrape:\n{}{}\n---\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -215,4 +173,116 @@ async fn metrics_need_a_key_once_keys_exist() {
         text.contains("# TYPE healthmon_checks_total counter"),
         "{text}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_in_process_queues_show_their_fill_consumers_and_bounds() {
+    let m = Monitor::start();
+    // The worker pool and the recorder take their queues shortly after
+    // the start; the depths are read at most once a second.
+    let (text, s) = eventually("both queues with their consumer in /metrics", || async {
+        let r = scrape(&m).await;
+        let s = samples(&r.text);
+        ["jobs", "results"]
+            .iter()
+            .all(|q| value(&s, &format!("healthmon_queue_consumers{{queue=\"{q}\"}}")) == 1.0)
+            .then_some((r.text, s))
+    })
+    .await;
+    for q in ["jobs", "results"] {
+        let messages = format!("healthmon_queue_messages{{queue=\"{q}\"}}");
+        assert!(s.contains_key(&messages), "{messages}\n{text}");
+        let capacity = value(&s, &format!("healthmon_queue_capacity{{queue=\"{q}\"}}"));
+        assert!(capacity >= 1.0, "{q}\n{text}");
+        assert!(value(&s, &messages) <= capacity, "{q}\n{text}");
+    }
+    assert!(
+        !text.contains("queue=\"dead\""),
+        "no dead-letter queue without a broker\n{text}"
+    );
+    promtool_accepts(&text);
+}
+
+/// The `healthmon_*` names in backticks in README.md's "Metrics" section.
+fn readme_series() -> std::collections::BTreeSet<String> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let start = readme.find("\n## Metrics\n").expect("a Metrics section");
+    let section = &readme[start + 1..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
+    section
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|s| {
+            s.starts_with("healthmon_")
+                && s.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_lists_every_series_served_and_nothing_else() {
+    let m = Monitor::start();
+    // The queue series appear once the worker and recorder took their queues.
+    let text = eventually("the queue series in /metrics", || async {
+        let r = scrape(&m).await;
+        r.text
+            .contains("healthmon_queue_consumers{")
+            .then_some(r.text)
+    })
+    .await;
+    let served: std::collections::BTreeSet<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect();
+    assert!(served.len() >= 10, "{text}");
+    let listed = readme_series();
+    let missing: Vec<_> = served.difference(&listed).collect();
+    let extra: Vec<_> = listed.difference(&served).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "README.md's Metrics section is out of date: served but not listed {missing:?}, \
+         listed but not served {extra:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grafana_dashboard_asks_only_for_series_the_monitor_serves() {
+    let m = Monitor::start();
+    let text = scrape(&m).await.text;
+    let served: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/grafana/healthmon.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("the dashboard")).expect("JSON");
+    let mut asked = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().expect("an expr");
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if word.starts_with("healthmon_") {
+                    asked.push((panel["title"].to_string(), word.to_owned()));
+                }
+            }
+        }
+    }
+    assert!(asked.iter().any(|(_, w)| w == "healthmon_queue_messages"));
+    for (title, word) in asked {
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| word.strip_suffix(s).filter(|f| served.contains(f)))
+            .unwrap_or(&word);
+        assert!(
+            served.contains(family),
+            "panel {title} asks for {word}, which /metrics does not serve"
+        );
+    }
 }

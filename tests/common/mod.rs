@@ -8,6 +8,7 @@ pub mod dns;
 pub mod fleet;
 pub mod maintenance;
 pub mod measure;
+pub mod promtool;
 pub mod receiver;
 pub mod skip;
 pub mod smtp;

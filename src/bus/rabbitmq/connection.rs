@@ -42,7 +42,7 @@ fn plain_cause(e: &amqprs::error::Error) -> String {
 /// How often the connection's state is polled besides its close signal.
 const LIVENESS_POLL: Duration = Duration::from_millis(250);
 /// Most messages `P.dead` keeps.
-const DEAD_MAX_LENGTH: i64 = 100_000;
+pub(super) const DEAD_MAX_LENGTH: i64 = 100_000;
 
 impl RabbitBus {
     /// Connects, declares the topology and opens the publisher and fanout

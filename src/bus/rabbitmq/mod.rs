@@ -108,6 +108,7 @@
 
 mod connection;
 mod consumer;
+mod depth;
 mod publisher;
 mod uri;
 
