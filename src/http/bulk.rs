@@ -137,7 +137,7 @@ async fn channels_exist(state: &AppState, specs: &[ServiceSpec]) -> Result<(), A
 /// `POST /services/bulk`
 #[utoipa::path(post, path = "/services/bulk", tag = "services",
     request_body(content = Vec<crate::http::openapi::bodies::ServiceInput>,
-        description = "Up to 10,000 services, each as `POST /services` takes it; all or none are stored"),
+        description = "1 to 1,000 services (a body of at most 4 MiB), each as `POST /services` takes it; all or none are stored"),
     responses(
         (status = 201, description = "Registered, in the order given; push services with their `push_url`",
             body = [super::push::WithPushUrl<super::windows::WithMaintenance<crate::domain::Service>>]),
