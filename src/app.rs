@@ -358,6 +358,11 @@ fn http_task(
         settings.checks.block_private,
         &settings.checks.allow_cidrs,
     ));
+    let embedded_region = settings
+        .queue
+        .url
+        .is_none()
+        .then(|| settings.worker.region.clone());
     Task::new("http", Stage::Intake, move |token: CancellationToken| {
         let state = AppState {
             store: store.clone(),
@@ -375,6 +380,7 @@ fn http_task(
             snapshots: Arc::clone(&snapshots),
             address_policy: Arc::clone(&address_policy),
             metrics: Arc::clone(&metrics),
+            embedded_region: embedded_region.clone(),
         };
         let listener = listener.try_clone();
         let server_settings = server_settings.clone();

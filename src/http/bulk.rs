@@ -12,7 +12,7 @@
 use super::AppState;
 use super::body::read_json_up_to;
 use super::problem::ApiError;
-use super::services::targets_allowed;
+use super::services::{regions_allowed, targets_allowed};
 use super::windows::WithMaintenance;
 use crate::domain::event::ScheduleUpdate;
 use crate::domain::push as push_token;
@@ -78,7 +78,10 @@ fn validate_all(state: &AppState, body: &Value) -> Result<Vec<ServiceSpec>, ApiE
     let mut specs = Vec::with_capacity(items.len());
     let mut errors = Vec::new();
     for (i, item) in items.iter().enumerate() {
-        match validate::full_spec(item).and_then(|spec| match targets_allowed(state, &spec) {
+        let allowed = |spec: &ServiceSpec| {
+            targets_allowed(state, spec).and_then(|()| regions_allowed(state, &spec.regions))
+        };
+        match validate::full_spec(item).and_then(|spec| match allowed(&spec) {
             Ok(()) => Ok(spec),
             Err(ApiError::Validation(e)) => Err(e),
             Err(other) => Err(vec![FieldError::new("url", other.to_string())]),

@@ -1,7 +1,10 @@
-//! `GET /services/{id}/logs?limit=&before=`: health logs, newest first.
+//! `GET /services/{id}/logs?limit=&before=&region=`: health logs, newest
+//! first.
 //!
 //! `before` is the `id` of the last log of the previous page (or an RFC 3339
-//! time); a full page carries a `Link: <...>; rel="next"` header.
+//! time); a full page carries a `Link: <...>; rel="next"` header. `region`
+//! keeps the logs of one region (a regional service logs each region's
+//! result of a round).
 
 use super::AppState;
 use super::problem::ApiError;
@@ -22,13 +25,16 @@ pub struct LogQuery {
     pub limit: i64,
     /// Where the page starts.
     pub cursor: Option<LogCursor>,
+    /// Only this region's logs.
+    pub region: Option<String>,
 }
 
-/// Parses `limit` (1.., capped at `max_limit`) and `before`.
+/// Parses `limit` (1.., capped at `max_limit`), `before` and `region`.
 pub fn parse_query(query: &str, max_limit: i64) -> Result<LogQuery, Vec<FieldError>> {
     let mut errors = Vec::new();
     let mut limit = DEFAULT_LIMIT.min(max_limit);
     let mut cursor = None;
+    let mut region = None;
     for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
         match key.as_ref() {
             "limit" => match value.parse::<i64>() {
@@ -52,11 +58,22 @@ pub fn parse_query(query: &str, max_limit: i64) -> Result<LogQuery, Vec<FieldErr
                     });
                 }
             }
+            "region" => match crate::domain::validate::check_region(&value) {
+                Ok(()) => region = Some(value.into_owned()),
+                Err(message) => errors.push(FieldError {
+                    field: "region".into(),
+                    message,
+                }),
+            },
             _ => {}
         }
     }
     if errors.is_empty() {
-        Ok(LogQuery { limit, cursor })
+        Ok(LogQuery {
+            limit,
+            cursor,
+            region,
+        })
     } else {
         Err(errors)
     }
@@ -66,7 +83,8 @@ pub fn parse_query(query: &str, max_limit: i64) -> Result<LogQuery, Vec<FieldErr
 #[utoipa::path(get, path = "/services/{id}/logs", tag = "services",
     params(("id" = i64, Path),
         ("limit" = Option<i64>, Query, minimum = 1, description = "Page size (default 100, capped by api.max_logs_limit)"),
-        ("before" = Option<String>, Query, description = "The last id of the previous page, or an RFC 3339 time")),
+        ("before" = Option<String>, Query, description = "The last id of the previous page, or an RFC 3339 time"),
+        ("region" = Option<String>, Query, description = "Only this region's logs (a-z, 0-9 and -, 1-32 characters)")),
     responses((status = 200, description = "Health logs, newest first", body = [crate::domain::health_log::HealthLog],
         headers(("Link" = String, description = "`<...>; rel=\"next\"` on a full page")))))]
 pub async fn list(
@@ -79,7 +97,10 @@ pub async fn list(
     if state.store.get_service(id).await?.is_none() {
         return Err(ApiError::NotFound(format!("no service with id {id}")));
     }
-    let logs = state.store.list_logs(id, query.limit, query.cursor).await?;
+    let logs = state
+        .store
+        .list_logs_in(id, query.limit, query.cursor, query.region.as_deref())
+        .await?;
     let mut response = HttpResponse::Ok();
     if logs.len() as i64 == query.limit
         && let Some(last) = logs.last()
@@ -87,8 +108,14 @@ pub async fn list(
         response.insert_header((
             header::LINK,
             format!(
-                "</services/{id}/logs?limit={}&before={}>; rel=\"next\"",
-                query.limit, last.id
+                "</services/{id}/logs?limit={}&before={}{}>; rel=\"next\"",
+                query.limit,
+                last.id,
+                // A region name needs no escaping (a-z, 0-9 and -).
+                query
+                    .region
+                    .as_deref()
+                    .map_or(String::new(), |r| format!("&region={r}"))
             ),
         ));
     }
@@ -105,7 +132,8 @@ mod tests {
             parse_query("", 1000).unwrap(),
             LogQuery {
                 limit: 50,
-                cursor: None
+                cursor: None,
+                region: None,
             }
         );
         assert_eq!(parse_query("limit=5000", 1000).unwrap().limit, 1000);
@@ -130,6 +158,20 @@ mod tests {
         assert!(parse_query("limit=-3", 1000).is_err());
     }
 
+    #[test]
+    fn region_is_a_region_name() {
+        assert_eq!(
+            parse_query("region=eu-west", 1000)
+                .unwrap()
+                .region
+                .as_deref(),
+            Some("eu-west")
+        );
+        let errs = parse_query("region=EU%20West", 1000).unwrap_err();
+        assert_eq!(errs[0].field, "region");
+        assert!(parse_query("region=", 1000).is_err());
+    }
+
     proptest::proptest! {
         /// Stand-in for a fuzz target: any query string parses or is
         /// rejected naming a parameter, and an accepted limit is in range.
@@ -139,7 +181,9 @@ mod tests {
                 Ok(parsed) => proptest::prop_assert!((1..=max).contains(&parsed.limit)),
                 Err(errors) => {
                     for e in errors {
-                        proptest::prop_assert!(e.field == "limit" || e.field == "before");
+                        proptest::prop_assert!(
+                            ["limit", "before", "region"].contains(&e.field.as_str())
+                        );
                     }
                 }
             }

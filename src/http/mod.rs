@@ -72,6 +72,9 @@ pub struct AppState {
     pub address_policy: Arc<crate::worker::guard::AddressPolicy>,
     /// This process's Prometheus metrics (`GET /metrics`).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// An embedded monitor's (no `queue.url`) one region, `worker.region`:
+    /// services may list no other. `None` in a fleet.
+    pub embedded_region: Option<String>,
 }
 
 async fn not_found() -> Result<HttpResponse, ApiError> {

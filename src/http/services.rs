@@ -56,6 +56,7 @@ pub async fn create(
     let body = read_json(&req, payload).await?;
     let spec = validate::full_spec(&body).map_err(ApiError::Validation)?;
     targets_allowed(&state, &spec)?;
+    regions_allowed(&state, &spec.regions)?;
     channels_exist(&state, &spec.channels, &[]).await?;
     // Checked before the insert, so concurrent registrations may overshoot
     // the limit by a few; it guards against runaway scripts, not races.
@@ -103,6 +104,20 @@ pub(super) fn targets_allowed(
             blocked.to_string(),
         )])),
         _ => Ok(()),
+    }
+}
+
+/// Refuses, in an embedded monitor, regions other than its own: it has no
+/// workers anywhere else (422 naming `regions`, saying a fleet is needed).
+pub(super) fn regions_allowed(state: &AppState, regions: &[String]) -> Result<(), ApiError> {
+    let Some(own) = &state.embedded_region else {
+        return Ok(());
+    };
+    match validate::embedded_regions_error(regions, own) {
+        Some(message) => Err(ApiError::Validation(vec![validate::FieldError::new(
+            "regions", message,
+        )])),
+        None => Ok(()),
     }
 }
 
@@ -223,6 +238,7 @@ pub async fn replace(
     }
     .map_err(ApiError::Validation)?;
     targets_allowed(&state, &spec)?;
+    regions_allowed(&state, &spec.regions)?;
     channels_exist(&state, &spec.channels, &[]).await?;
     save(&state, id, spec, current.map(|c| c.url)).await
 }
@@ -256,6 +272,11 @@ pub async fn update(
         let spec = validate::patch_spec(&current.spec(), &body).map_err(ApiError::Validation)?;
         if spec.url != current.url {
             targets_allowed(&state, &spec)?;
+        }
+        // Only a change is judged: a service a fleet registered stays
+        // editable by a monitor later run embedded on the same store.
+        if spec.regions != current.regions {
+            regions_allowed(&state, &spec.regions)?;
         }
         channels_exist(&state, &spec.channels, &current.channels).await?;
         if spec == current.spec() {

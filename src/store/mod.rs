@@ -417,12 +417,28 @@ impl Store {
         limit: i64,
         cursor: Option<LogCursor>,
     ) -> Result<Vec<HealthLog>, StoreError> {
+        self.list_logs_in(service_id, limit, cursor, None).await
+    }
+
+    /// A page of a service's logs, newest first, only `region`'s when one
+    /// is given.
+    pub async fn list_logs_in(
+        &self,
+        service_id: ServiceId,
+        limit: i64,
+        cursor: Option<LogCursor>,
+        region: Option<&str>,
+    ) -> Result<Vec<HealthLog>, StoreError> {
         let service_id = service_id.get();
+        let region = region.map(str::to_owned);
         with_conn!(self, |conn| {
             let mut query = health_logs::table
                 .filter(health_logs::service_id.eq(service_id))
                 .select(HealthLogRow::as_select())
                 .into_boxed();
+            if let Some(region) = &region {
+                query = query.filter(health_logs::region.eq(region));
+            }
             match cursor {
                 Some(LogCursor::BeforeTime(t)) => {
                     query = query.filter(health_logs::checked_at.lt(t));

@@ -32,6 +32,7 @@ mod logs;
 mod maintenance;
 mod metrics;
 mod push;
+mod regions;
 mod retention;
 mod schedule;
 mod services;

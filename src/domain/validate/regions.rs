@@ -140,7 +140,7 @@ pub fn embedded_regions_error(regions: &[String], own: &str) -> Option<String> {
     Some(format!(
         "this monitor runs embedded, with the one region {own:?}, so it cannot check from {}: \
          checking from other regions needs a fleet (RabbitMQ and PostgreSQL, `queue.url` and \
-         `store.url`, with workers started as `healthmon --role worker --region NAME`)",
+         `database.url`, with workers started as `healthmon --role worker --region NAME`)",
         others
             .iter()
             .map(|r| format!("{r:?}"))

@@ -46,9 +46,15 @@ pub struct ServiceInput {
     pub channels: Option<Vec<ChannelId>>,
     /// Labels (1-64 characters each, at most 32).
     pub tags: Option<Vec<String>>,
-    /// Regions that check it each round (distributed mode).
+    /// Regions that check it each round (1-16 distinct names of 1-32
+    /// characters from a-z, 0-9 and -; `null` or `[]`: any worker, once).
+    /// An embedded monitor has one region, `worker.region`; others need a
+    /// fleet.
+    #[schema(max_items = 16)]
     pub regions: Option<Vec<String>>,
-    /// Regions that must see a round fail for DOWN; default a majority.
+    /// Regions that must see a round fail for DOWN, at most as many as
+    /// listed and only with `regions`; `null`: a majority.
+    #[schema(minimum = 1, maximum = 16)]
     pub quorum: Option<u32>,
     /// Whether checks are suspended.
     pub paused: Option<bool>,

@@ -61,7 +61,7 @@ pub fn is_default(section: Section, canon: &Canon, field: &str) -> bool {
         (Section::Services, "retry_interval") => int("retry_interval") == int("interval"),
         (Section::Services, "failure_threshold" | "success_threshold") => value == 1,
         (Section::Services | Section::Channels, "paused" | "all_services") => value == false,
-        (Section::Services, "channels" | "tags") => {
+        (Section::Services, "channels" | "tags" | "regions") => {
             value.is_null() || value.as_array().is_some_and(Vec::is_empty)
         }
         (Section::Channels, "remind_every_s") => value == 0,

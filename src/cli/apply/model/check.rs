@@ -11,7 +11,7 @@ use crate::domain::window;
 use serde_json::{Map, Value};
 
 /// A service's writable fields as the API shows them.
-pub(super) const SERVICE_FIELDS: [&str; 22] = [
+pub(super) const SERVICE_FIELDS: [&str; 24] = [
     "name",
     "url",
     "interval",
@@ -23,6 +23,8 @@ pub(super) const SERVICE_FIELDS: [&str; 22] = [
     "retry_interval",
     "channels",
     "tags",
+    "regions",
+    "quorum",
     "method",
     "headers",
     "body",
@@ -141,10 +143,12 @@ pub(super) fn check_service(item: &mut Item) -> Result<Canon, Vec<FieldError>> {
     // Read through the spec's serialised form, so tags compare as the
     // API stores them (and as null where this build has no tags).
     let whole = serde_json::to_value(&spec).unwrap_or(Value::Null);
-    canon.insert(
-        "tags".into(),
-        whole.get("tags").cloned().unwrap_or(Value::Null),
-    );
+    for field in ["tags", "regions", "quorum"] {
+        canon.insert(
+            field.into(),
+            whole.get(field).cloned().unwrap_or(Value::Null),
+        );
+    }
     let check = serde_json::to_value(spec.check.shown()).unwrap_or(Value::Null);
     for field in CHECK_FIELDS {
         canon.insert(

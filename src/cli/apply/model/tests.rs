@@ -127,3 +127,45 @@ maintenance:
     assert!(is_default(Section::Maintenance, canon, "services"));
     assert!(!is_default(Section::Maintenance, canon, "tag"));
 }
+
+#[test]
+fn regions_and_quorum_are_read_checked_and_left_out_when_unset() {
+    let text = "\
+services:
+  - name: api
+    url: https://api.example.org
+    interval: 30
+    regions: [eu, us, ap]
+    quorum: 2
+  - name: db
+    url: tcp://db.example.org:5432
+    interval: 5
+";
+    let items = parse(text).unwrap();
+    let api = &items[0].canon;
+    assert_eq!(api["regions"], serde_json::json!(["eu", "us", "ap"]));
+    assert_eq!(api["quorum"], 2);
+    assert!(!is_default(Section::Services, api, "regions"));
+    assert!(!is_default(Section::Services, api, "quorum"));
+    let db = &items[1].canon;
+    assert_eq!(db["regions"], serde_json::json!([]));
+    assert!(is_default(Section::Services, db, "regions"));
+    assert!(is_default(Section::Services, db, "quorum"));
+    // The API's rules: a quorum beyond the regions, or without any.
+    let bad = "services:\n  - name: a\n    url: http://a\n    interval: 5\n    regions: [eu]\n    \
+               quorum: 2\n  - name: b\n    url: http://b\n    interval: 5\n    quorum: 1\n";
+    let shown: Vec<String> = parse(bad)
+        .unwrap_err()
+        .iter()
+        .map(|p| p.render("m.yaml"))
+        .collect();
+    assert_eq!(shown.len(), 2, "{shown:?}");
+    assert!(
+        shown[0].starts_with("m.yaml:6: services[0] \"a\": quorum:"),
+        "{shown:?}"
+    );
+    assert!(
+        shown[1].starts_with("m.yaml:10: services[1] \"b\": quorum:"),
+        "{shown:?}"
+    );
+}
