@@ -3,7 +3,9 @@
 //! against the real binary and an HTTP target on 127.0.0.1 whose answer the
 //! test flips. A service registered through the form turns UP, then DOWN
 //! without a reload when its target fails; its page shows logs, uptime and
-//! a latency chart; with an API key the page asks for it first.
+//! a latency chart; with an API key the page asks for it first, and then
+//! adds and deletes a channel and a maintenance window. With 100,000
+//! services the list stays virtual and quick (the figures are printed).
 //!
 //! Screenshots go to `target/browser/` (kept by CI). With
 //! `HEALTHMON_UPDATE_SCREENSHOTS=1` the dashboard's and a status page's are
@@ -384,7 +386,13 @@ async fn with_api_keys_the_dashboard_asks_for_one_then_works() {
         ],
     );
     let transcript = script.passed();
-    assert!(transcript.contains("wrong key refused"), "{transcript}");
+    for step in [
+        "wrong key refused",
+        "channel added and deleted",
+        "maintenance window added and deleted",
+    ] {
+        assert!(transcript.contains(step), "{step}: {transcript}");
+    }
     screenshot("key-asked.png");
     screenshot("dashboard-with-key.png");
 }

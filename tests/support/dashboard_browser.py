@@ -152,6 +152,41 @@ def key(page, args):
         raise RuntimeError("the key is not kept in sessionStorage")
     page.screenshot(path=f"{args.out}/dashboard-with-key.png")
     log("works with the key")
+    admin(page, args)
+
+
+def admin(page, args):
+    """Channels and maintenance windows: add one of each, then delete it."""
+    dialog = page.locator("dialog#dialog")
+    page.once("dialog", lambda d: d.accept())
+    page.get_by_role("link", name="Channels").click()
+    page.get_by_role("button", name="Add channel").click()
+    dialog.get_by_label("Name", exact=True).fill("ops-webhook")
+    dialog.get_by_label("Settings (JSON)").fill('{"url": "https://hooks.example.com/healthmon"}')
+    dialog.get_by_role("button", name="Save").click()
+    expect(dialog).to_be_hidden(timeout=STEP_TIMEOUT_MS)
+    expect(page.get_by_role("cell", name="ops-webhook", exact=True)).to_be_visible(timeout=STEP_TIMEOUT_MS)
+    page.get_by_role("button", name="Delete channel ops-webhook").click()
+    expect(page.get_by_text("No channels yet.")).to_be_visible(timeout=STEP_TIMEOUT_MS)
+    log("channel added and deleted")
+
+    page.once("dialog", lambda d: d.accept())
+    page.get_by_role("link", name="Maintenance").click()
+    page.get_by_role("button", name="Add window").click()
+    dialog.get_by_label("Name", exact=True).fill("database upgrade")
+    dialog.get_by_label("Start (one-off)").fill("2030-01-01T02:00")
+    # An end before the start is refused, and the form says so.
+    dialog.get_by_label("End (one-off)").fill("2030-01-01T01:00")
+    dialog.get_by_role("button", name="Save").click()
+    expect(dialog.locator(".form-error")).to_be_visible(timeout=STEP_TIMEOUT_MS)
+    dialog.get_by_label("End (one-off)").fill("2030-01-01T03:00")
+    dialog.get_by_role("button", name="Save").click()
+    expect(dialog).to_be_hidden(timeout=STEP_TIMEOUT_MS)
+    expect(page.get_by_role("cell", name="database upgrade", exact=True)).to_be_visible(timeout=STEP_TIMEOUT_MS)
+    page.screenshot(path=f"{args.out}/maintenance.png")
+    page.get_by_role("button", name="Delete window database upgrade").click()
+    expect(page.get_by_text("No maintenance windows.")).to_be_visible(timeout=STEP_TIMEOUT_MS)
+    log("maintenance window added and deleted")
 
 
 LONG_TASKS = """
