@@ -30,6 +30,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 pub mod push;
+pub mod regions;
 
 pub use push::PING_SETTLE_MS;
 
@@ -285,7 +286,21 @@ impl Schedule {
         }
     }
 
-    /// Takes every job due at `now`, each service at most once, and
+    /// Every region some scheduled service lists, sorted, each once.
+    pub fn listed_regions(&self) -> Vec<String> {
+        let mut all: Vec<String> = self
+            .entries
+            .values()
+            .flat_map(|e| e.spec.regions.iter().cloned())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        all.sort_unstable();
+        all
+    }
+
+    /// Takes every job due at `now`, each service at most once (a regional
+    /// service: once in each of its regions), and
     /// reschedules each at its next slot after `now`. A retry due by now is
     /// a job of its own, due at the retry's time, unless a round of the
     /// service is due too.
@@ -309,16 +324,20 @@ impl Schedule {
                 continue;
             }
             let interval = entry.spec.interval.millis().max(1);
-            jobs.push(CheckJob {
-                service_id: id,
-                url: entry.spec.url.clone(),
-                timeout_ms: entry.spec.timeout.millis(),
-                interval_ms: interval,
-                expected_statuses: entry.spec.expected_statuses.clone(),
-                scheduled_at: at,
-                check: entry.spec.check.clone(),
-                region: None,
-            });
+            regions::push_round(
+                &mut jobs,
+                &entry.spec.regions,
+                CheckJob {
+                    service_id: id,
+                    url: entry.spec.url.clone(),
+                    timeout_ms: entry.spec.timeout.millis(),
+                    interval_ms: interval,
+                    expected_statuses: entry.spec.expected_statuses.clone(),
+                    scheduled_at: at,
+                    check: entry.spec.check.clone(),
+                    region: None,
+                },
+            );
         }
         while let Some(Reverse((due, id, generation))) = self.heap.peek().copied() {
             if due > now {
@@ -333,16 +352,20 @@ impl Schedule {
             let missed = (now - due) / interval;
             self.skipped += missed.max(0) as u64;
             let scheduled_at = due + missed * interval;
-            jobs.push(CheckJob {
-                service_id: id,
-                url: entry.spec.url.clone(),
-                timeout_ms: entry.spec.timeout.millis(),
-                interval_ms: interval,
-                expected_statuses: entry.spec.expected_statuses.clone(),
-                scheduled_at,
-                check: entry.spec.check.clone(),
-                region: None,
-            });
+            regions::push_round(
+                &mut jobs,
+                &entry.spec.regions,
+                CheckJob {
+                    service_id: id,
+                    url: entry.spec.url.clone(),
+                    timeout_ms: entry.spec.timeout.millis(),
+                    interval_ms: interval,
+                    expected_statuses: entry.spec.expected_statuses.clone(),
+                    scheduled_at,
+                    check: entry.spec.check.clone(),
+                    region: None,
+                },
+            );
             self.heap
                 .push(Reverse((scheduled_at + interval, id, generation)));
             if let Some(entry) = self.entries.get_mut(&id) {
@@ -499,6 +522,8 @@ async fn run_active(
     // Set when updates may have been missed; the reload is retried until the
     // store answers, scheduling what is known meanwhile.
     let mut stale = false;
+    let mut beat = tokio::time::interval(crate::bus::beat::BEAT_EVERY);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let wait = match schedule.next_due() {
             Some(due) => Duration::from_millis(due.saturating_sub(now_ms()).max(0) as u64),
@@ -508,6 +533,7 @@ async fn run_active(
         tokio::select! {
             biased;
             () = shutdown.cancelled() => return Ok(()),
+            _ = beat.tick() => regions::beat(bus, schedule.listed_regions()).await,
             _ = reconcile.tick() => {
                 stale = true;
                 check_lead.reset_immediately();

@@ -124,6 +124,7 @@ fn event(id: i64) -> Event {
         status_code: None,
         error: Some("refused".into()),
         checked_at: 1_000,
+        region: None,
     }
 }
 

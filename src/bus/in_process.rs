@@ -5,7 +5,7 @@
 //! the [`Consumer`] puts it back when dropped. Fan-outs (events, schedule
 //! updates) are broadcast rings, bounded by construction.
 
-use super::{BusError, Capacities, EventText, ScheduleSignal};
+use super::{Beat, BusError, Capacities, EventText, ScheduleSignal};
 use crate::domain::event::ScheduleUpdate;
 use crate::domain::{CheckJob, CheckResult};
 use std::sync::{Arc, Mutex};
@@ -21,7 +21,12 @@ pub struct InProcessBus {
     results_rx: Slot<CheckResult>,
     events: broadcast::Sender<EventText>,
     schedule: broadcast::Sender<ScheduleSignal>,
+    beats: broadcast::Sender<Beat>,
 }
+
+/// Beats a reader may lag behind by; a reader only needs the last few
+/// seconds' (see [`super::beat`]).
+pub const BEATS_RING: usize = 1024;
 
 impl InProcessBus {
     /// Builds the channels.
@@ -37,7 +42,17 @@ impl InProcessBus {
             results_rx: Arc::new(Mutex::new(Some(results_rx))),
             events,
             schedule,
+            beats: broadcast::channel(BEATS_RING).0,
         }
+    }
+
+    pub(super) fn publish_beat(&self, beat: Beat) {
+        // An error only means nobody is listening right now.
+        let _ = self.beats.send(beat);
+    }
+
+    pub(super) fn subscribe_beats(&self) -> broadcast::Receiver<Beat> {
+        self.beats.subscribe()
     }
 
     /// The two queues' fill: what waits in each channel, and whether its
@@ -224,6 +239,7 @@ mod tests {
             status_code: Some(200),
             error: None,
             checked_at: 0,
+            region: None,
         };
         bus.publish_event(&ev).await.unwrap();
         assert!(a.recv().await.unwrap().contains("\"type\":\"check\""));

@@ -1,8 +1,10 @@
 //! The bus: how the scheduler, workers, recorder and API talk.
 //!
-//! Four streams cross it: check jobs (scheduler -> one worker), results
-//! (worker -> one recorder), events (recorder -> every API process, as JSON
-//! text ready for WebSocket clients) and schedule updates (API -> scheduler).
+//! Five streams cross it: check jobs (scheduler -> one worker; a regional
+//! service's jobs -> one worker of each listed region), results (worker ->
+//! one recorder), events (recorder -> every API process, as JSON text ready
+//! for WebSocket clients), schedule updates (API -> scheduler) and
+//! heartbeats ([`beat`]: every process -> whoever watches regions).
 //! [`Bus`] hides which backend carries them: the in-process one, built on
 //! bounded tokio channels, or RabbitMQ ([`rabbitmq`]) for a fleet of
 //! processes. Nothing outside this module names a backend's types: a
@@ -10,12 +12,16 @@
 //! a broker connection up, and the schedule stream carries
 //! [`ScheduleSignal`]s.
 
+pub mod beat;
 mod depth;
 pub mod in_process;
 pub mod rabbitmq;
 mod resync;
+pub mod roster;
 
+pub use beat::Beat;
 pub use depth::QueueDepth;
+pub use roster::Roster;
 pub use resync::Resync;
 
 use crate::domain::event::ScheduleUpdate;
@@ -102,9 +108,10 @@ impl<T> Delivery<T> {
     }
 }
 
-/// The bus a process uses. Cloning it is cheap: clones share one bus.
+/// The bus a process uses. Cloning it is cheap: clones share one bus (and
+/// one [`Roster`]).
 #[derive(Clone)]
-pub struct Bus(Backend);
+pub struct Bus(Backend, Arc<std::sync::OnceLock<Arc<Roster>>>);
 
 /// Which backend carries the streams; private, so nothing outside the bus
 /// depends on the choice.
@@ -160,17 +167,19 @@ pub struct Capacities {
 impl Bus {
     /// An in-process bus with these capacities.
     pub fn in_process(caps: Capacities) -> Self {
-        Bus(Backend::InProcess(Arc::new(in_process::InProcessBus::new(
-            caps,
-        ))))
+        Bus(
+            Backend::InProcess(Arc::new(in_process::InProcessBus::new(caps))),
+            Arc::default(),
+        )
     }
 
     /// A RabbitMQ bus; it connects once its [`Bus::keeper`] task runs.
     /// Fails only on an unusable URL.
     pub fn rabbit(opts: rabbitmq::RabbitOptions) -> Result<Self, BusError> {
-        Ok(Bus(Backend::Rabbit(Arc::new(rabbitmq::RabbitBus::new(
-            opts,
-        )?))))
+        Ok(Bus(
+            Backend::Rabbit(Arc::new(rabbitmq::RabbitBus::new(opts)?)),
+            Arc::default(),
+        ))
     }
 
     /// The task that keeps the broker connection up, to run under the
@@ -192,9 +201,10 @@ impl Bus {
 
     /// Queues several jobs. With a broker they are sent together and their
     /// confirms awaited together (one confirmed publish at a time manages
-    /// about 1,000 jobs a second; together, over 10,000). In-process this is
-    /// `publish_job` for each. The first failure is returned; jobs before it
-    /// may have been queued.
+    /// about 1,000 jobs a second; together, over 10,000), each job with a
+    /// `region` on that region's queue. In-process, where there is one
+    /// region, this is `publish_job` for each. The first failure is
+    /// returned; jobs before it may have been queued.
     pub async fn publish_jobs(&self, jobs: Vec<CheckJob>) -> Result<(), BusError> {
         match &self.0 {
             Backend::InProcess(b) => {
@@ -207,11 +217,56 @@ impl Bus {
         }
     }
 
-    /// Takes the job stream for this process's worker pool.
+    /// Takes the job stream for this process's worker pool (jobs of any
+    /// region: see [`Bus::consume_jobs_in`] for a worker with a region).
     pub fn consume_jobs(&self) -> Result<Consumer<CheckJob>, BusError> {
         match &self.0 {
             Backend::InProcess(b) => b.consume_jobs().map(|c| Consumer(Source::InProcess(c))),
-            Backend::Rabbit(b) => Ok(Consumer(Source::Rabbit(Box::new(b.consume_jobs())))),
+            Backend::Rabbit(b) => Ok(Consumer(Source::Rabbit(Box::new(b.consume_jobs(None))))),
+        }
+    }
+
+    /// Takes the job stream of a worker pool in `region`: the jobs any
+    /// worker may run and those of its region's queue. In-process there is
+    /// one region, so this is [`Bus::consume_jobs`].
+    pub fn consume_jobs_in(&self, region: &str) -> Result<Consumer<CheckJob>, BusError> {
+        match &self.0 {
+            Backend::InProcess(b) => b.consume_jobs().map(|c| Consumer(Source::InProcess(c))),
+            Backend::Rabbit(b) => Ok(Consumer(Source::Rabbit(Box::new(
+                b.consume_jobs(Some(region)),
+            )))),
+        }
+    }
+
+    /// Sends a heartbeat to every process that watches them. Never waits;
+    /// a beat lost while the broker is away is made good by the next one.
+    pub async fn publish_beat(&self, beat: &Beat) -> Result<(), BusError> {
+        match &self.0 {
+            Backend::InProcess(b) => {
+                b.publish_beat(beat.clone());
+                Ok(())
+            }
+            Backend::Rabbit(b) => b.publish_beat(beat).await,
+        }
+    }
+
+    /// This process's view of the regions, from the heartbeats it receives;
+    /// subscribed at the first call, so a process that shows regions calls
+    /// this at start-up.
+    pub fn roster(&self) -> Arc<Roster> {
+        Arc::clone(
+            self.1
+                .get_or_init(|| Arc::new(Roster::new(self.subscribe_beats()))),
+        )
+    }
+
+    /// Subscribes to heartbeats. A reader that falls behind gets
+    /// `RecvError::Lagged` and goes on with the newest ones, which is all a
+    /// view of who is alive needs.
+    pub fn subscribe_beats(&self) -> broadcast::Receiver<Beat> {
+        match &self.0 {
+            Backend::InProcess(b) => b.subscribe_beats(),
+            Backend::Rabbit(b) => b.subscribe_beats(),
         }
     }
 

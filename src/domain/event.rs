@@ -31,6 +31,10 @@ pub enum Event {
             deserialize_with = "de_rfc3339"
         )]
         checked_at: Millis,
+        /// For a regional service, the region whose vote this check is
+        /// (absent for the round's verdict and for other services).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        region: Option<String>,
     },
     /// A service's status flipped.
     StatusChange {
@@ -227,6 +231,7 @@ mod tests {
             status_code: Some(200),
             error: None,
             checked_at: 1000,
+            region: None,
         };
         let v = serde_json::to_value(&e).unwrap();
         assert_eq!(v["type"], "check");

@@ -105,7 +105,11 @@ pub fn history_wanted<'a>(
         let Some(row) = current.get(&r.service_id) else {
             continue;
         };
-        if row.needs_history() && transition::advances(row.scheduled_at, r.scheduled_at) {
+        // A region's vote is history of its region only (see `plan`).
+        if row.log_region(r).is_none()
+            && row.needs_history()
+            && transition::advances(row.scheduled_at, r.scheduled_at)
+        {
             *wanted
                 .entry(r.service_id)
                 .or_insert(row.thresholds.window() as i64) += 1;
@@ -265,8 +269,13 @@ pub fn plan<'a>(
             status_code: r.status_code,
             error: r.error.clone(),
             checked_at: r.checked_at,
+            region: row.log_region(r).map(str::to_owned),
         });
-        if !transition::advances(row.scheduled_at, r.scheduled_at) {
+        // A region's vote is logged and shown, but the status follows the
+        // round's verdict (logged without a region; `crate::recorder`),
+        // never a single region.
+        if row.log_region(r).is_some() || !transition::advances(row.scheduled_at, r.scheduled_at)
+        {
             continue;
         }
         let window: Vec<Status> = match history.get(&r.service_id) {

@@ -195,7 +195,7 @@ pub async fn record(
                 "SELECT l.service_id, l.scheduled_at, l.status \
                  FROM unnest($1::int8[], $2::int8[]) AS w(id, n) \
                  CROSS JOIN LATERAL (SELECT h.service_id, h.scheduled_at, h.status \
-                 FROM health_logs h WHERE h.service_id = w.id \
+                 FROM health_logs h WHERE h.service_id = w.id AND h.region = '' \
                  ORDER BY h.scheduled_at DESC LIMIT w.n) AS l",
             )
             .bind::<Array<BigInt>, _>(wanted.iter().map(|(id, _)| id.get()).collect::<Vec<_>>())

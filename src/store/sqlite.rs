@@ -137,6 +137,8 @@ pub fn record(
         for (service, n) in plan::history_wanted(&current, logged.iter().map(|l| l.result)) {
             let rounds: Vec<(i64, String)> = health_logs::table
                 .filter(health_logs::service_id.eq(service.get()))
+                // Rounds only: a regional service's votes are not rounds.
+                .filter(health_logs::region.eq(""))
                 .order(health_logs::scheduled_at.desc())
                 .limit(n)
                 .select((health_logs::scheduled_at, health_logs::status))

@@ -66,6 +66,9 @@ impl Outcome {
     }
 }
 
+/// A worker's region unless it is given one (`worker.region`'s default).
+pub const DEFAULT_REGION: &str = "default";
+
 /// How checks are made: shared by every kind.
 #[derive(Debug, Clone)]
 pub struct CheckerSettings {
@@ -85,6 +88,8 @@ pub struct CheckerSettings {
 pub struct Checker {
     http: HttpChecker,
     net: NetChecker,
+    /// The region it checks from (`worker.region`).
+    region: String,
 }
 
 impl Checker {
@@ -103,7 +108,25 @@ impl Checker {
     pub fn with_settings(settings: CheckerSettings) -> Result<Self, ClientError> {
         let http = HttpChecker::new(&settings)?;
         let net = NetChecker::new(&settings)?;
-        Ok(Self { http, net })
+        Ok(Self {
+            http: http.in_region(DEFAULT_REGION),
+            net,
+            region: DEFAULT_REGION.to_owned(),
+        })
+    }
+
+    /// The checker of a worker in `region`: it takes that region's jobs
+    /// (see `crate::worker::run`) and its HTTP requests say so
+    /// ([`crate::worker::http::REGION_HEADER`]).
+    pub fn in_region(mut self, region: &str) -> Self {
+        self.http = self.http.in_region(region);
+        self.region = region.to_owned();
+        self
+    }
+
+    /// The region it checks from.
+    pub fn region(&self) -> &str {
+        &self.region
     }
 
     /// Whether HTTP requests carry [`SCHEDULED_AT_HEADER`].

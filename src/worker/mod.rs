@@ -9,6 +9,11 @@
 //! concurrency slot and its job unacknowledged meanwhile. So a backlog
 //! slows the pool down to what the recorders drain instead of piling up
 //! results somewhere, and no finished check is dropped.
+//!
+//! A worker belongs to its checker's region ([`Checker::region`]): it takes
+//! the jobs any worker may run and its region's, and beats
+//! ([`crate::bus::beat`]) every couple of seconds with its region and how
+//! many checks it has done, so the fleet knows each region's live workers.
 
 pub mod check;
 pub mod dns;
@@ -18,14 +23,15 @@ pub mod net;
 pub mod tcp;
 pub mod tls;
 
-use crate::bus::{Bus, BusError};
+use crate::bus::beat::{BEAT_EVERY, process_id};
+use crate::bus::{Beat, Bus, BusError};
 use crate::domain::time::now_ms;
 use crate::domain::{CheckKind, CheckResult};
 use crate::drops::{self, DropCause};
 use crate::metrics::Metrics;
 pub use check::Checker;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -50,7 +56,10 @@ pub async fn run(
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> Result<(), BusError> {
-    let mut jobs = bus.consume_jobs()?;
+    let mut jobs = bus.consume_jobs_in(checker.region())?;
+    let done = Arc::new(AtomicU64::new(0));
+    let beating = beat(&bus, checker.region().to_owned(), Arc::clone(&done));
+    tokio::pin!(beating);
     let permits = Arc::new(Semaphore::new(limits.concurrency.max(1)));
     let mut in_flight = JoinSet::new();
     loop {
@@ -58,6 +67,7 @@ pub async fn run(
         while in_flight.try_join_next().is_some() {}
         let permit = tokio::select! {
             () = shutdown.cancelled() => break,
+            () = &mut beating => break,
             p = Arc::clone(&permits).acquire_owned() => match p {
                 Ok(p) => p,
                 Err(_) => break,
@@ -65,6 +75,7 @@ pub async fn run(
         };
         let delivery = tokio::select! {
             () = shutdown.cancelled() => break,
+            () = &mut beating => break,
             d = jobs.next() => match d {
                 Some(d) => d,
                 None => break,
@@ -101,10 +112,12 @@ pub async fn run(
         let bus = bus.clone();
         let checker = checker.clone();
         let metrics = Arc::clone(&metrics);
+        let done = Arc::clone(&done);
         in_flight.spawn(async move {
             let (running, started) = (metrics.check_started(), Instant::now());
             let result = checker.run(&delivery.msg).await;
             metrics.check_done(result.status, started.elapsed());
+            done.fetch_add(1, Ordering::Relaxed);
             drop(running);
             tracing::debug!(
                 service_id = result.service_id.get(),
@@ -141,6 +154,27 @@ pub async fn run(
     // The pending once-a-second report may not run once the runtime stops.
     drops::flush();
     Ok(())
+}
+
+/// Beats for this worker until dropped (it never ends by itself): its
+/// region and the checks it has finished, every [`BEAT_EVERY`], the first
+/// at once so a new worker counts as live before its first job.
+async fn beat(bus: &Bus, region: String, done: Arc<AtomicU64>) {
+    let id = process_id();
+    let mut every = tokio::time::interval(BEAT_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let beat = Beat::Worker {
+            id: id.clone(),
+            region: region.clone(),
+            checks: done.load(Ordering::Relaxed),
+            at: now_ms(),
+        };
+        if let Err(e) = bus.publish_beat(&beat).await {
+            tracing::debug!(error = %e, "cannot send the worker's heartbeat");
+        }
+    }
 }
 
 /// First pause before a refused result is offered again.

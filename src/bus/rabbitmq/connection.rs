@@ -5,7 +5,7 @@
 
 use super::publisher::{ChanEvents, Publisher};
 use super::{Cleanup, Link, RabbitBus, SETUP_TIMEOUT, Session, name};
-use crate::bus::{BusError, Resync, ScheduleSignal};
+use crate::bus::{Beat, BusError, Resync, ScheduleSignal};
 use crate::domain::Event;
 use crate::domain::event::ScheduleUpdate;
 use amqprs::callbacks::ConnectionCallback;
@@ -84,6 +84,7 @@ impl RabbitBus {
                     conn,
                     publisher: tokio::sync::Mutex::new(Some(publisher)),
                     blocked,
+                    regions_declared: Default::default(),
                 }),
                 fanouts,
             )),
@@ -100,7 +101,7 @@ impl RabbitBus {
 
     async fn declare(&self, conn: &Connection, ch: &Channel) -> Result<(), amqprs::error::Error> {
         let n = &self.names;
-        for exchange in [&n.events, &n.schedule, &n.dead] {
+        for exchange in [&n.events, &n.schedule, &n.dead, &n.heartbeats] {
             ch.exchange_declare(
                 ExchangeDeclareArguments::of_type(exchange, ExchangeType::Fanout)
                     .durable(true)
@@ -108,19 +109,7 @@ impl RabbitBus {
             )
             .await?;
         }
-        let limit = i64::from(self.opts.max_deliveries.max(1)) * 2;
-        let quorum = || {
-            let mut args = FieldTable::new();
-            args.insert(name("x-queue-type"), FieldValue::from("quorum"));
-            args.insert(name("x-delivery-limit"), FieldValue::l(limit));
-            args
-        };
-        ch.queue_declare(
-            QueueDeclareArguments::durable_client_named(&n.jobs)
-                .arguments(quorum())
-                .finish(),
-        )
-        .await?;
+        self.declare_jobs_queue(ch, &n.jobs).await?;
         let mut args = FieldTable::new();
         args.insert(name("x-max-length"), FieldValue::l(DEAD_MAX_LENGTH));
         ch.queue_declare(
@@ -134,7 +123,7 @@ impl RabbitBus {
         // Last, because a refusal closes the channel. The length limit makes
         // the broker nack results beyond it (reject-publish, not drop-head:
         // a dropped result would be a check lost), and the workers wait.
-        let mut args = quorum();
+        let mut args = self.quorum_args();
         let max_messages = self.opts.results_max_messages();
         args.insert(name("x-max-length"), FieldValue::l(max_messages));
         args.insert(name("x-overflow"), FieldValue::from("reject-publish"));
@@ -177,6 +166,32 @@ impl RabbitBus {
         Ok(())
     }
 
+    /// A quorum queue's arguments: its type, and the backstop delivery limit
+    /// (see the module docs).
+    pub(super) fn quorum_args(&self) -> FieldTable {
+        let limit = i64::from(self.opts.max_deliveries.max(1)) * 2;
+        let mut args = FieldTable::new();
+        args.insert(name("x-queue-type"), FieldValue::from("quorum"));
+        args.insert(name("x-delivery-limit"), FieldValue::l(limit));
+        args
+    }
+
+    /// Declares a jobs queue (`P.jobs` or a region's), all with the same
+    /// arguments, so every process declares each alike.
+    pub(super) async fn declare_jobs_queue(
+        &self,
+        ch: &Channel,
+        queue: &str,
+    ) -> Result<(), amqprs::error::Error> {
+        ch.queue_declare(
+            QueueDeclareArguments::durable_client_named(queue)
+                .arguments(self.quorum_args())
+                .finish(),
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Binds a queue for every fanout wanted and not bound yet.
     async fn bind_wanted(
         &self,
@@ -185,7 +200,8 @@ impl RabbitBus {
     ) -> Result<(), amqprs::error::Error> {
         let want_events = self.want_events.load(Ordering::SeqCst) && fanouts.events.is_none();
         let want_schedule = self.want_schedule.load(Ordering::SeqCst) && fanouts.schedule.is_none();
-        if !want_events && !want_schedule {
+        let want_beats = self.want_beats.load(Ordering::SeqCst) && fanouts.beats.is_none();
+        if !want_events && !want_schedule && !want_beats {
             return Ok(());
         }
         if fanouts.channel.as_ref().is_none_or(|c| !c.is_open()) {
@@ -201,6 +217,9 @@ impl RabbitBus {
         }
         if want_schedule {
             fanouts.schedule = Some(subscribe_fanout(ch, &self.names.schedule).await?);
+        }
+        if want_beats {
+            fanouts.beats = Some(subscribe_fanout(ch, &self.names.heartbeats).await?);
         }
         Ok(())
     }
@@ -260,6 +279,7 @@ impl RabbitBus {
             let end = self.serve(&session, fanouts, cleanup, &token).await;
             self.events_bound.store(false, Ordering::SeqCst);
             self.schedule_bound.store(false, Ordering::SeqCst);
+            self.beats_bound.store(false, Ordering::SeqCst);
             down_since = Instant::now();
             match end {
                 Ok(()) => {
@@ -336,6 +356,10 @@ impl RabbitBus {
                     Some(m) => self.forward_schedule(m),
                     None => return Err("the schedule subscription ended".into()),
                 },
+                msg = recv_opt(&mut fanouts.beats) => match msg {
+                    Some(m) => self.forward_beat(m),
+                    None => return Err("the heartbeats subscription ended".into()),
+                },
                 Some(job) = cleanup.recv() => do_cleanup(job).await,
             }
         }
@@ -361,6 +385,21 @@ impl RabbitBus {
         }
         if fanouts.schedule.is_some() && !self.schedule_bound.swap(true, Ordering::SeqCst) {
             let _ = self.schedule.send(ScheduleSignal::Resync);
+        }
+        // Lost beats need no mark: the next ones tell who is alive.
+        if fanouts.beats.is_some() {
+            self.beats_bound.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn forward_beat(&self, msg: ConsumerMessage) {
+        let Some(body) = msg.content else { return };
+        match serde_json::from_slice::<Beat>(&body) {
+            Ok(beat) => {
+                // An error only means nobody is listening right now.
+                let _ = self.beats.send(beat);
+            }
+            Err(e) => tracing::debug!(error = %e, "dropping an undecodable heartbeat"),
         }
     }
 
@@ -403,6 +442,7 @@ impl Drop for KeeperGuard {
     fn drop(&mut self) {
         self.bus.events_bound.store(false, Ordering::SeqCst);
         self.bus.schedule_bound.store(false, Ordering::SeqCst);
+        self.bus.beats_bound.store(false, Ordering::SeqCst);
         self.bus.link.send_if_modified(|l| {
             if matches!(l, Link::Up(_)) {
                 *l = Link::Down;
@@ -423,6 +463,7 @@ pub(super) struct Fanouts {
     channel: Option<Channel>,
     events: Option<mpsc::UnboundedReceiver<ConsumerMessage>>,
     schedule: Option<mpsc::UnboundedReceiver<ConsumerMessage>>,
+    beats: Option<mpsc::UnboundedReceiver<ConsumerMessage>>,
 }
 
 /// Declares this process's exclusive queue on a fanout exchange and

@@ -21,13 +21,23 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 impl RabbitBus {
-    pub(in crate::bus) fn consume_jobs(self: &Arc<Self>) -> QueueConsumer<CheckJob> {
-        QueueConsumer::new(
+    /// The jobs any worker may run, and with a region that region's too
+    /// (its queue declared when the consumer starts, so a worker that comes
+    /// before any job for its region still finds it).
+    pub(in crate::bus) fn consume_jobs(
+        self: &Arc<Self>,
+        region: Option<&str>,
+    ) -> QueueConsumer<CheckJob> {
+        let mut c = QueueConsumer::new(
             Arc::clone(self),
             self.names.jobs.clone(),
             self.opts.jobs_prefetch,
             decode::<CheckJob>,
-        )
+        );
+        if let Some(region) = region {
+            c.regional = Some(self.names.region_jobs(region));
+        }
+        c
     }
 
     pub(in crate::bus) fn consume_results(self: &Arc<Self>) -> QueueConsumer<CheckResult> {
@@ -87,6 +97,8 @@ impl RabbitBus {
 pub struct QueueConsumer<T> {
     bus: Arc<RabbitBus>,
     queue: String,
+    /// A region's jobs queue, consumed on the same channel as `queue`.
+    regional: Option<String>,
     prefetch: u16,
     decode: fn(&[u8]) -> serde_json::Result<Vec<T>>,
     live: Option<Live>,
@@ -99,11 +111,54 @@ pub struct QueueConsumer<T> {
 
 struct Live {
     channel: Channel,
+    /// One consumer per queue (`queue`, then `regional`), all on `channel`
+    /// (delivery tags are per channel, so each acks there).
+    subs: Vec<Sub>,
+    /// Which consumer is asked first next time, so a busy queue does not
+    /// starve the other.
+    turn: usize,
+}
+
+struct Sub {
     consumer_tag: String,
     rx: mpsc::UnboundedReceiver<ConsumerMessage>,
 }
 
+impl Live {
+    /// The next message of any of its consumers, and its consumer's index;
+    /// `None` once any consumer's stream ends (the channel closed).
+    async fn recv(&mut self) -> Option<(usize, ConsumerMessage)> {
+        let n = self.subs.len();
+        let start = self.turn;
+        self.turn = (self.turn + 1) % n.max(1);
+        std::future::poll_fn(|cx| {
+            for k in 0..n {
+                let i = (start + k) % n;
+                match self.subs[i].rx.poll_recv(cx) {
+                    std::task::Poll::Ready(Some(m)) => return std::task::Poll::Ready(Some((i, m))),
+                    std::task::Poll::Ready(None) => return std::task::Poll::Ready(None),
+                    std::task::Poll::Pending => {}
+                }
+            }
+            std::task::Poll::Pending
+        })
+        .await
+    }
+
+    fn try_recv(&mut self) -> Option<(usize, ConsumerMessage)> {
+        let n = self.subs.len();
+        let start = self.turn;
+        self.turn = (self.turn + 1) % n.max(1);
+        (0..n).find_map(|k| {
+            let i = (start + k) % n;
+            self.subs[i].rx.try_recv().ok().map(|m| (i, m))
+        })
+    }
+}
+
 struct Poison {
+    /// Which of the live channel's consumers received it.
+    sub: usize,
     tag: u64,
     props: BasicProperties,
     body: Vec<u8>,
@@ -127,6 +182,7 @@ impl<T> QueueConsumer<T> {
         Self {
             bus,
             queue,
+            regional: None,
             prefetch,
             decode,
             live: None,
@@ -143,7 +199,8 @@ impl<T> QueueConsumer<T> {
                 return Some(part);
             }
             if let Some((channel, poison)) = self.stash.take() {
-                self.bus.dead_letter(&channel, &self.queue, poison).await;
+                let queue = self.queue_of(poison.sub).to_owned();
+                self.bus.dead_letter(&channel, &queue, poison).await;
                 continue;
             }
             if self.live.as_ref().is_none_or(|l| !l.channel.is_open()) {
@@ -165,16 +222,19 @@ impl<T> QueueConsumer<T> {
             let Some(live) = self.live.as_mut() else {
                 continue;
             };
-            let Some(msg) = live.rx.recv().await else {
+            let Some((sub, msg)) = live.recv().await else {
                 // The channel closed: the messages it held go back to the
                 // queue and come again on a new one.
                 self.live = None;
                 continue;
             };
             let channel = live.channel.clone();
-            match self.classify(msg, &channel) {
+            match self.classify(msg, &channel, sub) {
                 Classified::Good(parts) => self.parts = parts,
-                Classified::Poison(p) => self.bus.dead_letter(&channel, &self.queue, p).await,
+                Classified::Poison(p) => {
+                    let queue = self.queue_of(sub).to_owned();
+                    self.bus.dead_letter(&channel, &queue, p).await
+                }
                 Classified::Empty => {}
             }
         }
@@ -190,9 +250,9 @@ impl<T> QueueConsumer<T> {
                 return None;
             }
             let live = self.live.as_mut()?;
-            let msg = live.rx.try_recv().ok()?;
+            let (sub, msg) = live.try_recv()?;
             let channel = live.channel.clone();
-            match self.classify(msg, &channel) {
+            match self.classify(msg, &channel, sub) {
                 Classified::Good(parts) => self.parts = parts,
                 Classified::Poison(p) => {
                     self.stash = Some((channel, p));
@@ -203,30 +263,47 @@ impl<T> QueueConsumer<T> {
         }
     }
 
+    /// The queue consumer `sub` of a live channel reads.
+    fn queue_of(&self, sub: usize) -> &str {
+        match (sub, &self.regional) {
+            (1, Some(regional)) => regional,
+            _ => &self.queue,
+        }
+    }
+
     async fn start(&self, session: &Session) -> Result<Live, amqprs::error::Error> {
         let channel = session.conn.open_channel(None).await?;
         channel
             .register_callback(ChanEvents::plain("consumer"))
             .await?;
+        // Per consumer: a regional worker may hold a prefetch of each
+        // queue's jobs, but runs only as many at once as its concurrency.
         channel
             .basic_qos(BasicQosArguments::new(0, self.prefetch, false))
             .await?;
-        let (consumer_tag, rx) = channel
-            .basic_consume_rx(
-                BasicConsumeArguments::new(&self.queue, "")
-                    .manual_ack(true)
-                    .finish(),
-            )
-            .await?;
-        tracing::debug!(queue = %self.queue, prefetch = self.prefetch, "consuming");
+        if let Some(regional) = &self.regional {
+            self.bus.declare_jobs_queue(&channel, regional).await?;
+        }
+        let mut subs = Vec::with_capacity(2);
+        for queue in std::iter::once(&self.queue).chain(&self.regional) {
+            let (consumer_tag, rx) = channel
+                .basic_consume_rx(
+                    BasicConsumeArguments::new(queue, "")
+                        .manual_ack(true)
+                        .finish(),
+                )
+                .await?;
+            tracing::debug!(queue = %queue, prefetch = self.prefetch, "consuming");
+            subs.push(Sub { consumer_tag, rx });
+        }
         Ok(Live {
             channel,
-            consumer_tag,
-            rx,
+            subs,
+            turn: 0,
         })
     }
 
-    fn classify(&self, msg: ConsumerMessage, channel: &Channel) -> Classified<T> {
+    fn classify(&self, msg: ConsumerMessage, channel: &Channel, sub: usize) -> Classified<T> {
         let (Some(deliver), Some(body)) = (msg.deliver, msg.content) else {
             return Classified::Empty;
         };
@@ -236,6 +313,7 @@ impl<T> QueueConsumer<T> {
         let before = delivery_count(&props);
         let poison = |reason: String, body: Vec<u8>| {
             Classified::Poison(Box::new(Poison {
+                sub,
                 tag,
                 props: props.clone(),
                 body,
@@ -275,23 +353,25 @@ impl<T> QueueConsumer<T> {
 
 impl<T> Drop for QueueConsumer<T> {
     fn drop(&mut self) {
-        let Some(mut live) = self.live.take() else {
+        let Some(live) = self.live.take() else {
             return;
         };
         let mut requeue = Vec::new();
-        while let Ok(msg) = live.rx.try_recv() {
-            if let Some(d) = msg.deliver {
-                requeue.push(d.delivery_tag());
-            }
-        }
         if let Some((_, poison)) = self.stash.take() {
             requeue.push(poison.tag);
         }
-        let _ = self.bus.cleanup_tx.send(Cleanup::Cancel {
-            channel: live.channel,
-            consumer_tag: live.consumer_tag,
-            requeue,
-        });
+        for mut sub in live.subs {
+            while let Ok(msg) = sub.rx.try_recv() {
+                if let Some(d) = msg.deliver {
+                    requeue.push(d.delivery_tag());
+                }
+            }
+            let _ = self.bus.cleanup_tx.send(Cleanup::Cancel {
+                channel: live.channel.clone(),
+                consumer_tag: sub.consumer_tag,
+                requeue: std::mem::take(&mut requeue),
+            });
+        }
     }
 }
 

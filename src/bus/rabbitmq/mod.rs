@@ -13,6 +13,15 @@
 //! | `P.events` | durable fanout exchange | events; each subscribing process binds one exclusive, auto-delete, server-named queue |
 //! | `P.schedule` | durable fanout exchange | schedule updates; same pattern |
 //! | `P.dead` | durable fanout exchange + durable queue | poison jobs and results |
+//! | `P.jobs.REGION` | as `P.jobs` | a regional service's jobs for that region's workers |
+//! | `P.heartbeats` | durable fanout exchange | heartbeats ([`crate::bus::beat`]); same pattern as events |
+//!
+//! A region's jobs queue is declared, with the arguments of `P.jobs`, by
+//! the first publisher of a job for it on each connection and by each of
+//! its workers when they start consuming, so a region nobody listed has no
+//! queue and a region with no live worker has one whose jobs expire there
+//! (the round counts that region as missing). A worker in region `R`
+//! consumes `P.jobs` and `P.jobs.R` on one channel.
 //!
 //! Jobs and results are persistent, published with publisher confirms and
 //! consumed with manual acks and a bounded prefetch. A message carries one
@@ -114,7 +123,7 @@ mod uri;
 
 pub(in crate::bus) use consumer::{AmqpAcker, QueueConsumer};
 
-use super::{BusError, Capacities, EventText, ScheduleSignal};
+use super::{Beat, BusError, Capacities, EventText, ScheduleSignal};
 use crate::domain::service::redact_url;
 use amqprs::channel::Channel;
 use amqprs::connection::{Connection, OpenConnectionArguments};
@@ -244,6 +253,9 @@ pub struct Names {
     pub schedule: String,
     /// The dead-letter exchange and queue (same name).
     pub dead: String,
+    /// The heartbeats fanout exchange.
+    pub heartbeats: String,
+    prefix: String,
 }
 
 impl Names {
@@ -255,7 +267,14 @@ impl Names {
             events: format!("{prefix}.events"),
             schedule: format!("{prefix}.schedule"),
             dead: format!("{prefix}.dead"),
+            heartbeats: format!("{prefix}.heartbeats"),
+            prefix: prefix.to_owned(),
         }
+    }
+
+    /// The jobs queue of `region`'s workers.
+    pub fn region_jobs(&self, region: &str) -> String {
+        format!("{}.jobs.{region}", self.prefix)
     }
 }
 
@@ -275,6 +294,8 @@ struct Session {
     conn: Connection,
     publisher: tokio::sync::Mutex<Option<Publisher>>,
     blocked: Arc<AtomicBool>,
+    /// Region jobs queues declared on this connection (see the module docs).
+    regions_declared: Mutex<std::collections::HashSet<String>>,
 }
 
 /// Work a `Drop` cannot do itself (it cannot await): done by the keeper
@@ -300,9 +321,12 @@ pub struct RabbitBus {
     link: watch::Sender<Link>,
     events: broadcast::Sender<EventText>,
     schedule: broadcast::Sender<ScheduleSignal>,
+    beats: broadcast::Sender<Beat>,
     want_events: AtomicBool,
     want_schedule: AtomicBool,
+    want_beats: AtomicBool,
     events_bound: AtomicBool,
+    beats_bound: AtomicBool,
     /// How often the events subscription was bound, to number the
     /// [`Resync`](crate::bus::Resync) marks of the re-binds.
     events_binds: AtomicU64,
@@ -338,9 +362,12 @@ impl RabbitBus {
             link: watch::Sender::new(Link::Down),
             events,
             schedule,
+            beats: broadcast::channel(super::in_process::BEATS_RING).0,
             want_events: AtomicBool::new(false),
             want_schedule: AtomicBool::new(false),
+            want_beats: AtomicBool::new(false),
             events_bound: AtomicBool::new(false),
+            beats_bound: AtomicBool::new(false),
             events_binds: AtomicU64::new(0),
             schedule_bound: AtomicBool::new(false),
             wants_changed: Notify::new(),
@@ -371,6 +398,16 @@ impl RabbitBus {
                 || self.events_bound.load(Ordering::Relaxed))
             && (!self.want_schedule.load(Ordering::Relaxed)
                 || self.schedule_bound.load(Ordering::Relaxed))
+            && (!self.want_beats.load(Ordering::Relaxed)
+                || self.beats_bound.load(Ordering::Relaxed))
+    }
+
+    pub(in crate::bus) fn subscribe_beats(&self) -> broadcast::Receiver<Beat> {
+        let rx = self.beats.subscribe();
+        if !self.want_beats.swap(true, Ordering::SeqCst) {
+            self.wants_changed.notify_one();
+        }
+        rx
     }
 
     pub(in crate::bus) fn subscribe_events(&self) -> broadcast::Receiver<EventText> {

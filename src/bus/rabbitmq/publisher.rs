@@ -6,7 +6,7 @@
 use super::{
     JOBS_PER_MESSAGE, Link, RESULTS_PER_MESSAGE, RESULTS_QUEUED_MAX, RabbitBus, Session, lock,
 };
-use crate::bus::{BusError, EventText};
+use crate::bus::{Beat, BusError, EventText};
 use crate::domain::event::ScheduleUpdate;
 use crate::domain::time::now_ms;
 use crate::domain::{CheckJob, CheckResult};
@@ -45,28 +45,108 @@ pub(super) struct ResultsOut {
 
 impl RabbitBus {
     pub(in crate::bus) async fn publish_job(&self, job: CheckJob) -> Result<(), BusError> {
-        self.publish_job_batch(std::slice::from_ref(&job)).await
+        self.publish_jobs(vec![job]).await
     }
 
     /// Publishes jobs [`JOBS_PER_MESSAGE`] to a message, a bounded number of
-    /// messages awaiting their confirms at once.
+    /// messages awaiting their confirms at once; a job with a region goes
+    /// to that region's queue, declared first if this connection has not
+    /// yet.
     pub(in crate::bus) async fn publish_jobs(&self, jobs: Vec<CheckJob>) -> Result<(), BusError> {
         const MESSAGES_AT_ONCE: usize = 64;
-        let mut messages = jobs.chunks(JOBS_PER_MESSAGE).peekable();
-        while messages.peek().is_some() {
-            let wave = messages
-                .by_ref()
-                .take(MESSAGES_AT_ONCE)
-                .map(|batch| self.publish_job_batch(batch));
-            for sent in futures_util::future::join_all(wave).await {
+        // Most rounds have no region: they go as they come, uncopied.
+        let (anywhere, regional): (Vec<CheckJob>, Vec<CheckJob>) =
+            if jobs.iter().all(|j| j.region.is_none()) {
+                (jobs, Vec::new())
+            } else {
+                jobs.into_iter().partition(|j| j.region.is_none())
+            };
+        let mut by_queue: std::collections::BTreeMap<String, Vec<CheckJob>> = Default::default();
+        for job in regional {
+            let region = job.region.as_deref().unwrap_or_default();
+            let queue = self.names.region_jobs(region);
+            by_queue.entry(queue).or_default().push(job);
+        }
+        for queue in by_queue.keys() {
+            self.ensure_jobs_queue(queue).await?;
+        }
+        let mut messages: Vec<(&str, &[CheckJob])> = Vec::new();
+        for batch in anywhere.chunks(JOBS_PER_MESSAGE) {
+            messages.push((self.names.jobs.as_str(), batch));
+        }
+        for (queue, jobs) in &by_queue {
+            for batch in jobs.chunks(JOBS_PER_MESSAGE) {
+                messages.push((queue.as_str(), batch));
+            }
+        }
+        for wave in messages.chunks(MESSAGES_AT_ONCE) {
+            let sends = wave
+                .iter()
+                .map(|(queue, batch)| self.publish_job_batch_to(queue, batch));
+            for sent in futures_util::future::join_all(sends).await {
                 sent?;
             }
         }
         Ok(())
     }
 
-    /// One message: a single job as a JSON object, several as an array.
-    async fn publish_job_batch(&self, jobs: &[CheckJob]) -> Result<(), BusError> {
+    /// Declares a region's jobs queue once per connection, so its jobs are
+    /// never published to a queue that is not there (the default exchange
+    /// would drop them, confirmed).
+    async fn ensure_jobs_queue(&self, queue: &str) -> Result<(), BusError> {
+        let deadline = Instant::now() + self.opts.publish_timeout;
+        let session = self.wait_up(Some(deadline)).await?;
+        if lock(&session.regions_declared).contains(queue) {
+            return Ok(());
+        }
+        let declare = async {
+            let ch = session.conn.open_channel(None).await?;
+            ch.register_callback(ChanEvents::plain("topology")).await?;
+            let declared = self.declare_jobs_queue(&ch, queue).await;
+            if ch.is_open() {
+                let _ = ch.close().await;
+            }
+            declared
+        };
+        match tokio::time::timeout_at(deadline, declare).await {
+            Ok(Ok(())) => {
+                lock(&session.regions_declared).insert(queue.to_owned());
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(queue, error = %e, "cannot declare a region's jobs queue");
+                Err(BusError::Unavailable)
+            }
+            Err(_) => Err(BusError::Unavailable),
+        }
+    }
+
+    /// Sends a heartbeat without a confirm (fails at once when
+    /// disconnected, as an event does).
+    pub(in crate::bus) async fn publish_beat(&self, beat: &Beat) -> Result<(), BusError> {
+        let body = serde_json::to_vec(beat)?;
+        let session = match &*self.link.borrow() {
+            Link::Up(s) => Arc::clone(s),
+            Link::Down => return Err(BusError::Unavailable),
+            Link::Closed => return Err(BusError::Closed),
+        };
+        let props = BasicProperties::default()
+            .with_content_type("application/json")
+            .finish();
+        let sent = tokio::time::timeout(
+            self.opts.publish_timeout,
+            session.send(&self.names.heartbeats, "", props, body, false),
+        )
+        .await;
+        match sent {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) | Err(_) => Err(BusError::Unavailable),
+        }
+    }
+
+    /// One message on `queue`: a single job as a JSON object, several as
+    /// an array.
+    async fn publish_job_batch_to(&self, queue: &str, jobs: &[CheckJob]) -> Result<(), BusError> {
         let (body, first) = match jobs {
             [] => return Ok(()),
             [job] => (serde_json::to_vec(job)?, job),
@@ -88,8 +168,7 @@ impl RabbitBus {
             .with_message_id(&format!("{}:{}", first.service_id, first.scheduled_at))
             .with_app_id("healthmon")
             .finish();
-        self.publish_confirmed("", &self.names.jobs, props, body)
-            .await
+        self.publish_confirmed("", queue, props, body).await
     }
 
     /// Publishes a result once the broker confirms it. Results published at

@@ -291,6 +291,7 @@ mod tests {
             status_code: None,
             error: None,
             checked_at: 0,
+            region: None,
         })
     }
 

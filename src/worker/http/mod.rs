@@ -30,6 +30,10 @@ pub const MAX_REDIRECTS: usize = 5;
 /// [`HttpChecker::send_schedule_header`]).
 pub const SCHEDULED_AT_HEADER: &str = "x-healthmon-scheduled-at";
 
+/// The request header naming the checking worker's region (DESIGN.md
+/// "Regions and quorum"), so a target can tell the regions' requests apart.
+pub const REGION_HEADER: &str = "x-healthmon-region";
+
 /// Runs HTTP checks with shared clients: one that follows redirects and one
 /// that does not (`follow_redirects: false`), with the same resolver,
 /// address policy and trust.
@@ -40,6 +44,8 @@ pub struct HttpChecker {
     max_body_bytes: usize,
     policy: Arc<AddressPolicy>,
     schedule_header: bool,
+    /// [`REGION_HEADER`]'s value, when the worker has a region.
+    region: Option<HeaderValue>,
 }
 
 /// A checker could not be built.
@@ -99,7 +105,15 @@ impl HttpChecker {
             max_body_bytes: settings.max_body_bytes,
             policy,
             schedule_header: settings.schedule_header,
+            region: None,
         })
+    }
+
+    /// Requests carry [`REGION_HEADER`] with `region` (a name as
+    /// `validate::check_region` allows, so always a valid header value).
+    pub fn in_region(mut self, region: &str) -> Self {
+        self.region = HeaderValue::from_str(region).ok();
+        self
     }
 
     /// Whether requests carry [`SCHEDULED_AT_HEADER`] (off unless turned on:
@@ -194,6 +208,9 @@ impl HttpChecker {
         let mut request = client.request(method, &job.url);
         if self.schedule_header {
             request = request.header(SCHEDULED_AT_HEADER, job.scheduled_at);
+        }
+        if let Some(region) = &self.region {
+            request = request.header(REGION_HEADER, region.clone());
         }
         for (name, value) in opts.headers.iter().flatten() {
             // The name may be shown, the value never: it often is a token.
