@@ -15,6 +15,7 @@ pub mod outbox;
 pub mod plan;
 pub mod push;
 pub mod quorum;
+pub mod region_health;
 pub mod service;
 pub mod status;
 pub mod status_page;
