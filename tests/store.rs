@@ -32,6 +32,7 @@ on_every_backend!(
     deleting_a_service_removes_its_rollups,
     rollups_count_down_as_failures_and_degraded_apart,
     check_options_and_certificate_expiry_are_kept,
+    regions_quorum_and_one_log_per_region_and_round,
 );
 
 fn spec(name: &str) -> ServiceSpec {
@@ -1150,6 +1151,94 @@ async fn check_options_and_certificate_expiry_are_kept(store: Store) {
             ("DEGRADED".to_owned(), Some(expires))
         ]
     );
+}
+
+async fn regions_quorum_and_one_log_per_region_and_round(store: Store) {
+    let mut regional = spec("regional");
+    regional.regions = vec!["eu".into(), "us".into(), "ap".into()];
+    regional.quorum = Some(2);
+    let created = store.create_service(&regional, 0).await.expect("create");
+    let id = created.id;
+    let read = store.get_service(id).await.expect("get").expect("stored");
+    assert_eq!(read.spec(), regional);
+    assert_eq!((read.regions.len(), read.quorum), (3, Some(2)));
+
+    // Each region's result of a round is a log; the round's verdict (no
+    // region) is one more; a repeat of any of them is a no-op.
+    let vote = |at: i64, region: Option<&str>, status: Status| CheckResult {
+        region: region.map(str::to_owned),
+        ..result(id, at, status)
+    };
+    let round = [
+        vote(1000, Some("eu"), Status::Up),
+        vote(1000, Some("us"), Status::Down),
+        vote(1000, Some("ap"), Status::Up),
+        vote(1000, None, Status::Up),
+    ];
+    store.record(&round).await.expect("record");
+    store.record(&round[1..2]).await.expect("record a repeat");
+    let logs = store.list_logs(id, 10, None).await.expect("logs");
+    let mut regions: Vec<Option<String>> = logs.iter().map(|l| l.region.clone()).collect();
+    regions.sort();
+    assert_eq!(
+        regions,
+        [
+            None,
+            Some("ap".into()),
+            Some("eu".into()),
+            Some("us".into())
+        ]
+    );
+    let us = store
+        .list_logs_in(id, 10, None, Some("us"))
+        .await
+        .expect("logs");
+    assert_eq!(us.len(), 1);
+    assert_eq!(
+        (us[0].status.as_str(), us[0].region.as_deref()),
+        ("DOWN", Some("us"))
+    );
+
+    // A service without regions logs a round once, whichever region's
+    // worker ran it (a redelivery may reach another region).
+    let plain = store
+        .create_service(&spec("plain"), 0)
+        .await
+        .expect("create");
+    let from = |region: &str| CheckResult {
+        region: Some(region.into()),
+        ..result(plain.id, 1000, Status::Up)
+    };
+    store
+        .record(&[from("eu"), from("us")])
+        .await
+        .expect("record");
+    store.record(&[from("ap")]).await.expect("record");
+    let logs = store.list_logs(plain.id, 10, None).await.expect("logs");
+    assert_eq!(logs.len(), 1);
+    assert_eq!(logs[0].region, None);
+
+    // Regions and quorum change and go back to none.
+    let mut changed = regional.clone();
+    changed.regions = vec!["us".into()];
+    changed.quorum = None;
+    let Updated::Saved(saved) = store
+        .update_service(id, &changed, 1, None)
+        .await
+        .expect("update")
+    else {
+        panic!("not saved");
+    };
+    assert_eq!(saved.spec(), changed);
+    changed.regions.clear();
+    let Updated::Saved(saved) = store
+        .update_service(id, &changed, 2, None)
+        .await
+        .expect("update")
+    else {
+        panic!("not saved");
+    };
+    assert_eq!((saved.regions.len(), saved.quorum), (0, None));
 }
 
 /// `GET /services`' pages and filters in the store, on both backends.
