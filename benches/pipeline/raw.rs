@@ -54,15 +54,7 @@ pub fn measure(ports: &[u16], rate: f64, secs: u64) -> Result<serde_json::Value,
 /// The child's side (`--raw-child RATE SECS PORTS`): prints the `raw`
 /// object as its last line; exits 1 on bad arguments.
 pub fn child(args: &[String]) -> i32 {
-    let parsed = (|| {
-        let rate: f64 = args.first()?.parse().ok()?;
-        let secs: u64 = args.get(1)?.parse().ok()?;
-        let ports: Vec<u16> = (args.get(2)?.split(','))
-            .map(|p| p.parse().ok())
-            .collect::<Option<_>>()?;
-        (rate > 0.0 && !ports.is_empty()).then_some((rate, secs, ports))
-    })();
-    let Some((rate, secs, ports)) = parsed else {
+    let Some((rate, secs, ports)) = child_args(args) else {
         eprintln!("--raw-child RATE SECS PORTS");
         return 1;
     };
@@ -77,6 +69,16 @@ pub fn child(args: &[String]) -> i32 {
     let figures = rt.block_on(run_loop(rate, secs, ports));
     println!("{figures}");
     0
+}
+
+/// RATE SECS PORTS (comma-separated), if they read.
+fn child_args(args: &[String]) -> Option<(f64, u64, Vec<u16>)> {
+    let rate: f64 = args.first()?.parse().ok()?;
+    let secs: u64 = args.get(1)?.parse().ok()?;
+    let ports: Vec<u16> = (args.get(2)?.split(','))
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    (rate > 0.0 && !ports.is_empty()).then_some((rate, secs, ports))
 }
 
 async fn run_loop(rate: f64, secs: u64, ports: Vec<u16>) -> serde_json::Value {

@@ -38,6 +38,8 @@ pub fn figures(
         .copied()
         .collect();
     let mut lat = Vec::new();
+    // How the first few that ended early ended.
+    let mut why = Vec::new();
     let (mut fewest, mut every, mut closed, mut unasked) = (usize::MAX, true, 0, 0usize);
     for c in clients {
         let got: HashSet<(i64, i64)> = c
@@ -55,6 +57,9 @@ pub fn figures(
         let have = expected.intersection(&got).count();
         fewest = fewest.min(have);
         closed += usize::from(c.closed_early);
+        if c.closed_early && why.len() < 3 {
+            why.push(format!("after {} messages: {}", c.messages, c.closed_why));
+        }
         if asks("status_change") {
             every &= !c.closed_early && have == expected.len();
         }
@@ -76,6 +81,7 @@ pub fn figures(
         "delivery_p99_ms": pct(0.99),
         "delivery_max_ms": lat.last().copied().unwrap_or(0),
         "deliveries": lat.len(),
+        "closed_why": why,
     });
     println!(
         "[websocket] {} clients on ?{query}: {} status changes in the window's logs, fewest got {}, \
