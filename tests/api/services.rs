@@ -583,7 +583,7 @@ async fn one_service_and_404_problems_for_what_does_not_exist() {
     for path in [
         "/nope",
         "/services/1/nothing",
-        "/",
+        "/ui/nope.js",
         "/service",
         "/services/1/logs/2",
     ] {
