@@ -161,12 +161,15 @@ impl App {
         let checker = if roles.worker {
             let policy =
                 AddressPolicy::new(settings.checks.block_private, &settings.checks.allow_cidrs);
-            Some(Checker::with_settings(CheckerSettings {
-                max_body_bytes: settings.worker.max_body_bytes,
-                policy,
-                ca_file: settings.checks.ca_file.clone(),
-                schedule_header: settings.checks.send_schedule_header,
-            })?)
+            Some(
+                Checker::with_settings(CheckerSettings {
+                    max_body_bytes: settings.worker.max_body_bytes,
+                    policy,
+                    ca_file: settings.checks.ca_file.clone(),
+                    schedule_header: settings.checks.send_schedule_header,
+                })?
+                .in_region(&settings.worker.region),
+            )
         } else {
             None
         };
@@ -249,6 +252,8 @@ impl App {
             // WebSocket client, so that client's snapshot-then-events stream
             // has no gap while a broker queue is being set up.
             drop(self.bus.subscribe_events());
+            // Heard from the start, so GET /regions knows the workers at once.
+            let _ = self.bus.roster();
         }
         if let Some(listener) = self.probe_listener {
             tasks.push(probe_task(

@@ -12,14 +12,23 @@
 //!
 //! Each committed status change is logged at INFO with its reason, at most
 //! a bounded number a second ([`changes`]).
+//!
+//! A regional service's results are votes ([`rounds`], [`regional`]): each
+//! is logged with its region as it comes, and once its round closes (every
+//! live, not impaired region answered, or `timeout + 5 s` after it was
+//! due) the round's verdict is recorded as one more result, without a
+//! region, which alone moves the status, thresholds and alerts.
 
 pub mod changes;
+pub mod regional;
+pub mod rounds;
 
 use crate::bus::{Bus, BusError, Delivery};
 use crate::domain::CheckResult;
 use crate::domain::event::ScheduleUpdate;
 use crate::store::Store;
 use changes::ChangeLog;
+use regional::Regional;
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -48,11 +57,18 @@ pub async fn run(
     let max_batch = limits.max_batch.max(1);
     let mut batch: Vec<Delivery<CheckResult>> = Vec::with_capacity(max_batch);
     let mut changes = ChangeLog::default();
+    let mut regional = Regional::new(&bus);
     loop {
         let summary_due = changes.due();
+        let wake = regional.next_wake();
         let first = tokio::select! {
             () = drain.cancelled() => None,
             d = results.next() => d,
+            // A round's deadline, or the recorder's heartbeat.
+            () = sleep_ms(wake) => {
+                settle(&store, &bus, &drain, &mut changes, &mut regional, false).await;
+                continue;
+            }
             // A storm's summary is written when its second is over, not
             // only when the next change arrives.
             () = sleep_until(summary_due), if summary_due.is_some() => {
@@ -65,10 +81,29 @@ pub async fn run(
             while let Some(d) = results.try_next() {
                 batch.push(d);
                 if batch.len() == max_batch {
-                    write(&store, &bus, &mut batch, &drain, &mut changes).await;
+                    write(
+                        &store,
+                        &bus,
+                        &mut batch,
+                        &drain,
+                        &mut changes,
+                        &mut regional,
+                    )
+                    .await;
                 }
             }
-            write(&store, &bus, &mut batch, &drain, &mut changes).await;
+            write(
+                &store,
+                &bus,
+                &mut batch,
+                &drain,
+                &mut changes,
+                &mut regional,
+            )
+            .await;
+            // Open rounds are judged on what they have: a verdict with
+            // enough answers is not lost to the restart.
+            settle(&store, &bus, &drain, &mut changes, &mut regional, true).await;
             changes.flush();
             return Ok(());
         };
@@ -84,8 +119,42 @@ pub async fn run(
                 Ok(None) | Err(_) => break,
             }
         }
-        write(&store, &bus, &mut batch, &drain, &mut changes).await;
+        write(
+            &store,
+            &bus,
+            &mut batch,
+            &drain,
+            &mut changes,
+            &mut regional,
+        )
+        .await;
     }
+}
+
+/// Sleeps until `at` (epoch ms).
+async fn sleep_ms(at: crate::domain::time::Millis) {
+    let wait = at.saturating_sub(crate::domain::time::now_ms()).max(0);
+    tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+}
+
+/// Beats, closes the rounds that are due (all with `all`), publishes the
+/// impaired regions' changes and records the verdicts.
+async fn settle(
+    store: &Store,
+    bus: &Bus,
+    drain: &CancellationToken,
+    changes: &mut ChangeLog,
+    regional: &mut Regional,
+    all: bool,
+) {
+    regional.beat(bus).await;
+    let (verdicts, events) = regional.close(all);
+    if !events.is_empty()
+        && let Err(e) = bus.publish_events(&events).await
+    {
+        tracing::warn!(error = %e, "cannot publish a region's change");
+    }
+    commit(store, bus, &verdicts, drain, changes).await;
 }
 
 /// Sleeps until `at` (the caller only polls this with `Some`).
@@ -97,23 +166,52 @@ async fn sleep_until(at: Option<Instant>) {
 }
 
 /// Writes a batch, retrying until it commits (or, once draining, a few
-/// times), then logs its status changes, publishes its events and
-/// acknowledges its results.
+/// times), then logs its status changes, publishes its events,
+/// acknowledges its results, and counts its votes in their rounds.
 async fn write(
     store: &Store,
     bus: &Bus,
     batch: &mut Vec<Delivery<CheckResult>>,
     drain: &CancellationToken,
     changes: &mut ChangeLog,
+    regional: &mut Regional,
 ) {
     if batch.is_empty() {
         return;
     }
     let results: Vec<CheckResult> = batch.iter().map(|d| d.msg.clone()).collect();
+    if !commit(store, bus, &results, drain, changes).await {
+        batch.clear();
+        return;
+    }
+    for delivery in batch.drain(..) {
+        if let Err(e) = delivery.ack().await {
+            tracing::warn!(error = %e, "cannot acknowledge a result");
+        }
+    }
+    if results.iter().any(|r| r.region.is_some()) {
+        regional.take(store, &results).await;
+        settle(store, bus, drain, changes, regional, false).await;
+    }
+}
+
+/// Records results, retrying until they commit (or, once draining, a few
+/// times: then false), then logs their status changes, publishes their
+/// events and asks for the retries of unconfirmed failures.
+async fn commit(
+    store: &Store,
+    bus: &Bus,
+    results: &[CheckResult],
+    drain: &CancellationToken,
+    changes: &mut ChangeLog,
+) -> bool {
+    if results.is_empty() {
+        return true;
+    }
     let mut backoff = Duration::from_millis(50);
     let mut attempts_after_drain = 0;
     let recorded = loop {
-        match store.record_batch(&results).await {
+        match store.record_batch(results).await {
             Ok(recorded) => break recorded,
             Err(e) => {
                 if drain.is_cancelled() {
@@ -121,8 +219,7 @@ async fn write(
                     if attempts_after_drain >= FINAL_ATTEMPTS {
                         tracing::error!(error = %e, lost = results.len(),
                             "giving up on results at shutdown: the database keeps failing");
-                        batch.clear();
-                        return;
+                        return false;
                     }
                 }
                 tracing::warn!(error = %e, batch = results.len(), retry_in_ms = backoff.as_millis() as u64,
@@ -155,11 +252,6 @@ async fn write(
         }
     });
     futures_util::future::join_all(asked).await;
-    for delivery in batch.drain(..) {
-        if let Err(e) = delivery.ack().await {
-            tracing::warn!(error = %e, "cannot acknowledge a result");
-        }
-    }
     tracing::debug!(
         results = results.len(),
         events = events.len(),
@@ -167,4 +259,5 @@ async fn write(
         alerts = recorded.alerts,
         "batch recorded"
     );
+    true
 }

@@ -73,6 +73,33 @@ pub enum Event {
         /// The service that is gone.
         service_id: ServiceId,
     },
+    /// A region's workers see most services fail that other regions see
+    /// UP: its votes are set aside (DESIGN.md "Regions and quorum").
+    RegionImpaired {
+        /// The region.
+        region: String,
+        /// Services it saw fail while others saw them UP (last 2 minutes).
+        failed: u64,
+        /// Services others saw UP that it checked too.
+        services: u64,
+        /// When it was judged impaired (RFC 3339).
+        #[serde(
+            serialize_with = "serde_rfc3339::serialize",
+            deserialize_with = "de_rfc3339"
+        )]
+        at: Millis,
+    },
+    /// An impaired region agrees with the others again: its votes count.
+    RegionRecovered {
+        /// The region.
+        region: String,
+        /// When it recovered (RFC 3339).
+        #[serde(
+            serialize_with = "serde_rfc3339::serialize",
+            deserialize_with = "de_rfc3339"
+        )]
+        at: Millis,
+    },
 }
 
 fn de_rfc3339<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Millis, D::Error> {

@@ -18,6 +18,7 @@ pub mod openapi;
 pub mod path_id;
 pub mod problem;
 pub mod push;
+pub mod regions;
 pub mod services;
 pub mod status_pages;
 pub mod status_public;
@@ -163,6 +164,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     push::routes(cfg);
     status_pages::routes(cfg);
     status_public::routes(cfg);
+    regions::routes(cfg);
     dashboard::routes(cfg);
 }
 

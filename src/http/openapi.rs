@@ -23,8 +23,8 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    alerts, bulk, channels, dashboard, health, logs, metrics, push, services, status_pages,
-    status_public, uptime, windows, ws,
+    alerts, bulk, channels, dashboard, health, logs, metrics, push, regions, services,
+    status_pages, status_public, uptime, windows, ws,
 };
 
 /// The document's source: every annotated handler.
@@ -40,7 +40,7 @@ use super::{
     paths(
         services::list, services::create, services::get, services::replace, services::update,
         services::delete, bulk::create, logs::list, uptime::get, push::rotate, push::ping,
-        health::healthz, health::readyz, metrics::get, ws::connect,
+        health::healthz, health::readyz, regions::list, metrics::get, ws::connect,
         channels::list, channels::create, channels::get, channels::replace, channels::update,
         channels::delete, channels::test,
         alerts::list, alerts::get,
