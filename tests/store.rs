@@ -752,8 +752,14 @@ mod maintenance_windows {
             s.tags = tags.iter().map(|t| (*t).to_owned()).collect();
             s
         };
-        let a = store.create_service(&tagged("a", &["db"]), 0).await.expect("a");
-        let b = store.create_service(&tagged("b", &["web"]), 0).await.expect("b");
+        let a = store
+            .create_service(&tagged("a", &["db"]), 0)
+            .await
+            .expect("a");
+        let b = store
+            .create_service(&tagged("b", &["web"]), 0)
+            .await
+            .expect("b");
         let c = store.create_service(&spec("c"), 0).await.expect("c");
         let t = at("2026-06-01T08:00:00Z");
         let by_tag = store
@@ -779,7 +785,10 @@ mod maintenance_windows {
             store.maintenance_until(a.id, t).await.expect("ask"),
             Some(t + HOUR_MS)
         );
-        assert_eq!(store.maintenance_until(a.id, t - 1).await.expect("ask"), None);
+        assert_eq!(
+            store.maintenance_until(a.id, t - 1).await.expect("ask"),
+            None
+        );
 
         // b is tagged after the window was made, a untagged.
         for (svc, name, tags) in [(&b, "b", vec!["web", "db"]), (&a, "a", vec![])] {
@@ -794,8 +803,10 @@ mod maintenance_windows {
         assert_eq!(covered().await, [b.id]);
 
         // Ids and the tag together.
-        let both = window(serde_json::json!({"name": "db", "tag": "db", "services": [c.id.get()],
-            "start": "2026-06-01T08:00:00Z", "end": "2026-06-01T09:00:00Z"}));
+        let both = window(
+            serde_json::json!({"name": "db", "tag": "db", "services": [c.id.get()],
+            "start": "2026-06-01T08:00:00Z", "end": "2026-06-01T09:00:00Z"}),
+        );
         let saved = store
             .update_window(by_tag.id, &both, 2, by_tag.updated_at)
             .await

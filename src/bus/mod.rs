@@ -21,8 +21,8 @@ pub mod roster;
 
 pub use beat::Beat;
 pub use depth::QueueDepth;
-pub use roster::Roster;
 pub use resync::Resync;
+pub use roster::Roster;
 
 use crate::domain::event::ScheduleUpdate;
 use crate::domain::{CheckJob, CheckResult, Event};

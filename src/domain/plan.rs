@@ -274,8 +274,7 @@ pub fn plan<'a>(
         // A region's vote is logged and shown, but the status follows the
         // round's verdict (logged without a region; `crate::recorder`),
         // never a single region.
-        if row.log_region(r).is_some() || !transition::advances(row.scheduled_at, r.scheduled_at)
-        {
+        if row.log_region(r).is_some() || !transition::advances(row.scheduled_at, r.scheduled_at) {
             continue;
         }
         let window: Vec<Status> = match history.get(&r.service_id) {

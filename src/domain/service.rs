@@ -11,7 +11,17 @@ use serde::{Deserialize, Serialize};
 /// service id cannot be passed where a log id, a key id or a count is
 /// meant; on the wire and in the store it is the plain integer.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(transparent)]
 pub struct ServiceId(pub i64);
