@@ -54,6 +54,7 @@ pub struct WindowView {
     /// Its name.
     pub name: String,
     /// `"all"` or the list of service ids (empty when only `tag` says).
+    #[schema(value_type = Value)]
     pub services: serde_json::Value,
     /// Every service carrying this tag is covered too, `null` if none.
     pub tag: Option<String>,
