@@ -105,6 +105,12 @@
 //! benchmark raises its soft open-files limit to the hard one (healthmon
 //! inherits it). `--bulk N` (http) registers through `POST /services/bulk`,
 //! N services a request, the requests spread over one interval.
+//! `--regions N` (with `--quorum Q`; distributed, http or https): every
+//! service lists the regions `r1` .. `rN` (and `quorum` Q), and the fleet is
+//! 1 `api,scheduler` + one `--role worker --region rK` per region instead of
+//! the 2 plain workers; `checks` are the regions' votes, and the `regions`
+//! object has rounds/s, the verdict latency (last vote to verdict) and CPU
+//! per 1,000 rounds (regions.rs).
 //! `--restart` (embedded): after the window, healthmon restarted on the same
 //! store and timed to its first check (large.rs; the `restart` object).
 //! Every run also times the dashboard's first page (`GET
@@ -156,6 +162,8 @@ mod prefill;
 mod push;
 #[path = "pipeline/raw.rs"]
 mod raw;
+#[path = "pipeline/regions.rs"]
+mod regions;
 #[path = "pipeline/servers.rs"]
 mod servers;
 #[path = "pipeline/wsmix.rs"]
@@ -219,6 +227,11 @@ struct Opts {
     restart: bool,
     /// `--bulk N`: register through `POST /services/bulk`, N at a time.
     bulk: usize,
+    /// `--regions N`: services checked from N regions, a worker process
+    /// each (regions.rs; 0: none).
+    regions: usize,
+    /// `--quorum Q`: the services' quorum (their default when `None`).
+    quorum: Option<u32>,
 }
 
 fn parse_opts() -> Result<Opts, String> {
@@ -253,6 +266,8 @@ fn parse_opts() -> Result<Opts, String> {
         ws_full: 0,
         restart: false,
         bulk: 0,
+        regions: 0,
+        quorum: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -321,6 +336,10 @@ fn parse_opts() -> Result<Opts, String> {
             "--ws-filter" => o.ws_filter = Some(v.ok_or("--ws-filter needs a value")?.clone()),
             "--ws-full-clients" => o.ws_full = num(v, a)? as usize,
             "--bulk" => o.bulk = num(v, a)? as usize,
+            "--regions" => o.regions = num(v, a)? as usize,
+            "--quorum" => {
+                o.quorum = Some(num(v, a)?.try_into().map_err(|_| "--quorum: too large")?)
+            }
             // cargo passes `--bench` to harness = false targets.
             _ => takes = false,
         }
@@ -385,6 +404,7 @@ fn parse_opts() -> Result<Opts, String> {
         "distributed" => return Err("--mode distributed needs --pg URL and --amqp URL".into()),
         m => return Err(format!("unknown --mode {m} (embedded|distributed)")),
     }
+    regions::validate(&o)?;
     Ok(o)
 }
 
@@ -685,11 +705,12 @@ async fn register(api: &str, ports: &[u16], o: &Opts) -> Result<Vec<String>, Str
     let start = tokio::time::Instant::now();
     let spacing = Duration::from_secs(o.interval).div_f64(o.services.max(1) as f64);
     let push_urls = Arc::new(Mutex::new(vec![String::new(); o.services]));
-    let extra = if o.assert {
+    let mut extra = if o.assert {
         kinds::assert_fields()
     } else {
         serde_json::Map::new()
     };
+    extra.extend(regions::fields(o));
     let mut tasks = Vec::new();
     for _ in 0..32 {
         let (http, next, ports) = (http.clone(), Arc::clone(&next), ports.to_vec());
@@ -1328,7 +1349,7 @@ impl Store {
 }
 
 /// Deletes the run's queues and exchanges (best effort).
-async fn drop_bus(amqp: &str, prefix: &str) {
+async fn drop_bus(amqp: &str, prefix: &str, extra_queues: &[String]) {
     use amqprs::channel::{ExchangeDeleteArguments, QueueDeleteArguments};
     use amqprs::connection::{Connection, OpenConnectionArguments};
     let Ok(u) = url::Url::parse(amqp) else { return };
@@ -1352,12 +1373,13 @@ async fn drop_bus(amqp: &str, prefix: &str) {
         return;
     };
     if let Ok(ch) = conn.open_channel(None).await {
-        for q in ["jobs", "results", "dead"] {
+        let queues = ["jobs", "results", "votes", "dead"].map(str::to_owned);
+        for q in queues.iter().chain(extra_queues) {
             let _ = ch
                 .queue_delete(QueueDeleteArguments::new(&format!("{prefix}.{q}")))
                 .await;
         }
-        for x in ["events", "schedule", "dead"] {
+        for x in ["events", "schedule", "dead", "heartbeats"] {
             let _ = ch
                 .exchange_delete(ExchangeDeleteArguments::new(&format!("{prefix}.{x}")))
                 .await;
@@ -1518,7 +1540,8 @@ async fn run(o: Opts) -> Result<serde_json::Value, String> {
     drop(procs);
     if o.mode == "distributed" {
         store.drop_pg().await;
-        drop_bus(o.amqp.as_deref().unwrap_or_default(), &prefix).await;
+        let queues = regions::queues(&o);
+        drop_bus(o.amqp.as_deref().unwrap_or_default(), &prefix, &queues).await;
     }
     match bb {
         Some(bb) => result.map(|hm| blackbox::side_by_side(hm, bb)),
@@ -1533,7 +1556,9 @@ fn spawn_fleet(
     env: &[(String, String)],
     dir: Option<Arc<tempfile::TempDir>>,
 ) -> Result<Vec<Proc>, String> {
-    if o.mode == "distributed" {
+    if o.mode == "distributed" && o.regions > 0 {
+        regions::spawn_fleet(env, o.regions)
+    } else if o.mode == "distributed" {
         let worker = ["--role", "worker", "--health-bind", "127.0.0.1:0"];
         Ok(vec![
             spawn_healthmon(env, &["--role", "api,scheduler"], None)?,
@@ -1830,7 +1855,12 @@ async fn measure(
     let (mut last, mut steady, mut settled) = (None, 0, false);
     let mut stored = Stored::default();
     while Instant::now() < give_up {
-        stored = store.stored(from, to, o.kind).await?;
+        // A regional run's checks are its votes; verdicts are in `regions`.
+        stored = if o.regions > 0 {
+            regions::stored_votes(store, from, to).await?
+        } else {
+            store.stored(from, to, o.kind).await?
+        };
         let now = (stored, traffic.seen(o.kind, from, to));
         if last == Some(now) {
             steady += 1;
@@ -1869,7 +1899,8 @@ async fn measure(
     let pings = traffic.pinger.as_ref().map(|p| &p.pings);
     let due = match pings {
         Some(p) => p.due_in(from, to, o.services, interval_ms),
-        None => store.due(from, to, o.services, interval_ms).await?,
+        // A regional round is a check in each region.
+        None => store.due(from, to, o.services, interval_ms).await? * o.regions.max(1) as f64,
     };
     let cpu = cpu1 - cpu0;
 
@@ -2091,6 +2122,14 @@ async fn measure(
         Some(p) => Some(retention_figures(o, store, procs, p, &requests, from, to).await?),
         None => None,
     };
+    let regional = if o.regions > 0 {
+        let system_cpu = system
+            .get("system_cpu_s")
+            .and_then(serde_json::Value::as_f64);
+        Some(regions::figures(o, store, (from, to), cpu, system_cpu).await?)
+    } else {
+        None
+    };
     let mut summary = json!({
         "mode": o.mode,
         "kind": o.kind.as_str(),
@@ -2130,6 +2169,9 @@ async fn measure(
     });
     if let Some(m) = summary.as_object_mut() {
         m.extend(system);
+        if let Some(r) = regional {
+            m.insert("regions".into(), r);
+        }
         if let Some(r) = retention {
             m.insert("retention".into(), r);
         }
@@ -2307,7 +2349,10 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         // What a test run can check: the clients' fast time parser agrees
         // with chrono, so the latencies it feeds are right.
-        if let Err(e) = check_time_parser().and_then(|()| flap::self_check()) {
+        if let Err(e) = check_time_parser()
+            .and_then(|()| flap::self_check())
+            .and_then(|()| regions::self_check())
+        {
             eprintln!("pipeline bench: {e}");
             std::process::exit(1);
         }
@@ -2329,7 +2374,7 @@ fn main() {
     if o.from.is_some() || !o.sweep.is_empty() {
         std::process::exit(sweep(o));
     }
-    if o.smoke && !o.kind_given {
+    if o.smoke && !o.kind_given && o.regions == 0 {
         std::process::exit(smoke_every_kind(o));
     }
     match run_bounded(o) {

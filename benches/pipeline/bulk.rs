@@ -25,11 +25,12 @@ pub async fn register(api: &str, ports: &[u16], o: &Opts) -> Result<(), String> 
     let start = tokio::time::Instant::now();
     let spacing = Duration::from_secs(o.interval).div_f64(o.services.max(1) as f64);
     let timeout = o.interval.min(5);
-    let extra = if o.assert {
+    let mut extra = if o.assert {
         crate::kinds::assert_fields()
     } else {
         serde_json::Map::new()
     };
+    extra.extend(crate::regions::fields(o));
     let mut tasks = Vec::new();
     for _ in 0..PARALLEL {
         let (http, next, ports, extra) = (
