@@ -1,8 +1,8 @@
 //! The scheduler: publishes one check job per service each time it is due.
 //!
 //! [`Schedule`] is the pure part: a min-heap of next-due times with lazy
-//! deletion (a generation number per service, so an update or delete never
-//! searches the heap). The next due time is the previous *scheduled* time plus
+//! deletion (a heap entry counts while its time is its service's due time,
+//! so an update or delete never searches the heap). The next due time is the previous *scheduled* time plus
 //! the interval, so the phase never drifts however late a wake-up is. After a
 //! stall, a service that missed several slots gets one job for the latest of
 //! them, not a burst.
@@ -11,57 +11,62 @@
 //! deadlines, and the scheduler publishes a DOWN result itself when one
 //! passes ([`Schedule::take_missed`]).
 //!
-//! [`run`] drives it: it subscribes to schedule updates before loading the
-//! services, so no change between the two is lost, and reloads everything
-//! from the store if it ever falls behind on updates.
+//! [`run`] drives it ([`active`]): it subscribes to schedule updates before
+//! loading the services, so no change between the two is lost, loads them
+//! a page at a time while publishing what is due ([`load`]), reads what
+//! changed every [`RECONCILE_EVERY`], and reloads everything from the
+//! store if it ever falls behind on updates.
+//!
+//! Each service costs an [`entry::Entry`] (what its jobs need, 40 bytes
+//! plus its URL), not its whole settings: at a million services that is
+//! the difference between about 150 MB and 520 MB.
 
-use crate::bus::{Bus, ScheduleSignal};
+use crate::bus::Bus;
 use crate::domain::event::ScheduleUpdate;
-use crate::domain::time::{Millis, now_ms};
+use crate::domain::time::Millis;
 use crate::domain::{CheckJob, CheckKind, CheckResult, Service, ServiceId, ServiceSpec};
-use crate::drops::{self, DropCause};
+use crate::drops;
 use crate::metrics::Metrics;
 use crate::store::Store;
+use entry::Entry;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
+mod active;
+mod entry;
+mod load;
 pub mod push;
 pub mod regions;
 
 pub use push::PING_SETTLE_MS;
 
-#[derive(Debug)]
-struct Entry {
-    spec: ServiceSpec,
-    generation: u64,
-    /// The next normal round's due time.
-    due: Millis,
-}
-
 /// Next-due times of every enabled service.
 #[derive(Debug, Default)]
 pub struct Schedule {
-    heap: BinaryHeap<Reverse<(Millis, ServiceId, u64)>>,
+    /// `(due, id)`; an entry is live while the service's [`Entry::due`] is
+    /// its time, so an update or delete never searches the heap.
+    heap: BinaryHeap<Reverse<(Millis, ServiceId)>>,
     entries: HashMap<ServiceId, Entry>,
     /// One-off retries of unconfirmed failures, at most one per service
     /// (`retries` holds the live one; heap entries it does not match are
     /// stale). Kept apart from the rounds so a retry never moves the phase.
     retry_heap: BinaryHeap<Reverse<(Millis, ServiceId)>>,
     retries: HashMap<ServiceId, Millis>,
-    next_generation: u64,
     /// Slots passed over by [`Schedule::take_due`] since the last
     /// [`Schedule::take_skipped`]: due, never to be checked.
     skipped: u64,
     /// Push services: deadlines, not rounds.
     pushes: push::Pushes,
+    interner: entry::Interner,
+    /// The regions the entries list, counted.
+    listed: regions::Listed,
 }
 
-fn is_push(spec: &ServiceSpec) -> bool {
-    CheckKind::of_url(&spec.url) == CheckKind::Push
+fn is_push(url: &str) -> bool {
+    CheckKind::of_url(url) == CheckKind::Push
 }
 
 impl Schedule {
@@ -80,18 +85,38 @@ impl Schedule {
         self.len() == 0
     }
 
-    fn push(&mut self, id: ServiceId, spec: ServiceSpec, due: Millis) {
-        self.next_generation += 1;
-        let generation = self.next_generation;
-        self.entries.insert(
-            id,
-            Entry {
-                spec,
-                generation,
-                due,
-            },
-        );
-        self.heap.push(Reverse((due, id, generation)));
+    /// Whether `id` is scheduled (rounds or push deadlines).
+    pub fn contains(&self, id: ServiceId) -> bool {
+        self.entries.contains_key(&id) || self.pushes.contains(id)
+    }
+
+    /// Every scheduled id, in order (for finding services deleted behind
+    /// the bus's back).
+    pub fn ids(&self) -> Vec<ServiceId> {
+        let mut ids: Vec<ServiceId> = self.entries.keys().copied().collect();
+        ids.extend(self.pushes.ids());
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Sets the entry of `id` (its regions counted), due at `due`, queued
+    /// when `queue`.
+    fn place(&mut self, id: ServiceId, parts: &entry::Parts<'_>, due: Millis, queue: bool) {
+        let entry = self.interner.entry(parts, due);
+        self.listed.add(entry.regions());
+        if let Some(old) = self.entries.insert(id, entry) {
+            self.listed.remove(old.regions());
+        }
+        if queue {
+            self.heap.push(Reverse((due, id)));
+        }
+    }
+
+    fn drop_entry(&mut self, id: ServiceId) {
+        if let Some(old) = self.entries.remove(&id) {
+            self.listed.remove(old.regions());
+        }
+        self.retries.remove(&id);
     }
 
     /// Adds a one-off check of `id` at `at`, for a failure not confirmed
@@ -126,7 +151,7 @@ impl Schedule {
         if svc.paused {
             return;
         }
-        if is_push(&svc.spec()) {
+        if is_push(&svc.url) {
             self.pushes.load(svc);
             return;
         }
@@ -143,7 +168,7 @@ impl Schedule {
             }
             _ => now,
         };
-        self.push(svc.id, svc.spec(), due);
+        self.place(svc.id, &entry::Parts::from(svc), due, true);
     }
 
     /// Applies a created or changed service. A change to what is checked
@@ -156,34 +181,54 @@ impl Schedule {
             self.remove(id);
             return;
         }
-        if is_push(&spec) {
-            self.entries.remove(&id);
-            self.retries.remove(&id);
+        if is_push(&spec.url) {
+            self.drop_entry(id);
             self.pushes.upsert(id, spec, now);
             return;
         }
+        self.upsert_rounds(id, &entry::Parts::from(&spec), now);
+    }
+
+    /// [`Schedule::upsert`] of a service that is not paused and not a push
+    /// service.
+    fn upsert_rounds(&mut self, id: ServiceId, parts: &entry::Parts<'_>, now: Millis) {
         self.pushes.remove(id);
-        if let Some(entry) = self.entries.get_mut(&id) {
-            let same_check = entry.spec.url == spec.url
-                && entry.spec.interval == spec.interval
-                && entry.spec.timeout == spec.timeout
-                && entry.spec.expected_statuses == spec.expected_statuses
-                && entry.spec.check == spec.check;
-            if same_check {
-                entry.spec = spec;
-                return;
-            }
+        if let Some(entry) = self.entries.get(&id)
+            && entry.same_check(parts)
+        {
+            // Same slot; the regions may have changed.
+            let due = entry.due;
+            self.place(id, parts, due, false);
+            return;
         }
         // A changed check starts afresh, now: a retry of the old one is moot.
         self.retries.remove(&id);
-        self.push(id, spec, now);
+        self.place(id, parts, now, true);
     }
 
-    /// Brings the schedule in line with the store's services, in place:
-    /// a service already scheduled for the same check keeps its slot, a new
-    /// one is [`Schedule::load`]ed, a changed one is due now, and one gone
-    /// or paused is dropped. The services may come in pages: pass each to
-    /// this with the same `present`, then call [`Schedule::reconcile_end`].
+    /// Brings the schedule in line with one service as the store has it:
+    /// one already scheduled for the same check keeps its slot, a new one
+    /// is [`Schedule::load`]ed, a changed one is due now, a paused one is
+    /// dropped. A push service's round logged after everything known of it
+    /// is taken for a ping whose news was lost.
+    pub fn reconcile_one(&mut self, svc: &Service, now: Millis) {
+        if !self.contains(svc.id) {
+            self.load(svc, now);
+        } else if svc.paused {
+            self.remove(svc.id);
+        } else if is_push(&svc.url) {
+            self.drop_entry(svc.id);
+            self.pushes.upsert(svc.id, svc.spec(), now);
+            self.pushes.observe(svc);
+        } else {
+            self.upsert_rounds(svc.id, &entry::Parts::from(svc), now);
+        }
+    }
+
+    /// Brings the schedule in line with the store's services, in place
+    /// ([`Schedule::reconcile_one`] each). The services may come in pages:
+    /// pass each to this with the same `present`, then call
+    /// [`Schedule::reconcile_end`].
     ///
     /// Rebuilding from scratch instead would give a service that is due but
     /// not yet taken (late by the reload itself) its *next* slot, skipping a
@@ -197,33 +242,39 @@ impl Schedule {
     ) {
         for svc in services {
             present.insert(svc.id);
-            if self.entries.contains_key(&svc.id) || self.pushes.contains(svc.id) {
-                self.upsert(svc.id, svc.spec(), now);
-                self.pushes.observe(svc);
-            } else {
-                self.load(svc, now);
-            }
+            self.reconcile_one(svc, now);
         }
     }
 
     /// Ends a reconcile: drops every service not seen in it.
     pub fn reconcile_end(&mut self, present: &HashSet<ServiceId>) {
         self.pushes.retain(present);
-        self.entries.retain(|id, _| present.contains(id));
+        let listed = &mut self.listed;
+        self.entries.retain(|id, entry| {
+            let keep = present.contains(id);
+            if !keep {
+                listed.remove(entry.regions());
+            }
+            keep
+        });
         let entries = &self.entries;
         self.retries.retain(|id, _| entries.contains_key(id));
-        // Stale heap entries would otherwise pile up over many reloads.
+        self.compact();
+    }
+
+    /// Drops stale heap entries once they outnumber the live ones, which
+    /// many reloads or updates would otherwise pile up.
+    fn compact(&mut self) {
         if self.heap.len() > 2 * self.entries.len() + 1024 {
             let entries = &self.entries;
             self.heap
-                .retain(|Reverse((_, id, g))| entries.get(id).is_some_and(|e| e.generation == *g));
+                .retain(|Reverse((due, id))| entries.get(id).is_some_and(|e| e.due == *due));
         }
     }
 
     /// Drops a service; its stale heap entries are skipped when reached.
     pub fn remove(&mut self, id: ServiceId) {
-        self.entries.remove(&id);
-        self.retries.remove(&id);
+        self.drop_entry(id);
         self.pushes.remove(id);
     }
 
@@ -259,14 +310,10 @@ impl Schedule {
     /// When the earliest round or retry is due, if any.
     fn next_round(&mut self) -> Option<Millis> {
         let round = loop {
-            let Some(Reverse((due, id, generation))) = self.heap.peek().copied() else {
+            let Some(Reverse((due, id))) = self.heap.peek().copied() else {
                 break None;
             };
-            if self
-                .entries
-                .get(&id)
-                .is_some_and(|e| e.generation == generation)
-            {
+            if self.entries.get(&id).is_some_and(|e| e.due == due) {
                 break Some(due);
             }
             self.heap.pop();
@@ -288,15 +335,7 @@ impl Schedule {
 
     /// Every region some scheduled service lists, sorted, each once.
     pub fn listed_regions(&self) -> Vec<String> {
-        let mut all: Vec<String> = self
-            .entries
-            .values()
-            .flat_map(|e| e.spec.regions.iter().cloned())
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        all.sort_unstable();
-        all
+        self.listed.names()
     }
 
     /// Takes every job due at `now`, each service at most once (a regional
@@ -323,54 +362,24 @@ impl Schedule {
             if entry.due <= now || at >= entry.due {
                 continue;
             }
-            let interval = entry.spec.interval.millis().max(1);
-            regions::push_round(
-                &mut jobs,
-                &entry.spec.regions,
-                CheckJob {
-                    service_id: id,
-                    url: entry.spec.url.clone(),
-                    timeout_ms: entry.spec.timeout.millis(),
-                    interval_ms: interval,
-                    expected_statuses: entry.spec.expected_statuses.clone(),
-                    scheduled_at: at,
-                    check: entry.spec.check.clone(),
-                    region: None,
-                },
-            );
+            regions::push_round(&mut jobs, entry.regions(), entry.job(id, at));
         }
-        while let Some(Reverse((due, id, generation))) = self.heap.peek().copied() {
+        while let Some(Reverse((due, id))) = self.heap.peek().copied() {
             if due > now {
                 break;
             }
             self.heap.pop();
-            let Some(entry) = self.entries.get(&id).filter(|e| e.generation == generation) else {
+            let Some(entry) = self.entries.get_mut(&id).filter(|e| e.due == due) else {
                 continue;
             };
-            let interval = entry.spec.interval.millis().max(1);
+            let interval = entry.interval_ms();
             // The latest slot not after `now`: one job however many were missed.
             let missed = (now - due) / interval;
             self.skipped += missed.max(0) as u64;
             let scheduled_at = due + missed * interval;
-            regions::push_round(
-                &mut jobs,
-                &entry.spec.regions,
-                CheckJob {
-                    service_id: id,
-                    url: entry.spec.url.clone(),
-                    timeout_ms: entry.spec.timeout.millis(),
-                    interval_ms: interval,
-                    expected_statuses: entry.spec.expected_statuses.clone(),
-                    scheduled_at,
-                    check: entry.spec.check.clone(),
-                    region: None,
-                },
-            );
-            self.heap
-                .push(Reverse((scheduled_at + interval, id, generation)));
-            if let Some(entry) = self.entries.get_mut(&id) {
-                entry.due = scheduled_at + interval;
-            }
+            regions::push_round(&mut jobs, entry.regions(), entry.job(id, scheduled_at));
+            entry.due = scheduled_at + interval;
+            self.heap.push(Reverse((entry.due, id)));
         }
         jobs
     }
@@ -404,37 +413,13 @@ pub enum SchedulerError {
     Bus(#[from] crate::bus::BusError),
 }
 
-/// Services read per query when (re)loading: loading them all at once
-/// every reconcile left RSS the allocator kept (BENCHMARKS.md).
-const LOAD_PAGE: i64 = 2000;
-
-/// Loads (or, given a schedule, reconciles) every service from the store,
-/// a page at a time. A failure leaves the schedule as it was, but for
-/// pages already applied.
-async fn load_all(store: &Store, schedule: &mut Schedule) -> Result<(), SchedulerError> {
-    let mut present = HashSet::with_capacity(schedule.len());
-    let mut after = 0;
-    loop {
-        let page = store.services_after(after, LOAD_PAGE).await?;
-        let Some(last) = page.last() else { break };
-        after = last.id.get();
-        schedule.reconcile(&page, now_ms(), &mut present);
-        if (page.len() as i64) < LOAD_PAGE {
-            break;
-        }
-    }
-    schedule.reconcile_end(&present);
-    tracing::info!(services = schedule.len(), "schedule loaded");
-    Ok(())
-}
-
 /// How often a standby scheduler tries to take the lead, and the leader
 /// checks that it still has it.
 pub const LEAD_CHECK_EVERY: Duration = Duration::from_secs(1);
 
-/// How often the active scheduler reloads everything from the store, to
+/// How often the active scheduler reads what changed in the store, to
 /// catch any change whose announcement was lost (an API process that could
-/// not reach the bus after committing).
+/// not reach the bus after committing); see [`load`].
 pub const RECONCILE_EVERY: Duration = Duration::from_secs(60);
 
 /// Runs the scheduler until `shutdown` is cancelled: waits (standing by)
@@ -480,7 +465,7 @@ async fn lead_or_stand_by(
             Ok(Some(mut lead)) => {
                 tracing::info!("this process is the active scheduler");
                 standing_by = false;
-                run_active(&store, &bus, metrics, &shutdown, &mut lead).await?;
+                active::run(&store, &bus, metrics, &shutdown, &mut lead).await?;
                 if shutdown.is_cancelled() {
                     return Ok(());
                 }
@@ -503,118 +488,6 @@ async fn lead_or_stand_by(
     }
 }
 
-/// Schedules while `lead` holds; returns when it is lost or at shutdown.
-async fn run_active(
-    store: &Store,
-    bus: &Bus,
-    metrics: &Metrics,
-    shutdown: &CancellationToken,
-    lead: &mut crate::store::Leadership,
-) -> Result<(), SchedulerError> {
-    let mut updates = bus.subscribe_schedule();
-    let mut schedule = Schedule::new();
-    load_all(store, &mut schedule).await?;
-    let mut check_lead = tokio::time::interval(LEAD_CHECK_EVERY);
-    let mut reconcile = tokio::time::interval_at(
-        tokio::time::Instant::now() + RECONCILE_EVERY,
-        RECONCILE_EVERY,
-    );
-    // Set when updates may have been missed; the reload is retried until the
-    // store answers, scheduling what is known meanwhile.
-    let mut stale = false;
-    let mut beat = tokio::time::interval(crate::bus::beat::BEAT_EVERY);
-    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let wait = match schedule.next_due() {
-            Some(due) => Duration::from_millis(due.saturating_sub(now_ms()).max(0) as u64),
-            // Nothing to do: wake up only for updates (or shutdown).
-            None => Duration::from_secs(3600),
-        };
-        tokio::select! {
-            biased;
-            () = shutdown.cancelled() => return Ok(()),
-            _ = beat.tick() => regions::beat(bus, schedule.listed_regions()).await,
-            _ = reconcile.tick() => {
-                stale = true;
-                check_lead.reset_immediately();
-            }
-            _ = check_lead.tick() => {
-                if !lead.still_held().await {
-                    // The lock's connection is gone. Take it again if we can;
-                    // stand down if another scheduler has it; and while the
-                    // database is unreachable keep scheduling: no one else can
-                    // take over then, and checks must not stop for a database
-                    // outage (their results wait on the bus). The old
-                    // session goes first, or it would refuse us our lock.
-                    lead.release();
-                    match store.try_lead().await {
-                        Ok(Some(renewed)) => {
-                            *lead = renewed;
-                            tracing::info!("took the scheduler lock again");
-                        }
-                        Ok(None) => return Ok(()),
-                        Err(e) => tracing::warn!(error = %e,
-                            "database unreachable; scheduling on until it is back"),
-                    }
-                }
-                if stale {
-                    match load_all(store, &mut schedule).await {
-                        Ok(()) => stale = false,
-                        Err(e) => tracing::warn!(error = %e, "cannot reload the schedule yet"),
-                    }
-                }
-            }
-            update = updates.recv() => match update {
-                Ok(ScheduleSignal::Resync) => {
-                    tracing::info!("schedule updates may have been missed; reloading from the store");
-                    stale = true;
-                    check_lead.reset_immediately();
-                }
-                Ok(ScheduleSignal::Update(update)) => schedule.apply(update, now_ms()),
-                Err(RecvError::Lagged(missed)) => {
-                    tracing::warn!(missed, "schedule updates lagged; reloading from the store");
-                    stale = true;
-                    check_lead.reset_immediately();
-                }
-                Err(RecvError::Closed) => return Ok(()),
-            },
-            () = tokio::time::sleep(wait) => {
-                let now = now_ms();
-                let missed = schedule.take_missed(now);
-                if !missed.is_empty() {
-                    tokio::select! {
-                        () = shutdown.cancelled() => return Ok(()),
-                        sent = publish_missed(bus, missed) => sent?,
-                    }
-                }
-                let due = schedule.take_due(now);
-                drops::record(DropCause::SchedulerLate, schedule.take_skipped());
-                let count = due.len();
-                let due_at: Vec<Millis> = due.iter().map(|j| j.scheduled_at).collect();
-                let sent = tokio::select! {
-                    () = shutdown.cancelled() => return Ok(()),
-                    sent = bus.publish_jobs(due) => sent,
-                };
-                match sent {
-                    Ok(()) => metrics.jobs_published(&due_at, now_ms()),
-                    // The broker is away (a bounded wait ran out): these
-                    // checks are skipped, not retried; every service is
-                    // already rescheduled at its next slot, which is what a
-                    // late job would have duplicated anyway.
-                    Err(crate::bus::BusError::Unavailable) => {
-                        tracing::warn!(due = count, "the bus is unavailable; skipping due checks");
-                        // Counted whole: a failed batch may have had some
-                        // jobs accepted before the broker went, so this is
-                        // an upper bound.
-                        drops::record(DropCause::BusUnavailable, count as u64);
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-        }
-    }
-}
-
 /// Publishes push services' missed deadlines, as a worker publishes its
 /// results (the recorder logs them, flips statuses and alerts). A bus that
 /// refuses one (a full or unreachable broker) loses it: the service is
@@ -633,5 +506,7 @@ async fn publish_missed(bus: &Bus, missed: Vec<CheckResult>) -> Result<(), Sched
     Ok(())
 }
 
+#[cfg(test)]
+mod store_tests;
 #[cfg(test)]
 mod tests;

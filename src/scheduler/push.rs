@@ -64,6 +64,11 @@ impl Pushes {
         self.heap.len()
     }
 
+    /// The ids of every push service scheduled.
+    pub(super) fn ids(&self) -> impl Iterator<Item = ServiceId> + '_ {
+        self.entries.keys().copied()
+    }
+
     pub(super) fn contains(&self, id: ServiceId) -> bool {
         self.entries.contains_key(&id)
     }

@@ -9,6 +9,40 @@
 use crate::bus::{Beat, Bus};
 use crate::domain::CheckJob;
 use crate::domain::time::now_ms;
+use std::collections::BTreeMap;
+
+/// How many scheduled services list each region, kept as services come
+/// and go: the heartbeat names the listed regions every 2 s, and finding
+/// them by reading every entry cost a scan of the whole schedule each
+/// time (a million entries at a million services).
+#[derive(Debug, Default)]
+pub(super) struct Listed(BTreeMap<String, usize>);
+
+impl Listed {
+    /// A service listing `regions` was added.
+    pub(super) fn add(&mut self, regions: &[String]) {
+        for region in regions {
+            *self.0.entry(region.clone()).or_default() += 1;
+        }
+    }
+
+    /// A service listing `regions` was dropped.
+    pub(super) fn remove(&mut self, regions: &[String]) {
+        for region in regions {
+            if let Some(count) = self.0.get_mut(region) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    self.0.remove(region);
+                }
+            }
+        }
+    }
+
+    /// Every region listed by some service, sorted, each once.
+    pub(super) fn names(&self) -> Vec<String> {
+        self.0.keys().cloned().collect()
+    }
+}
 
 /// Adds `job`'s round to `jobs`: as it is for a service without regions,
 /// else a copy per region with that region set (all with the same

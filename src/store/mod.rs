@@ -111,6 +111,7 @@ macro_rules! with_writer {
 
 mod alerts;
 mod bulk;
+pub mod changed;
 mod channels;
 mod keys;
 mod list;

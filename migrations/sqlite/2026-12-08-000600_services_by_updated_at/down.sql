@@ -1,0 +1,1 @@
+DROP INDEX services_by_updated_at;
