@@ -7,7 +7,9 @@ use amqprs::channel::{ExchangeDeleteArguments, QueueDeleteArguments};
 use amqprs::connection::{Connection, OpenConnectionArguments};
 use healthmon::bus::rabbitmq::{Names, RabbitOptions};
 use healthmon::bus::{Bus, BusError};
+use std::collections::BTreeSet;
 use std::process::Command;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -56,18 +58,49 @@ pub async fn connection() -> Connection {
         .expect("a test connection to RabbitMQ")
 }
 
+/// Region names whose job queues every clean-up deletes: the default
+/// region's and those tests name through [`remember_region`].
+static REGIONS: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
+/// Notes that a test runs workers in `region`, so that every prefix's
+/// clean-up deletes its `P.jobs.REGION` queue too. (The broker cannot be
+/// asked which queues a prefix has without its management plugin;
+/// deleting a queue that does not exist is harmless.)
+pub fn remember_region(region: &str) {
+    if let Ok(mut all) = REGIONS.lock() {
+        all.insert(region.to_owned());
+    }
+}
+
 /// Deletes the queues and exchanges `prefix` declared on the broker at
-/// `url`. Best effort: a broker that is away has nothing to delete now.
+/// `url`: jobs (any worker's and each remembered region's), results,
+/// votes, dead letters, and the events, schedule and heartbeats fanouts.
+/// Best effort: a broker that is away has nothing to delete now.
 pub async fn delete_topology(url: &str, prefix: &str) {
     let names = Names::new(prefix);
+    let mut queues = vec![
+        names.jobs.clone(),
+        names.results.clone(),
+        format!("{prefix}.votes"),
+        names.dead.clone(),
+        names.region_jobs("default"),
+    ];
+    if let Ok(regions) = REGIONS.lock() {
+        queues.extend(regions.iter().map(|r| names.region_jobs(r)));
+    }
     let Ok(conn) = Connection::open(&raw_args(url)).await else {
         return;
     };
     if let Ok(ch) = conn.open_channel(None).await {
-        for q in [&names.jobs, &names.results, &names.dead] {
+        for q in &queues {
             let _ = ch.queue_delete(QueueDeleteArguments::new(q)).await;
         }
-        for x in [&names.events, &names.schedule, &names.dead] {
+        for x in [
+            &names.events,
+            &names.schedule,
+            &names.dead,
+            &names.heartbeats,
+        ] {
             let _ = ch.exchange_delete(ExchangeDeleteArguments::new(x)).await;
         }
     }

@@ -10,6 +10,7 @@ pub mod maintenance;
 pub mod measure;
 pub mod promtool;
 pub mod receiver;
+pub mod regions;
 pub mod skip;
 pub mod smtp;
 pub mod stores;
