@@ -55,12 +55,14 @@ const LAG_BUCKETS: &[f64] = &[
 const SERVICE_STATUSES: [Status; 4] = [Status::Pending, Status::Up, Status::Degraded, Status::Down];
 
 /// The alert events `healthmon_alerts_total` has a series for from the start.
-const ALERT_KINDS: [AlertEvent; 5] = [
+const ALERT_KINDS: [AlertEvent; 7] = [
     AlertEvent::Down,
     AlertEvent::Up,
     AlertEvent::Degraded,
     AlertEvent::Reminder,
     AlertEvent::Test,
+    AlertEvent::RegionImpaired,
+    AlertEvent::RegionRecovered,
 ];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -148,13 +148,16 @@ async fn settle(
     all: bool,
 ) {
     regional.beat(bus).await;
-    let (verdicts, events) = regional.close(all);
-    if !events.is_empty()
-        && let Err(e) = bus.publish_events(&events).await
+    let settled = regional.close(store, all).await;
+    if !settled.events.is_empty()
+        && let Err(e) = bus.publish_events(&settled.events).await
     {
         tracing::warn!(error = %e, "cannot publish a region's change");
     }
-    commit(store, bus, &verdicts, drain, changes).await;
+    if regional.write_alerts(store).await {
+        crate::alert::sender::outbox_written();
+    }
+    commit(store, bus, &settled.verdicts, drain, changes).await;
 }
 
 /// Sleeps until `at` (the caller only polls this with `Some`).

@@ -351,6 +351,7 @@ async fn an_alert_failing_past_max_age_is_given_up_on(store: Store) {
         service_name: "api".into(),
         since: None,
         check: None,
+        region: None,
     })
     .unwrap();
     let row = |svc: ServiceId, created_at: i64, scheduled_at: i64, first_attempt_at| NewOutboxRow {

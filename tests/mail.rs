@@ -42,6 +42,7 @@ fn down_alert() -> Alert {
         since: 1_700_000_600_000,
         check: Some(json!({"status": "DOWN", "latency_ms": 5000})),
         error: Some("timeout: no complete response within 5000 ms".into()),
+        region: None,
     }
 }
 

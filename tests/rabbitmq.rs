@@ -826,3 +826,91 @@ fn a_missing_broker_fails_the_test_under_ci_and_is_a_loud_skip_elsewhere() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("test result: ok. 1 passed"), "{stdout}");
 }
+
+/// Regional votes (results with a region) all go to one recorder at a time,
+/// so one process sees every vote of a round and judges every region; when
+/// that recorder goes, another takes the votes it left unacknowledged and
+/// the ones after them. Results without a region still go to any recorder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_vote_goes_to_one_recorder_and_to_the_next_when_it_goes() {
+    let Some(mut fx) = fixture().await else {
+        return;
+    };
+    let one = fx.start_ready(options(&fx.url, &fx.prefix)).await;
+    let two = fx.start_ready(options(&fx.url, &fx.prefix)).await;
+    let vote = |id: i64, region: &str| CheckResult {
+        region: Some(region.to_owned()),
+        ..result(id)
+    };
+    let mut consumers = [
+        one.consume_results().unwrap(),
+        two.consume_results().unwrap(),
+    ];
+    // Both consumers start (a consumer starts when first polled) before
+    // any vote is published.
+    for c in consumers.iter_mut() {
+        assert!(timeout(QUIET, c.next()).await.is_err());
+    }
+    for id in 1..=10 {
+        for region in ["a", "b", "c"] {
+            one.publish_result(vote(id, region)).await.unwrap();
+        }
+    }
+    // Whichever recorder is active gets all 30; the other none.
+    let (active, first) = {
+        let [a, b] = &mut consumers;
+        timeout(SOON, async {
+            tokio::select! {
+                d = a.next() => (0, d.unwrap()),
+                d = b.next() => (1, d.unwrap()),
+            }
+        })
+        .await
+        .expect("no vote reached a recorder")
+    };
+    let standby = 1 - active;
+    // The first ten acknowledged as they come (the prefetch holds 16
+    // unacknowledged messages, a vote each here), ten more held.
+    first.ack().await.unwrap();
+    for _ in 1..10 {
+        let d = timeout(SOON, consumers[active].next()).await.unwrap();
+        d.unwrap().ack().await.unwrap();
+    }
+    let mut held = Vec::new();
+    for _ in 0..10 {
+        held.push(
+            timeout(SOON, consumers[active].next())
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    assert!(
+        timeout(QUIET, consumers[standby].next()).await.is_err(),
+        "the standby recorder got a vote"
+    );
+    // The active recorder goes with ten unacknowledged and ten not sent.
+    drop(held);
+    let [a, b] = consumers;
+    let mut next = if active == 0 {
+        drop(a);
+        b
+    } else {
+        drop(b);
+        a
+    };
+    one.publish_result(vote(11, "a")).await.unwrap();
+    let mut taken = Vec::new();
+    while taken.len() < 21 {
+        let d = timeout(SOON, next.next()).await.unwrap().unwrap();
+        taken.push(d.msg.service_id.get());
+        d.ack().await.unwrap();
+    }
+    assert!(
+        timeout(QUIET, next.next()).await.is_err(),
+        "a vote came twice"
+    );
+    taken.sort_unstable();
+    taken.dedup();
+    assert_eq!(taken, (4..=11).collect::<Vec<i64>>());
+}

@@ -9,6 +9,8 @@
 )]
 
 mod common;
+#[path = "store/regional_votes.rs"]
+mod regional_votes;
 
 use common::stores::on_every_backend;
 use healthmon::domain::time::Seconds;

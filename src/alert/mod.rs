@@ -16,6 +16,8 @@ pub mod sign;
 use crate::domain::time::Millis;
 use crate::domain::{ServiceId, Status};
 
+pub use crate::domain::outbox::RegionNote;
+
 pub use crate::domain::outbox::AlertEvent;
 
 /// One alert, with everything any channel's message names.
@@ -46,6 +48,9 @@ pub struct Alert {
     /// The deciding check's error, starting with its reason code
     /// (`timeout: ...`, `status: ...`), if it failed.
     pub error: Option<String>,
+    /// For `region_impaired`/`region_recovered`: the region and what was
+    /// seen of it.
+    pub region: Option<RegionNote>,
 }
 
 impl Alert {
@@ -85,6 +90,20 @@ impl Alert {
                 human_duration(self.at - self.since)
             ),
             AlertEvent::Test => format!("Test alert from healthmon for {name}"),
+            AlertEvent::RegionImpaired => match &self.region {
+                Some(r) => format!(
+                    "healthmon region {} is impaired: {} of {} services that other regions see UP fail from there; its votes are set aside",
+                    r.name, r.failing, r.compared
+                ),
+                None => "a healthmon region is impaired".to_owned(),
+            },
+            AlertEvent::RegionRecovered => match &self.region {
+                Some(r) => format!(
+                    "healthmon region {} recovered: its votes count again",
+                    r.name
+                ),
+                None => "a healthmon region recovered".to_owned(),
+            },
         }
     }
 }
@@ -124,6 +143,7 @@ pub(crate) mod tests {
             since: 1_700_000_600_000,
             check: Some(serde_json::json!({"status": "DOWN", "latency_ms": 5000})),
             error: Some("timeout: no complete response within 5000 ms".into()),
+            region: None,
         }
     }
 

@@ -160,7 +160,7 @@ fn rebase(url: &str, api_base: Option<&str>) -> String {
 /// The webhook body of DESIGN.md: `id, event, service, old_status,
 /// new_status, at, check`.
 pub fn webhook_body(alert: &Alert) -> Vec<u8> {
-    json!({
+    let mut body = json!({
         "id": alert.id,
         "event": alert.event.as_str(),
         "service": alert.service,
@@ -169,13 +169,29 @@ pub fn webhook_body(alert: &Alert) -> Vec<u8> {
         "at": to_rfc3339(alert.at),
         "since": to_rfc3339(alert.since),
         "check": alert.check,
-    })
-    .to_string()
-    .into_bytes()
+    });
+    // A region alert also names the region (its `service` is only a name).
+    if let (Some(region), Some(fields)) = (&alert.region, body.as_object_mut()) {
+        fields.insert("region".to_owned(), json!(region));
+    }
+    body.to_string().into_bytes()
 }
 
 /// The facts every format lists, as (label, value) in order.
 fn facts(alert: &Alert) -> Vec<(&'static str, String)> {
+    if let Some(region) = &alert.region {
+        return vec![
+            ("Region", region.name.clone()),
+            (
+                "Failing",
+                format!(
+                    "{} of {} services that other regions see UP",
+                    region.failing, region.compared
+                ),
+            ),
+            ("At", to_rfc3339(alert.at)),
+        ];
+    }
     let mut facts = vec![
         ("Service", alert.service_name.clone()),
         (
@@ -250,6 +266,8 @@ fn tone(alert: &Alert) -> Tone {
         AlertEvent::Up if alert.new_status == Status::Degraded => Tone::Warning,
         AlertEvent::Up => Tone::Good,
         AlertEvent::Test => Tone::Info,
+        AlertEvent::RegionImpaired => Tone::Warning,
+        AlertEvent::RegionRecovered => Tone::Good,
     }
 }
 
@@ -327,6 +345,7 @@ fn ntfy(alert: &Alert, topic: &str) -> Value {
         (AlertEvent::Down, _) => (5, "rotating_light"),
         (AlertEvent::Reminder, _) => (4, "rotating_light"),
         (AlertEvent::Test, _) => (2, "test_tube"),
+        (AlertEvent::RegionImpaired, _) => (4, "warning"),
         (_, Tone::Warning) => (3, "warning"),
         _ => (3, "white_check_mark"),
     };
@@ -366,12 +385,18 @@ fn pagerduty(alert: &Alert, routing_key: &str) -> Value {
     let dedup_key = match alert.event {
         // A test must not resolve (or be merged into) a real incident.
         AlertEvent::Test => format!("healthmon-test-{}", alert.id),
+        // One incident per region, opened by `region_impaired`, resolved
+        // by `region_recovered`.
+        AlertEvent::RegionImpaired | AlertEvent::RegionRecovered => format!(
+            "healthmon-region-{}",
+            alert.region.as_ref().map_or("", |r| r.name.as_str())
+        ),
         _ => pagerduty_dedup_key(alert.service_id),
     };
     // An `up` resolves the service's incident, a `down`'s or a
     // `degraded`'s (one key per service: a service has one incident at a
     // time, its severity that of the alert that opened it).
-    if alert.event == AlertEvent::Up {
+    if matches!(alert.event, AlertEvent::Up | AlertEvent::RegionRecovered) {
         return json!({
             "routing_key": routing_key,
             "event_action": "resolve",
@@ -381,6 +406,7 @@ fn pagerduty(alert: &Alert, routing_key: &str) -> Value {
     let severity = match alert.event {
         AlertEvent::Down | AlertEvent::Reminder => "critical",
         AlertEvent::Degraded => "warning",
+        AlertEvent::RegionImpaired => "error",
         _ => "info",
     };
     let details: serde_json::Map<String, Value> = facts(alert)

@@ -21,6 +21,11 @@ pub enum AlertEvent {
     Reminder,
     /// `POST /channels/{id}/test`.
     Test,
+    /// A region's votes are set aside: its own network likely fails
+    /// (DESIGN.md "Regions and quorum"). Not about one service.
+    RegionImpaired,
+    /// That region's votes count again.
+    RegionRecovered,
 }
 
 impl AlertEvent {
@@ -32,6 +37,8 @@ impl AlertEvent {
             AlertEvent::Degraded => "degraded",
             AlertEvent::Reminder => "reminder",
             AlertEvent::Test => "test",
+            AlertEvent::RegionImpaired => "region_impaired",
+            AlertEvent::RegionRecovered => "region_recovered",
         }
     }
 
@@ -39,7 +46,18 @@ impl AlertEvent {
     pub fn is_problem(self) -> bool {
         matches!(
             self,
-            AlertEvent::Down | AlertEvent::Reminder | AlertEvent::Degraded
+            AlertEvent::Down
+                | AlertEvent::Reminder
+                | AlertEvent::Degraded
+                | AlertEvent::RegionImpaired
+        )
+    }
+
+    /// Whether it is about a region, not a service.
+    pub fn is_regional(self) -> bool {
+        matches!(
+            self,
+            AlertEvent::RegionImpaired | AlertEvent::RegionRecovered
         )
     }
 }
@@ -54,6 +72,8 @@ impl FromStr for AlertEvent {
             "degraded" => AlertEvent::Degraded,
             "reminder" => AlertEvent::Reminder,
             "test" => AlertEvent::Test,
+            "region_impaired" => AlertEvent::RegionImpaired,
+            "region_recovered" => AlertEvent::RegionRecovered,
             other => return Err(format!("unknown alert event {other:?}")),
         })
     }
@@ -112,6 +132,21 @@ pub struct AlertPayload {
     pub since: Option<Millis>,
     /// The check that decided the change (none for tests and reminders).
     pub check: Option<CheckSnapshot>,
+    /// The region a `region_impaired`/`region_recovered` alert is about,
+    /// and what was seen (`impaired: 25 of 26 services ...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<RegionNote>,
+}
+
+/// What a region alert tells.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegionNote {
+    /// The region's name.
+    pub name: String,
+    /// Services it checked that another region saw up.
+    pub compared: u32,
+    /// Those it saw DOWN.
+    pub failing: u32,
 }
 
 #[cfg(test)]
@@ -159,6 +194,8 @@ mod tests {
             AlertEvent::Degraded,
             AlertEvent::Reminder,
             AlertEvent::Test,
+            AlertEvent::RegionImpaired,
+            AlertEvent::RegionRecovered,
         ] {
             assert_eq!(e.as_str().parse::<AlertEvent>(), Ok(e));
         }

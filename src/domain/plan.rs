@@ -345,6 +345,7 @@ pub fn plan<'a>(
                     service_name: row.name.clone(),
                     since,
                     check: Some(snapshot(r, log_id)),
+                    region: None,
                 },
             });
         }

@@ -13,10 +13,12 @@ pub async fn healthz() -> HttpResponse {
 }
 
 /// Readiness: 200 when the store and the bus answer, else 503 naming what is
-/// down.
+/// down. Either way `regions.missing` names the regions some service lists
+/// that have no live worker: their rounds go on without them (a missing
+/// vote, not a failing one), so this process is still ready.
 #[utoipa::path(get, path = "/readyz", tag = "meta", security(()),
     responses(
-        (status = 200, description = "Ready: `{\"status\": \"ready\", \"checks\": {\"store\": \"ok\", \"bus\": \"ok\"}}`", body = Object),
+        (status = 200, description = "Ready: `{\"status\": \"ready\", \"checks\": {\"store\": \"ok\", \"bus\": \"ok\"}, \"regions\": {\"missing\": []}}`", body = Object),
         (status = 503, description = "Not ready: a problem whose `checks` names what is down")))]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let store =
@@ -28,29 +30,46 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     if let Err(e) = &store {
         tracing::warn!(error = %e, "readiness: store is down");
     }
-    readiness(&[("store", store.is_ok()), ("bus", state.bus.is_ready())])
+    let now = crate::domain::time::now_ms();
+    let missing = state.bus.roster().read(now, |s| s.missing(now));
+    if !missing.is_empty() {
+        tracing::debug!(regions = ?missing, "readiness: listed regions without a live worker");
+    }
+    readiness(
+        &[("store", store.is_ok()), ("bus", state.bus.is_ready())],
+        Some(json!({"missing": missing})),
+    )
 }
 
 /// 200 when every named dependency is up, else a 503 problem naming those
-/// that are down; `checks` lists each either way.
-fn readiness(deps: &[(&str, bool)]) -> HttpResponse {
+/// that are down; `checks` lists each either way, and `regions` is added
+/// when given.
+fn readiness(deps: &[(&str, bool)], regions: Option<serde_json::Value>) -> HttpResponse {
     let checks: serde_json::Map<String, serde_json::Value> = deps
         .iter()
         .map(|(name, up)| ((*name).to_owned(), json!(if *up { "ok" } else { "down" })))
         .collect();
     let down: Vec<&str> = deps.iter().filter(|(_, up)| !up).map(|(n, _)| *n).collect();
+    let mut body = if down.is_empty() {
+        json!({"status": "ready", "checks": checks})
+    } else {
+        json!({
+            "type": "urn:healthmon:problem:not-ready",
+            "title": "Not ready",
+            "status": 503,
+            "detail": format!("unavailable: {}", down.join(", ")),
+            "checks": checks,
+        })
+    };
+    if let (Some(regions), Some(fields)) = (regions, body.as_object_mut()) {
+        fields.insert("regions".to_owned(), regions);
+    }
     if down.is_empty() {
-        HttpResponse::Ok().json(json!({"status": "ready", "checks": checks}))
+        HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable()
             .content_type("application/problem+json")
-            .json(json!({
-                "type": "urn:healthmon:problem:not-ready",
-                "title": "Not ready",
-                "status": 503,
-                "detail": format!("unavailable: {}", down.join(", ")),
-                "checks": checks,
-            }))
+            .json(body)
     }
 }
 
@@ -85,5 +104,5 @@ async fn probe_metrics(metrics: web::Data<crate::metrics::Metrics>) -> HttpRespo
 }
 
 async fn bus_ready(bus: web::Data<crate::bus::Bus>) -> HttpResponse {
-    readiness(&[("bus", bus.is_ready())])
+    readiness(&[("bus", bus.is_ready())], None)
 }

@@ -2,40 +2,70 @@
 //! rule), the open rounds ([`super::rounds`]), which regions are impaired,
 //! and the recorder's heartbeat saying so.
 //!
-//! Impaired regions: over the last [`WINDOW_MS`], per region, the services
-//! that other regions saw UP in a round; a region that saw more than half
-//! of them fail, with at least [`MIN_SERVICES`] such services, is impaired
-//! (its own network is the likelier culprit than that many services), and
-//! its votes are set aside until that no longer holds. The change goes out
-//! as a `region_impaired` / `region_recovered` event and in this
-//! recorder's beats, from which every API process shows it.
+//! Votes come to one recorder at a time (the bus's votes queue has a single
+//! active consumer), so this one sees every region's record: it judges
+//! regions by [`region_health`] over each (service, region)'s newest vote
+//! of the last two minutes, sets an impaired region's votes aside, and
+//! tells the change once: a `region_impaired` / `region_recovered` event,
+//! an alert to every channel that gets every service's alerts, and its
+//! heartbeats, from which every API process shows it.
 
 use super::rounds::{Closed, Rounds, Rule};
 use crate::bus::beat::{BEAT_EVERY, process_id};
 use crate::bus::{Beat, Bus, Roster};
+use crate::domain::outbox::{AlertEvent, RegionNote};
+use crate::domain::region_health::{self, Observation, Standing, WINDOW_MS};
 use crate::domain::time::{Millis, now_ms};
 use crate::domain::{CheckResult, Event, ServiceId, Status};
 use crate::store::Store;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 /// How long a service's rule is trusted before it is read again, so a
 /// change of its regions reaches the recorder without a subscription.
 const RULE_TTL_MS: Millis = 30_000;
-/// The span over which a region's failures are weighed.
-pub const WINDOW_MS: Millis = 120_000;
-/// Least services others see UP before a region can be judged impaired.
-pub const MIN_SERVICES: usize = 20;
+/// How often regions are judged again.
+const JUDGE_EVERY_MS: Millis = 1_000;
+/// Most (service, region) pairs remembered for judging; beyond it new
+/// pairs wait until old ones leave the window.
+const SEEN_MAX: usize = 4_000_000;
+/// Most region alerts waiting for the database to take them.
+const ALERTS_PENDING_MAX: usize = 256;
+
+/// A region alert to write.
+#[derive(Debug, Clone)]
+pub struct RegionAlert {
+    /// `region_impaired` or `region_recovered`.
+    pub event: AlertEvent,
+    /// The region and what was seen of it.
+    pub note: RegionNote,
+    /// When it changed.
+    pub at: Millis,
+}
+
+/// What closing rounds produced.
+#[derive(Debug, Default)]
+pub struct Settled {
+    /// The verdicts to record.
+    pub verdicts: Vec<CheckResult>,
+    /// The regions that changed, as events.
+    pub events: Vec<Event>,
+}
 
 /// The regional state of one recorder.
 pub struct Regional {
     rules: HashMap<ServiceId, (Option<Rule>, Millis)>,
     rounds: Rounds,
     roster: Arc<Roster>,
-    /// Per region, per service: when others last saw it UP in a round, and
-    /// whether this region saw that round fail.
-    seen: HashMap<String, HashMap<ServiceId, (Millis, bool)>>,
-    impaired: BTreeMap<String, Millis>,
+    /// Each (service, region)'s newest vote: when, and what it found.
+    seen: HashMap<(ServiceId, Arc<str>), (Millis, Status)>,
+    /// Region names, shared by `seen`'s keys.
+    names: BTreeSet<Arc<str>>,
+    /// The impaired regions: since when, and their standing then.
+    impaired: BTreeMap<String, (Millis, Standing)>,
+    /// Region alerts the database has not taken yet.
+    alerts: VecDeque<RegionAlert>,
+    next_judge: Millis,
     id: String,
     started: Millis,
     next_beat: Millis,
@@ -50,18 +80,26 @@ impl Regional {
             rounds: Rounds::default(),
             roster: bus.roster(),
             seen: HashMap::new(),
+            names: BTreeSet::new(),
             impaired: BTreeMap::new(),
+            alerts: VecDeque::new(),
+            next_judge: now,
             id: process_id(),
             started: now,
             next_beat: now,
         }
     }
 
-    /// When something is due: a round's deadline or the next beat.
+    /// When something is due: a round's deadline, the next judgement (while
+    /// anything is known) or the next beat.
     pub fn next_wake(&mut self) -> Millis {
+        let mut at = self.next_beat;
+        if !self.seen.is_empty() || !self.impaired.is_empty() {
+            at = at.min(self.next_judge);
+        }
         match self.rounds.next_deadline() {
-            Some(at) => at.min(self.next_beat),
-            None => self.next_beat,
+            Some(deadline) => at.min(deadline),
+            None => at,
         }
     }
 
@@ -73,8 +111,31 @@ impl Regional {
             let Some(rule) = self.rule(store, r.service_id, now).await else {
                 continue;
             };
+            self.observe(r, now);
             self.rounds.vote(r.clone(), &rule, now);
         }
+    }
+
+    /// Remembers `vote`, received at `now`, as its (service, region)'s
+    /// newest. Times are this process's, so a worker whose clock is ahead
+    /// is not judged on votes from the future.
+    fn observe(&mut self, vote: &CheckResult, now: Millis) {
+        let Some(region) = vote.region.as_deref() else {
+            return;
+        };
+        let name = match self.names.get(region) {
+            Some(name) => Arc::clone(name),
+            None => {
+                let name: Arc<str> = Arc::from(region);
+                self.names.insert(Arc::clone(&name));
+                name
+            }
+        };
+        let key = (vote.service_id, name);
+        if self.seen.len() >= SEEN_MAX && !self.seen.contains_key(&key) {
+            return;
+        }
+        self.seen.insert(key, (now, vote.status));
     }
 
     async fn rule(&mut self, store: &Store, id: ServiceId, now: Millis) -> Option<Rule> {
@@ -98,11 +159,18 @@ impl Regional {
         rule
     }
 
-    /// Closes what is due (all open rounds with `all`), judges the impaired
-    /// regions again, and returns the verdicts to record and the events of
-    /// impaired regions that changed.
-    pub fn close(&mut self, all: bool) -> (Vec<CheckResult>, Vec<Event>) {
+    /// Judges the regions again if due (always with `all`), then closes the
+    /// rounds that are due (all open ones with `all`), completing from the
+    /// store those that lack votes, and returns the verdicts to record and
+    /// the events of the regions that changed (their alerts are queued).
+    pub async fn close(&mut self, store: &Store, all: bool) -> Settled {
         let now = now_ms();
+        let events = if all || now >= self.next_judge {
+            self.next_judge = now + JUDGE_EVERY_MS;
+            self.judge(now)
+        } else {
+            Vec::new()
+        };
         let (live, _) = self.roster.read(now, |s| (s.live_regions(now), ()));
         // Until a few beats could arrive, every region may look absent: no
         // early close then, only deadlines.
@@ -111,67 +179,109 @@ impl Regional {
         } else {
             live
         };
-        let impaired: BTreeSet<String> = self.impaired.keys().cloned().collect();
-        let closed = self.rounds.close(now, &live, &impaired, all);
-        for c in &closed {
-            self.weigh(c, now);
-        }
-        let events = self.judge(now);
-        let verdicts = closed.into_iter().filter_map(|c| c.verdict).collect();
-        (verdicts, events)
-    }
-
-    /// Notes, for each region of a closed round, whether it failed a
-    /// service the other regions saw UP.
-    fn weigh(&mut self, closed: &Closed, now: Millis) {
-        for v in &closed.votes {
-            let Some(region) = v.region.as_deref() else {
-                continue;
-            };
-            let others: Vec<&CheckResult> = closed
-                .votes
-                .iter()
-                .filter(|o| o.region.as_deref() != Some(region))
-                .collect();
-            if others.is_empty() || others.iter().any(|o| o.status != Status::Up) {
-                continue;
-            }
-            self.seen
-                .entry(region.to_owned())
-                .or_default()
-                .insert(v.service_id, (now, v.status == Status::Down));
+        let impaired = self.impaired_set();
+        let mut closed = self.rounds.close(now, &live, &impaired, all);
+        complete_from_store(store, &mut closed, &impaired, now).await;
+        Settled {
+            verdicts: closed.into_iter().filter_map(|c| c.verdict).collect(),
+            events,
         }
     }
 
-    /// Judges each region over the window; the events of those that changed.
+    fn impaired_set(&self) -> BTreeSet<String> {
+        self.impaired.keys().cloned().collect()
+    }
+
+    /// Judges every region over the window; the events of those that
+    /// changed, whose alerts are queued.
     fn judge(&mut self, now: Millis) -> Vec<Event> {
+        self.seen.retain(|_, (at, _)| now - *at < WINDOW_MS);
+        let observations: Vec<Observation> = self
+            .seen
+            .iter()
+            .map(|((service, region), (at, status))| Observation {
+                service: *service,
+                region: region.to_string(),
+                at: *at,
+                status: *status,
+            })
+            .collect();
+        let before = self.impaired_set();
+        let standings = region_health::judge(&observations, now, &before);
         let mut events = Vec::new();
-        for (region, services) in &mut self.seen {
-            services.retain(|_, (at, _)| now - *at < WINDOW_MS);
-            let failed = services.values().filter(|(_, f)| *f).count();
-            let bad = services.len() >= MIN_SERVICES && failed * 2 > services.len();
-            let was = self.impaired.contains_key(region);
-            if bad && !was {
-                self.impaired.insert(region.clone(), now);
-                tracing::warn!(region = %region, failed, services = services.len(),
+        for (region, standing) in standings {
+            let was = before.contains(&region);
+            let note = RegionNote {
+                name: region.clone(),
+                compared: standing.compared,
+                failing: standing.failing,
+            };
+            if standing.impaired && !was {
+                tracing::warn!(region = %region, failing = standing.failing,
+                    compared = standing.compared,
                     "region impaired: its votes are set aside");
+                self.impaired.insert(region.clone(), (now, standing));
                 events.push(Event::RegionImpaired {
-                    region: region.clone(),
-                    failed: failed as u64,
-                    services: services.len() as u64,
+                    region,
+                    failed: u64::from(standing.failing),
+                    services: u64::from(standing.compared),
                     at: now,
                 });
-            } else if !bad && was {
-                self.impaired.remove(region);
-                tracing::info!(region = %region, "region recovered: its votes count again");
-                events.push(Event::RegionRecovered {
-                    region: region.clone(),
-                    at: now,
-                });
+                self.queue_alert(AlertEvent::RegionImpaired, note, now);
+            } else if !standing.impaired && was {
+                tracing::info!(region = %region, failing = standing.failing,
+                    compared = standing.compared,
+                    "region recovered: its votes count again");
+                self.impaired.remove(&region);
+                events.push(Event::RegionRecovered { region, at: now });
+                self.queue_alert(AlertEvent::RegionRecovered, note, now);
             }
         }
-        self.seen.retain(|_, s| !s.is_empty());
+        // Names of regions no longer seen go with their last pair.
+        let used: BTreeSet<&str> = self.seen.keys().map(|(_, r)| &**r).collect();
+        let gone: Vec<Arc<str>> = self
+            .names
+            .iter()
+            .filter(|n| !used.contains(&***n))
+            .cloned()
+            .collect();
+        for name in gone {
+            self.names.remove(&name);
+        }
         events
+    }
+
+    fn queue_alert(&mut self, event: AlertEvent, note: RegionNote, at: Millis) {
+        if self.alerts.len() >= ALERTS_PENDING_MAX {
+            // Only while the database refuses writes for a long time with
+            // regions flapping: the oldest news goes first.
+            self.alerts.pop_front();
+            tracing::warn!("region alerts pile up unwritten; the oldest is dropped");
+        }
+        self.alerts.push_back(RegionAlert { event, note, at });
+    }
+
+    /// Writes the queued region alerts, oldest first; what the database
+    /// refuses waits for the next call. Whether any was written.
+    pub async fn write_alerts(&mut self, store: &Store) -> bool {
+        let mut wrote = false;
+        while let Some(alert) = self.alerts.front() {
+            match store
+                .create_region_alerts(alert.event, &alert.note, alert.at)
+                .await
+            {
+                Ok(n) => {
+                    wrote |= n > 0;
+                    self.alerts.pop_front();
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, region = %alert.note.name,
+                        "cannot write a region alert yet; retrying");
+                    break;
+                }
+            }
+        }
+        wrote
     }
 
     /// Beats if due: the impaired regions, for every API process's view.
@@ -186,7 +296,7 @@ impl Regional {
             impaired: self
                 .impaired
                 .iter()
-                .map(|(r, at)| (r.clone(), *at))
+                .map(|(r, (at, _))| (r.clone(), *at))
                 .collect(),
             at: now,
         };
@@ -195,3 +305,46 @@ impl Regional {
         }
     }
 }
+
+/// Completes, from the votes the store logged, the rounds that closed
+/// without every listed region: their other votes went to the recorder
+/// that had the votes queue before this one. Without the store they are
+/// judged on what they have.
+async fn complete_from_store(
+    store: &Store,
+    closed: &mut [Closed],
+    impaired: &BTreeSet<String>,
+    now: Millis,
+) {
+    let lacking: Vec<(ServiceId, Millis)> = closed
+        .iter()
+        .filter(|c| c.lacks_votes())
+        .filter_map(Closed::key)
+        .collect();
+    if lacking.is_empty() {
+        return;
+    }
+    let logged = match store.round_votes(&lacking).await {
+        Ok(logged) => logged,
+        Err(e) => {
+            tracing::warn!(error = %e, rounds = lacking.len(),
+                "cannot read rounds' votes back; judging them on the votes at hand");
+            return;
+        }
+    };
+    let mut by_round: HashMap<(ServiceId, Millis), Vec<CheckResult>> = HashMap::new();
+    for vote in logged {
+        by_round
+            .entry((vote.service_id, vote.scheduled_at))
+            .or_default()
+            .push(vote);
+    }
+    for round in closed.iter_mut().filter(|c| c.lacks_votes()) {
+        if let Some(votes) = round.key().and_then(|k| by_round.remove(&k)) {
+            round.complete_with(votes, impaired, now);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -7,9 +7,12 @@
 //! verdict, never a single region.
 //!
 //! A vote that comes after its round closed is logged and changes nothing.
-//! With several recorders a round's votes may be split between them: each
-//! then closes its part at the deadline with the votes the store has logged
-//! by then, and the store keeps one verdict per round (its log is
+//! Votes reach one recorder at a time (the bus's votes queue has a single
+//! active consumer). When that role moves to another recorder, the rounds
+//! the new one opened lack the votes the old one took: a round closed at
+//! its deadline without every region is completed from the store
+//! ([`Closed::lacks_votes`], [`Closed::complete_with`]) before it is
+//! judged, and the store keeps one verdict per round (its log is
 //! idempotent on the round), so the first one counts.
 
 use crate::domain::quorum;
@@ -72,6 +75,45 @@ pub struct Closed {
     pub votes: Vec<CheckResult>,
     /// When the last vote arrived.
     pub last_vote_at: Millis,
+    rule: Rule,
+}
+
+impl Closed {
+    /// The round: its service and when it was due.
+    pub fn key(&self) -> Option<(ServiceId, Millis)> {
+        self.votes.first().map(|v| (v.service_id, v.scheduled_at))
+    }
+
+    /// Whether a listed region's vote is missing.
+    pub fn lacks_votes(&self) -> bool {
+        self.rule
+            .regions
+            .iter()
+            .any(|r| !self.votes.iter().any(|v| v.region.as_deref() == Some(r)))
+    }
+
+    /// Adds the votes of `logged` (read back from the store) that this
+    /// recorder did not get, and judges the round again.
+    pub fn complete_with(
+        &mut self,
+        logged: impl IntoIterator<Item = CheckResult>,
+        impaired: &BTreeSet<String>,
+        now: Millis,
+    ) {
+        let before = self.votes.len();
+        for vote in logged {
+            let listed = vote
+                .region
+                .as_deref()
+                .is_some_and(|r| self.rule.regions.iter().any(|l| l == r));
+            if listed && self.votes.iter().all(|v| v.region != vote.region) {
+                self.votes.push(vote);
+            }
+        }
+        if self.votes.len() != before {
+            self.verdict = verdict(&self.rule, &self.votes, impaired, now);
+        }
+    }
 }
 
 /// The open rounds of this recorder.
@@ -168,6 +210,7 @@ impl Rounds {
                 verdict: verdict(&round.rule, &round.votes, impaired, now),
                 votes: round.votes,
                 last_vote_at: round.last_vote_at,
+                rule: round.rule,
             });
         }
         out

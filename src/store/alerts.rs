@@ -123,6 +123,7 @@ impl Store {
             service_name: TEST_SERVICE_NAME.to_owned(),
             since: Some(now),
             check: None,
+            region: None,
         };
         let row = NewTestAlert {
             service_id: None,

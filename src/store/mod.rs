@@ -118,6 +118,7 @@ mod list;
 mod metrics;
 mod outbox;
 mod push;
+mod regional;
 mod rollups;
 mod status_pages;
 mod windows;

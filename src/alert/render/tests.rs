@@ -422,3 +422,74 @@ fn pagerduty_opens_a_warning_for_degraded_that_an_up_resolves() {
     assert_eq!(resolve["event_action"], "resolve");
     assert_eq!(resolve["dedup_key"], trigger["dedup_key"]);
 }
+
+/// A `region_impaired` alert as the sender builds it from its outbox row.
+fn region_alert(event: AlertEvent) -> crate::alert::Alert {
+    crate::alert::Alert {
+        event,
+        service_id: ServiceId(0),
+        service_name: "region b".into(),
+        service: json!({"id": null, "name": "region b"}),
+        check: None,
+        error: None,
+        region: Some(crate::alert::RegionNote {
+            name: "b".into(),
+            compared: 26,
+            failing: 25,
+        }),
+        ..down_alert()
+    }
+}
+
+#[test]
+fn a_region_alert_names_the_region_and_what_failed_from_it() {
+    let webhook = ChannelConfig::Webhook {
+        url: "https://hooks.example/in".into(),
+        secret: None,
+        api_base: None,
+    };
+    let (_, _, body) = http(render(
+        &webhook,
+        &region_alert(AlertEvent::RegionImpaired),
+        0,
+    ));
+    assert_eq!(body["event"], "region_impaired");
+    assert_eq!(body["region"]["name"], "b");
+    assert_eq!(body["region"]["failing"], 25);
+    assert_eq!(body["region"]["compared"], 26);
+    // A service's alert has no region key.
+    let (_, _, plain) = http(render(&webhook, &down_alert(), 0));
+    assert!(plain.get("region").is_none(), "{plain}");
+    let slack = ChannelConfig::Slack {
+        url: Secret::new("https://hooks.slack.example/T/B/x"),
+        api_base: None,
+    };
+    let (_, _, msg) = http(render(&slack, &region_alert(AlertEvent::RegionImpaired), 0));
+    let text = msg["text"].as_str().unwrap();
+    assert!(
+        text.contains("region b is impaired") && text.contains("25 of 26"),
+        "{text}"
+    );
+}
+
+#[test]
+fn pagerduty_opens_one_incident_per_region_that_its_recovery_resolves() {
+    let config = ChannelConfig::Pagerduty {
+        api_base: "http://127.0.0.1:4".into(),
+        routing_key: Secret::new("RK"),
+    };
+    let (_, _, trigger) = http(render(
+        &config,
+        &region_alert(AlertEvent::RegionImpaired),
+        0,
+    ));
+    assert_eq!(trigger["event_action"], "trigger");
+    assert_eq!(trigger["dedup_key"], "healthmon-region-b");
+    let (_, _, resolve) = http(render(
+        &config,
+        &region_alert(AlertEvent::RegionRecovered),
+        0,
+    ));
+    assert_eq!(resolve["event_action"], "resolve");
+    assert_eq!(resolve["dedup_key"], trigger["dedup_key"]);
+}

@@ -108,6 +108,7 @@ pub fn alert_of(row: &OutboxRow, service: Option<serde_json::Value>) -> Result<A
             .as_ref()
             .map(|c| check_json(c, row.service_id)),
         error: payload.check.and_then(|c| c.error),
+        region: payload.region,
     })
 }
 
@@ -217,6 +218,7 @@ mod tests {
                 checked_at: 5_100,
                 scheduled_at: 5_000,
             }),
+            region: None,
         };
         let a = alert_of(&row("down", payload), None).unwrap();
         assert_eq!(a.event, AlertEvent::Down);
@@ -232,6 +234,7 @@ mod tests {
             service_name: "api".into(),
             since: Some(1_000),
             check: None,
+            region: None,
         };
         let a = alert_of(
             &row("reminder", reminder),

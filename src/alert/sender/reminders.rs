@@ -37,6 +37,7 @@ impl Sender {
                         service_name: service.name.clone(),
                         since: Some(service.down_since),
                         check: None,
+                        region: None,
                     };
                     rows.push(NewOutboxRow {
                         service_id: Some(service.id.get()),

@@ -66,6 +66,7 @@ fn now_is(alert: &Alert) -> &'static str {
         AlertEvent::Down | AlertEvent::Reminder => "DOWN",
         AlertEvent::Up | AlertEvent::Degraded => alert.new_status.as_str(),
         AlertEvent::Test => "test",
+        AlertEvent::RegionImpaired | AlertEvent::RegionRecovered => "region",
     }
 }
 

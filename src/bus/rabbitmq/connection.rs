@@ -120,6 +120,22 @@ impl RabbitBus {
         .await?;
         ch.queue_bind(QueueBindArguments::new(&n.dead, &n.dead, ""))
             .await?;
+        // The votes: bounded like the results (below), and consumed by one
+        // recorder at a time (see the module docs). A new queue, so no
+        // earlier declaration can differ.
+        let mut args = self.quorum_args();
+        args.insert(
+            name("x-max-length"),
+            FieldValue::l(self.opts.results_max_messages()),
+        );
+        args.insert(name("x-overflow"), FieldValue::from("reject-publish"));
+        args.insert(name("x-single-active-consumer"), FieldValue::t(true));
+        ch.queue_declare(
+            QueueDeclareArguments::durable_client_named(&n.votes)
+                .arguments(args)
+                .finish(),
+        )
+        .await?;
         // Last, because a refusal closes the channel. The length limit makes
         // the broker nack results beyond it (reject-publish, not drop-head:
         // a dropped result would be a check lost), and the workers wait.

@@ -36,17 +36,24 @@ impl RabbitBus {
         );
         if let Some(region) = region {
             c.regional = Some(self.names.region_jobs(region));
+            c.declare_regional = true;
         }
         c
     }
 
+    /// The results, and on the same channel the regional votes
+    /// (`P.votes`), of which this process gets all or none: that queue has
+    /// a single active consumer, so one recorder sees every vote of every
+    /// round (see the module docs of [`super`]).
     pub(in crate::bus) fn consume_results(self: &Arc<Self>) -> QueueConsumer<CheckResult> {
-        QueueConsumer::new(
+        let mut c = QueueConsumer::new(
             Arc::clone(self),
             self.names.results.clone(),
             self.opts.results_prefetch,
             decode::<CheckResult>,
-        )
+        );
+        c.regional = Some(self.names.votes.clone());
+        c
     }
 
     /// Moves a poison message to `P.dead`, then acks it; if that fails it
@@ -97,8 +104,12 @@ impl RabbitBus {
 pub struct QueueConsumer<T> {
     bus: Arc<RabbitBus>,
     queue: String,
-    /// A region's jobs queue, consumed on the same channel as `queue`.
+    /// A second queue consumed on the same channel as `queue`: a region's
+    /// jobs, or the regional votes beside the results.
     regional: Option<String>,
+    /// Whether `regional` is a jobs queue this consumer declares when it
+    /// starts (the votes queue is declared with the topology).
+    declare_regional: bool,
     prefetch: u16,
     decode: fn(&[u8]) -> serde_json::Result<Vec<T>>,
     live: Option<Live>,
@@ -183,6 +194,7 @@ impl<T> QueueConsumer<T> {
             bus,
             queue,
             regional: None,
+            declare_regional: false,
             prefetch,
             decode,
             live: None,
@@ -281,7 +293,9 @@ impl<T> QueueConsumer<T> {
         channel
             .basic_qos(BasicQosArguments::new(0, self.prefetch, false))
             .await?;
-        if let Some(regional) = &self.regional {
+        if let Some(regional) = &self.regional
+            && self.declare_regional
+        {
             self.bus.declare_jobs_queue(&channel, regional).await?;
         }
         let mut subs = Vec::with_capacity(2);

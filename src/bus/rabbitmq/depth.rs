@@ -23,6 +23,7 @@ impl RabbitBus {
         let queues = [
             ("jobs", n.jobs.as_str(), None),
             ("results", n.results.as_str(), results_max),
+            ("votes", n.votes.as_str(), results_max),
             ("dead", n.dead.as_str(), dead_max),
         ];
         let ask = async {

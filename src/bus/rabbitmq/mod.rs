@@ -14,6 +14,7 @@
 //! | `P.schedule` | durable fanout exchange | schedule updates; same pattern |
 //! | `P.dead` | durable fanout exchange + durable queue | poison jobs and results |
 //! | `P.jobs.REGION` | as `P.jobs` | a regional service's jobs for that region's workers |
+//! | `P.votes` | as `P.results`, plus `x-single-active-consumer` | results with a region (votes), all to one recorder at a time |
 //! | `P.heartbeats` | durable fanout exchange | heartbeats ([`crate::bus::beat`]); same pattern as events |
 //!
 //! A region's jobs queue is declared, with the arguments of `P.jobs`, by
@@ -22,6 +23,13 @@
 //! queue and a region with no live worker has one whose jobs expire there
 //! (the round counts that region as missing). A worker in region `R`
 //! consumes `P.jobs` and `P.jobs.R` on one channel.
+//!
+//! Votes have their own queue so that one recorder sees every vote of a
+//! round and every region's record: it closes rounds as soon as all
+//! awaited regions voted, and it alone judges regions impaired, so an
+//! impaired region is announced and alerted once. The broker hands the
+//! queue to another recorder when that one goes; rounds it had open are
+//! then completed from the store (the votes are logged as they come).
 //!
 //! Jobs and results are persistent, published with publisher confirms and
 //! consumed with manual acks and a bounded prefetch. A message carries one
@@ -247,6 +255,9 @@ pub struct Names {
     pub jobs: String,
     /// The results queue.
     pub results: String,
+    /// The regional votes' queue (results with a region), with a single
+    /// active consumer.
+    pub votes: String,
     /// The events fanout exchange.
     pub events: String,
     /// The schedule-updates fanout exchange.
@@ -264,6 +275,7 @@ impl Names {
         Self {
             jobs: format!("{prefix}.jobs"),
             results: format!("{prefix}.results"),
+            votes: format!("{prefix}.votes"),
             events: format!("{prefix}.events"),
             schedule: format!("{prefix}.schedule"),
             dead: format!("{prefix}.dead"),
@@ -335,6 +347,7 @@ pub struct RabbitBus {
     cleanup_tx: mpsc::UnboundedSender<Cleanup>,
     cleanup_rx: Mutex<Option<mpsc::UnboundedReceiver<Cleanup>>>,
     results_out: ResultsOut,
+    votes_out: ResultsOut,
 }
 
 impl RabbitBus {
@@ -374,6 +387,7 @@ impl RabbitBus {
             cleanup_tx,
             cleanup_rx: Mutex::new(Some(cleanup_rx)),
             results_out: ResultsOut::default(),
+            votes_out: ResultsOut::default(),
         })
     }
 

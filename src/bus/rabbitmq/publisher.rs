@@ -176,11 +176,27 @@ impl RabbitBus {
     /// while one message waits for its confirm, the results that arrive
     /// queue up and the next caller sends them all. Under load that is many
     /// results per message; alone, a result goes at once.
+    /// A result with a region (a vote) goes to `P.votes` instead, batched
+    /// the same way.
     pub(in crate::bus) async fn publish_result(&self, result: CheckResult) -> Result<(), BusError> {
+        let (out, queue, what) = match result.region {
+            Some(_) => (&self.votes_out, &self.names.votes, "votes"),
+            None => (&self.results_out, &self.names.results, "results"),
+        };
         let body = serde_json::to_vec(&result)?;
+        self.publish_result_to(out, queue, what, body).await
+    }
+
+    async fn publish_result_to(
+        &self,
+        out: &ResultsOut,
+        queue: &str,
+        what: &'static str,
+        body: Vec<u8>,
+    ) -> Result<(), BusError> {
         let (tx, mut rx) = oneshot::channel();
         {
-            let mut queued = lock(&self.results_out.queued);
+            let mut queued = lock(&out.queued);
             if queued.len() >= RESULTS_QUEUED_MAX {
                 // Only reached with a worker concurrency above the cap
                 // while the broker is slow or away.
@@ -192,13 +208,13 @@ impl RabbitBus {
             let sending = tokio::select! {
                 biased;
                 done = &mut rx => return done.unwrap_or(Err(BusError::Closed)),
-                guard = self.results_out.sending.lock() => guard,
+                guard = out.sending.lock() => guard,
             };
             if let Ok(done) = rx.try_recv() {
                 return done;
             }
             let batch: Vec<_> = {
-                let mut queued = lock(&self.results_out.queued);
+                let mut queued = lock(&out.queued);
                 let n = queued.len().min(RESULTS_PER_MESSAGE);
                 queued.drain(..n).collect()
             };
@@ -221,14 +237,14 @@ impl RabbitBus {
                 .with_app_id("healthmon")
                 .finish();
             let sent = self
-                .publish_confirmed_or_full("", &self.names.results, props, body, "results")
+                .publish_confirmed_or_full("", queue, props, body, what)
                 .await;
             // A failed send fails what is queued behind it too: it would
             // only wait its turn to fail the same way, 64 results per
             // publish timeout, holding its worker's slot meanwhile.
             let failed_too: Vec<QueuedResult> = match sent {
                 Ok(()) => Vec::new(),
-                Err(_) => lock(&self.results_out.queued).drain(..).collect(),
+                Err(_) => lock(&out.queued).drain(..).collect(),
             };
             drop(sending);
             for (_, waiter) in batch.into_iter().chain(failed_too) {

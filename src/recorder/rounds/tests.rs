@@ -164,3 +164,36 @@ proptest! {
         prop_assert_eq!(va.is_none(), down < quorum as usize && counted.len() < quorum as usize);
     }
 }
+
+#[test]
+fn a_round_missing_votes_at_its_deadline_is_completed_from_the_store() {
+    // This recorder took over the votes queue after `b` and `c` had voted
+    // to the one before: it holds only `a`'s (UP) vote when the round
+    // closes, so alone it would keep the status.
+    let mut rounds = Rounds::default();
+    let r = rule(&["a", "b", "c"], 2);
+    rounds.vote(vote("a", Status::Up), &r, 1);
+    let deadline = 10_000 + 1_000 + GRACE_MS;
+    let mut closed = rounds.close(deadline, &set(&["a", "b", "c"]), &set(&[]), false);
+    let round = &mut closed[0];
+    assert!(round.lacks_votes());
+    assert_eq!(round.key(), Some((ServiceId(1), 10_000)));
+    assert_eq!(
+        round.verdict, None,
+        "one answer of quorum 2 decides nothing"
+    );
+    // The store has all three, `a`'s included, and a vote of a region the
+    // service no longer lists, which does not count.
+    let logged = vec![
+        vote("a", Status::Up),
+        vote("b", Status::Down),
+        vote("c", Status::Down),
+        vote("z", Status::Down),
+    ];
+    round.complete_with(logged, &set(&[]), deadline);
+    assert!(!round.lacks_votes());
+    assert_eq!(round.votes.len(), 3);
+    let verdict = round.verdict.as_ref().unwrap();
+    assert_eq!(verdict.status, Status::Down);
+    assert_eq!(verdict.region, None);
+}
