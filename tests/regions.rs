@@ -251,7 +251,9 @@ async fn a_region_failing_everything_is_impaired_set_aside_and_recovers() {
         per_service.is_empty(),
         "no service alerted: {per_service:?}"
     );
-    // One alert about the region instead (to channels for all services).
+    // One alert about the region instead, to the channels for all
+    // services (the webhook body's `region`: issue 16.3, the recorder's
+    // region alerts).
     let impaired = within(LONG, "a region_impaired alert for c", || async {
         let got = region_alerts(&receiver, "region_impaired", "c");
         (!got.is_empty()).then_some(got)
@@ -290,6 +292,12 @@ async fn a_region_failing_everything_is_impaired_set_aside_and_recovers() {
             .into_iter()
             .map(|(id, _)| id)
             .collect();
+    assert_eq!(
+        ws.matching(|m| m["type"] == "region_impaired").len(),
+        1,
+        "c was impaired once, without flapping: {:?}",
+        ws.matching(|m| m["type"].as_str().is_some_and(|t| t.starts_with("region_")))
+    );
     assert_eq!(
         impaired_ids.len(),
         1,
@@ -342,6 +350,8 @@ async fn a_killed_region_is_missing_not_down() {
     }
     let (code, ready) = api.get("/readyz").await;
     assert_eq!(code, 200, "a missing region leaves the API ready: {ready}");
+    // The readiness detail names it too (issue 16.4), and a missing
+    // region does not make the API unready.
     assert!(
         ready["regions"]["missing"]
             .as_array()
