@@ -81,7 +81,7 @@ pub async fn delete_topology(url: &str, prefix: &str) {
     let mut queues = vec![
         names.jobs.clone(),
         names.results.clone(),
-        format!("{prefix}.votes"),
+        names.votes.clone(),
         names.dead.clone(),
         names.region_jobs("default"),
     ];
