@@ -93,6 +93,37 @@ async fn one_region_failing_stays_up_two_failing_go_down_and_alert_once() {
         target.hits("one", "b") >= 5 && target.hits("one", "") == 0,
         "every check carried its region"
     );
+    // GET /regions shows each region's one worker, when it was last heard
+    // from and how fast it checks (the regions are listed by services).
+    let body = regions_until(&api, LONG, "every region checking", |b| {
+        ABC.iter().all(|n| {
+            region(b, n).is_some_and(|r| {
+                r["checks_per_second"].as_f64().is_some_and(|c| c > 0.0)
+                    && r["listed"] == true
+                    && r["impaired"] == false
+            })
+        })
+    })
+    .await;
+    for n in ABC {
+        let r = region(&body, n).expect("the region");
+        let workers = r["workers"].as_array().expect("workers");
+        assert_eq!(workers.len(), 1, "one worker in {n}: {body}");
+        let w = &workers[0];
+        assert!(
+            w["live"] == true
+                && w["id"].as_str().is_some_and(|id| !id.is_empty())
+                && w["last_seen"]
+                    .as_str()
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .is_some_and(|t| (now_ms() - t.timestamp_millis()).abs() < 30_000),
+            "{n}'s worker: {body}"
+        );
+    }
+    assert!(
+        body["missing"].as_array().is_some_and(|m| m.is_empty()),
+        "{body}"
+    );
 
     // 2 of 3: DOWN, one alert.
     status_becomes(&api, two, "UP", LONG).await;
