@@ -72,6 +72,10 @@ pub enum ApiError {
     /// The bus failed (503).
     #[error(transparent)]
     Bus(#[from] BusError),
+    /// Something this answer needs is out of reach (503): the cause, for
+    /// the log.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// An RFC 9457 problem: every error answer's body.
@@ -138,7 +142,9 @@ impl ApiError {
             ApiError::Store(e) if e.is_unavailable() => {
                 ("urn:healthmon:problem:unavailable", "Service unavailable")
             }
-            ApiError::Bus(_) => ("urn:healthmon:problem:unavailable", "Service unavailable"),
+            ApiError::Bus(_) | ApiError::Unavailable(_) => {
+                ("urn:healthmon:problem:unavailable", "Service unavailable")
+            }
             ApiError::Store(_) => ("urn:healthmon:problem:internal", "Internal error"),
         }
     }
@@ -162,7 +168,9 @@ impl ResponseError for ApiError {
             ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::TooManyClients(_) | ApiError::Bus(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooManyClients(_) | ApiError::Bus(_) | ApiError::Unavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Store(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

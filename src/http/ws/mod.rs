@@ -77,17 +77,26 @@ pub async fn connect(
     let permit = Arc::clone(&state.ws_slots)
         .try_acquire_owned()
         .map_err(|_| ApiError::TooManyClients(state.ws.max_clients))?;
-    // Subscribe before reading the snapshot so no event falls between them.
+    // Subscribe before reading the snapshot so no event falls between them;
+    // the read is one that starts after this, shared with the clients
+    // connecting meanwhile.
     let events = state.bus.subscribe_events();
-    let mut services = state.store.list_services().await?;
-    if filter.limits_services() {
-        services.retain(|s| filter.shows(s));
-    }
-    let open = state
-        .store
-        .open_windows(crate::domain::time::now_ms())
-        .await?;
-    let snapshot = snapshot::pages(&services, &open).map_err(crate::bus::BusError::from)?;
+    let listing = state
+        .snapshots
+        .fresh()
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("cannot read the snapshot: {e}")))?;
+    let snapshot = if filter.limits_services() {
+        let shown: Vec<&crate::domain::Service> = listing
+            .services
+            .iter()
+            .filter(|s| filter.shows(s))
+            .collect();
+        snapshot::pages_of(&shown, &listing.open).map_err(crate::bus::BusError::from)?
+    } else {
+        listing.pages.to_vec()
+    };
+    drop(listing);
     let mut response = actix_http::ws::handshake(req.head())
         .map_err(|e| ApiError::BadRequest(format!("expected a WebSocket upgrade: {e}")))?;
     let (feed, link) = Feed::new(snapshot, events, permit, Arc::clone(&state.snapshots));

@@ -6,7 +6,10 @@
 //! Pages keep each message under a client's default 1 MiB limit (about 250
 //! bytes a service) however many services there are. After a reconnect
 //! every client of the process needs a snapshot at once; [`Snapshots`] reads
-//! the store once for all of them.
+//! the store once for all of them. Clients that connect together share
+//! reads too ([`Snapshots::fresh`]): one read at a time, each for every
+//! client that subscribed to the events before it started, so a thousand
+//! dashboards opening at once cost a few reads, not a thousand.
 
 use crate::bus::Resync;
 use crate::domain::Service;
@@ -17,6 +20,7 @@ use crate::store::OpenWindows;
 use actix_web::web::Bytes;
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared, WeakShared};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Most services in one `snapshot` message.
@@ -39,6 +43,15 @@ struct Page<'a> {
 /// service with `in_maintenance` as the REST API shows it (from `open`). No
 /// services is still one message, so a client always sees `"last": true`.
 pub fn pages(services: &[Service], open: &OpenWindows) -> Result<Vec<Bytes>, serde_json::Error> {
+    let refs: Vec<&Service> = services.iter().collect();
+    pages_of(&refs, open)
+}
+
+/// [`pages`] of some services (a filtered client's).
+pub fn pages_of(
+    services: &[&Service],
+    open: &OpenWindows,
+) -> Result<Vec<Bytes>, serde_json::Error> {
     let count = services.len().div_ceil(PAGE_SERVICES).max(1);
     let mut out = Vec::with_capacity(count);
     for i in 0..count {
@@ -49,7 +62,7 @@ pub fn pages(services: &[Service], open: &OpenWindows) -> Result<Vec<Bytes>, ser
             services: services[start..end]
                 .iter()
                 .map(|service| WithMaintenance {
-                    service,
+                    service: *service,
                     in_maintenance: open.covers(service.id),
                 })
                 .collect(),
@@ -93,12 +106,16 @@ pub type Listed = (Vec<Service>, OpenWindows);
 pub type ListServices = Box<dyn Fn() -> BoxFuture<'static, Result<Listed, String>> + Send + Sync>;
 
 /// Fresh snapshots after a [`Resync`] mark, one store read shared by every
-/// client of this process that meets the mark.
+/// client of this process that meets the mark; and for clients that
+/// connect, reads shared by all that subscribed before each started.
 pub struct Snapshots {
     list: ListServices,
     /// The latest read and the mark it was started after. Weak, so the
     /// pages are freed once the last client has sent them.
     latest: Mutex<Option<(Resync, WeakShared<Read>)>>,
+    /// The next read for connecting clients, and whether it has started.
+    /// Weak, like `latest`.
+    next: Mutex<Option<(Arc<AtomicBool>, WeakShared<Read>)>>,
 }
 
 impl Snapshots {
@@ -107,7 +124,44 @@ impl Snapshots {
         Self {
             list,
             latest: Mutex::new(None),
+            next: Mutex::new(None),
         }
+    }
+
+    /// A snapshot for a client that has just subscribed to the events: a
+    /// read that starts after this call. Clients share the next read until
+    /// it starts; it starts once the read before it is done, so a burst of
+    /// connections makes one read at a time, each for everyone waiting.
+    pub fn fresh(&self) -> Load {
+        let mut next = self
+            .next
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let pending = next
+            .as_ref()
+            .and_then(|(started, weak)| Some((Arc::clone(started), weak.upgrade()?)));
+        if let Some((started, load)) = &pending
+            && !started.load(Ordering::Acquire)
+        {
+            return load.clone();
+        }
+        // None waiting, or it has started: a new one after it.
+        let before = pending.map(|(_, load)| load);
+        let started = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&started);
+        let read = (self.list)();
+        let load = async move {
+            if let Some(before) = before {
+                // Only its end matters: one read at a time.
+                let _ = before.await;
+            }
+            flag.store(true, Ordering::Release);
+            listing(read.await).await
+        }
+        .boxed()
+        .shared();
+        *next = load.downgrade().map(|weak| (started, weak));
+        load
     }
 
     /// Snapshots of `store`.
@@ -142,20 +196,21 @@ impl Snapshots {
             return load;
         }
         let read = (self.list)();
-        let load = async move {
-            let (services, open) = read.await.map_err(LoadError::from)?;
-            let pages = pages(&services, &open).map_err(|e| LoadError::from(e.to_string()))?;
-            Ok(Arc::new(Listing {
-                services,
-                open,
-                pages: Pages::from(pages),
-            }))
-        }
-        .boxed()
-        .shared();
+        let load = async move { listing(read.await).await }.boxed().shared();
         *latest = load.downgrade().map(|weak| (mark, weak));
         load
     }
+}
+
+/// The listing of what a read returned.
+async fn listing(read: Result<Listed, String>) -> Result<Arc<Listing>, LoadError> {
+    let (services, open) = read.map_err(LoadError::from)?;
+    let pages = pages(&services, &open).map_err(|e| LoadError::from(e.to_string()))?;
+    Ok(Arc::new(Listing {
+        services,
+        open,
+        pages: Pages::from(pages),
+    }))
 }
 
 #[cfg(test)]
@@ -273,5 +328,74 @@ pub(crate) mod tests {
             let failed = load.now_or_never().expect("ready");
             assert_eq!(failed.err().as_deref(), Some("store down"));
         }
+    }
+
+    /// Snapshots whose reads wait for a permit of `gate` each, counting
+    /// the reads that started.
+    fn gated() -> (Snapshots, Arc<AtomicUsize>, Arc<tokio::sync::Semaphore>) {
+        let started = Arc::new(AtomicUsize::new(0));
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let (s, g) = (Arc::clone(&started), Arc::clone(&gate));
+        let snapshots = Snapshots::new(Box::new(move || {
+            let (started, gate) = (Arc::clone(&s), Arc::clone(&g));
+            async move {
+                let n = started.fetch_add(1, Ordering::SeqCst) as i64 + 1;
+                let permit = gate.acquire().await.map_err(|e| e.to_string())?;
+                permit.forget();
+                Ok((vec![service(n)], OpenWindows::default()))
+            }
+            .boxed()
+        }));
+        (snapshots, started, gate)
+    }
+
+    async fn until(what: &str, cond: impl Fn() -> bool) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !cond() {
+            assert!(tokio::time::Instant::now() < deadline, "{what}");
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn clients_connecting_together_share_reads_one_at_a_time() {
+        let (snapshots, started, gate) = gated();
+        // Two clients before any read started: one read for both.
+        let a = tokio::spawn(snapshots.fresh());
+        let b = tokio::spawn(snapshots.fresh());
+        until("the first read starts", || {
+            started.load(Ordering::SeqCst) == 1
+        })
+        .await;
+        // Subscribed after it started: that read may miss their events, so
+        // they share the next one, which waits for the first to end.
+        let c = tokio::spawn(snapshots.fresh());
+        let d = tokio::spawn(snapshots.fresh());
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(started.load(Ordering::SeqCst), 1, "two reads at once");
+        gate.add_permits(1);
+        let (a, b) = (a.await.unwrap().unwrap(), b.await.unwrap().unwrap());
+        assert!(Arc::ptr_eq(&a, &b), "the first two share a read");
+        assert_eq!(a.services[0].id, ServiceId(1));
+        until("the second read starts", || {
+            started.load(Ordering::SeqCst) == 2
+        })
+        .await;
+        gate.add_permits(1);
+        let (c, d) = (c.await.unwrap().unwrap(), d.await.unwrap().unwrap());
+        assert!(Arc::ptr_eq(&c, &d), "the next two share the second read");
+        assert_eq!(c.services[0].id, ServiceId(2));
+        assert_eq!(
+            started.load(Ordering::SeqCst),
+            2,
+            "two reads for four clients"
+        );
+        // Nobody waiting, nothing held: the next client reads anew.
+        drop((a, b, c, d));
+        gate.add_permits(1);
+        let e = snapshots.fresh().await.unwrap();
+        assert_eq!(e.services[0].id, ServiceId(3));
     }
 }
