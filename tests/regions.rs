@@ -30,7 +30,7 @@ use common::*;
 use std::time::{Duration, Instant};
 
 /// Waits that span a process start and a few rounds of checks (every
-/// second, 1 s timeout) on a machine busy with other tests.
+/// 2 s, 2 s timeout) on a machine busy with other tests.
 const LONG: Duration = Duration::from_secs(60);
 
 const ABC: [&str; 3] = ["a", "b", "c"];
