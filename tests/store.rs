@@ -1484,3 +1484,52 @@ mod lists {
         assert_eq!(page(&store, with("prod")).await, Vec::<i64>::new());
     }
 }
+
+/// Rollups of a regional service: only its rounds' verdicts count.
+mod regional_rollups {
+    use super::*;
+
+    on_every_backend!(a_regional_service_s_uptime_counts_each_round_once);
+
+    /// A round's verdict is logged without a region beside each region's
+    /// vote; the hourly rollups (what `GET /services/{id}/uptime` reads)
+    /// count the verdicts alone, so a round counts once, not once per
+    /// region plus once, and a vote's failure or latency is not the
+    /// round's.
+    pub(super) async fn a_regional_service_s_uptime_counts_each_round_once(store: Store) {
+        use Status::{Down, Up};
+        let mut regional = spec("regional");
+        regional.regions = vec!["eu".into(), "us".into(), "ap".into()];
+        let id = store.create_service(&regional, 0).await.expect("create").id;
+        let vote = |at: i64, region: &str, status: Status| CheckResult {
+            region: Some(region.into()),
+            ..log_at(id, at, status, 500)
+        };
+        let second = H0 + 60_000;
+        store
+            .record(&[
+                vote(H0, "eu", Up),
+                vote(H0, "us", Down),
+                vote(H0, "ap", Up),
+                log_at(id, H0, Up, 10),
+                vote(second, "eu", Down),
+                vote(second, "us", Down),
+                vote(second, "ap", Up),
+                log_at(id, second, Down, 20),
+            ])
+            .await
+            .expect("record");
+        assert_eq!(
+            store.list_logs(id, 10, None).await.expect("logs").len(),
+            8,
+            "every vote and verdict is logged"
+        );
+        // Small chunks: votes and verdicts fall into different chunks.
+        store.rollup(3).await.expect("rollup");
+        assert_eq!(
+            store.rollups(id, H0, H0 + HOUR_MS).await.expect("rollups"),
+            vec![hour(id, H0, &[(Up, 10), (Down, 20)])],
+            "two rounds, one of them failed, with the verdicts' latencies"
+        );
+    }
+}
