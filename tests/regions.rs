@@ -124,6 +124,26 @@ async fn one_region_failing_stays_up_two_failing_go_down_and_alert_once() {
         body["missing"].as_array().is_some_and(|m| m.is_empty()),
         "{body}"
     );
+    // /metrics counts each region's jobs queue with its one consumer, and
+    // the votes queue.
+    within(LONG, "region queues on /metrics", || async {
+        let text = reqwest::get(api.url("/metrics"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        let consumers = |queue: &str| {
+            text.lines()
+                .find(|l| l.starts_with(&format!("healthmon_queue_consumers{{queue=\"{queue}\"}}")))
+                .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        };
+        (ABC.iter()
+            .all(|r| consumers(&format!("jobs.{r}")) == Some(1.0))
+            && consumers("votes").is_some_and(|n| n >= 1.0))
+        .then_some(())
+    })
+    .await;
 
     // 2 of 3: DOWN, one alert.
     status_becomes(&api, two, "UP", LONG).await;

@@ -7,8 +7,9 @@ use super::{Backend, Bus};
 /// How full one of the bus's queues is at one moment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueDepth {
-    /// Which queue: `jobs`, `results`, or (with a broker) `dead`.
-    pub queue: &'static str,
+    /// Which queue: `jobs`, `results`, or with a broker `votes`, `dead`
+    /// and `jobs.REGION` (a region's jobs).
+    pub queue: std::borrow::Cow<'static, str>,
     /// Messages waiting in it. With a broker these are the messages ready
     /// for a consumer (not those delivered and not yet acknowledged), and a
     /// message carries up to [`super::rabbitmq::JOBS_PER_MESSAGE`] jobs or
@@ -29,7 +30,18 @@ impl Bus {
     pub async fn queue_depths(&self, within: std::time::Duration) -> Option<Vec<QueueDepth>> {
         match &self.0 {
             Backend::InProcess(b) => Some(b.depths()),
-            Backend::Rabbit(b) => b.depths(within).await,
+            Backend::Rabbit(b) => {
+                // Every region the fleet knows: listed by a service or with
+                // a worker (a listed one without a worker piles up jobs).
+                let now = crate::domain::time::now_ms();
+                let regions: Vec<String> = self
+                    .roster()
+                    .read(now, |s| s.view(now))
+                    .into_iter()
+                    .map(|r| r.name)
+                    .collect();
+                b.depths(within, &regions).await
+            }
         }
     }
 }

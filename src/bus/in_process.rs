@@ -62,7 +62,7 @@ impl InProcessBus {
             let max = tx.max_capacity();
             let taken = rx.lock().map(|slot| slot.is_none()).unwrap_or(false);
             super::QueueDepth {
-                queue,
+                queue: queue.into(),
                 // Permits reserved by a sender count as queued: they are
                 // about to be.
                 messages: (max - tx.capacity()) as u64,

@@ -26,7 +26,7 @@ pub const ASK_WITHIN: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct QueueLabel {
-    queue: &'static str,
+    queue: std::borrow::Cow<'static, str>,
 }
 
 /// The queue series and the last read.
@@ -40,6 +40,8 @@ pub(super) struct Queues {
     last_read: tokio::sync::Mutex<Option<Instant>>,
     /// Whether the last read failed and was logged.
     failing: AtomicBool,
+    /// The queues shown, so one no longer read (a region gone) is removed.
+    shown: std::sync::Mutex<Vec<QueueLabel>>,
 }
 
 fn gauge(n: u64) -> i64 {
@@ -57,8 +59,25 @@ impl Queues {
             self.capacity.clear();
             return;
         };
-        for d in depths {
-            let label = QueueLabel { queue: d.queue };
+        let labels: Vec<QueueLabel> = depths
+            .iter()
+            .map(|d| QueueLabel {
+                queue: d.queue.clone(),
+            })
+            .collect();
+        {
+            let mut shown = self
+                .shown
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for gone in shown.iter().filter(|l| !labels.contains(l)) {
+                self.messages.remove(gone);
+                self.consumers.remove(gone);
+                self.capacity.remove(gone);
+            }
+            shown.clone_from(&labels);
+        }
+        for (d, label) in depths.iter().zip(labels) {
             self.messages.get_or_create(&label).set(gauge(d.messages));
             self.consumers.get_or_create(&label).set(gauge(d.consumers));
             if let Some(max) = d.capacity {

@@ -8,11 +8,19 @@ use crate::bus::QueueDepth;
 use amqprs::channel::QueueDeclareArguments;
 use std::time::Duration;
 
+/// Most regions whose jobs queues a scrape asks for.
+const MAX_REGIONS: usize = 64;
+
 impl RabbitBus {
-    /// Each shared queue's counts, or `None` when not connected, when the
-    /// broker does not answer within `within`, or on any refusal (a queue
+    /// Each shared queue's counts, and those of `regions`' jobs queues that
+    /// exist, or `None` when not connected, when the broker does not answer
+    /// within `within`, or on any refusal of a shared queue (a queue
     /// deleted by hand closes the channel). Never waits for a connection.
-    pub(in crate::bus) async fn depths(&self, within: Duration) -> Option<Vec<QueueDepth>> {
+    pub(in crate::bus) async fn depths(
+        &self,
+        within: Duration,
+        regions: &[String],
+    ) -> Option<Vec<QueueDepth>> {
         let session = match &*self.link.borrow() {
             Link::Up(s) => std::sync::Arc::clone(s),
             Link::Down | Link::Closed => return None,
@@ -42,16 +50,50 @@ impl RabbitBus {
                     return None;
                 };
                 out.push(QueueDepth {
-                    queue,
+                    queue: queue.into(),
                     messages: u64::from(messages),
                     consumers: u64::from(consumers),
                     capacity,
                 });
             }
+            // A region's queue exists once a worker or a job for it came:
+            // one that does not is left out. Its refusal closes the
+            // channel, so the next region gets a new one.
+            let mut ch = Some(ch);
+            for region in regions.iter().take(MAX_REGIONS) {
+                let channel = match ch.take() {
+                    Some(open) if open.is_open() => open,
+                    _ => {
+                        let fresh = session.conn.open_channel(None).await.ok()?;
+                        fresh
+                            .register_callback(ChanEvents::plain("queue depths"))
+                            .await
+                            .ok()?;
+                        fresh
+                    }
+                };
+                let name = self.names.region_jobs(region);
+                if let Ok(Some((_, messages, consumers))) = channel
+                    .queue_declare(QueueDeclareArguments::new(&name).passive(true).finish())
+                    .await
+                {
+                    out.push(QueueDepth {
+                        queue: format!("jobs.{region}").into(),
+                        messages: u64::from(messages),
+                        consumers: u64::from(consumers),
+                        capacity: None,
+                    });
+                }
+                ch = Some(channel);
+            }
             // Dropping the channel would close it too, but in a task of
             // its own; closing here keeps the broker's channel count flat
             // under a scrape storm.
-            let _ = ch.close().await;
+            if let Some(ch) = ch
+                && ch.is_open()
+            {
+                let _ = ch.close().await;
+            }
             Some(out)
         };
         tokio::time::timeout(within, ask).await.ok().flatten()
@@ -74,7 +116,7 @@ mod tests {
         let bus = RabbitBus::new(RabbitOptions::new("amqp://127.0.0.1:1/", "p", 1, 1, caps))
             .expect("a usable URL");
         let started = std::time::Instant::now();
-        assert_eq!(bus.depths(Duration::from_secs(5)).await, None);
+        assert_eq!(bus.depths(Duration::from_secs(5), &[]).await, None);
         assert!(started.elapsed() < Duration::from_secs(1));
     }
 }
