@@ -149,6 +149,151 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Hands the page `filter` describes, in id order, to `show` as an
+    /// iterator of services, and returns what `show` returns.
+    ///
+    /// `GET /services` writes its answer this way. On SQLite the rows are
+    /// read, turned into services and shown one at a time on the blocking
+    /// thread that runs the query, so a page of 1,000 is never held as rows
+    /// or as services: [`Store::list_services_page`] costs one copy of
+    /// every column value (diesel's async wrapper copies each row out of
+    /// SQLite with `sqlite3_value_dup` before decoding it), then a vector of
+    /// rows and one of services, which at 24 columns was most of the page's
+    /// allocations. PostgreSQL's rows arrive whole anyway and are shown
+    /// from [`Store::list_services_page`]'s vector.
+    pub async fn with_services_page<R: Send + 'static>(
+        &self,
+        filter: &ServiceFilter,
+        show: impl FnOnce(&mut dyn Iterator<Item = Service>) -> R + Send + 'static,
+    ) -> Result<R, StoreError> {
+        match &*self.backend {
+            Backend::Sqlite(pools) => {
+                let mut conn = pools.readers.get().await?;
+                let filter = filter.clone();
+                Ok(conn
+                    .spawn_blocking(move |conn| blocking::page(conn, &filter, show))
+                    .await?)
+            }
+            Backend::Postgres { .. } => {
+                let services = self.list_services_page(filter).await?;
+                Ok(show(&mut services.into_iter()))
+            }
+        }
+    }
+}
+
+/// The SQLite page on a plain (blocking) connection: diesel's synchronous
+/// API, kept apart from the async one, whose methods have the same names.
+mod blocking {
+    use super::{ServiceFilter, contains_pattern, lower};
+    use crate::domain::Service;
+    use crate::store::models::ServiceRow;
+    use crate::store::schema::{service_tags, services};
+    use diesel::connection::DefaultLoadingMode;
+    use diesel::prelude::*;
+    use diesel::sqlite::SqliteConnection;
+
+    /// Services from rows as they are read; stops at the first failed row
+    /// and keeps its error for [`page`] to return.
+    struct Shown<I> {
+        rows: I,
+        failed: Option<diesel::result::Error>,
+    }
+
+    impl<I: Iterator<Item = QueryResult<ServiceRow>>> Iterator for Shown<I> {
+        type Item = Service;
+
+        fn next(&mut self) -> Option<Service> {
+            if self.failed.is_some() {
+                return None;
+            }
+            match self.rows.next()? {
+                Ok(row) => Some(row.into_service()),
+                Err(e) => {
+                    self.failed = Some(e);
+                    None
+                }
+            }
+        }
+    }
+
+    /// Runs `show` over the page's services as the rows come.
+    fn shown<R>(
+        rows: impl Iterator<Item = QueryResult<ServiceRow>>,
+        show: impl FnOnce(&mut dyn Iterator<Item = Service>) -> R,
+    ) -> QueryResult<R> {
+        let mut services = Shown { rows, failed: None };
+        let out = show(&mut services);
+        match services.failed {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+
+    /// The same queries as [`crate::store::Store::list_services_page`].
+    pub(super) fn page<R>(
+        conn: &mut SqliteConnection,
+        filter: &ServiceFilter,
+        show: impl FnOnce(&mut dyn Iterator<Item = Service>) -> R,
+    ) -> QueryResult<R> {
+        let statuses: Vec<&'static str> = filter.statuses.iter().map(|s| s.as_str()).collect();
+        let pattern = filter.name_contains.as_deref().map(contains_pattern);
+        let (after, limit) = (filter.after, filter.limit.max(1));
+        match &filter.tag {
+            Some(tag) => {
+                let query = narrowed!(
+                    services::table
+                        .inner_join(service_tags::table)
+                        .filter(service_tags::tag.eq(tag.clone()))
+                        .filter(service_tags::service_id.gt(after))
+                        .select(ServiceRow::as_select())
+                        .order(service_tags::service_id.asc())
+                        .limit(limit)
+                        .into_boxed(),
+                    statuses,
+                    &pattern
+                );
+                shown(query.load_iter::<_, DefaultLoadingMode>(conn)?, show)
+            }
+            None if !statuses.is_empty() => {
+                // One walk per status, merged (see list_services_page).
+                let mut rows = Vec::new();
+                for status in &statuses {
+                    let mut query = services::table
+                        .filter(services::last_status.eq(*status))
+                        .filter(services::id.gt(after))
+                        .select(ServiceRow::as_select())
+                        .order(services::id.asc())
+                        .limit(limit)
+                        .into_boxed();
+                    if let Some(pattern) = &pattern {
+                        query =
+                            query.filter(lower(services::name).like(pattern.clone()).escape('\\'));
+                    }
+                    rows.extend(query.load::<ServiceRow>(conn)?);
+                }
+                rows.sort_unstable_by_key(|r: &ServiceRow| r.id);
+                rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+                shown(rows.into_iter().map(Ok), show)
+            }
+            None => {
+                let query = narrowed!(
+                    services::table
+                        .filter(services::id.gt(after))
+                        .select(ServiceRow::as_select())
+                        .order(services::id.asc())
+                        .limit(limit)
+                        .into_boxed(),
+                    statuses,
+                    &pattern
+                );
+                shown(query.load_iter::<_, DefaultLoadingMode>(conn)?, show)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
