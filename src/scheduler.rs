@@ -196,9 +196,12 @@ impl Schedule {
         if let Some(entry) = self.entries.get(&id)
             && entry.same_check(parts)
         {
-            // Same slot; the regions may have changed.
-            let due = entry.due;
-            self.place(id, parts, due, false);
+            // Same slot. Most often nothing changed at all (a reconcile
+            // meeting what the bus announced): no new entry then.
+            if entry.regions() != parts.regions {
+                let due = entry.due;
+                self.place(id, parts, due, false);
+            }
             return;
         }
         // A changed check starts afresh, now: a retry of the old one is moot.
