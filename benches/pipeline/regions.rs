@@ -17,6 +17,8 @@
 //!   clocks are this machine's. A round whose region did not answer closes
 //!   at its deadline (timeout + 5 s after it was due), so its latency runs
 //!   from the last vote that did come to that deadline;
+//!   `verdict_latency_slowest_seconds`: the window's 10 seconds (by due
+//!   time) with the worst p99, as [second, rounds, p99 ms, max ms];
 //! - `rounds_at_deadline` (closed by the deadline, not by the last region's
 //!   vote), `rounds_short` (judged on fewer than N votes),
 //!   `rounds_without_verdict` (votes but no verdict: too few answers keep
@@ -252,7 +254,14 @@ pub async fn figures(
     if wait > 0 {
         tokio::time::sleep(Duration::from_millis(wait as u64)).await;
     }
-    let s = summarize(&rounds(store, from, to).await?, o.regions, timeout_ms);
+    let rounds = rounds(store, from, to).await?;
+    let s = summarize(&rounds, o.regions, timeout_ms);
+    // By due second, as the schedule lag's: stalls or a spread tail.
+    let by_due: Vec<(i64, i64)> = rounds
+        .iter()
+        .filter_map(|r| Some((r.scheduled_at, r.verdict_at - r.last_vote_at?)))
+        .collect();
+    let slowest = crate::slow_seconds(&by_due, from);
     let without = without_verdict(store, from, to).await?;
     let secs = (to - from) as f64 / 1000.0;
     let round = |x: f64, d: i32| (x * 10f64.powi(d)).round() / 10f64.powi(d);
@@ -292,6 +301,7 @@ pub async fn figures(
         "verdict_latency_p50_ms": pct(0.50),
         "verdict_latency_p99_ms": pct(0.99),
         "verdict_latency_max_ms": s.latencies.last().copied().unwrap_or(0),
+        "verdict_latency_slowest_seconds": slowest,
         "rounds_at_deadline": s.at_deadline,
         "rounds_short": s.short,
         "rounds_without_verdict": without,
