@@ -256,6 +256,25 @@ mod blocking {
                 );
                 shown(query.load_iter::<_, DefaultLoadingMode>(conn)?, show)
             }
+            None if statuses.len() == 1 => {
+                // One status, the common case: one walk of
+                // `services_by_status`, shown as it is read. Collecting the
+                // rows first (as several statuses must, to merge them) is a
+                // 400 KB vector a page, and at 1,000,000 services such
+                // blocks cost a CPU-millisecond a page in page faults and
+                // took RSS from 110 to 270 MB with ten clients.
+                let mut query = services::table
+                    .filter(services::last_status.eq(statuses[0]))
+                    .filter(services::id.gt(after))
+                    .select(ServiceRow::as_select())
+                    .order(services::id.asc())
+                    .limit(limit)
+                    .into_boxed();
+                if let Some(pattern) = &pattern {
+                    query = query.filter(lower(services::name).like(pattern.clone()).escape('\\'));
+                }
+                shown(query.load_iter::<_, DefaultLoadingMode>(conn)?, show)
+            }
             None if !statuses.is_empty() => {
                 // One walk per status, merged (see list_services_page).
                 let mut rows = Vec::new();
