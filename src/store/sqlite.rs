@@ -112,27 +112,7 @@ pub fn record(
             .select(models::CurrentRow::as_select())
             .load(conn)?;
         let current = models::current(rows);
-        let mut logged = Vec::with_capacity(results.len());
-        for r in plan::fresh(results, &current) {
-            let region = current.get(&r.service_id).and_then(|c| c.log_region(r));
-            let inserted: Option<i64> = diesel::insert_into(health_logs::table)
-                .values(NewHealthLog::from_result(r, region))
-                .on_conflict((
-                    health_logs::service_id,
-                    health_logs::scheduled_at,
-                    health_logs::region,
-                ))
-                .do_nothing()
-                .returning(health_logs::id)
-                .get_result(conn)
-                .optional()?;
-            if let Some(id) = inserted {
-                logged.push(Logged {
-                    result: r,
-                    log_id: Some(id),
-                });
-            }
-        }
+        let logged = insert_logs(conn, plan::fresh(results, &current), &current)?;
         let mut history = History::new();
         for (service, n) in plan::history_wanted(&current, logged.iter().map(|l| l.result)) {
             let rounds: Vec<(i64, String)> = health_logs::table
@@ -215,6 +195,102 @@ pub fn record(
     })
 }
 
+/// Most logs in one INSERT: 9 values a row stays far below SQLite's limit
+/// of 32,766 bound values a statement.
+const LOGS_PER_INSERT: usize = 1_000;
+
+/// A log row as one multi-row INSERT takes it. `NewHealthLog` leaves a
+/// `None` to the column's default, which SQLite's multi-row `VALUES` cannot
+/// say, so diesel would send it a row at a time; a `NULL` is what the
+/// default is anyway.
+#[derive(Insertable)]
+#[diesel(table_name = health_logs, treat_none_as_default_value = false)]
+struct LogRow<'a> {
+    service_id: i64,
+    status: &'static str,
+    latency_ms: i64,
+    status_code: Option<i32>,
+    error: Option<&'a str>,
+    scheduled_at: i64,
+    checked_at: i64,
+    cert_expires_at: Option<i64>,
+    region: &'a str,
+}
+
+impl<'a> From<NewHealthLog<'a>> for LogRow<'a> {
+    fn from(n: NewHealthLog<'a>) -> Self {
+        Self {
+            service_id: n.service_id,
+            status: n.status,
+            latency_ms: n.latency_ms,
+            status_code: n.status_code,
+            error: n.error,
+            scheduled_at: n.scheduled_at,
+            checked_at: n.checked_at,
+            cert_expires_at: n.cert_expires_at,
+            region: n.region,
+        }
+    }
+}
+
+/// Inserts the logs of `fresh` (distinct by service, due time and region:
+/// see [`plan::fresh`]) with one statement per [`LOGS_PER_INSERT`], and
+/// returns those inserted, in `fresh`'s order, with their ids; a log
+/// already there is skipped (`ON CONFLICT DO NOTHING`). One INSERT per log
+/// had SQLite run 5,000 statements a second at 100,000 services, and diesel
+/// build each one's SQL text to find it in its cache (BENCHMARKS.md "The
+/// price of a check"). SQLite returns the inserted rows in no promised
+/// order, so each comes back with its key.
+fn insert_logs<'r>(
+    conn: &mut SqliteConnection,
+    fresh: Vec<&'r CheckResult>,
+    current: &std::collections::HashMap<ServiceId, plan::Current>,
+) -> QueryResult<Vec<Logged<'r>>> {
+    let mut ids = std::collections::HashMap::with_capacity(fresh.len());
+    for chunk in fresh.chunks(LOGS_PER_INSERT) {
+        let rows: Vec<LogRow<'_>> = chunk
+            .iter()
+            .map(|r| {
+                let region = current.get(&r.service_id).and_then(|c| c.log_region(r));
+                LogRow::from(NewHealthLog::from_result(r, region))
+            })
+            .collect();
+        let inserted: Vec<(i64, i64, i64, String)> = diesel::insert_into(health_logs::table)
+            .values(&rows)
+            .on_conflict((
+                health_logs::service_id,
+                health_logs::scheduled_at,
+                health_logs::region,
+            ))
+            .do_nothing()
+            .returning((
+                health_logs::id,
+                health_logs::service_id,
+                health_logs::scheduled_at,
+                health_logs::region,
+            ))
+            .get_results(conn)?;
+        for (id, service, scheduled_at, region) in inserted {
+            ids.insert((service, scheduled_at, region), id);
+        }
+    }
+    Ok(fresh
+        .into_iter()
+        .filter_map(|r| {
+            let region = current.get(&r.service_id).and_then(|c| c.log_region(r));
+            let key = (
+                r.service_id.get(),
+                r.scheduled_at,
+                models::encode_region(region).to_owned(),
+            );
+            ids.get(&key).map(|&id| Logged {
+                result: r,
+                log_id: Some(id),
+            })
+        })
+        .collect())
+}
+
 /// Sets the status columns of every service in `updates` with one
 /// statement. diesel prepares every UPDATE afresh (it never caches one), and
 /// an UPDATE per check made SQLite parse and plan 5,000 statements a second
@@ -255,4 +331,118 @@ fn set_statuses(conn: &mut SqliteConnection, updates: &[StatusUpdate]) -> QueryR
     );
     diesel::sql_query(sql).execute(conn)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+    use super::*;
+    use crate::domain::time::Seconds;
+    use crate::domain::{ServiceSpec, Status};
+
+    fn spec(name: &str) -> ServiceSpec {
+        ServiceSpec {
+            name: name.into(),
+            url: "http://127.0.0.1:9/".into(),
+            interval: Seconds(10),
+            timeout: Seconds(5),
+            timeout_follows_interval: false,
+            paused: false,
+            expected_statuses: None,
+            failure_threshold: 1,
+            success_threshold: 1,
+            retry_interval: None,
+            channels: Vec::new(),
+            check: Default::default(),
+            tags: Vec::new(),
+            regions: Vec::new(),
+            quorum: None,
+        }
+    }
+
+    fn result(id: ServiceId, scheduled_at: i64, status: Status) -> CheckResult {
+        CheckResult {
+            service_id: id,
+            scheduled_at,
+            status,
+            latency_ms: 7,
+            status_code: (status == Status::Up).then_some(200),
+            error: (status == Status::Down).then(|| "connect: connection refused".into()),
+            checked_at: scheduled_at + 7,
+            cert_expires_at: None,
+            region: None,
+        }
+    }
+
+    /// More logs than one INSERT takes, some already stored: each new one
+    /// is stored once, and comes back with the id of its own row (the
+    /// alerts' check snapshot carries it), whatever order SQLite returned
+    /// the rows in.
+    #[tokio::test]
+    async fn logs_over_several_inserts_come_back_with_their_own_ids_and_repeats_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hm.db");
+        let store = crate::store::Store::open(&crate::config::DatabaseUrl::Sqlite(path.clone()), 1)
+            .await
+            .unwrap();
+        let a = store.create_service(&spec("a"), 0).await.unwrap().id;
+        let b = store.create_service(&spec("b"), 0).await.unwrap().id;
+        let mut conn = SqliteConnection::establish(&path.to_string_lossy()).unwrap();
+        let rows: Vec<models::CurrentRow> = services::table
+            .select(models::CurrentRow::as_select())
+            .load(&mut conn)
+            .unwrap();
+        let (current, n) = (models::current(rows), LOGS_PER_INSERT + 300);
+        let first: Vec<CheckResult> = (0..n as i64)
+            .map(|i| result(if i % 2 == 0 { a } else { b }, 1000 * i, Status::Up))
+            .collect();
+        // Half of the first batch again, among as many new results.
+        let second: Vec<CheckResult> = (n as i64 / 2..n as i64 + n as i64 / 2)
+            .map(|i| result(if i % 2 == 0 { a } else { b }, 1000 * i, Status::Down))
+            .collect();
+        let mut logged_ids = Vec::new();
+        for (batch, new) in [(&first, n), (&second, n - n / 2)] {
+            let logged = insert_logs(&mut conn, batch.iter().collect(), &current).unwrap();
+            assert_eq!(logged.len(), new, "each new result is logged once");
+            let rows: std::collections::HashMap<i64, (i64, i64, String)> = health_logs::table
+                .select((
+                    health_logs::id,
+                    (
+                        health_logs::service_id,
+                        health_logs::scheduled_at,
+                        health_logs::status,
+                    ),
+                ))
+                .load::<(i64, (i64, i64, String))>(&mut conn)
+                .unwrap()
+                .into_iter()
+                .collect();
+            for l in &logged {
+                let id = l.log_id.expect("an inserted log has its id");
+                assert_eq!(
+                    rows[&id],
+                    (
+                        l.result.service_id.get(),
+                        l.result.scheduled_at,
+                        l.result.status.as_str().to_owned()
+                    ),
+                    "a log's id is its own row's"
+                );
+                logged_ids.push(id);
+            }
+        }
+        let before = logged_ids.len();
+        logged_ids.sort_unstable();
+        logged_ids.dedup();
+        assert_eq!(logged_ids.len(), before, "no two results share a log");
+        let stored: i64 = health_logs::table.count().get_result(&mut conn).unwrap();
+        assert_eq!(stored as usize, n + n - n / 2);
+        // The skipped repeats kept what was first stored.
+        let ups: i64 = health_logs::table
+            .filter(health_logs::status.eq("UP"))
+            .count()
+            .get_result(&mut conn)
+            .unwrap();
+        assert_eq!(ups as usize, n);
+    }
 }
