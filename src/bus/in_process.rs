@@ -95,6 +95,14 @@ impl InProcessBus {
         Consumer::take(&self.results_rx, "results")
     }
 
+    /// Whether anyone listens to events now. With nobody (no WebSocket
+    /// client: `app` drops the subscription it takes at start) the events
+    /// need not be serialised at all; a client that subscribes later reads
+    /// its snapshot after this moment, which already holds what they said.
+    pub(super) fn has_event_subscribers(&self) -> bool {
+        self.events.receiver_count() > 0
+    }
+
     pub(super) fn publish_event(&self, text: EventText) {
         // An error only means nobody is listening right now.
         let _ = self.events.send(text);
