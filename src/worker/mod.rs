@@ -60,6 +60,9 @@ pub async fn run(
     let done = Arc::new(AtomicU64::new(0));
     let beating = beat(&bus, checker.region().to_owned(), Arc::clone(&done));
     tokio::pin!(beating);
+    // One checker for every check's task: cloning it per check copied its
+    // region's name (an allocation) and a handful of reference counts.
+    let checker = Arc::new(checker);
     let permits = Arc::new(Semaphore::new(limits.concurrency.max(1)));
     let mut in_flight = JoinSet::new();
     loop {
@@ -110,7 +113,7 @@ pub async fn run(
             continue;
         }
         let bus = bus.clone();
-        let checker = checker.clone();
+        let checker = Arc::clone(&checker);
         let metrics = Arc::clone(&metrics);
         let done = Arc::clone(&done);
         in_flight.spawn(async move {

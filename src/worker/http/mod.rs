@@ -207,10 +207,14 @@ impl HttpChecker {
         };
         let mut request = client.request(method, &job.url);
         if self.schedule_header {
-            request = request.header(SCHEDULED_AT_HEADER, job.scheduled_at);
+            // A static name is not parsed and checked again per request.
+            request = request.header(
+                HeaderName::from_static(SCHEDULED_AT_HEADER),
+                job.scheduled_at,
+            );
         }
         if let Some(region) = &self.region {
-            request = request.header(REGION_HEADER, region.clone());
+            request = request.header(HeaderName::from_static(REGION_HEADER), region.clone());
         }
         for (name, value) in opts.headers.iter().flatten() {
             // The name may be shown, the value never: it often is a token.
