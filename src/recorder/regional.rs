@@ -31,6 +31,12 @@ const JUDGE_EVERY_MS: Millis = 1_000;
 const SEEN_MAX: usize = 4_000_000;
 /// Most region alerts waiting for the database to take them.
 const ALERTS_PENDING_MAX: usize = 256;
+/// Votes a round's may trail the newest vote taken by, and still be on
+/// their way (they left their workers at about the same time).
+const CLOCK_SLACK_MS: Millis = 1_000;
+/// No vote for this long: the votes queue is idle (or another recorder has
+/// it), and round deadlines are read on the wall clock.
+const IDLE_MS: Millis = 5_000;
 
 /// A region alert to write.
 #[derive(Debug, Clone)]
@@ -69,6 +75,13 @@ pub struct Regional {
     id: String,
     started: Millis,
     next_beat: Millis,
+    /// The newest `checked_at` among the votes taken, and when the last
+    /// vote came: the rounds' clock (see [`Regional::clock`]).
+    newest_vote: Millis,
+    last_vote_at: Option<Millis>,
+    /// When votes began coming after an idle spell: rounds due before may
+    /// have given votes to the recorder that had the queue then.
+    active_since: Millis,
 }
 
 impl Regional {
@@ -87,6 +100,24 @@ impl Regional {
             id: process_id(),
             started: now,
             next_beat: now,
+            newest_vote: 0,
+            last_vote_at: None,
+            active_since: now,
+        }
+    }
+
+    /// The time round deadlines are read on. While votes flow it is the
+    /// newest vote's `checked_at` (plus a little slack), never ahead of the
+    /// wall clock: a recorder that fell behind judges a round when the
+    /// votes checked by its deadline are in, not when its deadline passed
+    /// on the wall clock with those votes still queued (which would close
+    /// every round short of votes, keeping every status, exactly when a
+    /// backlog makes the news matter). When no vote has come for a while,
+    /// the wall clock.
+    fn clock(&self, now: Millis) -> Millis {
+        match self.last_vote_at {
+            Some(at) if now - at < IDLE_MS => now.min(self.newest_vote + CLOCK_SLACK_MS),
+            _ => now,
         }
     }
 
@@ -97,8 +128,13 @@ impl Regional {
         if !self.seen.is_empty() || !self.impaired.is_empty() {
             at = at.min(self.next_judge);
         }
+        let now = now_ms();
+        let clock = self.clock(now);
         match self.rounds.next_deadline() {
-            Some(deadline) => at.min(deadline),
+            // On the rounds' clock, which moves with the votes (a settle
+            // follows each batch) or, idle, with the wall clock.
+            Some(deadline) if deadline <= clock => at.min(now),
+            Some(deadline) => at.min(now + (deadline - clock).min(IDLE_MS)),
             None => at,
         }
     }
@@ -107,8 +143,16 @@ impl Regional {
     /// region, of services that list regions.
     pub async fn take(&mut self, store: &Store, results: &[CheckResult]) {
         let now = now_ms();
+        self.learn_rules(store, results, now).await;
+        if results.iter().any(|r| r.region.is_some()) {
+            if self.last_vote_at.is_none_or(|at| now - at >= IDLE_MS) {
+                self.active_since = now;
+            }
+            self.last_vote_at = Some(now);
+        }
         for r in results.iter().filter(|r| r.region.is_some()) {
-            let Some(rule) = self.rule(store, r.service_id, now).await else {
+            self.newest_vote = self.newest_vote.max(r.checked_at);
+            let Some(rule) = self.rules.get(&r.service_id).and_then(|(r, _)| r.clone()) else {
                 continue;
             };
             self.observe(r, now);
@@ -138,25 +182,44 @@ impl Regional {
         self.seen.insert(key, (now, vote.status));
     }
 
-    async fn rule(&mut self, store: &Store, id: ServiceId, now: Millis) -> Option<Rule> {
-        if let Some((rule, at)) = self.rules.get(&id)
-            && now - at < RULE_TTL_MS
-        {
-            return rule.clone();
+    /// Reads, in one query, the rules of the services among `results`'
+    /// votes that are unknown or older than [`RULE_TTL_MS`]. What the store
+    /// cannot give now keeps its last rule (or none: the vote is logged
+    /// only).
+    async fn learn_rules(&mut self, store: &Store, results: &[CheckResult], now: Millis) {
+        let mut stale: Vec<ServiceId> = results
+            .iter()
+            .filter(|r| r.region.is_some())
+            .map(|r| r.service_id)
+            .filter(|id| {
+                self.rules
+                    .get(id)
+                    .is_none_or(|(_, at)| now - at >= RULE_TTL_MS)
+            })
+            .collect();
+        if stale.is_empty() {
+            return;
         }
-        let rule = match store.get_service(id).await {
-            Ok(svc) => svc.and_then(|s| Rule::of(&s.spec())),
+        stale.sort_unstable();
+        stale.dedup();
+        let rules = match store.round_rules(&stale).await {
+            Ok(rules) => rules,
             Err(e) => {
-                tracing::warn!(error = %e, service_id = id.get(),
-                    "cannot read a regional service's rule; its vote is logged only");
-                return self.rules.get(&id).and_then(|(r, _)| r.clone());
+                tracing::warn!(error = %e, services = stale.len(),
+                    "cannot read regional services' rules; their votes are logged only");
+                return;
             }
         };
-        if self.rules.len() > 1_000_000 {
+        if self.rules.len() + stale.len() > 1_000_000 {
             self.rules.clear();
         }
-        self.rules.insert(id, (rule.clone(), now));
-        rule
+        // A service not found was deleted: no rule.
+        for id in &stale {
+            self.rules.insert(*id, (None, now));
+        }
+        for r in &rules {
+            self.rules.insert(r.id, (Rule::of_stored(r), now));
+        }
     }
 
     /// Judges the regions again if due (always with `all`), then closes the
@@ -180,8 +243,18 @@ impl Regional {
             live
         };
         let impaired = self.impaired_set();
-        let mut closed = self.rounds.close(now, &live, &impaired, all);
-        complete_from_store(store, &mut closed, &impaired, now).await;
+        let clock = self.clock(now);
+        let mut closed = self.rounds.close_at(clock, now, &live, &impaired, all);
+        // Votes of a round went elsewhere only around a hand-over: rounds
+        // due before this recorder's votes began, or any while it gets none
+        // (another recorder may have the queue now). A round merely short
+        // of a region's vote costs no read.
+        let idle = self.last_vote_at.is_none_or(|at| now - at >= IDLE_MS);
+        let since = self.active_since + CLOCK_SLACK_MS;
+        complete_from_store(store, &mut closed, &impaired, now, |due| {
+            idle || due < since
+        })
+        .await;
         Settled {
             verdicts: closed.into_iter().filter_map(|c| c.verdict).collect(),
             events,
@@ -315,11 +388,13 @@ async fn complete_from_store(
     closed: &mut [Closed],
     impaired: &BTreeSet<String>,
     now: Millis,
+    may_be_elsewhere: impl Fn(Millis) -> bool,
 ) {
     let lacking: Vec<(ServiceId, Millis)> = closed
         .iter()
         .filter(|c| c.lacks_votes())
         .filter_map(Closed::key)
+        .filter(|(_, due)| may_be_elsewhere(*due))
         .collect();
     if lacking.is_empty() {
         return;

@@ -40,6 +40,18 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// The rule the store gave, or `None` if the service lists no regions.
+    pub fn of_stored(r: &crate::store::RoundRule) -> Option<Rule> {
+        if r.regions.is_empty() {
+            return None;
+        }
+        Some(Rule {
+            regions: r.regions.iter().cloned().collect(),
+            quorum: quorum::effective(r.regions.len(), r.quorum),
+            timeout_ms: r.timeout_ms,
+        })
+    }
+
     /// The rule of a service, or `None` if it lists no regions.
     pub fn of(spec: &ServiceSpec) -> Option<Rule> {
         if spec.regions.is_empty() {
@@ -60,7 +72,6 @@ struct Round {
     rule: Rule,
     /// The first vote of each region (a redelivered one is the same check).
     votes: Vec<CheckResult>,
-    closes_at: Millis,
     /// When its last vote arrived (this process's clock).
     last_vote_at: Millis,
 }
@@ -123,6 +134,9 @@ pub struct Rounds {
     deadlines: BinaryHeap<Reverse<(Millis, ServiceId, Millis)>>,
     closed: HashSet<Key>,
     closed_order: VecDeque<Key>,
+    /// Rounds that got a vote since the last close: only they can have
+    /// become complete.
+    touched: Vec<Key>,
 }
 
 impl Rounds {
@@ -168,13 +182,13 @@ impl Rounds {
             Round {
                 rule: rule.clone(),
                 votes: Vec::with_capacity(rule.regions.len()),
-                closes_at,
                 last_vote_at: now,
             }
         });
         if round.votes.iter().all(|v| v.region != vote.region) {
             round.votes.push(vote);
             round.last_vote_at = now;
+            self.touched.push(key);
         }
     }
 
@@ -188,12 +202,44 @@ impl Rounds {
         impaired: &BTreeSet<String>,
         all: bool,
     ) -> Vec<Closed> {
-        let done: Vec<Key> = self
-            .open
-            .iter()
-            .filter(|(_, r)| all || r.closes_at <= now || complete(r, live, impaired))
-            .map(|(k, _)| *k)
-            .collect();
+        self.close_at(now, now, live, impaired, all)
+    }
+
+    /// [`Rounds::close`] with deadlines read on `clock` (the votes' time,
+    /// which lags `now` while the recorder is behind) and verdicts timed
+    /// `now`. Looks only at the rounds due by `clock` and those that got a
+    /// vote since the last call, not at every open one.
+    pub fn close_at(
+        &mut self,
+        clock: Millis,
+        now: Millis,
+        live: &BTreeSet<String>,
+        impaired: &BTreeSet<String>,
+        all: bool,
+    ) -> Vec<Closed> {
+        let mut done: Vec<Key> = if all {
+            self.open.keys().copied().collect()
+        } else {
+            let mut done = Vec::new();
+            while let Some(Reverse((at, id, due))) = self.deadlines.peek().copied() {
+                if at > clock {
+                    break;
+                }
+                self.deadlines.pop();
+                if self.open.contains_key(&(id, due)) {
+                    done.push((id, due));
+                }
+            }
+            done.extend(self.touched.iter().copied().filter(|k| {
+                self.open
+                    .get(k)
+                    .is_some_and(|r| complete(r, live, impaired))
+            }));
+            done
+        };
+        self.touched.clear();
+        done.sort_unstable();
+        done.dedup();
         let mut out = Vec::with_capacity(done.len());
         for key in done {
             let Some(round) = self.open.remove(&key) else {

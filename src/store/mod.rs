@@ -129,6 +129,7 @@ pub use channels::{CHANNEL_DELETED, ChannelSaved};
 pub use list::ServiceFilter;
 pub use metrics::StatusCount;
 pub use outbox::{ChannelRecord, DownService, Earlier, NewOutboxRow, OutboxRow};
+pub use regional::RoundRule;
 pub use rollups::RollupReport;
 pub use status_pages::{DaysOf, ListedService, PageSaved};
 pub use windows::{MAX_WINDOWS, OpenWindows, WindowUpdate};

@@ -1,7 +1,7 @@
 //! The store's side of regional rounds (DESIGN.md "Regions and quorum"):
 //! reading back a round's votes, and writing the alerts about regions.
 
-use super::schema::{alerts, channels, health_logs};
+use super::schema::{alerts, channels, health_logs, services};
 use super::{Backend, Store, StoreError};
 use crate::domain::outbox::{AlertEvent, AlertPayload, RegionNote};
 use crate::domain::time::Millis;
@@ -13,6 +13,19 @@ use std::collections::HashSet;
 
 /// Rounds read back per query (the rest in further queries).
 const ROUNDS_PER_QUERY: usize = 500;
+
+/// What a regional round needs to know of its service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoundRule {
+    /// The service.
+    pub id: ServiceId,
+    /// The regions it lists (none: not regional).
+    pub regions: Vec<String>,
+    /// Its quorum, if set.
+    pub quorum: Option<u32>,
+    /// Its check timeout, in milliseconds.
+    pub timeout_ms: Millis,
+}
 
 /// A vote as logged.
 #[derive(Queryable)]
@@ -46,6 +59,38 @@ struct NewRegionAlert {
 }
 
 impl Store {
+    /// The round rules of `ids` (those that exist), in one query per
+    /// [`ROUNDS_PER_QUERY`] services: the recorder learns the services of
+    /// a batch of votes at once, not one read per vote.
+    pub async fn round_rules(&self, ids: &[ServiceId]) -> Result<Vec<RoundRule>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(ROUNDS_PER_QUERY) {
+            let ids: Vec<i64> = chunk.iter().map(|id| id.get()).collect();
+            let rows: Vec<(i64, String, Option<i32>, i64)> = with_conn!(self, |conn| {
+                services::table
+                    .filter(services::id.eq_any(&ids))
+                    .select((
+                        services::id,
+                        services::regions,
+                        services::quorum,
+                        services::timeout_s,
+                    ))
+                    .load(conn)
+                    .await?
+            });
+            out.extend(
+                rows.into_iter()
+                    .map(|(id, regions, quorum, timeout_s)| RoundRule {
+                        id: ServiceId(id),
+                        regions: super::models::decode_tags(&regions),
+                        quorum: super::models::decode_quorum(quorum),
+                        timeout_ms: timeout_s.saturating_mul(1000),
+                    }),
+            );
+        }
+        Ok(out)
+    }
+
     /// The votes logged for `rounds` (service, when due): the logs with a
     /// region. A recorder completes a round with them when it did not get
     /// every vote itself (it took over from another one).

@@ -102,3 +102,21 @@ async fn votes_older_than_the_window_are_forgotten() {
     assert!(r.names.is_empty());
     assert_eq!(r.impaired_set(), ["c".to_owned()].into());
 }
+
+#[tokio::test]
+async fn a_recorder_behind_reads_deadlines_on_the_votes_clock() {
+    let mut r = regional();
+    let now = 1_000_000;
+    // Idle: the wall clock.
+    assert_eq!(r.clock(now), now);
+    // Votes flowing, the newest checked 30 s ago (a backlog): deadlines
+    // are read 30 s back, plus the slack, never ahead of the wall clock.
+    r.last_vote_at = Some(now - 100);
+    r.newest_vote = now - 30_000;
+    assert_eq!(r.clock(now), now - 30_000 + CLOCK_SLACK_MS);
+    r.newest_vote = now + 60_000;
+    assert_eq!(r.clock(now), now, "a worker's clock ahead moves nothing");
+    // No vote for a while: the wall clock again.
+    r.last_vote_at = Some(now - IDLE_MS);
+    assert_eq!(r.clock(now), now);
+}

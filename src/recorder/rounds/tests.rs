@@ -197,3 +197,28 @@ fn a_round_missing_votes_at_its_deadline_is_completed_from_the_store() {
     assert_eq!(verdict.status, Status::Down);
     assert_eq!(verdict.region, None);
 }
+
+#[test]
+fn a_round_waits_for_its_deadline_on_the_votes_clock_not_the_wall_clock() {
+    // The recorder is 30 s behind: the round's deadline passed on the wall
+    // clock, but its other votes, checked in time, are still queued.
+    let mut rounds = Rounds::default();
+    let r = rule(&["a", "b", "c"], 2);
+    rounds.vote(vote("a", Status::Down), &r, 1);
+    let deadline = 10_000 + 1_000 + GRACE_MS;
+    let wall = deadline + 30_000;
+    let live = set(&["a", "b", "c"]);
+    assert!(
+        rounds
+            .close_at(deadline - 1, wall, &live, &set(&[]), false)
+            .is_empty(),
+        "closed on the wall clock with two votes still queued"
+    );
+    rounds.vote(vote("b", Status::Down), &r, 2);
+    rounds.vote(vote("c", Status::Up), &r, 3);
+    let closed = rounds.close_at(deadline - 1, wall, &live, &set(&[]), false);
+    assert_eq!(closed.len(), 1, "complete once every vote is in");
+    let verdict = closed[0].verdict.as_ref().unwrap();
+    assert_eq!(verdict.status, Status::Down);
+    assert_eq!(verdict.checked_at, wall, "the verdict is timed when judged");
+}
