@@ -166,6 +166,12 @@ impl Schedule {
                     last + missed * interval
                 }
             }
+            // Never checked, created less than an interval ago: due when
+            // it was created. A reload that meets many new services at once
+            // (a bus lag during a bulk registration) then keeps the phases
+            // their registration spread them over, instead of making them
+            // all due now and checked in one burst every interval.
+            None if interval > 0 && svc.created_at > now - interval => svc.created_at.min(now),
             _ => now,
         };
         self.place(svc.id, &entry::Parts::from(svc), due, true);

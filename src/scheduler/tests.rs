@@ -162,6 +162,27 @@ fn load_keeps_the_phase_of_the_last_check() {
 }
 
 #[test]
+fn a_reload_keeps_the_phase_of_services_registered_but_not_yet_checked() {
+    // Registered 4 s and 7 s before a reload (10 s interval), never
+    // checked: each is due when it was created, not both at the reload,
+    // and keeps that phase.
+    let created = |id: i64, at: i64| Service {
+        created_at: at,
+        ..stored(id, "http://x/", None)
+    };
+    let mut s = Schedule::new();
+    s.load(&created(1, 96_000), 100_000);
+    s.load(&created(2, 93_000), 100_000);
+    let jobs = s.take_due(100_000);
+    let mut at: Vec<i64> = jobs.iter().map(|j| j.scheduled_at).collect();
+    at.sort_unstable();
+    assert_eq!(at, [93_000, 96_000], "checked at once, in their phases");
+    assert_eq!(s.next_due(), Some(103_000));
+    assert_eq!(s.take_due(103_000).len(), 1);
+    assert_eq!(s.next_due(), Some(106_000));
+}
+
+#[test]
 fn a_reload_keeps_slots_adds_new_drops_gone_and_moves_changed() {
     // Checked one slot ago, its result not yet recorded.
     let svc = |id: i64, url: &str| stored(id, url, Some(90_000));
