@@ -47,21 +47,22 @@ impl From<AlertViewRow> for AlertView {
     }
 }
 
-/// A new `alerts` row for a channel test.
+/// A new `alerts` row written on its own, not by a recorded batch: a
+/// channel test, a region's alert.
 #[derive(Insertable)]
 #[diesel(table_name = alerts)]
-struct NewTestAlert {
-    service_id: Option<i64>,
-    channel_id: i64,
-    event: &'static str,
-    old_status: &'static str,
-    new_status: &'static str,
-    scheduled_at: i64,
-    payload: String,
-    state: &'static str,
-    attempts: i32,
-    created_at: i64,
-    next_attempt_at: i64,
+pub(super) struct NewPlainAlert {
+    pub(super) service_id: Option<i64>,
+    pub(super) channel_id: i64,
+    pub(super) event: &'static str,
+    pub(super) old_status: &'static str,
+    pub(super) new_status: &'static str,
+    pub(super) scheduled_at: i64,
+    pub(super) payload: String,
+    pub(super) state: &'static str,
+    pub(super) attempts: i32,
+    pub(super) created_at: i64,
+    pub(super) next_attempt_at: i64,
 }
 
 impl Store {
@@ -125,7 +126,7 @@ impl Store {
             check: None,
             region: None,
         };
-        let row = NewTestAlert {
+        let row = NewPlainAlert {
             service_id: None,
             channel_id: channel.get(),
             event: AlertEvent::Test.as_str(),

@@ -1,6 +1,7 @@
 //! The store's side of regional rounds (DESIGN.md "Regions and quorum"):
 //! reading back a round's votes, and writing the alerts about regions.
 
+use super::alerts::NewPlainAlert;
 use super::schema::{alerts, channels, health_logs, services};
 use super::{Backend, Store, StoreError};
 use crate::domain::outbox::{AlertEvent, AlertPayload, RegionNote};
@@ -39,23 +40,6 @@ struct VoteRow {
     checked_at: i64,
     cert_expires_at: Option<i64>,
     region: String,
-}
-
-/// A new `alerts` row about a region.
-#[derive(Insertable)]
-#[diesel(table_name = alerts)]
-struct NewRegionAlert {
-    service_id: Option<i64>,
-    channel_id: i64,
-    event: &'static str,
-    old_status: &'static str,
-    new_status: &'static str,
-    scheduled_at: i64,
-    payload: String,
-    state: &'static str,
-    attempts: i32,
-    created_at: i64,
-    next_attempt_at: i64,
 }
 
 impl Store {
@@ -174,9 +158,9 @@ impl Store {
                         .select(channels::id)
                         .load(conn)
                         .await?;
-                    let rows: Vec<NewRegionAlert> = targets
+                    let rows: Vec<NewPlainAlert> = targets
                         .into_iter()
-                        .map(|channel_id| NewRegionAlert {
+                        .map(|channel_id| NewPlainAlert {
                             service_id: None,
                             channel_id,
                             event: event.as_str(),
