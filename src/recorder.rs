@@ -56,23 +56,28 @@ pub async fn run(
     let mut results = bus.consume_results()?;
     let max_batch = limits.max_batch.max(1);
     let mut batch: Vec<Delivery<CheckResult>> = Vec::with_capacity(max_batch);
-    let mut changes = ChangeLog::default();
-    let mut regional = Regional::new(&bus);
+    let mut sink = Sink {
+        regional: Regional::new(&bus),
+        changes: ChangeLog::default(),
+        store,
+        bus,
+        drain: drain.clone(),
+    };
     loop {
-        let summary_due = changes.due();
-        let wake = regional.next_wake();
+        let summary_due = sink.changes.due();
+        let wake = sink.regional.next_wake();
         let first = tokio::select! {
             () = drain.cancelled() => None,
             d = results.next() => d,
             // A round's deadline, or the recorder's heartbeat.
             () = sleep_ms(wake) => {
-                settle(&store, &bus, &drain, &mut changes, &mut regional, false).await;
+                sink.settle(false).await;
                 continue;
             }
             // A storm's summary is written when its second is over, not
             // only when the next change arrives.
             () = sleep_until(summary_due), if summary_due.is_some() => {
-                changes.flush_due();
+                sink.changes.flush_due();
                 continue;
             }
         };
@@ -81,30 +86,14 @@ pub async fn run(
             while let Some(d) = results.try_next() {
                 batch.push(d);
                 if batch.len() == max_batch {
-                    write(
-                        &store,
-                        &bus,
-                        &mut batch,
-                        &drain,
-                        &mut changes,
-                        &mut regional,
-                    )
-                    .await;
+                    sink.write(&mut batch).await;
                 }
             }
-            write(
-                &store,
-                &bus,
-                &mut batch,
-                &drain,
-                &mut changes,
-                &mut regional,
-            )
-            .await;
+            sink.write(&mut batch).await;
             // Open rounds are judged on what they have: a verdict with
             // enough answers is not lost to the restart.
-            settle(&store, &bus, &drain, &mut changes, &mut regional, true).await;
-            changes.flush();
+            sink.settle(true).await;
+            sink.changes.flush();
             return Ok(());
         };
         batch.push(first);
@@ -119,15 +108,7 @@ pub async fn run(
                 Ok(None) | Err(_) => break,
             }
         }
-        write(
-            &store,
-            &bus,
-            &mut batch,
-            &drain,
-            &mut changes,
-            &mut regional,
-        )
-        .await;
+        sink.write(&mut batch).await;
     }
 }
 
@@ -135,29 +116,6 @@ pub async fn run(
 async fn sleep_ms(at: crate::domain::time::Millis) {
     let wait = at.saturating_sub(crate::domain::time::now_ms()).max(0);
     tokio::time::sleep(Duration::from_millis(wait as u64)).await;
-}
-
-/// Beats, closes the rounds that are due (all with `all`), publishes the
-/// impaired regions' changes and records the verdicts.
-async fn settle(
-    store: &Store,
-    bus: &Bus,
-    drain: &CancellationToken,
-    changes: &mut ChangeLog,
-    regional: &mut Regional,
-    all: bool,
-) {
-    regional.beat(bus).await;
-    let settled = regional.close(store, all).await;
-    if !settled.events.is_empty()
-        && let Err(e) = bus.publish_events(&settled.events).await
-    {
-        tracing::warn!(error = %e, "cannot publish a region's change");
-    }
-    if regional.write_alerts(store).await {
-        crate::alert::sender::outbox_written();
-    }
-    commit(store, bus, &settled.verdicts, drain, changes).await;
 }
 
 /// Sleeps until `at` (the caller only polls this with `Some`).
@@ -168,99 +126,116 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// Writes a batch, retrying until it commits (or, once draining, a few
-/// times), then logs its status changes, publishes its events,
-/// acknowledges its results, and counts its votes in their rounds.
-async fn write(
-    store: &Store,
-    bus: &Bus,
-    batch: &mut Vec<Delivery<CheckResult>>,
-    drain: &CancellationToken,
-    changes: &mut ChangeLog,
-    regional: &mut Regional,
-) {
-    if batch.is_empty() {
-        return;
-    }
-    let results: Vec<CheckResult> = batch.iter().map(|d| d.msg.clone()).collect();
-    if !commit(store, bus, &results, drain, changes).await {
-        batch.clear();
-        return;
-    }
-    for delivery in batch.drain(..) {
-        if let Err(e) = delivery.ack().await {
-            tracing::warn!(error = %e, "cannot acknowledge a result");
-        }
-    }
-    if results.iter().any(|r| r.region.is_some()) {
-        regional.take(store, &results).await;
-        settle(store, bus, drain, changes, regional, false).await;
-    }
+/// Where results go: the store, the bus, and what the recorder keeps
+/// between batches.
+struct Sink {
+    store: Store,
+    bus: Bus,
+    drain: CancellationToken,
+    changes: ChangeLog,
+    regional: Regional,
 }
 
-/// Records results, retrying until they commit (or, once draining, a few
-/// times: then false), then logs their status changes, publishes their
-/// events and asks for the retries of unconfirmed failures.
-async fn commit(
-    store: &Store,
-    bus: &Bus,
-    results: &[CheckResult],
-    drain: &CancellationToken,
-    changes: &mut ChangeLog,
-) -> bool {
-    if results.is_empty() {
-        return true;
+impl Sink {
+    /// Beats, closes the rounds that are due (all with `all`), publishes the
+    /// impaired regions' changes and records the verdicts.
+    async fn settle(&mut self, all: bool) {
+        let (store, bus, regional) = (&self.store, &self.bus, &mut self.regional);
+        regional.beat(bus).await;
+        let settled = regional.close(store, all).await;
+        if !settled.events.is_empty()
+            && let Err(e) = bus.publish_events(&settled.events).await
+        {
+            tracing::warn!(error = %e, "cannot publish a region's change");
+        }
+        if regional.write_alerts(store).await {
+            crate::alert::sender::outbox_written();
+        }
+        self.commit(&settled.verdicts).await;
     }
-    let mut backoff = Duration::from_millis(50);
-    let mut attempts_after_drain = 0;
-    let recorded = loop {
-        match store.record_batch(results).await {
-            Ok(recorded) => break recorded,
-            Err(e) => {
-                if drain.is_cancelled() {
-                    attempts_after_drain += 1;
-                    if attempts_after_drain >= FINAL_ATTEMPTS {
-                        tracing::error!(error = %e, lost = results.len(),
-                            "giving up on results at shutdown: the database keeps failing");
-                        return false;
-                    }
-                }
-                tracing::warn!(error = %e, batch = results.len(), retry_in_ms = backoff.as_millis() as u64,
-                    "cannot record results; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+
+    /// Writes a batch, retrying until it commits (or, once draining, a few
+    /// times), then logs its status changes, publishes its events,
+    /// acknowledges its results, and counts its votes in their rounds.
+    async fn write(&mut self, batch: &mut Vec<Delivery<CheckResult>>) {
+        if batch.is_empty() {
+            return;
+        }
+        let results: Vec<CheckResult> = batch.iter().map(|d| d.msg.clone()).collect();
+        if !self.commit(&results).await {
+            batch.clear();
+            return;
+        }
+        for delivery in batch.drain(..) {
+            if let Err(e) = delivery.ack().await {
+                tracing::warn!(error = %e, "cannot acknowledge a result");
             }
         }
-    };
-    if recorded.alerts > 0 {
-        crate::alert::sender::outbox_written();
-    }
-    let events = recorded.events;
-    // Committed: these changes happened, whatever becomes of the events.
-    changes.log(&events);
-    if let Err(e) = bus.publish_events(&events).await {
-        tracing::warn!(error = %e, events = events.len(), "cannot publish events");
-    }
-    // After the commit, so the retry's result finds the failing round
-    // logged. Together, not one confirm after another (at most a batch of
-    // them). A lost one costs only speed: the next round counts too.
-    let asked = recorded.retries.iter().map(|retry| async move {
-        let update = ScheduleUpdate::Retry {
-            id: retry.service_id,
-            at: retry.at,
-        };
-        if let Err(e) = bus.publish_schedule(update).await {
-            tracing::warn!(error = %e, service_id = retry.service_id.get(),
-                "cannot ask for a retry of an unconfirmed failure; the next round will tell");
+        if results.iter().any(|r| r.region.is_some()) {
+            self.regional.take(&self.store, &results).await;
+            self.settle(false).await;
         }
-    });
-    futures_util::future::join_all(asked).await;
-    tracing::debug!(
-        results = results.len(),
-        events = events.len(),
-        retries = recorded.retries.len(),
-        alerts = recorded.alerts,
-        "batch recorded"
-    );
-    true
+    }
+
+    /// Records results, retrying until they commit (or, once draining, a few
+    /// times: then false), then logs their status changes, publishes their
+    /// events and asks for the retries of unconfirmed failures.
+    async fn commit(&mut self, results: &[CheckResult]) -> bool {
+        let (store, bus, drain, changes) = (&self.store, &self.bus, &self.drain, &mut self.changes);
+        if results.is_empty() {
+            return true;
+        }
+        let mut backoff = Duration::from_millis(50);
+        let mut attempts_after_drain = 0;
+        let recorded = loop {
+            match store.record_batch(results).await {
+                Ok(recorded) => break recorded,
+                Err(e) => {
+                    if drain.is_cancelled() {
+                        attempts_after_drain += 1;
+                        if attempts_after_drain >= FINAL_ATTEMPTS {
+                            tracing::error!(error = %e, lost = results.len(),
+                            "giving up on results at shutdown: the database keeps failing");
+                            return false;
+                        }
+                    }
+                    tracing::warn!(error = %e, batch = results.len(), retry_in_ms = backoff.as_millis() as u64,
+                    "cannot record results; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        };
+        if recorded.alerts > 0 {
+            crate::alert::sender::outbox_written();
+        }
+        let events = recorded.events;
+        // Committed: these changes happened, whatever becomes of the events.
+        changes.log(&events);
+        if let Err(e) = bus.publish_events(&events).await {
+            tracing::warn!(error = %e, events = events.len(), "cannot publish events");
+        }
+        // After the commit, so the retry's result finds the failing round
+        // logged. Together, not one confirm after another (at most a batch of
+        // them). A lost one costs only speed: the next round counts too.
+        let asked = recorded.retries.iter().map(|retry| async move {
+            let update = ScheduleUpdate::Retry {
+                id: retry.service_id,
+                at: retry.at,
+            };
+            if let Err(e) = bus.publish_schedule(update).await {
+                tracing::warn!(error = %e, service_id = retry.service_id.get(),
+                "cannot ask for a retry of an unconfirmed failure; the next round will tell");
+            }
+        });
+        futures_util::future::join_all(asked).await;
+        tracing::debug!(
+            results = results.len(),
+            events = events.len(),
+            retries = recorded.retries.len(),
+            alerts = recorded.alerts,
+            "batch recorded"
+        );
+        true
+    }
 }
